@@ -1,0 +1,204 @@
+//! Cases (办件), their tasks (待办) and history events: the state the engine moves and the
+//! store keeps. These types are serialized both to the store and onto the API, so every
+//! field is a compatibility promise.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub type Data = Map<String, Value>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseStatus {
+    /// Received, waiting for the intake decision at the window.
+    Submitted,
+    /// Accepted; steps are running.
+    InProgress,
+    Approved,
+    Rejected,
+    /// Rejected at intake (e.g. needs no permit).
+    NotAccepted,
+    /// Sent to the competent office at intake.
+    Referred,
+    Withdrawn,
+}
+
+impl CaseStatus {
+    pub fn is_open(self) -> bool {
+        matches!(self, CaseStatus::Submitted | CaseStatus::InProgress)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Applicant {
+    /// ID card number or unified social credit code: what links one applicant's cases.
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Preferred language for notices, e.g. `zh` or `en`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaterialRef {
+    /// The material id the procedure declares.
+    pub id: String,
+    /// File name as uploaded; its extension is checked against the accepted formats.
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Open,
+    Claimed,
+    Completed,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// `<case id>-<n>`: unique, and names its case so no lookup table is needed.
+    pub id: String,
+    pub step: String,
+    pub step_name: String,
+    pub group: String,
+    /// Set when the step's mode names signers: only this staff member may act.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
+    pub state: TaskState,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The active step instance this task belongs to.
+    pub token: u32,
+}
+
+impl Task {
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, TaskState::Open | TaskState::Claimed)
+    }
+}
+
+/// One active step instance. Parallel steps hold a token while their branches run; branch
+/// tokens point at it through `parent`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Token {
+    pub id: u32,
+    pub step: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u32>,
+    /// Branches of a parallel step still running.
+    #[serde(default)]
+    pub pending: u32,
+    /// Signers still to act in `sequential` mode, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queue: Vec<String>,
+    pub entered_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Case {
+    pub id: u64,
+    /// Human-facing number, gap-free per procedure and year: `PLAN-LUP-2026-000042`.
+    pub number: String,
+    /// Short random code the applicant uses with the number to track the case.
+    pub query_code: String,
+    pub procedure: String,
+    pub procedure_name: String,
+    pub department: String,
+    /// The procedure version the case started on and keeps.
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+    pub applicant: Applicant,
+    /// `window` or `online`.
+    pub channel: String,
+    pub status: CaseStatus,
+    pub data: Data,
+    pub materials: Vec<MaterialRef>,
+    pub submitted_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<DateTime<Utc>>,
+    pub tasks: Vec<Task>,
+    pub tokens: Vec<Token>,
+    /// Steps completed so far, in order: what a return may go back to.
+    pub visited: Vec<String>,
+    pub next_task: u32,
+    pub next_token: u32,
+    /// Events in the history; the next event's sequence number.
+    pub history_len: u64,
+    /// Bumped on every write; a write against a stale revision is a conflict.
+    pub rev: u64,
+}
+
+impl Case {
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.id == id)
+    }
+
+    pub fn open_tasks(&self) -> impl Iterator<Item = &Task> {
+        self.tasks.iter().filter(|t| t.is_open())
+    }
+
+    /// The steps the case currently is at (what the applicant sees as "where it is").
+    pub fn current_steps(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.open_tasks().map(|t| t.step_name.clone()).collect();
+        v.dedup();
+        v
+    }
+}
+
+/// What a transition did besides the action itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Effect {
+    StepEntered { step: String },
+    StepCompleted { step: String, outcome: String },
+    TaskCreated { task: String, group: String, #[serde(default, skip_serializing_if = "Option::is_none")] assignee: Option<String> },
+    TaskCancelled { task: String },
+    AutoStepRan { step: String, outcome: String },
+    HookRan { hook: String },
+    BranchJoined { step: String },
+    Decided { status: CaseStatus },
+}
+
+/// One entry of a case's append-only history: who, when, what, why, and what data changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    /// The action: `submitted`, `accepted`, `completed`, `returned`, `transferred`, ...
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Keys of the case data this transition set, with their new values.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub data_changed: Data,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub effects: Vec<Effect>,
+}

@@ -1,0 +1,696 @@
+//! The engine: the one entry point the server calls. It checks who may do what, runs a
+//! [`Flow`] on a copy of the case, and commits the result through the [`Store`].
+//! Every mutating method returns a [`Committed`] whose ticket the caller must pass to
+//! [`Engine::durable`] before telling anyone the action happened.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::case::{Applicant, Case, CaseStatus, Data, HistoryEvent, MaterialRef, Task, TaskState};
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::flow::Flow;
+use crate::form::{check_data, check_materials, Filler};
+use crate::office::RuleSet;
+use crate::procedure::{Procedure, INTAKE_STEP};
+use crate::script;
+use crate::store::{CaseWrite, Store, TokenRecord, VersionRecord};
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    Admin,
+    Staff(String),
+    /// An applicant online, or anyone without a token.
+    Public,
+}
+
+impl Actor {
+    pub fn name(&self) -> String {
+        match self {
+            Actor::Admin => "admin".into(),
+            Actor::Staff(s) => s.clone(),
+            Actor::Public => "applicant".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Submission {
+    pub procedure: String,
+    pub applicant: Applicant,
+    #[serde(default)]
+    pub data: Data,
+    #[serde(default)]
+    pub materials: Vec<MaterialRef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleItem {
+    pub procedure: String,
+    #[serde(default)]
+    pub data: Data,
+    #[serde(default)]
+    pub materials: Vec<MaterialRef>,
+}
+
+/// Filters of a worklist; all optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkFilter {
+    pub procedure: Option<String>,
+    pub department: Option<String>,
+    pub group: Option<String>,
+    /// `open` (unclaimed) or `claimed`.
+    pub state: Option<TaskState>,
+    /// Only tasks claimed by or assigned to the caller.
+    #[serde(default)]
+    pub mine: bool,
+    pub bundle: Option<String>,
+}
+
+/// A task with what a clerk needs to see of its case.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkItem {
+    #[serde(flatten)]
+    pub task: Task,
+    pub case_id: u64,
+    pub case_number: String,
+    pub procedure: String,
+    pub procedure_name: String,
+    pub department: String,
+    pub applicant: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+    pub outcomes: Vec<String>,
+}
+
+/// The result of a mutation, to be made durable before it is reported.
+#[derive(Debug)]
+pub struct Committed {
+    pub cases: Vec<Case>,
+    pub ticket: u64,
+}
+
+impl Committed {
+    pub fn case(&self) -> &Case {
+        &self.cases[0]
+    }
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    rules: RwLock<Arc<RuleSet>>,
+    scripts_dir: PathBuf,
+    clock: Arc<dyn Clock>,
+    /// Procedure versions no longer on disk, rebuilt from the store on demand.
+    old_versions: Mutex<HashMap<(String, String), Arc<Procedure>>>,
+}
+
+const QUERY_ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+
+fn query_code() -> String {
+    let mut rng = rand::rng();
+    (0..8)
+        .map(|_| QUERY_ALPHABET[rng.random_range(0..QUERY_ALPHABET.len())] as char)
+        .collect()
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn task_case_id(task_id: &str) -> Result<u64> {
+    task_id
+        .split_once('-')
+        .and_then(|(c, _)| c.parse().ok())
+        .ok_or_else(|| Error::NotFound(format!("task {task_id} not found")))
+}
+
+impl Engine {
+    /// Loads the scripts folder and opens the engine on a store.
+    pub fn open(store: Arc<dyn Store>, scripts_dir: &Path, clock: Arc<dyn Clock>) -> Result<Engine> {
+        let rules = script::load_dir(scripts_dir).map_err(Error::Load)?;
+        let engine = Engine {
+            store,
+            rules: RwLock::new(Arc::new(RuleSet::default())),
+            scripts_dir: scripts_dir.to_path_buf(),
+            clock,
+            old_versions: Mutex::new(HashMap::new()),
+        };
+        engine.install(rules)?;
+        Ok(engine)
+    }
+
+    /// Makes a validated rule set live, first keeping every procedure version's source.
+    pub fn install(&self, rules: RuleSet) -> Result<()> {
+        let now = self.clock.now();
+        for p in rules.procedures.values() {
+            let src = p.script.as_ref().map(|s| s.source.clone()).unwrap_or_default();
+            let fresh = self.store.put_version(&VersionRecord {
+                procedure: p.id.clone(),
+                version: p.version.clone(),
+                file: p.file.clone(),
+                source: src,
+                first_loaded: now,
+            })?;
+            if fresh {
+                tracing::info!(message = "procedure version recorded", procedure = %p.id, version = %p.version, file = %p.file);
+            }
+        }
+        *self.rules.write().map_err(|_| Error::Store("rule set lock poisoned".into()))? = Arc::new(rules);
+        Ok(())
+    }
+
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub async fn durable(&self, ticket: u64) -> Result<()> {
+        self.store.durable(ticket).await
+    }
+
+    /// The procedure version a case runs on, even if its file has changed since.
+    pub fn procedure_of(&self, case: &Case) -> Result<Arc<Procedure>> {
+        if let Some(p) = self.rules().procedures.get(&case.procedure) {
+            if p.version == case.version {
+                return Ok(p.clone());
+            }
+        }
+        let key = (case.procedure.clone(), case.version.clone());
+        if let Some(p) = self.old_versions.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(p);
+        }
+        let rec = self.store.version(&case.procedure, &case.version)?.ok_or_else(|| {
+            Error::Store(format!("procedure {} version {} is not stored", case.procedure, case.version))
+        })?;
+        let p = script::load_version(&self.scripts_dir, &rec.file, &rec.source, &rec.procedure)
+            .map(Arc::new)
+            .map_err(|message| Error::Script { procedure: case.procedure.clone(), message })?;
+        if let Ok(mut m) = self.old_versions.lock() {
+            m.insert(key, p.clone());
+        }
+        Ok(p)
+    }
+
+    fn new_case(&self, proc: &Procedure, applicant: &Applicant, bundle: Option<String>, channel: &str) -> Result<Case> {
+        Ok(Case {
+            id: self.store.next_case_id()?,
+            number: String::new(),
+            query_code: query_code(),
+            procedure: proc.id.clone(),
+            procedure_name: proc.name.clone(),
+            department: proc.department.clone(),
+            version: proc.version.clone(),
+            bundle,
+            applicant: applicant.clone(),
+            channel: channel.to_string(),
+            status: CaseStatus::Submitted,
+            data: Data::new(),
+            materials: Vec::new(),
+            submitted_at: self.clock.now(),
+            accepted_at: None,
+            decided_at: None,
+            tasks: Vec::new(),
+            tokens: Vec::new(),
+            visited: Vec::new(),
+            next_task: 0,
+            next_token: 0,
+            history_len: 0,
+            rev: 0,
+        })
+    }
+
+    fn check_applicant(a: &Applicant) -> Result<()> {
+        let ok_id = !a.id.trim().is_empty() && a.id.len() <= 64 && a.id.chars().all(|c| c.is_ascii_alphanumeric());
+        if !ok_id {
+            return Err(Error::Validation(
+                "applicant.id must be 1-64 letters or digits (ID card number or credit code)".into(),
+            ));
+        }
+        if a.name.trim().is_empty() || a.name.len() > 200 {
+            return Err(Error::Validation("applicant.name is required (at most 200 bytes)".into()));
+        }
+        Ok(())
+    }
+
+    /// Builds one submitted case with its intake task, without committing it.
+    fn prepare_submission(
+        &self,
+        rules: &RuleSet,
+        actor: &Actor,
+        procedure: &str,
+        applicant: &Applicant,
+        data: Data,
+        materials: Vec<MaterialRef>,
+        bundle: Option<String>,
+    ) -> Result<CaseWrite> {
+        let proc = rules
+            .procedures
+            .get(procedure)
+            .ok_or_else(|| Error::NotFound(format!("procedure '{procedure}' does not exist")))?;
+        let mut errs = check_data(proc, &data, &data, Filler::Applicant, true);
+        errs.extend(check_materials(proc, &materials));
+        if !errs.is_empty() {
+            return Err(Error::Validation(errs.join("; ")));
+        }
+        let channel = if matches!(actor, Actor::Staff(_)) { "window" } else { "online" };
+        let mut case = self.new_case(proc, applicant, bundle, channel)?;
+        case.data = data;
+        case.materials = materials;
+        let now = case.submitted_at;
+        let mut flow = Flow::new(proc, rules, case, now);
+        flow.hook(proc.hooks.on_submit.as_ref())?;
+        flow.open_intake();
+        let scope = format!("{}-{}", proc.number_prefix(), now.format("%Y"));
+        let event = HistoryEvent {
+            seq: 0,
+            at: now,
+            actor: actor.name(),
+            action: "submitted".into(),
+            task: None,
+            step: None,
+            outcome: None,
+            comment: None,
+            data_changed: flow.case.data.clone(),
+            effects: flow.effects,
+        };
+        Ok(CaseWrite { before: None, after: flow.case, event, number_scope: Some(scope) })
+    }
+
+    /// Receives an application: at the window (staff) or online (public).
+    pub fn submit(&self, actor: &Actor, sub: Submission) -> Result<Committed> {
+        Self::check_applicant(&sub.applicant)?;
+        let rules = self.rules();
+        let w = self.prepare_submission(&rules, actor, &sub.procedure, &sub.applicant, sub.data, sub.materials, None)?;
+        self.commit(vec![w])
+    }
+
+    /// Receives a bundle (一件事): one application that opens a case per procedure, all or
+    /// none, linked by a bundle reference.
+    pub fn submit_bundle(&self, actor: &Actor, bundle: &str, applicant: Applicant, items: Vec<BundleItem>) -> Result<Committed> {
+        Self::check_applicant(&applicant)?;
+        let rules = self.rules();
+        let b = rules
+            .bundles
+            .get(bundle)
+            .ok_or_else(|| Error::NotFound(format!("bundle '{bundle}' does not exist")))?;
+        if items.is_empty() {
+            return Err(Error::Validation("a bundle needs at least one procedure".into()));
+        }
+        for it in &items {
+            if !b.procedures.contains(&it.procedure) {
+                return Err(Error::Validation(format!(
+                    "procedure '{}' is not part of bundle '{bundle}' ({})",
+                    it.procedure,
+                    b.procedures.join(", ")
+                )));
+            }
+        }
+        let reference = format!("{}-{}", bundle, query_code());
+        let mut writes = Vec::new();
+        let mut errs = Vec::new();
+        for it in items {
+            match self.prepare_submission(&rules, actor, &it.procedure, &applicant, it.data, it.materials, Some(reference.clone())) {
+                Ok(w) => writes.push(w),
+                Err(e) => errs.push(format!("{}: {e}", it.procedure)),
+            }
+        }
+        if !errs.is_empty() {
+            return Err(Error::Validation(errs.join("; ")));
+        }
+        self.commit(writes)
+    }
+
+    fn commit(&self, mut writes: Vec<CaseWrite>) -> Result<Committed> {
+        let ticket = self.store.commit(&mut writes)?;
+        Ok(Committed { cases: writes.into_iter().map(|w| w.after).collect(), ticket })
+    }
+
+    /// Resolves a case reference: its id or its number.
+    pub fn case_id(&self, reference: &str) -> Result<u64> {
+        if let Ok(id) = reference.parse::<u64>() {
+            return Ok(id);
+        }
+        self.store
+            .case_id_by_number(reference)?
+            .ok_or_else(|| Error::NotFound(format!("case {reference} not found")))
+    }
+
+    pub fn case(&self, id: u64) -> Result<Case> {
+        self.store.case(id)?.ok_or_else(|| Error::NotFound(format!("case {id} not found")))
+    }
+
+    pub fn history(&self, id: u64) -> Result<Vec<HistoryEvent>> {
+        self.store.history(id)
+    }
+
+    /// An applicant's view by number and query code. A wrong code looks like a missing case.
+    pub fn track(&self, number: &str, code: &str) -> Result<Case> {
+        let missing = || Error::NotFound(format!("no case {number} with that query code"));
+        let id = self.store.case_id_by_number(number)?.ok_or_else(missing)?;
+        let case = self.case(id)?;
+        let a = case.query_code.as_bytes();
+        let b = code.trim().to_ascii_uppercase();
+        // Constant-time comparison: the code is a secret.
+        let same = a.len() == b.len() && a.iter().zip(b.as_bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+        if !same {
+            return Err(missing());
+        }
+        Ok(case)
+    }
+
+    pub fn applicant_cases(&self, applicant: &str) -> Result<Vec<Case>> {
+        self.store
+            .cases_of_applicant(applicant)?
+            .into_iter()
+            .filter_map(|id| self.store.case(id).transpose())
+            .collect()
+    }
+
+    pub fn bundle_cases(&self, reference: &str) -> Result<Vec<Case>> {
+        self.store
+            .cases_of_bundle(reference)?
+            .into_iter()
+            .filter_map(|id| self.store.case(id).transpose())
+            .collect()
+    }
+
+    /// Tasks of the caller's groups (every group for an administrator).
+    pub fn worklist(&self, actor: &Actor, f: &WorkFilter) -> Result<Vec<WorkItem>> {
+        let rules = self.rules();
+        let groups: Vec<String> = match actor {
+            Actor::Admin => rules.groups.keys().cloned().collect(),
+            Actor::Staff(s) => rules.groups_of(s),
+            Actor::Public => return Err(Error::Forbidden("a staff token is required".into())),
+        };
+        let me = actor.name();
+        let mut items = Vec::new();
+        let mut cache: HashMap<u64, Option<Case>> = HashMap::new();
+        for g in groups.iter().filter(|g| f.group.as_ref().is_none_or(|x| x == *g)) {
+            for (case_id, task_id) in self.store.open_tasks_of_group(g)? {
+                let case = match cache.entry(case_id) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(self.store.case(case_id)?),
+                };
+                let Some(case) = case.as_ref() else { continue };
+                let Some(task) = case.task(&task_id) else { continue };
+                let for_me = task.assignee.as_ref().is_none_or(|a| *a == me) || *actor == Actor::Admin;
+                let keep = for_me
+                    && f.procedure.as_ref().is_none_or(|p| *p == case.procedure)
+                    && f.department.as_ref().is_none_or(|d| *d == case.department)
+                    && f.state.is_none_or(|s| s == task.state)
+                    && f.bundle.as_ref().is_none_or(|b| case.bundle.as_ref() == Some(b))
+                    && (!f.mine || task.claimed_by.as_ref() == Some(&me) || task.assignee.as_ref() == Some(&me));
+                if !keep {
+                    continue;
+                }
+                let outcomes = if task.step == INTAKE_STEP {
+                    vec!["accept".into(), "reject".into(), "refer".into()]
+                } else {
+                    self.procedure_of(case)
+                        .ok()
+                        .and_then(|p| p.step(&task.step).map(|s| p.outcomes_of(s)))
+                        .unwrap_or_default()
+                };
+                items.push(WorkItem {
+                    task: task.clone(),
+                    case_id,
+                    case_number: case.number.clone(),
+                    procedure: case.procedure.clone(),
+                    procedure_name: case.procedure_name.clone(),
+                    department: case.department.clone(),
+                    applicant: case.applicant.name.clone(),
+                    bundle: case.bundle.clone(),
+                    outcomes,
+                });
+            }
+        }
+        items.sort_by(|a, b| (a.task.created_at, &a.task.id).cmp(&(b.task.created_at, &b.task.id)));
+        Ok(items)
+    }
+
+    /// Loads a task's case and checks that `actor` may act on the task.
+    fn for_task(&self, actor: &Actor, task_id: &str) -> Result<(Case, Task)> {
+        let case = self
+            .store
+            .case(task_case_id(task_id)?)?
+            .ok_or_else(|| Error::NotFound(format!("task {task_id} not found")))?;
+        let task = case
+            .task(task_id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("task {task_id} not found")))?;
+        let staff = match actor {
+            Actor::Staff(s) => s,
+            Actor::Admin => return Err(Error::Forbidden("tasks are handled by staff of their group, not by the administrator".into())),
+            Actor::Public => return Err(Error::Forbidden("a staff token is required".into())),
+        };
+        let rules = self.rules();
+        if !rules.is_member(staff, &task.group) {
+            return Err(Error::Forbidden(format!("only members of group '{}' may act on this task", task.group)));
+        }
+        if task.assignee.as_ref().is_some_and(|a| a != staff) {
+            return Err(Error::Forbidden(format!(
+                "this task is for {}",
+                task.assignee.as_deref().unwrap_or_default()
+            )));
+        }
+        if !task.is_open() {
+            return Err(Error::Conflict(format!("task {task_id} is already {:?}", task.state).to_lowercase()));
+        }
+        if task.claimed_by.as_ref().is_some_and(|c| c != staff) {
+            return Err(Error::Conflict(format!(
+                "task {task_id} is claimed by {}",
+                task.claimed_by.as_deref().unwrap_or_default()
+            )));
+        }
+        Ok((case, task))
+    }
+
+    /// Runs `f` on a flow over the task's case and commits the result with one event.
+    fn act(
+        &self,
+        actor: &Actor,
+        task_id: &str,
+        action: &str,
+        comment: Option<String>,
+        f: impl FnOnce(&mut Flow, &Task) -> Result<Option<String>>,
+    ) -> Result<Committed> {
+        let (case, task) = self.for_task(actor, task_id)?;
+        let proc = self.procedure_of(&case)?;
+        let rules = self.rules();
+        let mut flow = Flow::new(&proc, &rules, case.clone(), self.clock.now());
+        let outcome = f(&mut flow, &task)?;
+        let event = HistoryEvent {
+            seq: 0,
+            at: flow.now,
+            actor: actor.name(),
+            action: action.into(),
+            task: Some(task.id.clone()),
+            step: Some(task.step.clone()),
+            outcome,
+            comment,
+            data_changed: flow.data_changed,
+            effects: flow.effects,
+        };
+        self.commit(vec![CaseWrite { before: Some(case), after: flow.case, event, number_scope: None }])
+    }
+
+    pub fn claim(&self, actor: &Actor, task_id: &str) -> Result<Committed> {
+        let me = actor.name();
+        self.act(actor, task_id, "claimed", None, |flow, task| {
+            if task.claimed_by.is_some() {
+                return Err(Error::Conflict(format!("task {} is already claimed by you", task.id)));
+            }
+            set_task(flow, &task.id, |t| {
+                t.claimed_by = Some(me);
+                t.state = TaskState::Claimed;
+            });
+            Ok(None)
+        })
+    }
+
+    pub fn release(&self, actor: &Actor, task_id: &str) -> Result<Committed> {
+        self.act(actor, task_id, "released", None, |flow, task| {
+            if task.claimed_by.is_none() {
+                return Err(Error::InvalidTransition(format!("task {} is not claimed", task.id)));
+            }
+            set_task(flow, &task.id, |t| {
+                t.claimed_by = None;
+                t.state = TaskState::Open;
+            });
+            Ok(None)
+        })
+    }
+
+    /// Completes a task with an outcome, a comment and data merged into the case.
+    pub fn complete(&self, actor: &Actor, task_id: &str, outcome: &str, comment: Option<String>, data: Data) -> Result<Committed> {
+        let me = actor.name();
+        let c = comment.clone();
+        self.act(actor, task_id, "completed", comment, |flow, task| {
+            let mut merged = flow.case.data.clone();
+            merged.extend(data.clone());
+            let errs = check_data(flow.proc, &data, &merged, Filler::Staff, false);
+            if !errs.is_empty() {
+                return Err(Error::Validation(errs.join("; ")));
+            }
+            flow.merge(data);
+            flow.complete_task(&task.id, &me, outcome, c)?;
+            Ok(Some(outcome.to_string()))
+        })
+    }
+
+    /// Returns the case to an earlier step (退回).
+    pub fn return_to(&self, actor: &Actor, task_id: &str, to: &str, comment: Option<String>) -> Result<Committed> {
+        let me = actor.name();
+        let c = comment.clone();
+        self.act(actor, task_id, "returned", comment, |flow, task| {
+            set_task(flow, &task.id, |t| {
+                t.completed_by = Some(me);
+                t.outcome = Some(format!("return:{to}"));
+                t.comment = c;
+            });
+            flow.return_to(&task.id, to)?;
+            Ok(Some(format!("return:{to}")))
+        })
+    }
+
+    /// Transfers a task to another group, or to a named member of its group (转办).
+    pub fn transfer(&self, actor: &Actor, task_id: &str, group: Option<String>, staff: Option<String>, comment: Option<String>) -> Result<Committed> {
+        let rules = self.rules();
+        if group.is_none() && staff.is_none() {
+            return Err(Error::Validation("name a group or a staff member to transfer to".into()));
+        }
+        if let Some(g) = &group {
+            if !rules.groups.contains_key(g) {
+                return Err(Error::Validation(format!("group '{g}' does not exist")));
+            }
+        }
+        self.act(actor, task_id, "transferred", comment, |flow, task| {
+            let target_group = group.clone().unwrap_or_else(|| task.group.clone());
+            if let Some(s) = &staff {
+                if !rules.is_member(s, &target_group) {
+                    return Err(Error::Validation(format!("'{s}' is not a member of group '{target_group}'")));
+                }
+            }
+            set_task(flow, &task.id, |t| {
+                t.group = target_group.clone();
+                t.claimed_by = None;
+                t.state = TaskState::Open;
+                if staff.is_some() || group.is_some() {
+                    t.assignee = staff.clone();
+                }
+            });
+            Ok(None)
+        })
+    }
+
+    /// The applicant withdraws an open case (撤回). `code` is required from the public.
+    pub fn withdraw(&self, actor: &Actor, case_id: u64, code: Option<&str>, reason: Option<String>) -> Result<Committed> {
+        let case = self.case(case_id)?;
+        if *actor == Actor::Public {
+            self.track(&case.number, code.unwrap_or_default())?;
+        }
+        if !case.status.is_open() {
+            return Err(Error::InvalidTransition(format!("case {} is already closed", case.number)));
+        }
+        let proc = self.procedure_of(&case)?;
+        let rules = self.rules();
+        let mut flow = Flow::new(&proc, &rules, case.clone(), self.clock.now());
+        flow.close(CaseStatus::Withdrawn);
+        let event = HistoryEvent {
+            seq: 0,
+            at: flow.now,
+            actor: actor.name(),
+            action: "withdrawn".into(),
+            task: None,
+            step: None,
+            outcome: None,
+            comment: reason,
+            data_changed: Data::new(),
+            effects: flow.effects,
+        };
+        self.commit(vec![CaseWrite { before: Some(case), after: flow.case, event, number_scope: None }])
+    }
+
+    // --- tokens -------------------------------------------------------------------------
+
+    /// Issues a token for a staff member (or the administrator); the secret is returned once.
+    pub fn issue_token(&self, subject: &str, label: &str) -> Result<(TokenRecord, String)> {
+        let admin = subject == "admin";
+        if !admin && !self.rules().staff.contains_key(subject) {
+            return Err(Error::Validation(format!("staff '{subject}' is not in the office scripts")));
+        }
+        let mut bytes = [0u8; 32];
+        rand::rng().fill(&mut bytes);
+        let secret = format!("gch_{}", hex::encode(bytes));
+        let hash = hash_secret(&secret);
+        let rec = TokenRecord {
+            id: hash[..12].to_string(),
+            subject: subject.to_string(),
+            admin,
+            label: label.to_string(),
+            created_at: self.clock.now(),
+            revoked_at: None,
+        };
+        self.store.put_token(&hash, &rec)?;
+        Ok((rec, secret))
+    }
+
+    /// The actor a bearer secret stands for, if it is valid and not revoked.
+    pub fn authenticate(&self, secret: &str) -> Result<Option<Actor>> {
+        let rec = self.store.token_by_hash(&hash_secret(secret))?;
+        Ok(rec.filter(|r| r.revoked_at.is_none()).map(|r| {
+            if r.admin {
+                Actor::Admin
+            } else {
+                Actor::Staff(r.subject)
+            }
+        }))
+    }
+
+    pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let mut v: Vec<TokenRecord> = self.store.tokens()?.into_iter().map(|(_, r)| r).collect();
+        v.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(v)
+    }
+
+    pub fn revoke_token(&self, id: &str) -> Result<TokenRecord> {
+        let (hash, mut rec) = self
+            .store
+            .tokens()?
+            .into_iter()
+            .find(|(_, r)| r.id == id)
+            .ok_or_else(|| Error::NotFound(format!("token {id} not found")))?;
+        if rec.revoked_at.is_none() {
+            rec.revoked_at = Some(self.clock.now());
+            self.store.put_token(&hash, &rec)?;
+        }
+        Ok(rec)
+    }
+
+    /// On a store without tokens, creates the first administrator token.
+    pub fn bootstrap_admin(&self) -> Result<Option<String>> {
+        if !self.store.tokens()?.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.issue_token("admin", "created at first start")?.1))
+    }
+}
+
+fn set_task(flow: &mut Flow, id: &str, f: impl FnOnce(&mut Task)) {
+    if let Some(t) = flow.case.tasks.iter_mut().find(|t| t.id == id) {
+        f(t);
+    }
+}

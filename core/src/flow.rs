@@ -1,0 +1,483 @@
+//! Routing: how a case moves through its procedure's steps. Pure with respect to storage:
+//! a [`Flow`] takes a copy of the case, applies one action and everything it sets off
+//! (steps entered, tasks created, parallel joins, automatic steps, hooks, the decision),
+//! and records each consequence as an [`Effect`]. The engine then commits the result in one
+//! write, or drops it if anything failed, so a failed action changes nothing.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::case::{Case, CaseStatus, Data, Effect, Task, TaskState, Token};
+use crate::error::{Error, Result};
+use crate::office::RuleSet;
+use crate::procedure::{Mode, Procedure, Route, RouteRef, StepKind, Target, INTAKE_STEP};
+
+/// Steps entered in one transition beyond which routing is taken to loop.
+const MAX_STEPS_PER_TRANSITION: u32 = 256;
+
+pub struct Flow<'a> {
+    pub proc: &'a Procedure,
+    pub rules: &'a RuleSet,
+    pub case: Case,
+    pub now: DateTime<Utc>,
+    pub effects: Vec<Effect>,
+    pub data_changed: Data,
+    entered: u32,
+}
+
+impl<'a> Flow<'a> {
+    pub fn new(proc: &'a Procedure, rules: &'a RuleSet, case: Case, now: DateTime<Utc>) -> Self {
+        Flow { proc, rules, case, now, effects: Vec::new(), data_changed: Data::new(), entered: 0 }
+    }
+
+    fn script_error(&self, message: String) -> Error {
+        Error::Script { procedure: format!("{} ({})", self.proc.id, self.proc.file), message }
+    }
+
+    /// What scripts see of a case.
+    pub fn case_view(&self) -> Value {
+        let c = &self.case;
+        json!({
+            "id": c.id,
+            "number": c.number,
+            "procedure": c.procedure,
+            "status": c.status,
+            "applicant": c.applicant,
+            "data": c.data,
+            "materials": c.materials,
+            "visited": c.visited,
+            "year": c.submitted_at.format("%Y").to_string(),
+        })
+    }
+
+    pub fn merge(&mut self, data: Data) {
+        for (k, v) in data {
+            self.case.data.insert(k.clone(), v.clone());
+            self.data_changed.insert(k, v);
+        }
+    }
+
+    /// Runs a hook; an object it returns is merged into the case data.
+    pub fn hook(&mut self, name: Option<&String>) -> Result<()> {
+        let Some(name) = name else { return Ok(()) };
+        let script = self.proc.script.clone().ok_or_else(|| self.script_error("no script".into()))?;
+        let out = script.call(name, &self.case_view()).map_err(|m| self.script_error(m))?;
+        match out {
+            Value::Null => {}
+            Value::Object(m) => self.merge(m),
+            other => {
+                return Err(self.script_error(format!(
+                    "hook {name} must return a map of data or nothing, not {other}"
+                )))
+            }
+        }
+        self.effects.push(Effect::HookRan { hook: name.clone() });
+        Ok(())
+    }
+
+    fn resolve(&self, route: &Route) -> Result<Target> {
+        match route {
+            Route::To(t) => Ok(Target::parse(t)),
+            Route::Rules(rules) => {
+                let script = self.proc.script.clone().ok_or_else(|| self.script_error("no script".into()))?;
+                let applicant = serde_json::to_value(&self.case.applicant).unwrap_or(Value::Null);
+                let data = Value::Object(self.case.data.clone());
+                for r in rules {
+                    let hit = match &r.when {
+                        None => true,
+                        Some(cond) => script.condition(cond, &data, &applicant).map_err(|m| self.script_error(m))?,
+                    };
+                    if hit {
+                        return Ok(Target::parse(&r.to));
+                    }
+                }
+                Err(self.script_error("no routing rule matched".into()))
+            }
+        }
+    }
+
+    pub fn follow(&mut self, route: RouteRef<'_>, parent: Option<u32>) -> Result<()> {
+        let target = match route {
+            RouteRef::Route(r) => self.resolve(r)?,
+            RouteRef::Rejected => Target::Rejected,
+        };
+        self.enter(target, parent)
+    }
+
+    fn enter(&mut self, target: Target, parent: Option<u32>) -> Result<()> {
+        if !self.case.status.is_open() {
+            return Ok(());
+        }
+        self.entered += 1;
+        if self.entered > MAX_STEPS_PER_TRANSITION {
+            return Err(self.script_error("routing loops: too many steps entered in one action".into()));
+        }
+        match target {
+            Target::Approved => self.decide(CaseStatus::Approved),
+            Target::Rejected => self.decide(CaseStatus::Rejected),
+            Target::Join => self.join(parent),
+            Target::Step(id) => self.activate(&id, parent),
+        }
+    }
+
+    fn new_token(&mut self, step: &str, parent: Option<u32>) -> u32 {
+        let id = self.case.next_token;
+        self.case.next_token += 1;
+        self.case.tokens.push(Token {
+            id,
+            step: step.to_string(),
+            parent,
+            pending: 0,
+            queue: Vec::new(),
+            entered_at: self.now,
+        });
+        id
+    }
+
+    fn token_mut(&mut self, id: u32) -> Option<&mut Token> {
+        self.case.tokens.iter_mut().find(|t| t.id == id)
+    }
+
+    fn create_task(&mut self, token: u32, step: &str, step_name: &str, group: &str, assignee: Option<String>) {
+        self.case.next_task += 1;
+        let id = format!("{}-{}", self.case.id, self.case.next_task);
+        self.effects.push(Effect::TaskCreated { task: id.clone(), group: group.to_string(), assignee: assignee.clone() });
+        self.case.tasks.push(Task {
+            id,
+            step: step.to_string(),
+            step_name: step_name.to_string(),
+            group: group.to_string(),
+            assignee,
+            claimed_by: None,
+            state: TaskState::Open,
+            created_at: self.now,
+            completed_at: None,
+            completed_by: None,
+            outcome: None,
+            comment: None,
+            token,
+        });
+    }
+
+    /// Opens the intake task at the window: the case's first task.
+    pub fn open_intake(&mut self) {
+        let token = self.new_token(INTAKE_STEP, None);
+        let group = self.proc.intake.clone();
+        self.create_task(token, INTAKE_STEP, "Intake", &group, None);
+    }
+
+    fn activate(&mut self, id: &str, parent: Option<u32>) -> Result<()> {
+        let proc = self.proc;
+        let step = proc
+            .step(id)
+            .ok_or_else(|| self.script_error(format!("route to unknown step '{id}'")))?;
+        self.effects.push(Effect::StepEntered { step: id.to_string() });
+        self.hook(step.on_enter.as_ref())?;
+        let token = self.new_token(id, parent);
+        match step.kind {
+            StepKind::Task => {
+                let group = step.group.clone().unwrap_or_default();
+                let signers = if step.signers.is_empty() {
+                    self.rules.groups.get(&group).map(|g| g.members.clone()).unwrap_or_default()
+                } else {
+                    step.signers.clone()
+                };
+                match step.mode {
+                    Mode::Single => self.create_task(token, id, &step.name, &group, None),
+                    Mode::All | Mode::Any => {
+                        if signers.is_empty() {
+                            return Err(Error::Validation(format!("step '{id}': group '{group}' has no one to sign")));
+                        }
+                        for s in signers {
+                            self.create_task(token, id, &step.name, &group, Some(s));
+                        }
+                    }
+                    Mode::Sequential => {
+                        let mut queue = signers.into_iter();
+                        let first = queue
+                            .next()
+                            .ok_or_else(|| Error::Validation(format!("step '{id}': group '{group}' has no one to sign")))?;
+                        if let Some(t) = self.token_mut(token) {
+                            t.queue = queue.collect();
+                        }
+                        self.create_task(token, id, &step.name, &group, Some(first));
+                    }
+                }
+                Ok(())
+            }
+            StepKind::Auto => {
+                let run = step.run.clone().unwrap_or_default();
+                let script = proc.script.clone().ok_or_else(|| self.script_error("no script".into()))?;
+                let out = script.call(&run, &self.case_view()).map_err(|m| self.script_error(m))?;
+                let (outcome, data) = self.auto_result(&run, out)?;
+                self.merge(data);
+                self.effects.push(Effect::AutoStepRan { step: id.to_string(), outcome: outcome.clone() });
+                self.complete_token(token, &outcome)
+            }
+            StepKind::Parallel => {
+                if let Some(t) = self.token_mut(token) {
+                    t.pending = step.branches.len() as u32;
+                }
+                for b in &step.branches {
+                    self.enter(Target::Step(b.clone()), Some(token))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// An automatic step returns an outcome name, nothing (approve), or
+    /// `#{ outcome: "...", data: #{...} }`.
+    fn auto_result(&self, run: &str, out: Value) -> Result<(String, Data)> {
+        match out {
+            Value::Null => Ok(("approve".into(), Data::new())),
+            Value::String(s) => Ok((s, Data::new())),
+            Value::Object(mut m) => {
+                let outcome = match m.remove("outcome") {
+                    None => "approve".to_string(),
+                    Some(Value::String(s)) => s,
+                    Some(v) => return Err(self.script_error(format!("{run}: outcome must be text, not {v}"))),
+                };
+                let data = match m.remove("data") {
+                    None => Data::new(),
+                    Some(Value::Object(d)) => d,
+                    Some(v) => return Err(self.script_error(format!("{run}: data must be a map, not {v}"))),
+                };
+                if let Some(k) = m.keys().next() {
+                    return Err(self.script_error(format!("{run}: unexpected key '{k}' (use outcome and data)")));
+                }
+                Ok((outcome, data))
+            }
+            other => Err(self.script_error(format!("{run} returned {other}; expected an outcome or a map"))),
+        }
+    }
+
+    fn cancel_tasks_of(&mut self, tokens: &[u32]) {
+        for t in self.case.tasks.iter_mut() {
+            if t.is_open() && tokens.contains(&t.token) {
+                t.state = TaskState::Cancelled;
+                t.completed_at = Some(self.now);
+                self.effects.push(Effect::TaskCancelled { task: t.id.clone() });
+            }
+        }
+    }
+
+    /// The token and every token below it (branches of parallel steps).
+    fn subtree(&self, root: u32) -> Vec<u32> {
+        let mut out = vec![root];
+        let mut i = 0;
+        while i < out.len() {
+            let p = out[i];
+            out.extend(self.case.tokens.iter().filter(|t| t.parent == Some(p)).map(|t| t.id));
+            i += 1;
+        }
+        out
+    }
+
+    fn remove_tokens(&mut self, ids: &[u32]) {
+        self.cancel_tasks_of(ids);
+        self.case.tokens.retain(|t| !ids.contains(&t.id));
+    }
+
+    /// Completes a step instance with an outcome and follows the step's route.
+    pub fn complete_token(&mut self, token: u32, outcome: &str) -> Result<()> {
+        let tok = self
+            .case
+            .tokens
+            .iter()
+            .find(|t| t.id == token)
+            .cloned()
+            .ok_or_else(|| Error::InvalidTransition("this step is no longer active".into()))?;
+        let proc = self.proc;
+        let step = proc
+            .step(&tok.step)
+            .ok_or_else(|| self.script_error(format!("unknown step '{}'", tok.step)))?;
+        let route = proc.route_for(step, outcome).ok_or_else(|| {
+            Error::Validation(format!(
+                "step '{}' has no outcome '{outcome}'; allowed: {}",
+                step.id,
+                proc.outcomes_of(step).join(", ")
+            ))
+        })?;
+        let sub = self.subtree(token);
+        self.remove_tokens(&sub);
+        self.case.visited.push(step.id.clone());
+        self.effects.push(Effect::StepCompleted { step: step.id.clone(), outcome: outcome.to_string() });
+        self.hook(step.on_complete.as_ref())?;
+        self.follow(route, tok.parent)
+    }
+
+    fn join(&mut self, parent: Option<u32>) -> Result<()> {
+        let Some(pid) = parent else {
+            return Err(self.script_error("@join outside a parallel branch".into()));
+        };
+        let Some(p) = self.token_mut(pid) else {
+            return Err(self.script_error("parallel step is no longer active".into()));
+        };
+        p.pending = p.pending.saturating_sub(1);
+        let (done, step) = (p.pending == 0, p.step.clone());
+        self.effects.push(Effect::BranchJoined { step });
+        if done {
+            self.complete_token(pid, "approve")
+        } else {
+            Ok(())
+        }
+    }
+
+    fn decide(&mut self, status: CaseStatus) -> Result<()> {
+        let all: Vec<u32> = self.case.tokens.iter().map(|t| t.id).collect();
+        self.remove_tokens(&all);
+        self.case.status = status;
+        self.case.decided_at = Some(self.now);
+        self.effects.push(Effect::Decided { status });
+        self.hook(self.proc.hooks.on_decide.as_ref())
+    }
+
+    /// Closes the case outside the routing (withdrawal, intake refusal or referral).
+    pub fn close(&mut self, status: CaseStatus) {
+        let all: Vec<u32> = self.case.tokens.iter().map(|t| t.id).collect();
+        self.remove_tokens(&all);
+        self.case.status = status;
+        self.case.decided_at = Some(self.now);
+        self.effects.push(Effect::Decided { status });
+    }
+
+    /// A handler completes a task with an outcome. Eligibility and data validation are the
+    /// engine's job; this moves the case.
+    pub fn complete_task(&mut self, task_id: &str, actor: &str, outcome: &str, comment: Option<String>) -> Result<()> {
+        let idx = self
+            .case
+            .tasks
+            .iter()
+            .position(|t| t.id == task_id)
+            .ok_or_else(|| Error::NotFound(format!("task {task_id} not found")))?;
+        let task = &mut self.case.tasks[idx];
+        task.state = TaskState::Completed;
+        task.completed_at = Some(self.now);
+        task.completed_by = Some(actor.to_string());
+        task.claimed_by = Some(actor.to_string());
+        task.outcome = Some(outcome.to_string());
+        task.comment = comment;
+        let (token, step_id) = (task.token, task.step.clone());
+        if step_id == INTAKE_STEP {
+            return self.intake_decision(token, outcome);
+        }
+        let step = self
+            .proc
+            .step(&step_id)
+            .ok_or_else(|| self.script_error(format!("unknown step '{step_id}'")))?;
+        if self.proc.route_for(step, outcome).is_none() {
+            return Err(Error::Validation(format!(
+                "step '{}' has no outcome '{outcome}'; allowed: {}",
+                step.id,
+                self.proc.outcomes_of(step).join(", ")
+            )));
+        }
+        if outcome != "approve" {
+            return self.complete_token(token, outcome);
+        }
+        match step.mode {
+            Mode::Single | Mode::Any => self.complete_token(token, outcome),
+            Mode::All => {
+                let others_open = self.case.tasks.iter().any(|t| t.token == token && t.is_open());
+                if others_open {
+                    Ok(())
+                } else {
+                    self.complete_token(token, outcome)
+                }
+            }
+            Mode::Sequential => {
+                let next = self.token_mut(token).and_then(|t| {
+                    if t.queue.is_empty() {
+                        None
+                    } else {
+                        Some(t.queue.remove(0))
+                    }
+                });
+                match next {
+                    Some(who) => {
+                        let (name, group) = (step.name.clone(), step.group.clone().unwrap_or_default());
+                        self.create_task(token, &step_id, &name, &group, Some(who));
+                        Ok(())
+                    }
+                    None => self.complete_token(token, outcome),
+                }
+            }
+        }
+    }
+
+    fn intake_decision(&mut self, token: u32, outcome: &str) -> Result<()> {
+        match outcome {
+            "accept" => {
+                self.case.tokens.retain(|t| t.id != token);
+                self.case.status = CaseStatus::InProgress;
+                self.case.accepted_at = Some(self.now);
+                self.hook(self.proc.hooks.on_accept.as_ref())?;
+                let start = self.proc.start.clone();
+                self.follow(RouteRef::Route(&start), None)
+            }
+            "reject" => {
+                self.close(CaseStatus::NotAccepted);
+                Ok(())
+            }
+            "refer" => {
+                self.close(CaseStatus::Referred);
+                Ok(())
+            }
+            other => Err(Error::Validation(format!(
+                "intake outcome '{other}' is not one of: accept, reject, refer"
+            ))),
+        }
+    }
+
+    /// Returns the case from a task's step to an earlier step (退回). Everything active
+    /// between the two, including sibling branches of a parallel step, is cancelled.
+    pub fn return_to(&mut self, task_id: &str, target: &str) -> Result<()> {
+        let task = self
+            .case
+            .task(task_id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("task {task_id} not found")))?;
+        if task.step == INTAKE_STEP {
+            return Err(Error::InvalidTransition("an intake task cannot return the case".into()));
+        }
+        if !self.case.visited.iter().any(|v| v == target) {
+            return Err(Error::InvalidTransition(format!(
+                "step '{target}' has not been passed in this case, so the case cannot return to it"
+            )));
+        }
+        if let Some(allowed) = self.proc.step(&task.step).and_then(|s| s.return_to.as_ref()) {
+            if !allowed.iter().any(|a| a == target) {
+                return Err(Error::InvalidTransition(format!(
+                    "step '{}' may only return to: {}",
+                    task.step,
+                    allowed.join(", ")
+                )));
+            }
+        }
+        let target_scope = self.proc.scopes.get(target).cloned().flatten();
+        let mut cur = Some(task.token);
+        while let Some(tid) = cur {
+            let tok = self
+                .case
+                .tokens
+                .iter()
+                .find(|t| t.id == tid)
+                .cloned()
+                .ok_or_else(|| Error::InvalidTransition("this step is no longer active".into()))?;
+            let scope = tok
+                .parent
+                .and_then(|p| self.case.tokens.iter().find(|t| t.id == p))
+                .map(|t| t.step.clone());
+            if scope == target_scope {
+                let sub = self.subtree(tid);
+                self.remove_tokens(&sub);
+                return self.enter(Target::Step(target.to_string()), tok.parent);
+            }
+            cur = tok.parent;
+        }
+        Err(Error::InvalidTransition(format!(
+            "step '{target}' is in another parallel branch; return within the branch or to a step before it"
+        )))
+    }
+}

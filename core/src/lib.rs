@@ -1,0 +1,27 @@
+//! Guichet's engine: procedures scripted in Rhai, cases moved through them, state kept in
+//! a durable store. No HTTP here: the server crate is the only one that speaks the wire.
+//!
+//! # Layout
+//! - [`office`]: departments, groups, staff and the [`office::RuleSet`] loaded from scripts.
+//! - [`procedure`]: procedure declarations and their static validation.
+//! - [`script`]: the sandboxed Rhai engine, the loader and runtime calls of hooks.
+//! - [`case`]: cases, tasks, tokens and history events: the state that is stored.
+//! - [`form`]: validation of form data and materials.
+//! - [`flow`]: routing, pure over a copy of a case.
+//! - [`store`]: the [`store::Store`] trait and its sled implementation.
+//! - [`engine`]: the facade the server calls; authorization and commits.
+//! - [`clock`]: injectable time.
+
+pub mod case;
+pub mod clock;
+pub mod engine;
+pub mod error;
+pub mod flow;
+pub mod form;
+pub mod office;
+pub mod procedure;
+pub mod script;
+pub mod store;
+
+pub use engine::{Actor, Engine};
+pub use error::{Error, Result};

@@ -1,0 +1,565 @@
+//! Procedures (事项) as an administrator declares them in a script, and the static checks
+//! that turn a declaration into something the engine may run: every reference resolves,
+//! every step is reachable and can reach an end, parallel branches join.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::office::RuleSet;
+
+/// The id of the implicit first step: acceptance at the window (受理).
+pub const INTAKE_STEP: &str = "intake";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Procedure {
+    pub id: String,
+    pub name: String,
+    pub department: String,
+    /// Prefix of case numbers; defaults to the id upper-cased with `.` turned into `-`.
+    #[serde(default)]
+    pub number_prefix: Option<String>,
+    /// Working days the office promises (承诺时限); 0 for an immediate item (即办件).
+    pub promised_days: u32,
+    /// The legal maximum (法定时限); never below the promised limit.
+    pub statutory_days: u32,
+    /// The group that accepts cases at the window.
+    pub intake: String,
+    #[serde(default)]
+    pub guide: Guide,
+    #[serde(default)]
+    pub materials: Vec<Material>,
+    #[serde(default)]
+    pub fields: Vec<Field>,
+    /// Where an accepted case goes first.
+    pub start: Route,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    #[serde(default)]
+    pub hooks: Hooks,
+    /// Hash of the source file this version was loaded from.
+    #[serde(skip)]
+    pub version: String,
+    /// Path of the file, relative to the scripts folder.
+    #[serde(skip)]
+    pub file: String,
+    /// Compiled script behind hooks, automatic steps and conditions.
+    #[serde(skip)]
+    pub script: Option<Arc<crate::script::ProcedureScript>>,
+    /// For each step, the parallel step whose branch contains it (`None`: top level).
+    #[serde(skip)]
+    pub scopes: BTreeMap<String, Option<String>>,
+}
+
+/// The public service guide (办事指南) text of a procedure.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guide {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub window: Option<String>,
+    #[serde(default)]
+    pub fees: Option<String>,
+    #[serde(default)]
+    pub legal_basis: Option<String>,
+    #[serde(default)]
+    pub contact: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Material {
+    pub id: String,
+    pub name: String,
+    #[serde(default = "yes")]
+    pub required: bool,
+    /// Accepted file extensions, lower case (`pdf`, `jpg`); empty accepts any.
+    #[serde(default)]
+    pub formats: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    String,
+    Text,
+    Integer,
+    Number,
+    Boolean,
+    Date,
+    Enum,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Field {
+    pub id: String,
+    pub label: String,
+    #[serde(rename = "type")]
+    pub kind: FieldType,
+    #[serde(default)]
+    pub required: bool,
+    /// Filled in by staff during processing, not by the applicant.
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+    #[serde(default)]
+    pub max_length: Option<usize>,
+    /// Allowed values of an `enum` field.
+    #[serde(default)]
+    pub values: Vec<String>,
+    /// A regular expression the whole value must match (`string` fields).
+    #[serde(default)]
+    pub pattern: Option<String>,
+    #[serde(skip)]
+    pub regex: Option<regex::Regex>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    #[serde(default)]
+    pub on_submit: Option<String>,
+    #[serde(default)]
+    pub on_accept: Option<String>,
+    #[serde(default)]
+    pub on_decide: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepKind {
+    #[default]
+    Task,
+    Auto,
+    Parallel,
+}
+
+/// How a step with several handlers is decided.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One task for the group; any member takes it.
+    #[default]
+    Single,
+    /// 会签: every signer must approve.
+    All,
+    /// 或签: the first signer to act decides.
+    Any,
+    /// Signers act in turn, each after the previous approved.
+    Sequential,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub kind: StepKind,
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub mode: Mode,
+    /// Staff who sign in `all`, `any` and `sequential` modes; empty means every member.
+    #[serde(default)]
+    pub signers: Vec<String>,
+    /// The step's own budget in working days.
+    #[serde(default)]
+    pub days: u32,
+    /// The Rhai function an automatic step runs.
+    #[serde(default)]
+    pub run: Option<String>,
+    /// Entry steps of the branches of a parallel step.
+    #[serde(default)]
+    pub branches: Vec<String>,
+    /// The branch whose department leads a parallel review (informative).
+    #[serde(default)]
+    pub lead: Option<String>,
+    /// Where the case goes when the step is approved.
+    #[serde(default)]
+    pub next: Option<Route>,
+    /// Routes of other outcomes; `reject` defaults to `@rejected`.
+    #[serde(default)]
+    pub outcomes: BTreeMap<String, Route>,
+    /// Earlier steps a handler may return the case to; absent means any visited step.
+    #[serde(default)]
+    pub return_to: Option<Vec<String>>,
+    #[serde(default)]
+    pub on_enter: Option<String>,
+    #[serde(default)]
+    pub on_complete: Option<String>,
+}
+
+/// Where a case goes: a fixed target, or the first rule whose condition holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Route {
+    To(String),
+    Rules(Vec<Rule>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// A Rhai expression over `data` and `applicant`; absent means "otherwise".
+    #[serde(default)]
+    pub when: Option<String>,
+    pub to: String,
+}
+
+/// A resolved route target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Step(String),
+    Approved,
+    Rejected,
+    /// End of a parallel branch.
+    Join,
+}
+
+impl Target {
+    pub fn parse(s: &str) -> Target {
+        match s {
+            "@approved" => Target::Approved,
+            "@rejected" => Target::Rejected,
+            "@join" => Target::Join,
+            other => Target::Step(other.to_string()),
+        }
+    }
+}
+
+impl Route {
+    /// Every target the route may lead to, with the rule conditions.
+    pub fn targets(&self) -> Vec<&str> {
+        match self {
+            Route::To(t) => vec![t.as_str()],
+            Route::Rules(rules) => rules.iter().map(|r| r.to.as_str()).collect(),
+        }
+    }
+}
+
+impl Procedure {
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+
+    pub fn number_prefix(&self) -> String {
+        self.number_prefix
+            .clone()
+            .unwrap_or_else(|| self.id.to_uppercase().replace(['.', '_'], "-"))
+    }
+
+    pub fn field(&self, id: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.id == id)
+    }
+
+    /// The route a step takes on an outcome, if the step allows that outcome.
+    pub fn route_for<'a>(&'a self, step: &'a Step, outcome: &str) -> Option<RouteRef<'a>> {
+        if outcome == "approve" {
+            return step.next.as_ref().map(RouteRef::Route);
+        }
+        match step.outcomes.get(outcome) {
+            Some(r) => Some(RouteRef::Route(r)),
+            None if outcome == "reject" => Some(RouteRef::Rejected),
+            None => None,
+        }
+    }
+
+    /// The outcomes a handler of the step may choose.
+    pub fn outcomes_of(&self, step: &Step) -> Vec<String> {
+        let mut out = vec!["approve".to_string()];
+        if !step.outcomes.contains_key("reject") {
+            out.push("reject".into());
+        }
+        out.extend(step.outcomes.keys().cloned());
+        out
+    }
+
+    /// Checks that make a procedure safe to run; each message names the step at fault.
+    pub fn validate(&mut self, rules: &RuleSet) -> Vec<String> {
+        let mut errs = Vec::new();
+        let p = &*self;
+        if !valid_id(&p.id) {
+            errs.push(format!("procedure id '{}' must be lower-case letters, digits, '.', '_' or '-'", p.id));
+        }
+        if !rules.departments.contains_key(&p.department) {
+            errs.push(format!("department '{}' does not exist", p.department));
+        }
+        if p.promised_days > p.statutory_days {
+            errs.push(format!(
+                "promised_days ({}) exceeds statutory_days ({})",
+                p.promised_days, p.statutory_days
+            ));
+        }
+        check_group(rules, &p.intake, "intake", &mut errs);
+        let mut seen = BTreeSet::new();
+        for m in &p.materials {
+            if !seen.insert(format!("m:{}", m.id)) {
+                errs.push(format!("material '{}' is declared twice", m.id));
+            }
+        }
+        for f in &p.fields {
+            if !seen.insert(format!("f:{}", f.id)) {
+                errs.push(format!("field '{}' is declared twice", f.id));
+            }
+            if f.kind == FieldType::Enum && f.values.is_empty() {
+                errs.push(format!("field '{}' is an enum without values", f.id));
+            }
+        }
+        let ids: BTreeSet<&str> = p.steps.iter().map(|s| s.id.as_str()).collect();
+        if ids.len() != p.steps.len() {
+            errs.push("two steps have the same id".into());
+        }
+        let check_route = |route: &Route, ctx: &str, errs: &mut Vec<String>| {
+            if let Route::Rules(rules) = route {
+                if rules.is_empty() {
+                    errs.push(format!("{ctx}: a route needs at least one rule"));
+                }
+                if rules.last().is_some_and(|r| r.when.is_some()) {
+                    errs.push(format!(
+                        "{ctx}: the last rule of a route must have no `when`, so that some rule always matches"
+                    ));
+                }
+            }
+            for t in route.targets() {
+                if let Target::Step(s) = Target::parse(t) {
+                    if !ids.contains(s.as_str()) {
+                        errs.push(format!("{ctx}: route to unknown step '{s}'"));
+                    }
+                }
+            }
+        };
+        check_route(&p.start, "start", &mut errs);
+        for s in &p.steps {
+            let ctx = format!("step '{}'", s.id);
+            if !valid_id(&s.id) || s.id == INTAKE_STEP || s.id.starts_with('@') {
+                errs.push(format!("{ctx}: invalid step id (reserved or not lower-case)"));
+            }
+            match s.kind {
+                StepKind::Task => match &s.group {
+                    None => errs.push(format!("{ctx}: a task step needs a group")),
+                    Some(g) => {
+                        check_group(rules, g, &ctx, &mut errs);
+                        for who in &s.signers {
+                            if !rules.is_member(who, g) {
+                                errs.push(format!("{ctx}: signer '{who}' is not a member of group '{g}'"));
+                            }
+                        }
+                        if s.mode == Mode::Single && !s.signers.is_empty() {
+                            errs.push(format!("{ctx}: signers need mode all, any or sequential"));
+                        }
+                    }
+                },
+                StepKind::Auto => {
+                    if s.run.is_none() {
+                        errs.push(format!("{ctx}: an automatic step needs `run`, the function to call"));
+                    }
+                }
+                StepKind::Parallel => {
+                    if s.branches.len() < 2 {
+                        errs.push(format!("{ctx}: a parallel step needs at least two branches"));
+                    }
+                    for b in &s.branches {
+                        if !ids.contains(b.as_str()) {
+                            errs.push(format!("{ctx}: branch starts at unknown step '{b}'"));
+                        }
+                    }
+                    if let Some(l) = &s.lead {
+                        if !s.branches.contains(l) {
+                            errs.push(format!("{ctx}: lead '{l}' is not one of the branches"));
+                        }
+                    }
+                }
+            }
+            match &s.next {
+                Some(r) => check_route(r, &ctx, &mut errs),
+                None => errs.push(format!("{ctx}: `next` is missing (use \"@approved\" to end the case)")),
+            }
+            for (name, r) in &s.outcomes {
+                if name == "approve" {
+                    errs.push(format!("{ctx}: `approve` is routed by `next`, not `outcomes`"));
+                }
+                if !valid_id(name) {
+                    errs.push(format!("{ctx}: invalid outcome name '{name}'"));
+                }
+                check_route(r, &format!("{ctx}, outcome '{name}'"), &mut errs);
+            }
+            for r in s.return_to.iter().flatten() {
+                if !ids.contains(r.as_str()) {
+                    errs.push(format!("{ctx}: return_to names unknown step '{r}'"));
+                }
+            }
+        }
+        if errs.is_empty() {
+            errs.extend(check_graph(p));
+        }
+        if errs.is_empty() {
+            self.scopes = compute_scopes(self).unwrap_or_default();
+        }
+        for f in &mut self.fields {
+            if let Some(pat) = &f.pattern {
+                match regex::Regex::new(&format!("^(?:{pat})$")) {
+                    Ok(re) => f.regex = Some(re),
+                    Err(e) => errs.push(format!("field '{}': bad pattern: {e}", f.id)),
+                }
+            }
+        }
+        errs
+    }
+}
+
+/// A route as the engine follows it: either declared, or the implicit rejection.
+pub enum RouteRef<'a> {
+    Route(&'a Route),
+    Rejected,
+}
+
+fn check_group(rules: &RuleSet, g: &str, ctx: &str, errs: &mut Vec<String>) {
+    match rules.groups.get(g) {
+        None => errs.push(format!("{ctx}: group '{g}' does not exist")),
+        Some(group) if group.members.is_empty() => {
+            errs.push(format!("{ctx}: group '{g}' has no members, so no one could handle it"))
+        }
+        Some(group) => {
+            for m in &group.members {
+                if !rules.staff.contains_key(m) {
+                    errs.push(format!("{ctx}: group '{g}' lists unknown staff '{m}'"));
+                }
+            }
+        }
+    }
+}
+
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Scopes, reachability and termination. A step's scope is the parallel step whose branch
+/// contains it (or the top level); `@join` is only valid inside a branch.
+fn check_graph(p: &Procedure) -> Vec<String> {
+    let mut errs = Vec::new();
+    let by_id: BTreeMap<&str, &Step> = p.steps.iter().map(|s| (s.id.as_str(), s)).collect();
+    let scope = match compute_scopes(p) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    for s in &p.steps {
+        if !scope.contains_key(&s.id) {
+            errs.push(format!("step '{}' can never be reached from `start`", s.id));
+        }
+    }
+    if !errs.is_empty() {
+        return errs;
+    }
+    // Fixpoint: which steps can reach an end of their scope.
+    fixpoint_ends(p, &by_id, explicit_targets)
+}
+
+fn explicit_targets(s: &Step) -> Vec<String> {
+    let mut t: Vec<String> = s.next.iter().flat_map(|r| r.targets()).map(String::from).collect();
+    for r in s.outcomes.values() {
+        t.extend(r.targets().into_iter().map(String::from));
+    }
+    t
+}
+
+/// Assigns each reachable step its scope by walking from `start`.
+pub fn compute_scopes(p: &Procedure) -> Result<BTreeMap<String, Option<String>>, Vec<String>> {
+    let by_id: BTreeMap<&str, &Step> = p.steps.iter().map(|s| (s.id.as_str(), s)).collect();
+    let mut errs = Vec::new();
+    let mut scope: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut stack: Vec<(String, Option<String>)> =
+        p.start.targets().into_iter().map(|t| (t.to_string(), None)).collect();
+    while let Some((t, sc)) = stack.pop() {
+        match Target::parse(&t) {
+            Target::Join if sc.is_none() => {
+                errs.push("`@join` is used outside a parallel branch".to_string())
+            }
+            Target::Step(id) => {
+                if let Some(prev) = scope.get(&id) {
+                    if *prev != sc {
+                        errs.push(format!(
+                            "step '{id}' is reached both inside and outside a parallel branch ({} and {})",
+                            prev.as_deref().unwrap_or("top level"),
+                            sc.as_deref().unwrap_or("top level")
+                        ));
+                    }
+                    continue;
+                }
+                scope.insert(id.clone(), sc.clone());
+                let Some(s) = by_id.get(id.as_str()) else { continue };
+                for n in explicit_targets(s) {
+                    stack.push((n, sc.clone()));
+                }
+                for b in &s.branches {
+                    stack.push((b.clone(), Some(id.clone())));
+                }
+            }
+            _ => {}
+        }
+    }
+    if errs.is_empty() {
+        Ok(scope)
+    } else {
+        Err(errs)
+    }
+}
+
+fn fixpoint_ends(
+    p: &Procedure,
+    _by_id: &BTreeMap<&str, &Step>,
+    explicit_targets: fn(&Step) -> Vec<String>,
+) -> Vec<String> {
+    let mut errs = Vec::new();
+    let mut ends: BTreeSet<&str> = BTreeSet::new();
+    loop {
+        let before = ends.len();
+        for s in &p.steps {
+            if ends.contains(s.id.as_str()) {
+                continue;
+            }
+            let branches_ok = s.branches.iter().all(|b| ends.contains(b.as_str()));
+            let reaches = explicit_targets(s).iter().any(|t| match Target::parse(t) {
+                Target::Approved | Target::Rejected | Target::Join => true,
+                Target::Step(id) => ends.contains(id.as_str()),
+            });
+            if branches_ok && reaches {
+                ends.insert(s.id.as_str());
+            }
+        }
+        if ends.len() == before {
+            break;
+        }
+    }
+    for s in &p.steps {
+        if !ends.contains(s.id.as_str()) {
+            errs.push(format!(
+                "step '{}': routing can never reach an end (@approved, @rejected or @join)",
+                s.id
+            ));
+        }
+    }
+    let start_ok = p.start.targets().iter().any(|t| match Target::parse(t) {
+        Target::Approved | Target::Rejected => true,
+        Target::Step(id) => ends.contains(id.as_str()),
+        Target::Join => false,
+    });
+    if errs.is_empty() && !start_ok {
+        errs.push("`start` can never reach an end".into());
+    }
+    errs
+}

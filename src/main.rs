@@ -1,1 +1,190 @@
-fn main() {}
+//! The `guichet` command: serve an office, check its scripts, manage API tokens.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use guichet::config::Config;
+use guichet::server;
+
+#[derive(Parser)]
+#[command(name = "guichet", version, about = "Workflow server for offices that serve the public")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// TOML configuration file; flags and environment variables override it.
+        #[arg(long, env = "GUICHET_CONFIG")]
+        config: Option<PathBuf>,
+        /// Scripts folder [default: ./scripts]
+        #[arg(long, env = "GUICHET_SCRIPTS")]
+        scripts: Option<PathBuf>,
+        /// Data folder [default: ./data]
+        #[arg(long, env = "GUICHET_DATA")]
+        data: Option<PathBuf>,
+        /// Listen address [default: 127.0.0.1:8080]
+        #[arg(long, env = "GUICHET_LISTEN")]
+        listen: Option<String>,
+    },
+    /// Load and validate a scripts folder; exit code 1 with the errors.
+    Check {
+        #[arg(default_value = "scripts")]
+        dir: PathBuf,
+    },
+    /// Issue, list and revoke API tokens through a running server's admin API.
+    Token {
+        /// Server base URL.
+        #[arg(long, env = "GUICHET_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+        server: String,
+        /// File holding an administrator token [default: ./data/admin.token]
+        #[arg(long, env = "GUICHET_TOKEN_FILE", global = true)]
+        token_file: Option<PathBuf>,
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Issue a token for a staff member (or `admin`); prints the secret once.
+    Issue {
+        subject: String,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List tokens (ids, subjects, revocation), never secrets.
+    List,
+    /// Revoke a token by its id.
+    Revoke { id: String },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GUICHET_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config, scripts, data, listen } => {
+            serve(config, scripts, data, listen)
+        }
+        Command::Check { dir } => return check(&dir),
+        Command::Token { server, token_file, action } => token(&server, token_file, action),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(
+    config: Option<PathBuf>,
+    scripts: Option<PathBuf>,
+    data: Option<PathBuf>,
+    listen: Option<String>,
+) -> anyhow::Result<()> {
+    let mut cfg = match config {
+        Some(path) => Config::from_file(&path)?,
+        None => Config::default(),
+    };
+    if let Some(s) = scripts {
+        cfg.scripts = s;
+    }
+    if let Some(d) = data {
+        cfg.data = d;
+    }
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let engine = server::open(&cfg)?;
+        let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!(message = "shutting down");
+        };
+        server::serve(listener, engine, &cfg, shutdown).await
+    })
+}
+
+fn check(dir: &std::path::Path) -> ExitCode {
+    match guichet_core::script::load_dir(dir) {
+        Ok(rules) => {
+            println!(
+                "ok: {} procedures, {} departments, {} groups, {} staff, {} bundles",
+                rules.procedures.len(),
+                rules.departments.len(),
+                rules.groups.len(),
+                rules.staff.len(),
+                rules.bundles.len()
+            );
+            for p in rules.procedures.values() {
+                println!("  {} {} ({}) version {}", p.id, p.name, p.file, p.version);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!("{} problem(s) in {}", problems.len(), dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn token(server: &str, token_file: Option<PathBuf>, action: TokenAction) -> anyhow::Result<()> {
+    let path = token_file.unwrap_or_else(|| server::admin_token_path(std::path::Path::new("data")));
+    let secret = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("cannot read the administrator token from {}: {e}", path.display()))?
+        .trim()
+        .to_string();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let client = reqwest::Client::new();
+        let base = server.trim_end_matches('/');
+        let req = match &action {
+            TokenAction::Issue { subject, label } => client
+                .post(format!("{base}/api/admin/tokens"))
+                .json(&serde_json::json!({ "subject": subject, "label": label })),
+            TokenAction::List => client.get(format!("{base}/api/admin/tokens")),
+            TokenAction::Revoke { id } => client.delete(format!("{base}/api/admin/tokens/{id}")),
+        };
+        let resp = req.bearer_auth(&secret).send().await?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await?;
+        if !status.is_success() {
+            anyhow::bail!("{} ({}): {}", body["code"], status, body["message"]);
+        }
+        match action {
+            TokenAction::Issue { .. } => {
+                println!("{}", body["token"].as_str().unwrap_or_default());
+                eprintln!("token id {} for {}; the secret above is shown only once", body["record"]["id"], body["record"]["subject"]);
+            }
+            TokenAction::List => {
+                for t in body["tokens"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        t["id"].as_str().unwrap_or_default(),
+                        t["subject"].as_str().unwrap_or_default(),
+                        t["created_at"].as_str().unwrap_or_default(),
+                        t["revoked_at"].as_str().map(|r| format!("revoked {r}")).unwrap_or_else(|| "active".into())
+                    );
+                }
+            }
+            TokenAction::Revoke { id } => println!("revoked {id}"),
+        }
+        Ok(())
+    })
+}

@@ -694,3 +694,10 @@ fn set_task(flow: &mut Flow, id: &str, f: impl FnOnce(&mut Task)) {
         f(t);
     }
 }
+
+impl Engine {
+    /// Makes every write so far durable (used after writes outside case commits).
+    pub async fn flush(&self) -> Result<()> {
+        self.store.durable(u64::MAX).await
+    }
+}

@@ -351,7 +351,7 @@ fn build_procedure(
     let mut need_fn = |name: &Option<String>, ctx: &str| {
         if let Some(n) = name {
             if !fns.iter().any(|(f, arity)| f == n && *arity == 1) {
-                errs.push(format!("procedure '{}': {ctx}: function `{n}(case)` is not defined in {file_name}", p.id));
+                errs.push(format!("procedure '{}': {ctx}: function `{n}(c)` is not defined in {file_name}", p.id));
             }
         }
     };

@@ -1,0 +1,465 @@
+//! The HTTP API: routes, JSON extractors, and the wire shapes of responses. Handlers are
+//! thin: authenticate, call the engine on the blocking pool (scripts may run), wait for
+//! the commit to be durable, answer.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use guichet_core::case::{Applicant, Case, Data, HistoryEvent};
+use guichet_core::engine::{BundleItem, Committed, Submission, WorkFilter};
+use guichet_core::{Actor, Engine};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+}
+
+pub fn router(state: AppState, max_body: usize) -> Router {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/me", get(me))
+        .route("/api/procedures", get(procedures))
+        .route("/api/procedures/{id}", get(procedure))
+        .route("/api/bundles", get(bundles))
+        .route("/api/bundles/{id}/cases", post(submit_bundle))
+        .route("/api/bundle-cases/{reference}", get(bundle_cases))
+        .route("/api/cases", post(submit))
+        .route("/api/cases/{case}", get(case))
+        .route("/api/cases/{case}/withdraw", post(withdraw))
+        .route("/api/track/{number}", get(track))
+        .route("/api/applicants/{id}/cases", get(applicant_cases))
+        .route("/api/tasks", get(worklist))
+        .route("/api/tasks/{task}/claim", post(claim))
+        .route("/api/tasks/{task}/release", post(release))
+        .route("/api/tasks/{task}/complete", post(complete))
+        .route("/api/tasks/{task}/return", post(return_to))
+        .route("/api/tasks/{task}/transfer", post(transfer))
+        .route("/api/admin/tokens", get(tokens).post(issue_token))
+        .route("/api/admin/tokens/{id}", axum::routing::delete(revoke_token))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+// --- extractors ----------------------------------------------------------------------
+
+/// A JSON body whose every rejection is a JSON error.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(r) => Err(match r {
+                JsonRejection::JsonSyntaxError(e) => {
+                    ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())
+                }
+                JsonRejection::JsonDataError(e) => {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e.body_text())
+                }
+                JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send a JSON body with Content-Type: application/json",
+                ),
+                JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is too large")
+                }
+                other => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", other.body_text()),
+            }),
+        }
+    }
+}
+
+/// Query parameters whose rejection is a JSON error.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e: QueryRejection| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))
+    }
+}
+
+/// The caller, from the `Authorization: Bearer` header. No header means the public; a
+/// header with an unknown or revoked token is refused.
+pub struct Caller(pub Actor);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Ok(Caller(Actor::Public));
+        };
+        let secret = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && s.len() <= 200)
+            .ok_or_else(ApiError::unauthorized)?
+            .to_string();
+        let engine = state.engine.clone();
+        let actor = tokio::task::spawn_blocking(move || engine.authenticate(&secret))
+            .await
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "authentication failed"))??;
+        actor.map(Caller).ok_or_else(ApiError::unauthorized)
+    }
+}
+
+impl Caller {
+    fn staff_or_admin(&self) -> ApiResult<&Actor> {
+        match &self.0 {
+            Actor::Public => Err(ApiError::unauthorized()),
+            a => Ok(a),
+        }
+    }
+
+    fn admin(&self) -> ApiResult<()> {
+        match &self.0 {
+            Actor::Admin => Ok(()),
+            Actor::Public => Err(ApiError::unauthorized()),
+            Actor::Staff(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "administrator token required")),
+        }
+    }
+}
+
+/// Runs engine work on the blocking pool: scripts are CPU-bound and sled is synchronous.
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Engine) -> guichet_core::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || f(&engine))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "worker failed"))?
+        .map_err(ApiError::from)
+}
+
+/// Commits through the engine and answers only once the write is on disk.
+async fn mutate(
+    state: &AppState,
+    f: impl FnOnce(&Engine) -> guichet_core::Result<Committed> + Send + 'static,
+) -> ApiResult<Committed> {
+    let done = blocking(state, f).await?;
+    state.engine.durable(done.ticket).await?;
+    Ok(done)
+}
+
+// --- wire shapes ---------------------------------------------------------------------
+
+fn case_json(c: &Case) -> Value {
+    let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("current_steps".into(), json!(c.current_steps()));
+    }
+    v
+}
+
+/// What an applicant sees: where the case is, not who holds it internally.
+fn applicant_view(c: &Case, history: &[HistoryEvent]) -> Value {
+    json!({
+        "number": c.number,
+        "procedure": c.procedure,
+        "procedure_name": c.procedure_name,
+        "status": c.status,
+        "current_steps": c.current_steps(),
+        "submitted_at": c.submitted_at,
+        "accepted_at": c.accepted_at,
+        "decided_at": c.decided_at,
+        "bundle": c.bundle,
+        "progress": history.iter().map(|e| json!({
+            "at": e.at, "action": e.action, "step": e.step, "outcome": e.outcome,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+// --- handlers ------------------------------------------------------------------------
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn me(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let actor = caller.staff_or_admin()?;
+    let rules = s.engine.rules();
+    Ok(Json(match actor {
+        Actor::Staff(id) => json!({
+            "kind": "staff", "id": id,
+            "name": rules.staff.get(id).map(|x| x.name.clone()),
+            "groups": rules.groups_of(id),
+        }),
+        _ => json!({ "kind": "admin", "id": "admin" }),
+    }))
+}
+
+async fn procedures(State(s): State<AppState>) -> Json<Value> {
+    let rules = s.engine.rules();
+    let list: Vec<Value> = rules
+        .procedures
+        .values()
+        .map(|p| {
+            json!({
+                "id": p.id, "name": p.name, "department": p.department,
+                "promised_days": p.promised_days, "statutory_days": p.statutory_days,
+                "version": p.version,
+            })
+        })
+        .collect();
+    Json(json!({ "procedures": list }))
+}
+
+/// The service guide (办事指南) of a procedure: everything an applicant and a clerk need.
+async fn procedure(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let rules = s.engine.rules();
+    let p = rules
+        .procedures
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("procedure '{id}' does not exist")))?;
+    let mut v = serde_json::to_value(&**p).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("version".into(), json!(p.version));
+        m.insert("file".into(), json!(p.file));
+        m.insert(
+            "department_name".into(),
+            json!(rules.departments.get(&p.department).map(|d| d.name.clone())),
+        );
+    }
+    Ok(Json(v))
+}
+
+async fn bundles(State(s): State<AppState>) -> Json<Value> {
+    let rules = s.engine.rules();
+    Json(json!({ "bundles": rules.bundles.values().collect::<Vec<_>>() }))
+}
+
+async fn submit(State(s): State<AppState>, caller: Caller, Body(sub): Body<Submission>) -> ApiResult<impl IntoResponse> {
+    let actor = caller.0;
+    let done = mutate(&s, move |e| e.submit(&actor, sub)).await?;
+    let c = done.case();
+    Ok((StatusCode::CREATED, Json(json!({ "case": case_json(c), "query_code": c.query_code }))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BundleSubmission {
+    applicant: Applicant,
+    items: Vec<BundleItem>,
+}
+
+async fn submit_bundle(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(b): Body<BundleSubmission>,
+) -> ApiResult<impl IntoResponse> {
+    let actor = caller.0;
+    let done = mutate(&s, move |e| e.submit_bundle(&actor, &id, b.applicant, b.items)).await?;
+    let reference = done.case().bundle.clone();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "bundle": reference,
+            "cases": done.cases.iter().map(case_json).collect::<Vec<_>>(),
+        })),
+    ))
+}
+
+async fn bundle_cases(State(s): State<AppState>, caller: Caller, Path(reference): Path<String>) -> ApiResult<Json<Value>> {
+    caller.staff_or_admin()?;
+    let cases = blocking(&s, move |e| e.bundle_cases(&reference)).await?;
+    Ok(Json(json!({ "cases": cases.iter().map(case_json).collect::<Vec<_>>() })))
+}
+
+async fn case(State(s): State<AppState>, caller: Caller, Path(reference): Path<String>) -> ApiResult<Json<Value>> {
+    caller.staff_or_admin()?;
+    let (case, history) = blocking(&s, move |e| {
+        let id = e.case_id(&reference)?;
+        Ok((e.case(id)?, e.history(id)?))
+    })
+    .await?;
+    let mut v = case_json(&case);
+    if let Value::Object(m) = &mut v {
+        m.insert("history".into(), json!(history));
+    }
+    Ok(Json(v))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrackQuery {
+    code: String,
+}
+
+async fn track(State(s): State<AppState>, Path(number): Path<String>, Query(q): Query<TrackQuery>) -> ApiResult<Json<Value>> {
+    let (case, history) = blocking(&s, move |e| {
+        let c = e.track(&number, &q.code)?;
+        let h = e.history(c.id)?;
+        Ok((c, h))
+    })
+    .await?;
+    Ok(Json(applicant_view(&case, &history)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WithdrawBody {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn withdraw(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(reference): Path<String>,
+    Body(b): Body<WithdrawBody>,
+) -> ApiResult<Json<Value>> {
+    let actor = caller.0;
+    let done = mutate(&s, move |e| {
+        let id = e.case_id(&reference)?;
+        e.withdraw(&actor, id, b.code.as_deref(), b.reason)
+    })
+    .await
+    .map_err(|e| if e.status == StatusCode::NOT_FOUND { ApiError::not_found("no such case with that query code") } else { e })?;
+    Ok(Json(json!({ "case": case_json(done.case()) })))
+}
+
+async fn applicant_cases(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    caller.staff_or_admin()?;
+    let cases = blocking(&s, move |e| e.applicant_cases(&id)).await?;
+    Ok(Json(json!({ "cases": cases.iter().map(case_json).collect::<Vec<_>>() })))
+}
+
+async fn worklist(State(s): State<AppState>, caller: Caller, Query(f): Query<WorkFilter>) -> ApiResult<Json<Value>> {
+    let actor = caller.staff_or_admin()?.clone();
+    let items = blocking(&s, move |e| e.worklist(&actor, &f)).await?;
+    Ok(Json(json!({ "tasks": items })))
+}
+
+async fn claim(State(s): State<AppState>, caller: Caller, Path(task): Path<String>) -> ApiResult<Json<Value>> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| e.claim(&actor, &task)).await?;
+    Ok(Json(json!({ "case": case_json(done.case()) })))
+}
+
+async fn release(State(s): State<AppState>, caller: Caller, Path(task): Path<String>) -> ApiResult<Json<Value>> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| e.release(&actor, &task)).await?;
+    Ok(Json(json!({ "case": case_json(done.case()) })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteBody {
+    outcome: String,
+    #[serde(default)]
+    comment: Option<String>,
+    #[serde(default)]
+    data: Data,
+}
+
+async fn complete(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+    Body(b): Body<CompleteBody>,
+) -> ApiResult<Json<Value>> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| e.complete(&actor, &task, &b.outcome, b.comment, b.data)).await?;
+    Ok(Json(json!({ "case": case_json(done.case()) })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReturnBody {
+    to: String,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+async fn return_to(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+    Body(b): Body<ReturnBody>,
+) -> ApiResult<Json<Value>> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| e.return_to(&actor, &task, &b.to, b.comment)).await?;
+    Ok(Json(json!({ "case": case_json(done.case()) })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    staff: Option<String>,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+async fn transfer(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+    Body(b): Body<TransferBody>,
+) -> ApiResult<Json<Value>> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| e.transfer(&actor, &task, b.group, b.staff, b.comment)).await?;
+    Ok(Json(json!({ "case": case_json(done.case()) })))
+}
+
+async fn tokens(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.admin()?;
+    let list = blocking(&s, |e| e.tokens()).await?;
+    Ok(Json(json!({ "tokens": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueBody {
+    /// A staff id, or `admin` for another administrator token.
+    subject: String,
+    #[serde(default)]
+    label: String,
+}
+
+async fn issue_token(State(s): State<AppState>, caller: Caller, Body(b): Body<IssueBody>) -> ApiResult<impl IntoResponse> {
+    caller.admin()?;
+    let (rec, secret) = blocking(&s, move |e| e.issue_token(&b.subject, &b.label)).await?;
+    s.engine.flush().await?;
+    tracing::info!(message = "token issued", id = %rec.id, subject = %rec.subject);
+    Ok((StatusCode::CREATED, Json(json!({ "token": secret, "record": rec }))))
+}
+
+async fn revoke_token(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    caller.admin()?;
+    let rec = blocking(&s, move |e| e.revoke_token(&id)).await?;
+    s.engine.flush().await?;
+    tracing::info!(message = "token revoked", id = %rec.id, subject = %rec.subject);
+    Ok(Json(json!({ "record": rec })))
+}

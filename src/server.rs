@@ -1,0 +1,70 @@
+//! Opening an office (scripts + data folder) and serving it. Tests call [`open`] and
+//! [`serve`] with a listener on `127.0.0.1:0`; the binary does the same with its config.
+
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use guichet_core::clock::SystemClock;
+use guichet_core::store::SledStore;
+use guichet_core::Engine;
+use tokio::net::TcpListener;
+
+use crate::api::{router, AppState};
+use crate::config::Config;
+
+/// Where the first administrator token is written.
+pub fn admin_token_path(data: &Path) -> PathBuf {
+    data.join("admin.token")
+}
+
+/// Opens the store and loads the scripts. On an empty store, creates the first
+/// administrator token in `<data>/admin.token`, readable by the owner only.
+pub fn open(config: &Config) -> anyhow::Result<Arc<Engine>> {
+    std::fs::create_dir_all(&config.data)?;
+    let store = SledStore::open(&config.data.join("store"), config.cache_mb * 1024 * 1024)?;
+    let engine = Engine::open(Arc::new(store), &config.scripts, Arc::new(SystemClock))?;
+    if let Some(secret) = engine.bootstrap_admin()? {
+        let path = admin_token_path(&config.data);
+        write_private(&path, &secret)?;
+        tracing::warn!(message = "first start: administrator token created", file = %path.display());
+        eprintln!("First start: the administrator token is in {} (readable by you only).", path.display());
+    }
+    let rules = engine.rules();
+    tracing::info!(
+        message = "office loaded",
+        office = %rules.office.name,
+        procedures = rules.procedures.len(),
+        groups = rules.groups.len(),
+        staff = rules.staff.len()
+    );
+    Ok(Arc::new(engine))
+}
+
+fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    writeln!(f, "{secret}")?;
+    f.sync_all()
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then drains requests.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = router(AppState { engine: engine.clone() }, config.max_body_kb * 1024);
+    tracing::info!(message = "listening", addr = %listener.local_addr()?);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    engine.flush().await?;
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! Test harness: a real server on 127.0.0.1:0 with a temporary data folder, and a small
+//! HTTP client around it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use guichet::config::Config;
+use guichet::server;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+pub struct TestServer {
+    pub base: String,
+    pub data: PathBuf,
+    pub scripts: PathBuf,
+    pub admin: String,
+    client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub fn example_scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts")
+}
+
+impl TestServer {
+    /// Starts a server on the example office with a fresh data folder.
+    pub async fn start() -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("data");
+        let mut s = Self::start_on(example_scripts(), data).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    pub async fn start_on(scripts: PathBuf, data: PathBuf) -> TestServer {
+        let cfg = Config { scripts: scripts.clone(), data: data.clone(), ..Config::default() };
+        let engine = server::open(&cfg).expect("open server");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            server::serve(listener, engine, &cfg, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("serve");
+        });
+        let admin = std::fs::read_to_string(server::admin_token_path(&data))
+            .expect("admin token file")
+            .trim()
+            .to_string();
+        TestServer {
+            base,
+            data,
+            scripts,
+            admin,
+            client: reqwest::Client::new(),
+            stop: Some(tx),
+            handle: Some(handle),
+            _tmp: None,
+        }
+    }
+
+    /// Stops the server and starts a new one on the same folders (a restart).
+    pub async fn restart(mut self) -> TestServer {
+        self.shutdown().await;
+        let tmp = self._tmp.take();
+        let mut s = Self::start_on(self.scripts.clone(), self.data.clone()).await;
+        s._tmp = tmp;
+        s
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("server task");
+        }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let url = format!("{}{}", self.base, path);
+        let mut req = match method {
+            "GET" => self.client.get(url),
+            "POST" => self.client.post(url),
+            "DELETE" => self.client.delete(url),
+            m => panic!("method {m}"),
+        };
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON response {status}: {text}"));
+        (status, v)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call("GET", path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call("POST", path, Some(token), Some(body)).await
+    }
+
+    /// Issues a staff token through the admin API.
+    pub async fn token(&self, staff: &str) -> String {
+        let (st, v) = self.post("/api/admin/tokens", &self.admin, json!({ "subject": staff, "label": "test" })).await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        v["token"].as_str().expect("token").to_string()
+    }
+
+    /// Submits a case online (no token) and returns `(case id, number, query code)`.
+    pub async fn submit(&self, body: Value) -> (u64, String, String) {
+        let (st, v) = self.call("POST", "/api/cases", None, Some(body)).await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        (
+            v["case"]["id"].as_u64().expect("id"),
+            v["case"]["number"].as_str().expect("number").to_string(),
+            v["query_code"].as_str().expect("code").to_string(),
+        )
+    }
+
+    pub async fn case(&self, id: u64) -> Value {
+        let (st, v) = self.get(&format!("/api/cases/{id}"), &self.admin).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        v
+    }
+
+    /// The open task of a case at `step` that `token`'s holder sees in their worklist.
+    pub async fn task_at(&self, token: &str, case: u64, step: &str) -> String {
+        let (st, v) = self.get("/api/tasks", token).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        v["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .find(|t| t["case_id"] == case && t["step"] == step)
+            .unwrap_or_else(|| panic!("no task at {step} for case {case} in {v}"))["id"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    }
+
+    /// Completes the task at `step` as `token`'s holder, asserting success.
+    pub async fn act(&self, token: &str, case: u64, step: &str, outcome: &str, data: Value) -> Value {
+        let task = self.task_at(token, case, step).await;
+        let (st, v) = self
+            .post(&format!("/api/tasks/{task}/complete"), token, json!({ "outcome": outcome, "data": data }))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        v["case"].clone()
+    }
+}
+
+pub fn applicant(id: &str) -> Value {
+    json!({ "id": id, "name": "Test Applicant", "phone": "13800000000" })
+}
+
+pub fn power_case(kva: f64) -> Value {
+    json!({
+        "procedure": "power.connection",
+        "applicant": applicant("91310000MA1FL0001X"),
+        "data": { "project": "Metro line 14 temporary supply", "capacity_kva": kva, "supply_points": 3, "voltage": "10kV" },
+        "materials": [ { "id": "licence", "file": "licence.pdf" }, { "id": "site_plan", "file": "plan.pdf" } ],
+    })
+}
+
+pub fn open_steps(case: &Value) -> Vec<String> {
+    let mut v: Vec<String> = case["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter(|t| t["state"] == "open" || t["state"] == "claimed")
+        .map(|t| t["step"].as_str().unwrap_or_default().to_string())
+        .collect();
+    v.sort();
+    v
+}

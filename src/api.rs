@@ -46,10 +46,17 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/tasks/{task}/return", post(return_to))
         .route("/api/tasks/{task}/transfer", post(transfer))
         .route("/api/admin/tokens", get(tokens).post(issue_token))
-        .route("/api/admin/tokens/{id}", axum::routing::delete(revoke_token))
+        .route(
+            "/api/admin/tokens/{id}",
+            axum::routing::delete(revoke_token),
+        )
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
         })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -70,16 +77,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 JsonRejection::JsonSyntaxError(e) => {
                     ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())
                 }
-                JsonRejection::JsonDataError(e) => {
-                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e.body_text())
-                }
+                JsonRejection::JsonDataError(e) => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    e.body_text(),
+                ),
                 JsonRejection::MissingJsonContentType(_) => ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported_media_type",
                     "send a JSON body with Content-Type: application/json",
                 ),
                 JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is too large")
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        "request body is too large",
+                    )
                 }
                 other => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", other.body_text()),
             }),
@@ -97,7 +110,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))
-            .map_err(|e: QueryRejection| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))
+            .map_err(|e: QueryRejection| {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text())
+            })
     }
 }
 
@@ -108,7 +123,10 @@ pub struct Caller(pub Actor);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Ok(Caller(Actor::Public));
         };
@@ -123,7 +141,13 @@ impl FromRequestParts<AppState> for Caller {
         let engine = state.engine.clone();
         let actor = tokio::task::spawn_blocking(move || engine.authenticate(&secret))
             .await
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "authentication failed"))??;
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "authentication failed",
+                )
+            })??;
         actor.map(Caller).ok_or_else(ApiError::unauthorized)
     }
 }
@@ -140,7 +164,11 @@ impl Caller {
         match &self.0 {
             Actor::Admin => Ok(()),
             Actor::Public => Err(ApiError::unauthorized()),
-            Actor::Staff(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "administrator token required")),
+            Actor::Staff(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "administrator token required",
+            )),
         }
     }
 }
@@ -153,7 +181,13 @@ async fn blocking<T: Send + 'static>(
     let engine = state.engine.clone();
     tokio::task::spawn_blocking(move || f(&engine))
         .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "worker failed"))?
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "worker failed",
+            )
+        })?
         .map_err(ApiError::from)
 }
 
@@ -254,11 +288,18 @@ async fn bundles(State(s): State<AppState>) -> Json<Value> {
     Json(json!({ "bundles": rules.bundles.values().collect::<Vec<_>>() }))
 }
 
-async fn submit(State(s): State<AppState>, caller: Caller, Body(sub): Body<Submission>) -> ApiResult<impl IntoResponse> {
+async fn submit(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(sub): Body<Submission>,
+) -> ApiResult<impl IntoResponse> {
     let actor = caller.0;
     let done = mutate(&s, move |e| e.submit(&actor, sub)).await?;
     let c = done.case();
-    Ok((StatusCode::CREATED, Json(json!({ "case": case_json(c), "query_code": c.query_code }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "case": case_json(c), "query_code": c.query_code })),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -275,7 +316,10 @@ async fn submit_bundle(
     Body(b): Body<BundleSubmission>,
 ) -> ApiResult<impl IntoResponse> {
     let actor = caller.0;
-    let done = mutate(&s, move |e| e.submit_bundle(&actor, &id, b.applicant, b.items)).await?;
+    let done = mutate(&s, move |e| {
+        e.submit_bundle(&actor, &id, b.applicant, b.items)
+    })
+    .await?;
     let reference = done.case().bundle.clone();
     Ok((
         StatusCode::CREATED,
@@ -286,13 +330,23 @@ async fn submit_bundle(
     ))
 }
 
-async fn bundle_cases(State(s): State<AppState>, caller: Caller, Path(reference): Path<String>) -> ApiResult<Json<Value>> {
+async fn bundle_cases(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(reference): Path<String>,
+) -> ApiResult<Json<Value>> {
     caller.staff_or_admin()?;
     let cases = blocking(&s, move |e| e.bundle_cases(&reference)).await?;
-    Ok(Json(json!({ "cases": cases.iter().map(case_json).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "cases": cases.iter().map(case_json).collect::<Vec<_>>() }),
+    ))
 }
 
-async fn case(State(s): State<AppState>, caller: Caller, Path(reference): Path<String>) -> ApiResult<Json<Value>> {
+async fn case(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(reference): Path<String>,
+) -> ApiResult<Json<Value>> {
     caller.staff_or_admin()?;
     let (case, history) = blocking(&s, move |e| {
         let id = e.case_id(&reference)?;
@@ -312,7 +366,11 @@ struct TrackQuery {
     code: String,
 }
 
-async fn track(State(s): State<AppState>, Path(number): Path<String>, Query(q): Query<TrackQuery>) -> ApiResult<Json<Value>> {
+async fn track(
+    State(s): State<AppState>,
+    Path(number): Path<String>,
+    Query(q): Query<TrackQuery>,
+) -> ApiResult<Json<Value>> {
     let (case, history) = blocking(&s, move |e| {
         let c = e.track(&number, &q.code)?;
         let h = e.history(c.id)?;
@@ -343,29 +401,53 @@ async fn withdraw(
         e.withdraw(&actor, id, b.code.as_deref(), b.reason)
     })
     .await
-    .map_err(|e| if e.status == StatusCode::NOT_FOUND { ApiError::not_found("no such case with that query code") } else { e })?;
+    .map_err(|e| {
+        if e.status == StatusCode::NOT_FOUND {
+            ApiError::not_found("no such case with that query code")
+        } else {
+            e
+        }
+    })?;
     Ok(Json(json!({ "case": case_json(done.case()) })))
 }
 
-async fn applicant_cases(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn applicant_cases(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     caller.staff_or_admin()?;
     let cases = blocking(&s, move |e| e.applicant_cases(&id)).await?;
-    Ok(Json(json!({ "cases": cases.iter().map(case_json).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "cases": cases.iter().map(case_json).collect::<Vec<_>>() }),
+    ))
 }
 
-async fn worklist(State(s): State<AppState>, caller: Caller, Query(f): Query<WorkFilter>) -> ApiResult<Json<Value>> {
+async fn worklist(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(f): Query<WorkFilter>,
+) -> ApiResult<Json<Value>> {
     let actor = caller.staff_or_admin()?.clone();
     let items = blocking(&s, move |e| e.worklist(&actor, &f)).await?;
     Ok(Json(json!({ "tasks": items })))
 }
 
-async fn claim(State(s): State<AppState>, caller: Caller, Path(task): Path<String>) -> ApiResult<Json<Value>> {
+async fn claim(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+) -> ApiResult<Json<Value>> {
     let actor = caller.staff_or_admin()?.clone();
     let done = mutate(&s, move |e| e.claim(&actor, &task)).await?;
     Ok(Json(json!({ "case": case_json(done.case()) })))
 }
 
-async fn release(State(s): State<AppState>, caller: Caller, Path(task): Path<String>) -> ApiResult<Json<Value>> {
+async fn release(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+) -> ApiResult<Json<Value>> {
     let actor = caller.staff_or_admin()?.clone();
     let done = mutate(&s, move |e| e.release(&actor, &task)).await?;
     Ok(Json(json!({ "case": case_json(done.case()) })))
@@ -388,7 +470,10 @@ async fn complete(
     Body(b): Body<CompleteBody>,
 ) -> ApiResult<Json<Value>> {
     let actor = caller.staff_or_admin()?.clone();
-    let done = mutate(&s, move |e| e.complete(&actor, &task, &b.outcome, b.comment, b.data)).await?;
+    let done = mutate(&s, move |e| {
+        e.complete(&actor, &task, &b.outcome, b.comment, b.data)
+    })
+    .await?;
     Ok(Json(json!({ "case": case_json(done.case()) })))
 }
 
@@ -429,7 +514,10 @@ async fn transfer(
     Body(b): Body<TransferBody>,
 ) -> ApiResult<Json<Value>> {
     let actor = caller.staff_or_admin()?.clone();
-    let done = mutate(&s, move |e| e.transfer(&actor, &task, b.group, b.staff, b.comment)).await?;
+    let done = mutate(&s, move |e| {
+        e.transfer(&actor, &task, b.group, b.staff, b.comment)
+    })
+    .await?;
     Ok(Json(json!({ "case": case_json(done.case()) })))
 }
 
@@ -448,15 +536,26 @@ struct IssueBody {
     label: String,
 }
 
-async fn issue_token(State(s): State<AppState>, caller: Caller, Body(b): Body<IssueBody>) -> ApiResult<impl IntoResponse> {
+async fn issue_token(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<IssueBody>,
+) -> ApiResult<impl IntoResponse> {
     caller.admin()?;
     let (rec, secret) = blocking(&s, move |e| e.issue_token(&b.subject, &b.label)).await?;
     s.engine.flush().await?;
     tracing::info!(message = "token issued", id = %rec.id, subject = %rec.subject);
-    Ok((StatusCode::CREATED, Json(json!({ "token": secret, "record": rec }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": secret, "record": rec })),
+    ))
 }
 
-async fn revoke_token(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn revoke_token(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     caller.admin()?;
     let rec = blocking(&s, move |e| e.revoke_token(&id)).await?;
     s.engine.flush().await?;

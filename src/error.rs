@@ -15,11 +15,19 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -41,7 +49,11 @@ impl From<Error> for ApiError {
         } else if let Error::Script { .. } = &e {
             tracing::warn!(message = "script error; transition not applied", error = %e);
         }
-        ApiError { status, code: e.code(), message: e.to_string() }
+        ApiError {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+        }
     }
 }
 

@@ -8,7 +8,11 @@ use guichet::config::Config;
 use guichet::server;
 
 #[derive(Parser)]
-#[command(name = "guichet", version, about = "Workflow server for offices that serve the public")]
+#[command(
+    name = "guichet",
+    version,
+    about = "Workflow server for offices that serve the public"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,7 +43,12 @@ enum Command {
     /// Issue, list and revoke API tokens through a running server's admin API.
     Token {
         /// Server base URL.
-        #[arg(long, env = "GUICHET_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+        #[arg(
+            long,
+            env = "GUICHET_SERVER",
+            default_value = "http://127.0.0.1:8080",
+            global = true
+        )]
         server: String,
         /// File holding an administrator token [default: ./data/admin.token]
         #[arg(long, env = "GUICHET_TOKEN_FILE", global = true)]
@@ -66,17 +75,25 @@ enum TokenAction {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GUICHET_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("GUICHET_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config, scripts, data, listen } => {
-            serve(config, scripts, data, listen)
-        }
+        Command::Serve {
+            config,
+            scripts,
+            data,
+            listen,
+        } => serve(config, scripts, data, listen),
         Command::Check { dir } => return check(&dir),
-        Command::Token { server, token_file, action } => token(&server, token_file, action),
+        Command::Token {
+            server,
+            token_file,
+            action,
+        } => token(&server, token_file, action),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,10 +164,17 @@ fn check(dir: &std::path::Path) -> ExitCode {
 fn token(server: &str, token_file: Option<PathBuf>, action: TokenAction) -> anyhow::Result<()> {
     let path = token_file.unwrap_or_else(|| server::admin_token_path(std::path::Path::new("data")));
     let secret = std::fs::read_to_string(&path)
-        .map_err(|e| anyhow::anyhow!("cannot read the administrator token from {}: {e}", path.display()))?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the administrator token from {}: {e}",
+                path.display()
+            )
+        })?
         .trim()
         .to_string();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let client = reqwest::Client::new();
         let base = server.trim_end_matches('/');
@@ -170,7 +194,10 @@ fn token(server: &str, token_file: Option<PathBuf>, action: TokenAction) -> anyh
         match action {
             TokenAction::Issue { .. } => {
                 println!("{}", body["token"].as_str().unwrap_or_default());
-                eprintln!("token id {} for {}; the secret above is shown only once", body["record"]["id"], body["record"]["subject"]);
+                eprintln!(
+                    "token id {} for {}; the secret above is shown only once",
+                    body["record"]["id"], body["record"]["subject"]
+                );
             }
             TokenAction::List => {
                 for t in body["tokens"].as_array().into_iter().flatten() {
@@ -179,7 +206,10 @@ fn token(server: &str, token_file: Option<PathBuf>, action: TokenAction) -> anyh
                         t["id"].as_str().unwrap_or_default(),
                         t["subject"].as_str().unwrap_or_default(),
                         t["created_at"].as_str().unwrap_or_default(),
-                        t["revoked_at"].as_str().map(|r| format!("revoked {r}")).unwrap_or_else(|| "active".into())
+                        t["revoked_at"]
+                            .as_str()
+                            .map(|r| format!("revoked {r}"))
+                            .unwrap_or_else(|| "active".into())
                     );
                 }
             }

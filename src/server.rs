@@ -29,7 +29,10 @@ pub fn open(config: &Config) -> anyhow::Result<Arc<Engine>> {
         let path = admin_token_path(&config.data);
         write_private(&path, &secret)?;
         tracing::warn!(message = "first start: administrator token created", file = %path.display());
-        eprintln!("First start: the administrator token is in {} (readable by you only).", path.display());
+        eprintln!(
+            "First start: the administrator token is in {} (readable by you only).",
+            path.display()
+        );
     }
     let rules = engine.rules();
     tracing::info!(
@@ -62,9 +65,16 @@ pub async fn serve(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = router(AppState { engine: engine.clone() }, config.max_body_kb * 1024);
+    let app = router(
+        AppState {
+            engine: engine.clone(),
+        },
+        config.max_body_kb * 1024,
+    );
     tracing::info!(message = "listening", addr = %listener.local_addr()?);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     engine.flush().await?;
     Ok(())
 }

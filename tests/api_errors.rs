@@ -8,13 +8,20 @@ use serde_json::{json, Value};
 
 async fn rev(s: &TestServer, id: u64) -> (u64, usize) {
     let c = s.case(id).await;
-    (c["rev"].as_u64().unwrap(), c["history"].as_array().unwrap().len())
+    (
+        c["rev"].as_u64().unwrap(),
+        c["history"].as_array().unwrap().len(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_json_errors_and_change_nothing() {
     let s = TestServer::start().await;
-    let (customer, project, grid) = (s.token("zhou.qiang").await, s.token("wu.gang").await, s.token("hu.bo").await);
+    let (customer, project, grid) = (
+        s.token("zhou.qiang").await,
+        s.token("wu.gang").await,
+        s.token("hu.bo").await,
+    );
     let (id, _, _) = s.submit(power_case(100.0)).await;
     let task = s.task_at(&customer, id, "intake").await;
     let before = rev(&s, id).await;
@@ -22,61 +29,178 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     let client = reqwest::Client::new();
 
     // Malformed JSON: 400.
-    let r = client.post(&url).bearer_auth(&customer).header("content-type", "application/json").body("{\"outcome\": ").send().await.unwrap();
+    let r = client
+        .post(&url)
+        .bearer_auth(&customer)
+        .header("content-type", "application/json")
+        .body("{\"outcome\": ")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "malformed_json");
     // Unknown field: 422.
-    let (st, v) = s.post(&format!("/api/tasks/{task}/complete"), &customer, json!({ "outcome": "accept", "oops": 1 })).await;
-    assert_eq!((st, v["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body")), "{v}");
+    let (st, v) = s
+        .post(
+            &format!("/api/tasks/{task}/complete"),
+            &customer,
+            json!({ "outcome": "accept", "oops": 1 }),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body")),
+        "{v}"
+    );
     // Oversized body: 413.
     let big = json!({ "outcome": "accept", "comment": "x".repeat(2 * 1024 * 1024) });
-    let (st, v) = s.post(&format!("/api/tasks/{task}/complete"), &customer, big).await;
-    assert_eq!((st, v["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")), "{v}");
+    let (st, v) = s
+        .post(&format!("/api/tasks/{task}/complete"), &customer, big)
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")),
+        "{v}"
+    );
     // Missing and unknown tokens: 401.
-    let (st, v) = s.call("POST", &format!("/api/tasks/{task}/complete"), None, Some(json!({ "outcome": "accept" }))).await;
-    assert_eq!((st, v["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
-    let (st, _) = s.post(&format!("/api/tasks/{task}/complete"), "gch_not_a_token", json!({ "outcome": "accept" })).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            &format!("/api/tasks/{task}/complete"),
+            None,
+            Some(json!({ "outcome": "accept" })),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+    );
+    let (st, _) = s
+        .post(
+            &format!("/api/tasks/{task}/complete"),
+            "gch_not_a_token",
+            json!({ "outcome": "accept" }),
+        )
+        .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     // Not a member of the task's group: 403.
-    let (st, v) = s.post(&format!("/api/tasks/{task}/complete"), &grid, json!({ "outcome": "accept" })).await;
-    assert_eq!((st, v["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+    let (st, v) = s
+        .post(
+            &format!("/api/tasks/{task}/complete"),
+            &grid,
+            json!({ "outcome": "accept" }),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
     // The administrator does not handle tasks: 403.
-    let (st, _) = s.post(&format!("/api/tasks/{task}/complete"), &s.admin, json!({ "outcome": "accept" })).await;
+    let (st, _) = s
+        .post(
+            &format!("/api/tasks/{task}/complete"),
+            &s.admin,
+            json!({ "outcome": "accept" }),
+        )
+        .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     // Unknown task and case: 404.
-    let (st, v) = s.post("/api/tasks/999999-1/complete", &customer, json!({ "outcome": "accept" })).await;
-    assert_eq!((st, v["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    let (st, v) = s
+        .post(
+            "/api/tasks/999999-1/complete",
+            &customer,
+            json!({ "outcome": "accept" }),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
     let (st, _) = s.get("/api/cases/PWR-NC-2026-999999", &customer).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, v) = s.get("/api/no/such/route", &customer).await;
-    assert_eq!((st, v["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
     // An outcome the step does not have: 422.
-    let (st, v) = s.post(&format!("/api/tasks/{task}/complete"), &customer, json!({ "outcome": "approve" })).await;
-    assert_eq!((st, v["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed")), "{v}");
-    assert_eq!(rev(&s, id).await, before, "rejected requests changed the case");
+    let (st, v) = s
+        .post(
+            &format!("/api/tasks/{task}/complete"),
+            &customer,
+            json!({ "outcome": "approve" }),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed")),
+        "{v}"
+    );
+    assert_eq!(
+        rev(&s, id).await,
+        before,
+        "rejected requests changed the case"
+    );
 
     // Data that breaks the form's rules: 422, nothing merged.
     s.act(&customer, id, "intake", "accept", json!({})).await;
     let survey = s.task_at(&project, id, "site_survey").await;
     let before = rev(&s, id).await;
-    for bad in [json!({ "capacity_kva": "lots" }), json!({ "voltage": "220V" }), json!({ "undeclared": 1 }), json!({ "capacity_kva": -5 })] {
-        let (st, v) = s.post(&format!("/api/tasks/{survey}/complete"), &project, json!({ "outcome": "approve", "data": bad })).await;
-        assert_eq!((st, v["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed")), "{v}");
+    for bad in [
+        json!({ "capacity_kva": "lots" }),
+        json!({ "voltage": "220V" }),
+        json!({ "undeclared": 1 }),
+        json!({ "capacity_kva": -5 }),
+    ] {
+        let (st, v) = s
+            .post(
+                &format!("/api/tasks/{survey}/complete"),
+                &project,
+                json!({ "outcome": "approve", "data": bad }),
+            )
+            .await;
+        assert_eq!(
+            (st, v["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed")),
+            "{v}"
+        );
     }
     assert_eq!(rev(&s, id).await, before);
 
     // Claimed by someone else: 409 for the other.
-    let (st, _) = s.post(&format!("/api/tasks/{survey}/claim"), &project, json!({})).await;
+    let (st, _) = s
+        .post(&format!("/api/tasks/{survey}/claim"), &project, json!({}))
+        .await;
     assert_eq!(st, StatusCode::OK);
-    let (st, _) = s.post(&format!("/api/tasks/{survey}/claim"), &project, json!({})).await;
+    let (st, _) = s
+        .post(&format!("/api/tasks/{survey}/claim"), &project, json!({}))
+        .await;
     assert_eq!(st, StatusCode::CONFLICT);
-    let (st, _) = s.post(&format!("/api/tasks/{survey}/release"), &project, json!({})).await;
+    let (st, _) = s
+        .post(&format!("/api/tasks/{survey}/release"), &project, json!({}))
+        .await;
     assert_eq!(st, StatusCode::OK);
     // Completing twice: the second is a conflict.
-    let (st, _) = s.post(&format!("/api/tasks/{survey}/complete"), &project, json!({ "outcome": "approve" })).await;
+    let (st, _) = s
+        .post(
+            &format!("/api/tasks/{survey}/complete"),
+            &project,
+            json!({ "outcome": "approve" }),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
-    let (st, v) = s.post(&format!("/api/tasks/{survey}/complete"), &project, json!({ "outcome": "approve" })).await;
-    assert_eq!((st, v["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "{v}");
+    let (st, v) = s
+        .post(
+            &format!("/api/tasks/{survey}/complete"),
+            &project,
+            json!({ "outcome": "approve" }),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict")),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,14 +214,32 @@ async fn invalid_submissions_are_refused_with_every_problem_listed() {
     let (st, v) = s.call("POST", "/api/cases", None, Some(body)).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     let msg = v["message"].as_str().unwrap();
-    for needle in ["capacity_kva", "contact_phone", "meter_number", "site_plan", "missing materials: Business licence"] {
+    for needle in [
+        "capacity_kva",
+        "contact_phone",
+        "meter_number",
+        "site_plan",
+        "missing materials: Business licence",
+    ] {
         assert!(msg.contains(needle), "{needle} not in {msg}");
     }
-    let (st, v) = s.call("POST", "/api/cases", None, Some(json!({ "procedure": "nope", "applicant": applicant("X1") }))).await;
-    assert_eq!((st, v["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    let (st, v) = s
+        .call(
+            "POST",
+            "/api/cases",
+            None,
+            Some(json!({ "procedure": "nope", "applicant": applicant("X1") })),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
     let mut bad_applicant = power_case(100.0);
     bad_applicant["applicant"]["id"] = json!("../../etc/passwd");
-    let (st, _) = s.call("POST", "/api/cases", None, Some(bad_applicant)).await;
+    let (st, _) = s
+        .call("POST", "/api/cases", None, Some(bad_applicant))
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     // Nothing was numbered: the next good case still gets number 1.
     let (_, number, _) = s.submit(power_case(100.0)).await;
@@ -107,7 +249,11 @@ async fn invalid_submissions_are_refused_with_every_problem_listed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_staff_completing_the_same_task_exactly_one_wins() {
     let s = TestServer::start().await;
-    let (window, li, zhao) = (s.token("wang.fang").await, s.token("li.wei").await, s.token("zhao.min").await);
+    let (window, li, zhao) = (
+        s.token("wang.fang").await,
+        s.token("li.wei").await,
+        s.token("zhao.min").await,
+    );
     for round in 0..10 {
         let (st, v) = s
             .post(
@@ -123,13 +269,25 @@ async fn two_staff_completing_the_same_task_exactly_one_wins() {
         let task = s.task_at(&li, id, "site_visit").await;
         let path = format!("/api/tasks/{task}/complete");
         let body = json!({ "outcome": "approve" });
-        let (a, b) = tokio::join!(s.post(&path, &li, body.clone()), s.post(&path, &zhao, body.clone()));
+        let (a, b) = tokio::join!(
+            s.post(&path, &li, body.clone()),
+            s.post(&path, &zhao, body.clone())
+        );
         let mut statuses = [a.0, b.0];
         statuses.sort();
-        assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "round {round}: {a:?} {b:?}");
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::CONFLICT],
+            "round {round}: {a:?} {b:?}"
+        );
         let c = s.case(id).await;
         assert_eq!(c["status"], "approved");
-        let completed = c["history"].as_array().unwrap().iter().filter(|e| e["task"] == task.as_str()).count();
+        let completed = c["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["task"] == task.as_str())
+            .count();
         assert_eq!(completed, 1);
     }
 }
@@ -137,12 +295,18 @@ async fn two_staff_completing_the_same_task_exactly_one_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_in_the_middle_of_a_case_keeps_its_state() {
     let s = TestServer::start().await;
-    let (customer, project, grid) = (s.token("zhou.qiang").await, s.token("wu.gang").await, s.token("hu.bo").await);
+    let (customer, project, grid) = (
+        s.token("zhou.qiang").await,
+        s.token("wu.gang").await,
+        s.token("hu.bo").await,
+    );
     let (id, number, code) = s.submit(power_case(2000.0)).await;
     s.act(&customer, id, "intake", "accept", json!({})).await;
-    s.act(&project, id, "site_survey", "approve", json!({})).await;
+    s.act(&project, id, "site_survey", "approve", json!({}))
+        .await;
     let scheme = s.token("xu.li").await;
-    s.act(&scheme, id, "scheme_review", "approve", json!({})).await;
+    s.act(&scheme, id, "scheme_review", "approve", json!({}))
+        .await;
     s.act(&grid, id, "grid_review", "approve", json!({})).await;
     let before = s.case(id).await;
 
@@ -151,10 +315,20 @@ async fn restart_in_the_middle_of_a_case_keeps_its_state() {
     assert_eq!(before, after, "state changed across a restart");
     // Tokens survive too, and the parallel join still waits for metering.
     let metering = s.token("guo.na").await;
-    let c = s.act(&metering, id, "metering_review", "approve", json!({})).await;
+    let c = s
+        .act(&metering, id, "metering_review", "approve", json!({}))
+        .await;
     assert_eq!(open_steps(&c), vec!["construction"]);
-    s.act(&project, id, "construction", "approve", json!({})).await;
-    let (st, t) = s.call("GET", &format!("/api/track/{number}?code={code}"), None, None).await;
+    s.act(&project, id, "construction", "approve", json!({}))
+        .await;
+    let (st, t) = s
+        .call(
+            "GET",
+            &format!("/api/track/{number}?code={code}"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(t["status"], "approved");
     // Numbering continues without a gap after the restart.
@@ -168,10 +342,19 @@ async fn admin_token_file_is_private_and_tokens_can_be_revoked() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(guichet::server::admin_token_path(&s.data)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(guichet::server::admin_token_path(&s.data))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    let (st, v) = s.post("/api/admin/tokens", &s.admin, json!({ "subject": "nobody.here" })).await;
+    let (st, v) = s
+        .post(
+            "/api/admin/tokens",
+            &s.admin,
+            json!({ "subject": "nobody.here" }),
+        )
+        .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     let li = s.token("li.wei").await;
     let (st, me) = s.get("/api/me", &li).await;
@@ -182,9 +365,27 @@ async fn admin_token_file_is_private_and_tokens_can_be_revoked() {
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, list) = s.get("/api/admin/tokens", &s.admin).await;
     assert_eq!(st, StatusCode::OK);
-    assert!(!list.to_string().contains(&li), "a secret appeared in the token list");
-    let id = list["tokens"].as_array().unwrap().iter().find(|t| t["subject"] == "li.wei").unwrap()["id"].as_str().unwrap().to_string();
-    let (st, _) = s.call("DELETE", &format!("/api/admin/tokens/{id}"), Some(&s.admin), None).await;
+    assert!(
+        !list.to_string().contains(&li),
+        "a secret appeared in the token list"
+    );
+    let id = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["subject"] == "li.wei")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, _) = s
+        .call(
+            "DELETE",
+            &format!("/api/admin/tokens/{id}"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
     let (st, _) = s.get("/api/me", &li).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);

@@ -22,30 +22,71 @@ async fn power_connection_above_630_kva_goes_to_scheme_group_and_joins_parallel_
     assert!(number.ends_with("-000001"), "{number}");
     let c = s.act(&customer, id, "intake", "accept", json!({})).await;
     assert_eq!(c["status"], "in_progress");
-    let c = s.act(&project, id, "site_survey", "approve", json!({})).await;
-    assert_eq!(open_steps(&c), vec!["scheme_review", "scheme_review"], "any-mode: one task per member");
+    let c = s
+        .act(&project, id, "site_survey", "approve", json!({}))
+        .await;
+    assert_eq!(
+        open_steps(&c),
+        vec!["scheme_review", "scheme_review"],
+        "any-mode: one task per member"
+    );
     // 或签: the first member to act decides; the other task is cancelled.
-    let c = s.act(&scheme_b, id, "scheme_review", "approve", json!({ "scheme": "Two 10kV feeders" })).await;
+    let c = s
+        .act(
+            &scheme_b,
+            id,
+            "scheme_review",
+            "approve",
+            json!({ "scheme": "Two 10kV feeders" }),
+        )
+        .await;
     assert_eq!(open_steps(&c), vec!["grid_review", "metering_review"]);
     let (st, wl) = s.get("/api/tasks", &scheme_a).await;
     assert_eq!(st, StatusCode::OK);
-    assert!(wl["tasks"].as_array().unwrap().is_empty(), "cancelled task left in worklist: {wl}");
+    assert!(
+        wl["tasks"].as_array().unwrap().is_empty(),
+        "cancelled task left in worklist: {wl}"
+    );
     // Parallel branches: the join waits for both.
     let c = s.act(&grid, id, "grid_review", "approve", json!({})).await;
     assert_eq!(open_steps(&c), vec!["metering_review"]);
-    let c = s.act(&metering, id, "metering_review", "approve", json!({})).await;
+    let c = s
+        .act(&metering, id, "metering_review", "approve", json!({}))
+        .await;
     assert_eq!(open_steps(&c), vec!["construction"]);
     // Completing the works runs the automatic commissioning step and approves the case.
-    let c = s.act(&project, id, "construction", "approve", json!({})).await;
+    let c = s
+        .act(&project, id, "construction", "approve", json!({}))
+        .await;
     assert_eq!(c["status"], "approved");
     assert!(c["data"]["meter_number"].as_str().unwrap().starts_with('M'));
     assert_eq!(c["data"]["scheme"], "Two 10kV feeders");
     let full = s.case(id).await;
-    let actions: Vec<&str> = full["history"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, vec!["submitted", "completed", "completed", "completed", "completed", "completed", "completed"]);
+    let actions: Vec<&str> = full["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            "submitted",
+            "completed",
+            "completed",
+            "completed",
+            "completed",
+            "completed",
+            "completed"
+        ]
+    );
     let last = full["history"].as_array().unwrap().last().unwrap();
     assert_eq!(last["actor"], "wu.gang");
-    assert!(last["effects"].as_array().unwrap().iter().any(|e| e["type"] == "auto_step_ran"));
+    assert!(last["effects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["type"] == "auto_step_ran"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,7 +95,9 @@ async fn power_connection_small_capacity_skips_scheme_group() {
     let (customer, project) = (s.token("zhou.qiang").await, s.token("wu.gang").await);
     let (id, _, _) = s.submit(power_case(400.0)).await;
     s.act(&customer, id, "intake", "accept", json!({})).await;
-    let c = s.act(&project, id, "site_survey", "approve", json!({})).await;
+    let c = s
+        .act(&project, id, "site_survey", "approve", json!({}))
+        .await;
     assert_eq!(open_steps(&c), vec!["scheme_draft"]);
 }
 
@@ -78,31 +121,74 @@ async fn planning_land_use_return_then_certificate_and_rejection() {
         ],
     });
     let (id, number, _) = s.submit(body.clone()).await;
-    assert!(number.starts_with("PLAN-LUP-") && number.ends_with("-000001"), "{number}");
+    assert!(
+        number.starts_with("PLAN-LUP-") && number.ends_with("-000001"),
+        "{number}"
+    );
     s.act(&window, id, "intake", "accept", json!({})).await;
-    s.act(&section, id, "site_selection", "approve", json!({})).await;
-    s.act(&survey, id, "red_line", "approve", json!({ "red_line": "RL-1" })).await;
+    s.act(&section, id, "site_selection", "approve", json!({}))
+        .await;
+    s.act(
+        &survey,
+        id,
+        "red_line",
+        "approve",
+        json!({ "red_line": "RL-1" }),
+    )
+    .await;
     // Design conditions find the red line wrong: return to the survey team.
     let task = s.task_at(&section, id, "design_conditions").await;
     let (st, v) = s
-        .post(&format!("/api/tasks/{task}/return"), &section, json!({ "to": "red_line", "comment": "north boundary wrong" }))
+        .post(
+            &format!("/api/tasks/{task}/return"),
+            &section,
+            json!({ "to": "red_line", "comment": "north boundary wrong" }),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(open_steps(&v["case"]), vec!["red_line"]);
     // A step that was never passed cannot be a return target.
-    s.act(&survey, id, "red_line", "approve", json!({ "red_line": "RL-2" })).await;
+    s.act(
+        &survey,
+        id,
+        "red_line",
+        "approve",
+        json!({ "red_line": "RL-2" }),
+    )
+    .await;
     let task = s.task_at(&section, id, "design_conditions").await;
-    let (st, v) = s.post(&format!("/api/tasks/{task}/return"), &section, json!({ "to": "permit" })).await;
+    let (st, v) = s
+        .post(
+            &format!("/api/tasks/{task}/return"),
+            &section,
+            json!({ "to": "permit" }),
+        )
+        .await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["code"], "invalid_transition");
-    s.act(&section, id, "design_conditions", "approve", json!({ "plot_ratio_max": 2.5 })).await;
+    s.act(
+        &section,
+        id,
+        "design_conditions",
+        "approve",
+        json!({ "plot_ratio_max": 2.5 }),
+    )
+    .await;
     let c = s.act(&head, id, "permit", "approve", json!({})).await;
     assert_eq!(c["status"], "approved");
     assert_eq!(c["data"]["red_line"], "RL-2");
     let cert = c["data"]["certificate"].as_str().unwrap();
-    assert!(cert.starts_with("LUP-") && cert.ends_with("000001"), "{cert}");
+    assert!(
+        cert.starts_with("LUP-") && cert.ends_with("000001"),
+        "{cert}"
+    );
     let full = s.case(id).await;
-    let returned = full["history"].as_array().unwrap().iter().find(|e| e["action"] == "returned").unwrap();
+    let returned = full["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "returned")
+        .unwrap();
     assert_eq!(returned["comment"], "north boundary wrong");
     assert_eq!(returned["actor"], "liu.yang");
 
@@ -110,9 +196,11 @@ async fn planning_land_use_return_then_certificate_and_rejection() {
     let (id2, number2, _) = s.submit(body).await;
     assert!(number2.ends_with("-000002"), "{number2}");
     s.act(&window, id2, "intake", "accept", json!({})).await;
-    s.act(&section, id2, "site_selection", "approve", json!({})).await;
+    s.act(&section, id2, "site_selection", "approve", json!({}))
+        .await;
     s.act(&survey, id2, "red_line", "approve", json!({})).await;
-    s.act(&section, id2, "design_conditions", "approve", json!({})).await;
+    s.act(&section, id2, "design_conditions", "approve", json!({}))
+        .await;
     let c = s.act(&head, id2, "permit", "reject", json!({})).await;
     assert_eq!(c["status"], "rejected");
     assert!(c["data"].get("certificate").is_none());
@@ -144,7 +232,11 @@ async fn planning_construction_scheme_needs_every_signer() {
     let id = v["case"]["id"].as_u64().unwrap();
     s.act(&window, id, "intake", "accept", json!({})).await;
     let c = s.act(&a, id, "scheme_review", "approve", json!({})).await;
-    assert_eq!(open_steps(&c), vec!["scheme_review"], "会签 waits for the second signer");
+    assert_eq!(
+        open_steps(&c),
+        vec!["scheme_review"],
+        "会签 waits for the second signer"
+    );
     // Chen Jie's task is done; he cannot act for Liu Yang.
     let (st, wl) = s.get("/api/tasks", &a).await;
     assert_eq!(st, StatusCode::OK);
@@ -152,13 +244,20 @@ async fn planning_construction_scheme_needs_every_signer() {
     let c = s.act(&b, id, "scheme_review", "approve", json!({})).await;
     assert_eq!(open_steps(&c), vec!["permit"]);
     let c = s.act(&head, id, "permit", "approve", json!({})).await;
-    assert!(c["data"]["certificate"].as_str().unwrap().starts_with("CPP-"));
+    assert!(c["data"]["certificate"]
+        .as_str()
+        .unwrap()
+        .starts_with("CPP-"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tax_bundle_opens_four_cases_handled_as_one_work_package() {
     let s = TestServer::start().await;
-    let (window, officer, head) = (s.token("wang.fang").await, s.token("li.wei").await, s.token("sun.hua").await);
+    let (window, officer, head) = (
+        s.token("wang.fang").await,
+        s.token("li.wei").await,
+        s.token("sun.hua").await,
+    );
     let (st, v) = s
         .post(
             "/api/bundles/tax.new_business/cases",
@@ -178,7 +277,12 @@ async fn tax_bundle_opens_four_cases_handled_as_one_work_package() {
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let bundle = v["bundle"].as_str().unwrap().to_string();
-    let ids: Vec<u64> = v["cases"].as_array().unwrap().iter().map(|c| c["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_u64().unwrap())
+        .collect();
     assert_eq!(ids.len(), 4);
     for id in &ids {
         s.act(&window, *id, "intake", "accept", json!({})).await;
@@ -187,21 +291,42 @@ async fn tax_bundle_opens_four_cases_handled_as_one_work_package() {
     let typ = s.case(ids[3]).await;
     assert_eq!(typ["status"], "approved");
     // The officer sees the rest as one package.
-    let (st, wl) = s.get(&format!("/api/tasks?bundle={bundle}"), &officer).await;
+    let (st, wl) = s
+        .get(&format!("/api/tasks?bundle={bundle}"), &officer)
+        .await;
     assert_eq!(st, StatusCode::OK);
-    let steps: Vec<&str> = wl["tasks"].as_array().unwrap().iter().map(|t| t["step"].as_str().unwrap()).collect();
+    let steps: Vec<&str> = wl["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["step"].as_str().unwrap())
+        .collect();
     assert_eq!(steps.len(), 3, "{wl}");
-    s.act(&officer, ids[0], "register", "approve", json!({})).await;
-    s.act(&officer, ids[1], "site_visit", "approve", json!({})).await;
-    s.act(&officer, ids[2], "site_visit", "approve", json!({})).await;
+    s.act(&officer, ids[0], "register", "approve", json!({}))
+        .await;
+    s.act(&officer, ids[1], "site_visit", "approve", json!({}))
+        .await;
+    s.act(&officer, ids[2], "site_visit", "approve", json!({}))
+        .await;
     s.act(&head, ids[2], "approval", "approve", json!({})).await;
-    let (st, all) = s.get(&format!("/api/bundle-cases/{bundle}"), &officer).await;
+    let (st, all) = s
+        .get(&format!("/api/bundle-cases/{bundle}"), &officer)
+        .await;
     assert_eq!(st, StatusCode::OK);
-    assert!(all["cases"].as_array().unwrap().iter().all(|c| c["status"] == "approved"), "{all}");
+    assert!(
+        all["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "approved"),
+        "{all}"
+    );
     let reg = s.case(ids[0]).await;
     assert_eq!(reg["data"]["taxpayer_id"], "91310000MA1TX0004A");
     // A clerk sees all of one applicant's cases across departments.
-    let (st, mine) = s.get("/api/applicants/91310000MA1TX0004A/cases", &window).await;
+    let (st, mine) = s
+        .get("/api/applicants/91310000MA1TX0004A/cases", &window)
+        .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(mine["cases"].as_array().unwrap().len(), 4);
     // An invalid item rejects the whole bundle: nothing is created.
@@ -214,14 +339,20 @@ async fn tax_bundle_opens_four_cases_handled_as_one_work_package() {
         )
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    let (_, none) = s.get("/api/applicants/91310000MA1TX0005B/cases", &window).await;
+    let (_, none) = s
+        .get("/api/applicants/91310000MA1TX0005B/cases", &window)
+        .await;
     assert!(none["cases"].as_array().unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn licence_inspection_transfer_and_ministry_countersign() {
     let s = TestServer::start().await;
-    let (desk, deng, feng) = (s.token("lin.tao").await, s.token("deng.yu").await, s.token("feng.xia").await);
+    let (desk, deng, feng) = (
+        s.token("lin.tao").await,
+        s.token("deng.yu").await,
+        s.token("feng.xia").await,
+    );
     let (id, _, _) = s
         .submit(json!({
             "procedure": "licence.annual",
@@ -237,12 +368,23 @@ async fn licence_inspection_transfer_and_ministry_countersign() {
         .post(&format!("/api/tasks/{task}/transfer"), &desk, json!({ "group": "licence.ministry", "staff": "deng.yu", "comment": "ministry handles this licence" }))
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let (st, v) = s.post(&format!("/api/tasks/{task}/claim"), &feng, json!({})).await;
-    assert_eq!(st, StatusCode::FORBIDDEN, "only the named staff may act: {v}");
-    s.act(&deng, id, "province_review", "approve", json!({})).await;
-    let c = s.act(&deng, id, "ministry_review", "approve", json!({})).await;
+    let (st, v) = s
+        .post(&format!("/api/tasks/{task}/claim"), &feng, json!({}))
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "only the named staff may act: {v}"
+    );
+    s.act(&deng, id, "province_review", "approve", json!({}))
+        .await;
+    let c = s
+        .act(&deng, id, "ministry_review", "approve", json!({}))
+        .await;
     assert_eq!(c["status"], "in_progress");
-    let c = s.act(&feng, id, "ministry_review", "approve", json!({})).await;
+    let c = s
+        .act(&feng, id, "ministry_review", "approve", json!({}))
+        .await;
     assert_eq!(c["status"], "approved");
 }
 
@@ -264,27 +406,62 @@ async fn court_case_sequential_panel_and_applicant_tracking() {
             "materials": [ { "id": "complaint", "file": "complaint.pdf" } ],
         }))
         .await;
-    let (st, t) = s.call("GET", &format!("/api/track/{number}?code={code}"), None, None).await;
+    let (st, t) = s
+        .call(
+            "GET",
+            &format!("/api/track/{number}?code={code}"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{t}");
     assert_eq!(t["status"], "submitted");
-    let (st, _) = s.call("GET", &format!("/api/track/{number}?code=WRONG123"), None, None).await;
+    let (st, _) = s
+        .call(
+            "GET",
+            &format!("/api/track/{number}?code=WRONG123"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     s.act(&filing, id, "intake", "accept", json!({})).await;
-    s.act(&clerk, id, "serve_complaint", "approve", json!({ "served_on": "2026-11-30" })).await;
+    s.act(
+        &clerk,
+        id,
+        "serve_complaint",
+        "approve",
+        json!({ "served_on": "2026-11-30" }),
+    )
+    .await;
     let c = s.act(&yang, id, "hearing", "approve", json!({})).await;
     assert_eq!(open_steps(&c), vec!["panel_judgment"]);
     // In turn: only the first signer has a task until he signs.
     let (_, wl) = s.get("/api/tasks", &qian).await;
     assert!(wl["tasks"].as_array().unwrap().is_empty());
-    s.act(&yang, id, "panel_judgment", "approve", json!({})).await;
-    s.act(&qian, id, "panel_judgment", "approve", json!({})).await;
-    let c = s.act(&cao, id, "panel_judgment", "approve", json!({})).await;
+    s.act(&yang, id, "panel_judgment", "approve", json!({}))
+        .await;
+    s.act(&qian, id, "panel_judgment", "approve", json!({}))
+        .await;
+    let c = s
+        .act(&cao, id, "panel_judgment", "approve", json!({}))
+        .await;
     assert_eq!(c["status"], "approved");
-    let (st, t) = s.call("GET", &format!("/api/track/{number}?code={}", code.to_lowercase()), None, None).await;
+    let (st, t) = s
+        .call(
+            "GET",
+            &format!("/api/track/{number}?code={}", code.to_lowercase()),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(t["status"], "approved");
     assert!(t["progress"].as_array().unwrap().len() >= 6);
-    assert!(t.get("tasks").is_none(), "applicants do not see internal tasks");
+    assert!(
+        t.get("tasks").is_none(),
+        "applicants do not see internal tasks"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,15 +475,34 @@ async fn applicant_withdraws_with_query_code_and_intake_refusal_and_referral() {
         "materials": [ { "id": "complaint", "file": "c.pdf" } ],
     });
     let (id, number, code) = s.submit(body.clone()).await;
-    let (st, v) = s.call("POST", &format!("/api/cases/{number}/withdraw"), None, Some(json!({ "code": "BADCODE2" }))).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            &format!("/api/cases/{number}/withdraw"),
+            None,
+            Some(json!({ "code": "BADCODE2" })),
+        )
+        .await;
     assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
     let (st, v) = s
-        .call("POST", &format!("/api/cases/{number}/withdraw"), None, Some(json!({ "code": code, "reason": "settled privately" })))
+        .call(
+            "POST",
+            &format!("/api/cases/{number}/withdraw"),
+            None,
+            Some(json!({ "code": code, "reason": "settled privately" })),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["case"]["status"], "withdrawn");
     assert!(open_steps(&v["case"]).is_empty());
-    let (st, _) = s.call("POST", &format!("/api/cases/{id}/withdraw"), None, Some(json!({ "code": code }))).await;
+    let (st, _) = s
+        .call(
+            "POST",
+            &format!("/api/cases/{id}/withdraw"),
+            None,
+            Some(json!({ "code": code })),
+        )
+        .await;
     assert_eq!(st, StatusCode::CONFLICT);
 
     let (id, _, _) = s.submit(body.clone()).await;

@@ -170,14 +170,35 @@ impl Case {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Effect {
-    StepEntered { step: String },
-    StepCompleted { step: String, outcome: String },
-    TaskCreated { task: String, group: String, #[serde(default, skip_serializing_if = "Option::is_none")] assignee: Option<String> },
-    TaskCancelled { task: String },
-    AutoStepRan { step: String, outcome: String },
-    HookRan { hook: String },
-    BranchJoined { step: String },
-    Decided { status: CaseStatus },
+    StepEntered {
+        step: String,
+    },
+    StepCompleted {
+        step: String,
+        outcome: String,
+    },
+    TaskCreated {
+        task: String,
+        group: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assignee: Option<String>,
+    },
+    TaskCancelled {
+        task: String,
+    },
+    AutoStepRan {
+        step: String,
+        outcome: String,
+    },
+    HookRan {
+        hook: String,
+    },
+    BranchJoined {
+        step: String,
+    },
+    Decided {
+        status: CaseStatus,
+    },
 }
 
 /// One entry of a case's append-only history: who, when, what, why, and what data changed.

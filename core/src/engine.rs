@@ -136,7 +136,11 @@ fn task_case_id(task_id: &str) -> Result<u64> {
 
 impl Engine {
     /// Loads the scripts folder and opens the engine on a store.
-    pub fn open(store: Arc<dyn Store>, scripts_dir: &Path, clock: Arc<dyn Clock>) -> Result<Engine> {
+    pub fn open(
+        store: Arc<dyn Store>,
+        scripts_dir: &Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Engine> {
         let rules = script::load_dir(scripts_dir).map_err(Error::Load)?;
         let engine = Engine {
             store,
@@ -153,7 +157,11 @@ impl Engine {
     pub fn install(&self, rules: RuleSet) -> Result<()> {
         let now = self.clock.now();
         for p in rules.procedures.values() {
-            let src = p.script.as_ref().map(|s| s.source.clone()).unwrap_or_default();
+            let src = p
+                .script
+                .as_ref()
+                .map(|s| s.source.clone())
+                .unwrap_or_default();
             let fresh = self.store.put_version(&VersionRecord {
                 procedure: p.id.clone(),
                 version: p.version.clone(),
@@ -165,7 +173,10 @@ impl Engine {
                 tracing::info!(message = "procedure version recorded", procedure = %p.id, version = %p.version, file = %p.file);
             }
         }
-        *self.rules.write().map_err(|_| Error::Store("rule set lock poisoned".into()))? = Arc::new(rules);
+        *self
+            .rules
+            .write()
+            .map_err(|_| Error::Store("rule set lock poisoned".into()))? = Arc::new(rules);
         Ok(())
     }
 
@@ -189,22 +200,42 @@ impl Engine {
             }
         }
         let key = (case.procedure.clone(), case.version.clone());
-        if let Some(p) = self.old_versions.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        if let Some(p) = self
+            .old_versions
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
             return Ok(p);
         }
-        let rec = self.store.version(&case.procedure, &case.version)?.ok_or_else(|| {
-            Error::Store(format!("procedure {} version {} is not stored", case.procedure, case.version))
-        })?;
+        let rec = self
+            .store
+            .version(&case.procedure, &case.version)?
+            .ok_or_else(|| {
+                Error::Store(format!(
+                    "procedure {} version {} is not stored",
+                    case.procedure, case.version
+                ))
+            })?;
         let p = script::load_version(&self.scripts_dir, &rec.file, &rec.source, &rec.procedure)
             .map(Arc::new)
-            .map_err(|message| Error::Script { procedure: case.procedure.clone(), message })?;
+            .map_err(|message| Error::Script {
+                procedure: case.procedure.clone(),
+                message,
+            })?;
         if let Ok(mut m) = self.old_versions.lock() {
             m.insert(key, p.clone());
         }
         Ok(p)
     }
 
-    fn new_case(&self, proc: &Procedure, applicant: &Applicant, bundle: Option<String>, channel: &str) -> Result<Case> {
+    fn new_case(
+        &self,
+        proc: &Procedure,
+        applicant: &Applicant,
+        bundle: Option<String>,
+        channel: &str,
+    ) -> Result<Case> {
         Ok(Case {
             id: self.store.next_case_id()?,
             number: String::new(),
@@ -233,14 +264,19 @@ impl Engine {
     }
 
     fn check_applicant(a: &Applicant) -> Result<()> {
-        let ok_id = !a.id.trim().is_empty() && a.id.len() <= 64 && a.id.chars().all(|c| c.is_ascii_alphanumeric());
+        let ok_id = !a.id.trim().is_empty()
+            && a.id.len() <= 64
+            && a.id.chars().all(|c| c.is_ascii_alphanumeric());
         if !ok_id {
             return Err(Error::Validation(
-                "applicant.id must be 1-64 letters or digits (ID card number or credit code)".into(),
+                "applicant.id must be 1-64 letters or digits (ID card number or credit code)"
+                    .into(),
             ));
         }
         if a.name.trim().is_empty() || a.name.len() > 200 {
-            return Err(Error::Validation("applicant.name is required (at most 200 bytes)".into()));
+            return Err(Error::Validation(
+                "applicant.name is required (at most 200 bytes)".into(),
+            ));
         }
         Ok(())
     }
@@ -250,12 +286,16 @@ impl Engine {
         &self,
         rules: &RuleSet,
         actor: &Actor,
-        procedure: &str,
         applicant: &Applicant,
-        data: Data,
-        materials: Vec<MaterialRef>,
+        item: BundleItem,
         bundle: Option<String>,
     ) -> Result<CaseWrite> {
+        let BundleItem {
+            procedure,
+            data,
+            materials,
+        } = item;
+        let procedure = procedure.as_str();
         let proc = rules
             .procedures
             .get(procedure)
@@ -265,7 +305,11 @@ impl Engine {
         if !errs.is_empty() {
             return Err(Error::Validation(errs.join("; ")));
         }
-        let channel = if matches!(actor, Actor::Staff(_)) { "window" } else { "online" };
+        let channel = if matches!(actor, Actor::Staff(_)) {
+            "window"
+        } else {
+            "online"
+        };
         let mut case = self.new_case(proc, applicant, bundle, channel)?;
         case.data = data;
         case.materials = materials;
@@ -286,20 +330,36 @@ impl Engine {
             data_changed: flow.case.data.clone(),
             effects: flow.effects,
         };
-        Ok(CaseWrite { before: None, after: flow.case, event, number_scope: Some(scope) })
+        Ok(CaseWrite {
+            before: None,
+            after: flow.case,
+            event,
+            number_scope: Some(scope),
+        })
     }
 
     /// Receives an application: at the window (staff) or online (public).
     pub fn submit(&self, actor: &Actor, sub: Submission) -> Result<Committed> {
         Self::check_applicant(&sub.applicant)?;
         let rules = self.rules();
-        let w = self.prepare_submission(&rules, actor, &sub.procedure, &sub.applicant, sub.data, sub.materials, None)?;
+        let item = BundleItem {
+            procedure: sub.procedure,
+            data: sub.data,
+            materials: sub.materials,
+        };
+        let w = self.prepare_submission(&rules, actor, &sub.applicant, item, None)?;
         self.commit(vec![w])
     }
 
     /// Receives a bundle (一件事): one application that opens a case per procedure, all or
     /// none, linked by a bundle reference.
-    pub fn submit_bundle(&self, actor: &Actor, bundle: &str, applicant: Applicant, items: Vec<BundleItem>) -> Result<Committed> {
+    pub fn submit_bundle(
+        &self,
+        actor: &Actor,
+        bundle: &str,
+        applicant: Applicant,
+        items: Vec<BundleItem>,
+    ) -> Result<Committed> {
         Self::check_applicant(&applicant)?;
         let rules = self.rules();
         let b = rules
@@ -307,7 +367,9 @@ impl Engine {
             .get(bundle)
             .ok_or_else(|| Error::NotFound(format!("bundle '{bundle}' does not exist")))?;
         if items.is_empty() {
-            return Err(Error::Validation("a bundle needs at least one procedure".into()));
+            return Err(Error::Validation(
+                "a bundle needs at least one procedure".into(),
+            ));
         }
         for it in &items {
             if !b.procedures.contains(&it.procedure) {
@@ -322,9 +384,10 @@ impl Engine {
         let mut writes = Vec::new();
         let mut errs = Vec::new();
         for it in items {
-            match self.prepare_submission(&rules, actor, &it.procedure, &applicant, it.data, it.materials, Some(reference.clone())) {
+            let name = it.procedure.clone();
+            match self.prepare_submission(&rules, actor, &applicant, it, Some(reference.clone())) {
                 Ok(w) => writes.push(w),
-                Err(e) => errs.push(format!("{}: {e}", it.procedure)),
+                Err(e) => errs.push(format!("{name}: {e}")),
             }
         }
         if !errs.is_empty() {
@@ -335,7 +398,10 @@ impl Engine {
 
     fn commit(&self, mut writes: Vec<CaseWrite>) -> Result<Committed> {
         let ticket = self.store.commit(&mut writes)?;
-        Ok(Committed { cases: writes.into_iter().map(|w| w.after).collect(), ticket })
+        Ok(Committed {
+            cases: writes.into_iter().map(|w| w.after).collect(),
+            ticket,
+        })
     }
 
     /// Resolves a case reference: its id or its number.
@@ -349,7 +415,9 @@ impl Engine {
     }
 
     pub fn case(&self, id: u64) -> Result<Case> {
-        self.store.case(id)?.ok_or_else(|| Error::NotFound(format!("case {id} not found")))
+        self.store
+            .case(id)?
+            .ok_or_else(|| Error::NotFound(format!("case {id} not found")))
     }
 
     pub fn history(&self, id: u64) -> Result<Vec<HistoryEvent>> {
@@ -364,7 +432,11 @@ impl Engine {
         let a = case.query_code.as_bytes();
         let b = code.trim().to_ascii_uppercase();
         // Constant-time comparison: the code is a secret.
-        let same = a.len() == b.len() && a.iter().zip(b.as_bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+        let same = a.len() == b.len()
+            && a.iter()
+                .zip(b.as_bytes())
+                .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                == 0;
         if !same {
             return Err(missing());
         }
@@ -398,21 +470,33 @@ impl Engine {
         let me = actor.name();
         let mut items = Vec::new();
         let mut cache: HashMap<u64, Option<Case>> = HashMap::new();
-        for g in groups.iter().filter(|g| f.group.as_ref().is_none_or(|x| x == *g)) {
+        for g in groups
+            .iter()
+            .filter(|g| f.group.as_ref().is_none_or(|x| x == *g))
+        {
             for (case_id, task_id) in self.store.open_tasks_of_group(g)? {
                 let case = match cache.entry(case_id) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => e.insert(self.store.case(case_id)?),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(self.store.case(case_id)?)
+                    }
                 };
                 let Some(case) = case.as_ref() else { continue };
-                let Some(task) = case.task(&task_id) else { continue };
-                let for_me = task.assignee.as_ref().is_none_or(|a| *a == me) || *actor == Actor::Admin;
+                let Some(task) = case.task(&task_id) else {
+                    continue;
+                };
+                let for_me =
+                    task.assignee.as_ref().is_none_or(|a| *a == me) || *actor == Actor::Admin;
                 let keep = for_me
                     && f.procedure.as_ref().is_none_or(|p| *p == case.procedure)
                     && f.department.as_ref().is_none_or(|d| *d == case.department)
                     && f.state.is_none_or(|s| s == task.state)
-                    && f.bundle.as_ref().is_none_or(|b| case.bundle.as_ref() == Some(b))
-                    && (!f.mine || task.claimed_by.as_ref() == Some(&me) || task.assignee.as_ref() == Some(&me));
+                    && f.bundle
+                        .as_ref()
+                        .is_none_or(|b| case.bundle.as_ref() == Some(b))
+                    && (!f.mine
+                        || task.claimed_by.as_ref() == Some(&me)
+                        || task.assignee.as_ref() == Some(&me));
                 if !keep {
                     continue;
                 }
@@ -453,12 +537,19 @@ impl Engine {
             .ok_or_else(|| Error::NotFound(format!("task {task_id} not found")))?;
         let staff = match actor {
             Actor::Staff(s) => s,
-            Actor::Admin => return Err(Error::Forbidden("tasks are handled by staff of their group, not by the administrator".into())),
+            Actor::Admin => {
+                return Err(Error::Forbidden(
+                    "tasks are handled by staff of their group, not by the administrator".into(),
+                ))
+            }
             Actor::Public => return Err(Error::Forbidden("a staff token is required".into())),
         };
         let rules = self.rules();
         if !rules.is_member(staff, &task.group) {
-            return Err(Error::Forbidden(format!("only members of group '{}' may act on this task", task.group)));
+            return Err(Error::Forbidden(format!(
+                "only members of group '{}' may act on this task",
+                task.group
+            )));
         }
         if task.assignee.as_ref().is_some_and(|a| a != staff) {
             return Err(Error::Forbidden(format!(
@@ -467,7 +558,9 @@ impl Engine {
             )));
         }
         if !task.is_open() {
-            return Err(Error::Conflict(format!("task {task_id} is already {:?}", task.state).to_lowercase()));
+            return Err(Error::Conflict(
+                format!("task {task_id} is already {:?}", task.state).to_lowercase(),
+            ));
         }
         if task.claimed_by.as_ref().is_some_and(|c| c != staff) {
             return Err(Error::Conflict(format!(
@@ -504,14 +597,22 @@ impl Engine {
             data_changed: flow.data_changed,
             effects: flow.effects,
         };
-        self.commit(vec![CaseWrite { before: Some(case), after: flow.case, event, number_scope: None }])
+        self.commit(vec![CaseWrite {
+            before: Some(case),
+            after: flow.case,
+            event,
+            number_scope: None,
+        }])
     }
 
     pub fn claim(&self, actor: &Actor, task_id: &str) -> Result<Committed> {
         let me = actor.name();
         self.act(actor, task_id, "claimed", None, |flow, task| {
             if task.claimed_by.is_some() {
-                return Err(Error::Conflict(format!("task {} is already claimed by you", task.id)));
+                return Err(Error::Conflict(format!(
+                    "task {} is already claimed by you",
+                    task.id
+                )));
             }
             set_task(flow, &task.id, |t| {
                 t.claimed_by = Some(me);
@@ -524,7 +625,10 @@ impl Engine {
     pub fn release(&self, actor: &Actor, task_id: &str) -> Result<Committed> {
         self.act(actor, task_id, "released", None, |flow, task| {
             if task.claimed_by.is_none() {
-                return Err(Error::InvalidTransition(format!("task {} is not claimed", task.id)));
+                return Err(Error::InvalidTransition(format!(
+                    "task {} is not claimed",
+                    task.id
+                )));
             }
             set_task(flow, &task.id, |t| {
                 t.claimed_by = None;
@@ -535,7 +639,14 @@ impl Engine {
     }
 
     /// Completes a task with an outcome, a comment and data merged into the case.
-    pub fn complete(&self, actor: &Actor, task_id: &str, outcome: &str, comment: Option<String>, data: Data) -> Result<Committed> {
+    pub fn complete(
+        &self,
+        actor: &Actor,
+        task_id: &str,
+        outcome: &str,
+        comment: Option<String>,
+        data: Data,
+    ) -> Result<Committed> {
         let me = actor.name();
         let c = comment.clone();
         self.act(actor, task_id, "completed", comment, |flow, task| {
@@ -552,7 +663,13 @@ impl Engine {
     }
 
     /// Returns the case to an earlier step (退回).
-    pub fn return_to(&self, actor: &Actor, task_id: &str, to: &str, comment: Option<String>) -> Result<Committed> {
+    pub fn return_to(
+        &self,
+        actor: &Actor,
+        task_id: &str,
+        to: &str,
+        comment: Option<String>,
+    ) -> Result<Committed> {
         let me = actor.name();
         let c = comment.clone();
         self.act(actor, task_id, "returned", comment, |flow, task| {
@@ -567,10 +684,19 @@ impl Engine {
     }
 
     /// Transfers a task to another group, or to a named member of its group (转办).
-    pub fn transfer(&self, actor: &Actor, task_id: &str, group: Option<String>, staff: Option<String>, comment: Option<String>) -> Result<Committed> {
+    pub fn transfer(
+        &self,
+        actor: &Actor,
+        task_id: &str,
+        group: Option<String>,
+        staff: Option<String>,
+        comment: Option<String>,
+    ) -> Result<Committed> {
         let rules = self.rules();
         if group.is_none() && staff.is_none() {
-            return Err(Error::Validation("name a group or a staff member to transfer to".into()));
+            return Err(Error::Validation(
+                "name a group or a staff member to transfer to".into(),
+            ));
         }
         if let Some(g) = &group {
             if !rules.groups.contains_key(g) {
@@ -581,7 +707,9 @@ impl Engine {
             let target_group = group.clone().unwrap_or_else(|| task.group.clone());
             if let Some(s) = &staff {
                 if !rules.is_member(s, &target_group) {
-                    return Err(Error::Validation(format!("'{s}' is not a member of group '{target_group}'")));
+                    return Err(Error::Validation(format!(
+                        "'{s}' is not a member of group '{target_group}'"
+                    )));
                 }
             }
             set_task(flow, &task.id, |t| {
@@ -597,13 +725,22 @@ impl Engine {
     }
 
     /// The applicant withdraws an open case (撤回). `code` is required from the public.
-    pub fn withdraw(&self, actor: &Actor, case_id: u64, code: Option<&str>, reason: Option<String>) -> Result<Committed> {
+    pub fn withdraw(
+        &self,
+        actor: &Actor,
+        case_id: u64,
+        code: Option<&str>,
+        reason: Option<String>,
+    ) -> Result<Committed> {
         let case = self.case(case_id)?;
         if *actor == Actor::Public {
             self.track(&case.number, code.unwrap_or_default())?;
         }
         if !case.status.is_open() {
-            return Err(Error::InvalidTransition(format!("case {} is already closed", case.number)));
+            return Err(Error::InvalidTransition(format!(
+                "case {} is already closed",
+                case.number
+            )));
         }
         let proc = self.procedure_of(&case)?;
         let rules = self.rules();
@@ -621,7 +758,12 @@ impl Engine {
             data_changed: Data::new(),
             effects: flow.effects,
         };
-        self.commit(vec![CaseWrite { before: Some(case), after: flow.case, event, number_scope: None }])
+        self.commit(vec![CaseWrite {
+            before: Some(case),
+            after: flow.case,
+            event,
+            number_scope: None,
+        }])
     }
 
     // --- tokens -------------------------------------------------------------------------
@@ -630,7 +772,9 @@ impl Engine {
     pub fn issue_token(&self, subject: &str, label: &str) -> Result<(TokenRecord, String)> {
         let admin = subject == "admin";
         if !admin && !self.rules().staff.contains_key(subject) {
-            return Err(Error::Validation(format!("staff '{subject}' is not in the office scripts")));
+            return Err(Error::Validation(format!(
+                "staff '{subject}' is not in the office scripts"
+            )));
         }
         let mut bytes = [0u8; 32];
         rand::rng().fill(&mut bytes);
@@ -662,7 +806,7 @@ impl Engine {
 
     pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
         let mut v: Vec<TokenRecord> = self.store.tokens()?.into_iter().map(|(_, r)| r).collect();
-        v.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        v.sort_by_key(|a| a.created_at);
         Ok(v)
     }
 

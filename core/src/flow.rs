@@ -27,11 +27,22 @@ pub struct Flow<'a> {
 
 impl<'a> Flow<'a> {
     pub fn new(proc: &'a Procedure, rules: &'a RuleSet, case: Case, now: DateTime<Utc>) -> Self {
-        Flow { proc, rules, case, now, effects: Vec::new(), data_changed: Data::new(), entered: 0 }
+        Flow {
+            proc,
+            rules,
+            case,
+            now,
+            effects: Vec::new(),
+            data_changed: Data::new(),
+            entered: 0,
+        }
     }
 
     fn script_error(&self, message: String) -> Error {
-        Error::Script { procedure: format!("{} ({})", self.proc.id, self.proc.file), message }
+        Error::Script {
+            procedure: format!("{} ({})", self.proc.id, self.proc.file),
+            message,
+        }
     }
 
     /// What scripts see of a case.
@@ -60,8 +71,14 @@ impl<'a> Flow<'a> {
     /// Runs a hook; an object it returns is merged into the case data.
     pub fn hook(&mut self, name: Option<&String>) -> Result<()> {
         let Some(name) = name else { return Ok(()) };
-        let script = self.proc.script.clone().ok_or_else(|| self.script_error("no script".into()))?;
-        let out = script.call(name, &self.case_view()).map_err(|m| self.script_error(m))?;
+        let script = self
+            .proc
+            .script
+            .clone()
+            .ok_or_else(|| self.script_error("no script".into()))?;
+        let out = script
+            .call(name, &self.case_view())
+            .map_err(|m| self.script_error(m))?;
         match out {
             Value::Null => {}
             Value::Object(m) => self.merge(m),
@@ -79,13 +96,19 @@ impl<'a> Flow<'a> {
         match route {
             Route::To(t) => Ok(Target::parse(t)),
             Route::Rules(rules) => {
-                let script = self.proc.script.clone().ok_or_else(|| self.script_error("no script".into()))?;
+                let script = self
+                    .proc
+                    .script
+                    .clone()
+                    .ok_or_else(|| self.script_error("no script".into()))?;
                 let applicant = serde_json::to_value(&self.case.applicant).unwrap_or(Value::Null);
                 let data = Value::Object(self.case.data.clone());
                 for r in rules {
                     let hit = match &r.when {
                         None => true,
-                        Some(cond) => script.condition(cond, &data, &applicant).map_err(|m| self.script_error(m))?,
+                        Some(cond) => script
+                            .condition(cond, &data, &applicant)
+                            .map_err(|m| self.script_error(m))?,
                     };
                     if hit {
                         return Ok(Target::parse(&r.to));
@@ -110,7 +133,9 @@ impl<'a> Flow<'a> {
         }
         self.entered += 1;
         if self.entered > MAX_STEPS_PER_TRANSITION {
-            return Err(self.script_error("routing loops: too many steps entered in one action".into()));
+            return Err(
+                self.script_error("routing loops: too many steps entered in one action".into())
+            );
         }
         match target {
             Target::Approved => self.decide(CaseStatus::Approved),
@@ -138,10 +163,21 @@ impl<'a> Flow<'a> {
         self.case.tokens.iter_mut().find(|t| t.id == id)
     }
 
-    fn create_task(&mut self, token: u32, step: &str, step_name: &str, group: &str, assignee: Option<String>) {
+    fn create_task(
+        &mut self,
+        token: u32,
+        step: &str,
+        step_name: &str,
+        group: &str,
+        assignee: Option<String>,
+    ) {
         self.case.next_task += 1;
         let id = format!("{}-{}", self.case.id, self.case.next_task);
-        self.effects.push(Effect::TaskCreated { task: id.clone(), group: group.to_string(), assignee: assignee.clone() });
+        self.effects.push(Effect::TaskCreated {
+            task: id.clone(),
+            group: group.to_string(),
+            assignee: assignee.clone(),
+        });
         self.case.tasks.push(Task {
             id,
             step: step.to_string(),
@@ -171,14 +207,20 @@ impl<'a> Flow<'a> {
         let step = proc
             .step(id)
             .ok_or_else(|| self.script_error(format!("route to unknown step '{id}'")))?;
-        self.effects.push(Effect::StepEntered { step: id.to_string() });
+        self.effects.push(Effect::StepEntered {
+            step: id.to_string(),
+        });
         self.hook(step.on_enter.as_ref())?;
         let token = self.new_token(id, parent);
         match step.kind {
             StepKind::Task => {
                 let group = step.group.clone().unwrap_or_default();
                 let signers = if step.signers.is_empty() {
-                    self.rules.groups.get(&group).map(|g| g.members.clone()).unwrap_or_default()
+                    self.rules
+                        .groups
+                        .get(&group)
+                        .map(|g| g.members.clone())
+                        .unwrap_or_default()
                 } else {
                     step.signers.clone()
                 };
@@ -186,7 +228,9 @@ impl<'a> Flow<'a> {
                     Mode::Single => self.create_task(token, id, &step.name, &group, None),
                     Mode::All | Mode::Any => {
                         if signers.is_empty() {
-                            return Err(Error::Validation(format!("step '{id}': group '{group}' has no one to sign")));
+                            return Err(Error::Validation(format!(
+                                "step '{id}': group '{group}' has no one to sign"
+                            )));
                         }
                         for s in signers {
                             self.create_task(token, id, &step.name, &group, Some(s));
@@ -194,9 +238,11 @@ impl<'a> Flow<'a> {
                     }
                     Mode::Sequential => {
                         let mut queue = signers.into_iter();
-                        let first = queue
-                            .next()
-                            .ok_or_else(|| Error::Validation(format!("step '{id}': group '{group}' has no one to sign")))?;
+                        let first = queue.next().ok_or_else(|| {
+                            Error::Validation(format!(
+                                "step '{id}': group '{group}' has no one to sign"
+                            ))
+                        })?;
                         if let Some(t) = self.token_mut(token) {
                             t.queue = queue.collect();
                         }
@@ -207,11 +253,19 @@ impl<'a> Flow<'a> {
             }
             StepKind::Auto => {
                 let run = step.run.clone().unwrap_or_default();
-                let script = proc.script.clone().ok_or_else(|| self.script_error("no script".into()))?;
-                let out = script.call(&run, &self.case_view()).map_err(|m| self.script_error(m))?;
+                let script = proc
+                    .script
+                    .clone()
+                    .ok_or_else(|| self.script_error("no script".into()))?;
+                let out = script
+                    .call(&run, &self.case_view())
+                    .map_err(|m| self.script_error(m))?;
                 let (outcome, data) = self.auto_result(&run, out)?;
                 self.merge(data);
-                self.effects.push(Effect::AutoStepRan { step: id.to_string(), outcome: outcome.clone() });
+                self.effects.push(Effect::AutoStepRan {
+                    step: id.to_string(),
+                    outcome: outcome.clone(),
+                });
                 self.complete_token(token, &outcome)
             }
             StepKind::Parallel => {
@@ -236,19 +290,29 @@ impl<'a> Flow<'a> {
                 let outcome = match m.remove("outcome") {
                     None => "approve".to_string(),
                     Some(Value::String(s)) => s,
-                    Some(v) => return Err(self.script_error(format!("{run}: outcome must be text, not {v}"))),
+                    Some(v) => {
+                        return Err(
+                            self.script_error(format!("{run}: outcome must be text, not {v}"))
+                        )
+                    }
                 };
                 let data = match m.remove("data") {
                     None => Data::new(),
                     Some(Value::Object(d)) => d,
-                    Some(v) => return Err(self.script_error(format!("{run}: data must be a map, not {v}"))),
+                    Some(v) => {
+                        return Err(self.script_error(format!("{run}: data must be a map, not {v}")))
+                    }
                 };
                 if let Some(k) = m.keys().next() {
-                    return Err(self.script_error(format!("{run}: unexpected key '{k}' (use outcome and data)")));
+                    return Err(self.script_error(format!(
+                        "{run}: unexpected key '{k}' (use outcome and data)"
+                    )));
                 }
                 Ok((outcome, data))
             }
-            other => Err(self.script_error(format!("{run} returned {other}; expected an outcome or a map"))),
+            other => Err(self.script_error(format!(
+                "{run} returned {other}; expected an outcome or a map"
+            ))),
         }
     }
 
@@ -257,7 +321,8 @@ impl<'a> Flow<'a> {
             if t.is_open() && tokens.contains(&t.token) {
                 t.state = TaskState::Cancelled;
                 t.completed_at = Some(self.now);
-                self.effects.push(Effect::TaskCancelled { task: t.id.clone() });
+                self.effects
+                    .push(Effect::TaskCancelled { task: t.id.clone() });
             }
         }
     }
@@ -268,7 +333,13 @@ impl<'a> Flow<'a> {
         let mut i = 0;
         while i < out.len() {
             let p = out[i];
-            out.extend(self.case.tokens.iter().filter(|t| t.parent == Some(p)).map(|t| t.id));
+            out.extend(
+                self.case
+                    .tokens
+                    .iter()
+                    .filter(|t| t.parent == Some(p))
+                    .map(|t| t.id),
+            );
             i += 1;
         }
         out
@@ -302,7 +373,10 @@ impl<'a> Flow<'a> {
         let sub = self.subtree(token);
         self.remove_tokens(&sub);
         self.case.visited.push(step.id.clone());
-        self.effects.push(Effect::StepCompleted { step: step.id.clone(), outcome: outcome.to_string() });
+        self.effects.push(Effect::StepCompleted {
+            step: step.id.clone(),
+            outcome: outcome.to_string(),
+        });
         self.hook(step.on_complete.as_ref())?;
         self.follow(route, tok.parent)
     }
@@ -344,7 +418,13 @@ impl<'a> Flow<'a> {
 
     /// A handler completes a task with an outcome. Eligibility and data validation are the
     /// engine's job; this moves the case.
-    pub fn complete_task(&mut self, task_id: &str, actor: &str, outcome: &str, comment: Option<String>) -> Result<()> {
+    pub fn complete_task(
+        &mut self,
+        task_id: &str,
+        actor: &str,
+        outcome: &str,
+        comment: Option<String>,
+    ) -> Result<()> {
         let idx = self
             .case
             .tasks
@@ -379,7 +459,11 @@ impl<'a> Flow<'a> {
         match step.mode {
             Mode::Single | Mode::Any => self.complete_token(token, outcome),
             Mode::All => {
-                let others_open = self.case.tasks.iter().any(|t| t.token == token && t.is_open());
+                let others_open = self
+                    .case
+                    .tasks
+                    .iter()
+                    .any(|t| t.token == token && t.is_open());
                 if others_open {
                     Ok(())
                 } else {
@@ -396,7 +480,8 @@ impl<'a> Flow<'a> {
                 });
                 match next {
                     Some(who) => {
-                        let (name, group) = (step.name.clone(), step.group.clone().unwrap_or_default());
+                        let (name, group) =
+                            (step.name.clone(), step.group.clone().unwrap_or_default());
                         self.create_task(token, &step_id, &name, &group, Some(who));
                         Ok(())
                     }
@@ -439,14 +524,20 @@ impl<'a> Flow<'a> {
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("task {task_id} not found")))?;
         if task.step == INTAKE_STEP {
-            return Err(Error::InvalidTransition("an intake task cannot return the case".into()));
+            return Err(Error::InvalidTransition(
+                "an intake task cannot return the case".into(),
+            ));
         }
         if !self.case.visited.iter().any(|v| v == target) {
             return Err(Error::InvalidTransition(format!(
                 "step '{target}' has not been passed in this case, so the case cannot return to it"
             )));
         }
-        if let Some(allowed) = self.proc.step(&task.step).and_then(|s| s.return_to.as_ref()) {
+        if let Some(allowed) = self
+            .proc
+            .step(&task.step)
+            .and_then(|s| s.return_to.as_ref())
+        {
             if !allowed.iter().any(|a| a == target) {
                 return Err(Error::InvalidTransition(format!(
                     "step '{}' may only return to: {}",

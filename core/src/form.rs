@@ -15,7 +15,13 @@ pub enum Filler {
 /// Checks `update` against the procedure's fields and returns every problem at once.
 /// With `complete`, `merged` (the data after the update) must also hold every required
 /// applicant field.
-pub fn check_data(p: &Procedure, update: &Data, merged: &Data, who: Filler, complete: bool) -> Vec<String> {
+pub fn check_data(
+    p: &Procedure,
+    update: &Data,
+    merged: &Data,
+    who: Filler,
+    complete: bool,
+) -> Vec<String> {
     let mut errs = Vec::new();
     for (k, v) in update {
         let Some(f) = p.field(k) else {
@@ -23,7 +29,9 @@ pub fn check_data(p: &Procedure, update: &Data, merged: &Data, who: Filler, comp
             continue;
         };
         if f.internal && who == Filler::Applicant {
-            errs.push(format!("field '{k}' is filled in by the office, not the applicant"));
+            errs.push(format!(
+                "field '{k}' is filled in by the office, not the applicant"
+            ));
             continue;
         }
         if v.is_null() {
@@ -37,13 +45,21 @@ pub fn check_data(p: &Procedure, update: &Data, merged: &Data, who: Filler, comp
             FieldType::String | FieldType::Text => match v.as_str() {
                 None => errs.push(format!("field '{k}' ({label}) must be text")),
                 Some(s) => {
-                    let max = f.max_length.unwrap_or(if f.kind == FieldType::Text { 20_000 } else { 500 });
+                    let max = f.max_length.unwrap_or(if f.kind == FieldType::Text {
+                        20_000
+                    } else {
+                        500
+                    });
                     if s.chars().count() > max {
-                        errs.push(format!("field '{k}' ({label}) is longer than {max} characters"));
+                        errs.push(format!(
+                            "field '{k}' ({label}) is longer than {max} characters"
+                        ));
                     }
                     if let Some(re) = &f.regex {
                         if !re.is_match(s) {
-                            errs.push(format!("field '{k}' ({label}) does not have the expected form"));
+                            errs.push(format!(
+                                "field '{k}' ({label}) does not have the expected form"
+                            ));
                         }
                     }
                 }
@@ -57,7 +73,11 @@ pub fn check_data(p: &Procedure, update: &Data, merged: &Data, who: Filler, comp
                 match n {
                     None => errs.push(format!(
                         "field '{k}' ({label}) must be {}",
-                        if f.kind == FieldType::Integer { "a whole number" } else { "a number" }
+                        if f.kind == FieldType::Integer {
+                            "a whole number"
+                        } else {
+                            "a number"
+                        }
                     )),
                     Some(n) => {
                         if f.min.is_some_and(|m| n < m) || f.max.is_some_and(|m| n > m) {
@@ -76,16 +96,19 @@ pub fn check_data(p: &Procedure, update: &Data, merged: &Data, who: Filler, comp
                 }
             }
             FieldType::Date => {
-                if !v
+                let valid = v
                     .as_str()
-                    .is_some_and(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok())
-                {
+                    .map(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d"));
+                if !matches!(valid, Some(Ok(_))) {
                     errs.push(format!("field '{k}' ({label}) must be a date YYYY-MM-DD"));
                 }
             }
             FieldType::Enum => {
                 if !v.as_str().is_some_and(|s| f.values.iter().any(|x| x == s)) {
-                    errs.push(format!("field '{k}' ({label}) must be one of: {}", f.values.join(", ")));
+                    errs.push(format!(
+                        "field '{k}' ({label}) must be one of: {}",
+                        f.values.join(", ")
+                    ));
                 }
             }
         }
@@ -109,8 +132,12 @@ pub fn check_materials(p: &Procedure, given: &[MaterialRef]) -> Vec<String> {
             errs.push(format!("unknown material '{}'", m.id));
             continue;
         };
-        let ext = m.file.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
-        if !decl.formats.is_empty() && !decl.formats.iter().any(|f| *f == ext) {
+        let ext = m
+            .file
+            .rsplit_once('.')
+            .map(|(_, e)| e.to_ascii_lowercase())
+            .unwrap_or_default();
+        if !decl.formats.is_empty() && !decl.formats.contains(&ext) {
             errs.push(format!(
                 "material '{}' ({}) must be one of: {}",
                 m.id,

@@ -291,7 +291,10 @@ impl Procedure {
         let mut errs = Vec::new();
         let p = &*self;
         if !valid_id(&p.id) {
-            errs.push(format!("procedure id '{}' must be lower-case letters, digits, '.', '_' or '-'", p.id));
+            errs.push(format!(
+                "procedure id '{}' must be lower-case letters, digits, '.', '_' or '-'",
+                p.id
+            ));
         }
         if !rules.departments.contains_key(&p.department) {
             errs.push(format!("department '{}' does not exist", p.department));
@@ -344,7 +347,9 @@ impl Procedure {
         for s in &p.steps {
             let ctx = format!("step '{}'", s.id);
             if !valid_id(&s.id) || s.id == INTAKE_STEP || s.id.starts_with('@') {
-                errs.push(format!("{ctx}: invalid step id (reserved or not lower-case)"));
+                errs.push(format!(
+                    "{ctx}: invalid step id (reserved or not lower-case)"
+                ));
             }
             match s.kind {
                 StepKind::Task => match &s.group {
@@ -353,7 +358,9 @@ impl Procedure {
                         check_group(rules, g, &ctx, &mut errs);
                         for who in &s.signers {
                             if !rules.is_member(who, g) {
-                                errs.push(format!("{ctx}: signer '{who}' is not a member of group '{g}'"));
+                                errs.push(format!(
+                                    "{ctx}: signer '{who}' is not a member of group '{g}'"
+                                ));
                             }
                         }
                         if s.mode == Mode::Single && !s.signers.is_empty() {
@@ -363,12 +370,16 @@ impl Procedure {
                 },
                 StepKind::Auto => {
                     if s.run.is_none() {
-                        errs.push(format!("{ctx}: an automatic step needs `run`, the function to call"));
+                        errs.push(format!(
+                            "{ctx}: an automatic step needs `run`, the function to call"
+                        ));
                     }
                 }
                 StepKind::Parallel => {
                     if s.branches.len() < 2 {
-                        errs.push(format!("{ctx}: a parallel step needs at least two branches"));
+                        errs.push(format!(
+                            "{ctx}: a parallel step needs at least two branches"
+                        ));
                     }
                     for b in &s.branches {
                         if !ids.contains(b.as_str()) {
@@ -384,11 +395,15 @@ impl Procedure {
             }
             match &s.next {
                 Some(r) => check_route(r, &ctx, &mut errs),
-                None => errs.push(format!("{ctx}: `next` is missing (use \"@approved\" to end the case)")),
+                None => errs.push(format!(
+                    "{ctx}: `next` is missing (use \"@approved\" to end the case)"
+                )),
             }
             for (name, r) in &s.outcomes {
                 if name == "approve" {
-                    errs.push(format!("{ctx}: `approve` is routed by `next`, not `outcomes`"));
+                    errs.push(format!(
+                        "{ctx}: `approve` is routed by `next`, not `outcomes`"
+                    ));
                 }
                 if !valid_id(name) {
                     errs.push(format!("{ctx}: invalid outcome name '{name}'"));
@@ -428,9 +443,9 @@ pub enum RouteRef<'a> {
 fn check_group(rules: &RuleSet, g: &str, ctx: &str, errs: &mut Vec<String>) {
     match rules.groups.get(g) {
         None => errs.push(format!("{ctx}: group '{g}' does not exist")),
-        Some(group) if group.members.is_empty() => {
-            errs.push(format!("{ctx}: group '{g}' has no members, so no one could handle it"))
-        }
+        Some(group) if group.members.is_empty() => errs.push(format!(
+            "{ctx}: group '{g}' has no members, so no one could handle it"
+        )),
         Some(group) => {
             for m in &group.members {
                 if !rules.staff.contains_key(m) {
@@ -470,7 +485,12 @@ fn check_graph(p: &Procedure) -> Vec<String> {
 }
 
 fn explicit_targets(s: &Step) -> Vec<String> {
-    let mut t: Vec<String> = s.next.iter().flat_map(|r| r.targets()).map(String::from).collect();
+    let mut t: Vec<String> = s
+        .next
+        .iter()
+        .flat_map(|r| r.targets())
+        .map(String::from)
+        .collect();
     for r in s.outcomes.values() {
         t.extend(r.targets().into_iter().map(String::from));
     }
@@ -482,8 +502,12 @@ pub fn compute_scopes(p: &Procedure) -> Result<BTreeMap<String, Option<String>>,
     let by_id: BTreeMap<&str, &Step> = p.steps.iter().map(|s| (s.id.as_str(), s)).collect();
     let mut errs = Vec::new();
     let mut scope: BTreeMap<String, Option<String>> = BTreeMap::new();
-    let mut stack: Vec<(String, Option<String>)> =
-        p.start.targets().into_iter().map(|t| (t.to_string(), None)).collect();
+    let mut stack: Vec<(String, Option<String>)> = p
+        .start
+        .targets()
+        .into_iter()
+        .map(|t| (t.to_string(), None))
+        .collect();
     while let Some((t, sc)) = stack.pop() {
         match Target::parse(&t) {
             Target::Join if sc.is_none() => {
@@ -501,7 +525,9 @@ pub fn compute_scopes(p: &Procedure) -> Result<BTreeMap<String, Option<String>>,
                     continue;
                 }
                 scope.insert(id.clone(), sc.clone());
-                let Some(s) = by_id.get(id.as_str()) else { continue };
+                let Some(s) = by_id.get(id.as_str()) else {
+                    continue;
+                };
                 for n in explicit_targets(s) {
                     stack.push((n, sc.clone()));
                 }

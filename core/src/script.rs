@@ -60,8 +60,9 @@ impl rhai::ModuleResolver for SandboxResolver {
                 .canonicalize()
                 .is_ok_and(|p| p.starts_with(&self.root));
         if !inside {
-            return Err(EvalAltResult::ErrorModuleNotFound(
-                format!("{path} (imports must stay inside the scripts folder)"),
+            // Not ErrorModuleNotFound: Rhai swallows that one into a generic message.
+            return Err(EvalAltResult::ErrorRuntime(
+                format!("import \"{path}\": imports must stay inside the scripts folder").into(),
                 pos,
             )
             .into());
@@ -89,7 +90,9 @@ pub fn sandboxed_engine(root: &Path) -> rhai::Engine {
         .set_max_variables(1_000)
         .set_max_functions(1_000);
     e.on_print(|s| tracing::info!(target: "guichet::script", message = s));
-    e.on_debug(|s, src, pos| tracing::debug!(target: "guichet::script", message = s, source = src, %pos));
+    e.on_debug(
+        |s, src, pos| tracing::debug!(target: "guichet::script", message = s, source = src, %pos),
+    );
     e
 }
 
@@ -164,7 +167,12 @@ pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, Vec<ScriptProblem>>
         let entries = match std::fs::read_dir(&d) {
             Ok(e) => e,
             Err(e) => {
-                problems.push(problem(&d.display().to_string(), 0, 0, format!("cannot read folder: {e}")));
+                problems.push(problem(
+                    &d.display().to_string(),
+                    0,
+                    0,
+                    format!("cannot read folder: {e}"),
+                ));
                 continue;
             }
         };
@@ -201,7 +209,11 @@ pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, Vec<ScriptProblem>>
 
 fn problem(file: &str, line: usize, column: usize, message: String) -> ScriptProblem {
     ScriptProblem {
-        location: Location { file: file.to_string(), line, column },
+        location: Location {
+            file: file.to_string(),
+            line,
+            column,
+        },
         message,
     }
 }
@@ -219,7 +231,10 @@ struct FileScript {
 
 /// Compiles and runs each file, then builds and validates the rule set. All problems are
 /// reported together, so an administrator fixes them in one pass.
-pub fn load_sources(root: &Path, files: &[(String, String)]) -> Result<RuleSet, Vec<ScriptProblem>> {
+pub fn load_sources(
+    root: &Path,
+    files: &[(String, String)],
+) -> Result<RuleSet, Vec<ScriptProblem>> {
     let col = Arc::new(Mutex::new(Collector::default()));
     let loader = loader_engine(root, col.clone());
     let runtime = Arc::new(sandboxed_engine(root));
@@ -229,7 +244,12 @@ pub fn load_sources(root: &Path, files: &[(String, String)]) -> Result<RuleSet, 
         let ast = match loader.compile(source) {
             Ok(ast) => ast,
             Err(e) => {
-                problems.push(problem(file, e.1.line().unwrap_or(0), e.1.position().unwrap_or(0), e.0.to_string()));
+                problems.push(problem(
+                    file,
+                    e.1.line().unwrap_or(0),
+                    e.1.position().unwrap_or(0),
+                    e.0.to_string(),
+                ));
                 continue;
             }
         };
@@ -238,10 +258,21 @@ pub fn load_sources(root: &Path, files: &[(String, String)]) -> Result<RuleSet, 
         }
         if let Err(e) = loader.run_ast(&ast) {
             let pos = e.position();
-            problems.push(problem(file, pos.line().unwrap_or(0), pos.position().unwrap_or(0), e.unwrap_inner().to_string()));
+            problems.push(problem(
+                file,
+                pos.line().unwrap_or(0),
+                pos.position().unwrap_or(0),
+                e.unwrap_inner().to_string(),
+            ));
             continue;
         }
-        scripts.insert(file.clone(), Arc::new(FileScript { source: source.clone(), ast }));
+        scripts.insert(
+            file.clone(),
+            Arc::new(FileScript {
+                source: source.clone(),
+                ast,
+            }),
+        );
     }
     let decls = std::mem::take(&mut col.lock().map_err(|_| Vec::new())?.decls);
     let mut rules = RuleSet::default();
@@ -250,7 +281,10 @@ pub fn load_sources(root: &Path, files: &[(String, String)]) -> Result<RuleSet, 
     for d in decls {
         let at = d.at.clone();
         let mut dup = |kind: &str, id: &str| {
-            problems.push(ScriptProblem { location: at.clone(), message: format!("{kind} '{id}' is declared twice") })
+            problems.push(ScriptProblem {
+                location: at.clone(),
+                message: format!("{kind} '{id}' is declared twice"),
+            })
         };
         let res: Result<(), serde_json::Error> = (|| {
             match d.kind {
@@ -294,18 +328,34 @@ pub fn load_sources(root: &Path, files: &[(String, String)]) -> Result<RuleSet, 
             Ok(())
         })();
         if let Err(e) = res {
-            problems.push(ScriptProblem { location: d.at.clone(), message: format!("{:?}: {e}", d.kind).to_lowercase() });
+            problems.push(ScriptProblem {
+                location: d.at.clone(),
+                message: format!("{:?}: {e}", d.kind).to_lowercase(),
+            });
         }
     }
     for g in rules.groups.values() {
         if !rules.departments.contains_key(&g.department) {
-            problems.push(problem("", 0, 0, format!("group '{}': department '{}' does not exist", g.id, g.department)));
+            problems.push(problem(
+                "",
+                0,
+                0,
+                format!(
+                    "group '{}': department '{}' does not exist",
+                    g.id, g.department
+                ),
+            ));
         }
     }
     for (at, value) in proc_decls {
-        let Some(file) = scripts.get(&at.file) else { continue };
+        let Some(file) = scripts.get(&at.file) else {
+            continue;
+        };
         match build_procedure(value, file, &at.file, runtime.clone()) {
-            Err(msgs) => problems.extend(msgs.into_iter().map(|m| ScriptProblem { location: at.clone(), message: m })),
+            Err(msgs) => problems.extend(msgs.into_iter().map(|m| ScriptProblem {
+                location: at.clone(),
+                message: m,
+            })),
             Ok(mut p) => {
                 let errs = p.validate(&rules);
                 if !errs.is_empty() {
@@ -314,7 +364,10 @@ pub fn load_sources(root: &Path, files: &[(String, String)]) -> Result<RuleSet, 
                         message: format!("procedure '{}': {m}", p.id),
                     }));
                 } else if rules.procedures.contains_key(&p.id) {
-                    problems.push(ScriptProblem { location: at.clone(), message: format!("procedure '{}' is declared twice", p.id) });
+                    problems.push(ScriptProblem {
+                        location: at.clone(),
+                        message: format!("procedure '{}' is declared twice", p.id),
+                    });
                 } else {
                     rules.procedures.insert(p.id.clone(), Arc::new(p));
                 }
@@ -324,7 +377,12 @@ pub fn load_sources(root: &Path, files: &[(String, String)]) -> Result<RuleSet, 
     for b in rules.bundles.values() {
         for p in &b.procedures {
             if !rules.procedures.contains_key(p) {
-                problems.push(problem("", 0, 0, format!("bundle '{}': unknown procedure '{p}'", b.id)));
+                problems.push(problem(
+                    "",
+                    0,
+                    0,
+                    format!("bundle '{}': unknown procedure '{p}'", b.id),
+                ));
             }
         }
     }
@@ -341,7 +399,8 @@ fn build_procedure(
     file_name: &str,
     engine: Arc<rhai::Engine>,
 ) -> Result<Procedure, Vec<String>> {
-    let mut p: Procedure = serde_json::from_value(value).map_err(|e| vec![format!("procedure: {e}")])?;
+    let mut p: Procedure =
+        serde_json::from_value(value).map_err(|e| vec![format!("procedure: {e}")])?;
     let mut errs = Vec::new();
     let fns: Vec<(String, usize)> = file
         .ast
@@ -351,7 +410,10 @@ fn build_procedure(
     let mut need_fn = |name: &Option<String>, ctx: &str| {
         if let Some(n) = name {
             if !fns.iter().any(|(f, arity)| f == n && *arity == 1) {
-                errs.push(format!("procedure '{}': {ctx}: function `{n}(c)` is not defined in {file_name}", p.id));
+                errs.push(format!(
+                    "procedure '{}': {ctx}: function `{n}(c)` is not defined in {file_name}",
+                    p.id
+                ));
             }
         }
     };
@@ -405,19 +467,34 @@ fn build_procedure(
 
 /// Rebuilds one procedure version from its stored source, for cases that started on a
 /// version no longer on disk. Office references are not re-validated: the case already ran.
-pub fn load_version(root: &Path, file: &str, source: &str, procedure: &str) -> Result<Procedure, String> {
-    let col = Arc::new(Mutex::new(Collector { file: file.to_string(), decls: Vec::new() }));
+pub fn load_version(
+    root: &Path,
+    file: &str,
+    source: &str,
+    procedure: &str,
+) -> Result<Procedure, String> {
+    let col = Arc::new(Mutex::new(Collector {
+        file: file.to_string(),
+        decls: Vec::new(),
+    }));
     let loader = loader_engine(root, col.clone());
     let ast = loader.compile(source).map_err(|e| e.to_string())?;
     loader.run_ast(&ast).map_err(|e| e.to_string())?;
     let decls = std::mem::take(&mut col.lock().map_err(|_| "loader poisoned".to_string())?.decls);
     let value = decls
         .into_iter()
-        .find(|d| d.kind == DeclKind::Procedure && d.value.get("id").and_then(Value::as_str) == Some(procedure))
+        .find(|d| {
+            d.kind == DeclKind::Procedure
+                && d.value.get("id").and_then(Value::as_str) == Some(procedure)
+        })
         .ok_or_else(|| format!("procedure '{procedure}' is not in the stored source"))?
         .value;
-    let fs = FileScript { source: source.to_string(), ast };
-    let mut p = build_procedure(value, &fs, file, Arc::new(sandboxed_engine(root))).map_err(|e| e.join("; "))?;
+    let fs = FileScript {
+        source: source.to_string(),
+        ast,
+    };
+    let mut p = build_procedure(value, &fs, file, Arc::new(sandboxed_engine(root)))
+        .map_err(|e| e.join("; "))?;
     for f in &mut p.fields {
         if let Some(pat) = &f.pattern {
             f.regex = regex::Regex::new(&format!("^(?:{pat})$")).ok();
@@ -433,7 +510,9 @@ impl ProcedureScript {
     pub fn call(&self, name: &str, arg: &Value) -> Result<Value, String> {
         let arg = rhai::serde::to_dynamic(arg).map_err(|e| e.to_string())?;
         let mut scope = rhai::Scope::new();
-        let opts = rhai::CallFnOptions::new().eval_ast(false).rewind_scope(true);
+        let opts = rhai::CallFnOptions::new()
+            .eval_ast(false)
+            .rewind_scope(true);
         let out: Dynamic = self
             .engine
             .call_fn_with_options(opts, &mut scope, &self.ast, name, (arg,))
@@ -441,7 +520,8 @@ impl ProcedureScript {
         if out.is_unit() {
             return Ok(Value::Null);
         }
-        rhai::serde::from_dynamic(&out).map_err(|e| format!("{name} returned a value that is not data: {e}"))
+        rhai::serde::from_dynamic(&out)
+            .map_err(|e| format!("{name} returned a value that is not data: {e}"))
     }
 
     /// Evaluates a routing condition over the case data and applicant.
@@ -451,8 +531,14 @@ impl ProcedureScript {
             .get(expr)
             .ok_or_else(|| format!("condition `{expr}` was not compiled"))?;
         let mut scope = rhai::Scope::new();
-        scope.push_dynamic("data", rhai::serde::to_dynamic(data).map_err(|e| e.to_string())?);
-        scope.push_dynamic("applicant", rhai::serde::to_dynamic(applicant).map_err(|e| e.to_string())?);
+        scope.push_dynamic(
+            "data",
+            rhai::serde::to_dynamic(data).map_err(|e| e.to_string())?,
+        );
+        scope.push_dynamic(
+            "applicant",
+            rhai::serde::to_dynamic(applicant).map_err(|e| e.to_string())?,
+        );
         let out: Dynamic = self
             .engine
             .eval_ast_with_scope(&mut scope, ast)

@@ -105,7 +105,8 @@ impl SledStore {
             .cache_capacity(cache_bytes)
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.raw_os_error() == Some(11) => {
+                // sled wraps the flock failure in an io::Error of its own; its text is all we have.
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
                     Error::Store(format!(
                         "the data folder {} is in use by another Guichet process (sled allows one process per folder)",
                         path.display()
@@ -119,7 +120,11 @@ impl SledStore {
                 meta.insert("format_version", &FORMAT_VERSION.to_be_bytes())?;
             }
             Some(v) if v.as_ref() == FORMAT_VERSION.to_be_bytes() => {}
-            Some(_) => return Err(Error::Store("data folder has an unsupported format version".into())),
+            Some(_) => {
+                return Err(Error::Store(
+                    "data folder has an unsupported format version".into(),
+                ))
+            }
         }
         Ok(SledStore {
             cases: db.open_tree("cases")?,
@@ -209,63 +214,68 @@ impl Store for SledStore {
             &self.applicants,
             &self.bundles,
         );
-        let res = trees.transaction(|(cases, history, numbers, counters, group_tasks, applicants, bundles)| {
-            let mut numbered = Vec::new();
-            for (w, (removed, added)) in writes.iter().zip(&prepared) {
-                let mut after = w.after.clone();
-                let key = after.id.to_be_bytes();
-                let current = cases.get(key)?;
-                match (&w.before, current) {
-                    (None, None) => {}
-                    (Some(b), Some(cur)) => {
-                        let cur: Case = serde_json::from_slice(&cur)
-                            .map_err(|e| ConflictableTransactionError::Abort(cerr(e)))?;
-                        if cur.rev != b.rev {
-                            return Err(ConflictableTransactionError::Abort(Error::Conflict(format!(
-                                "case {} was changed by someone else; reload and try again",
-                                after.number
-                            ))));
+        let res = trees.transaction(
+            |(cases, history, numbers, counters, group_tasks, applicants, bundles)| {
+                let mut numbered = Vec::new();
+                for (w, (removed, added)) in writes.iter().zip(&prepared) {
+                    let mut after = w.after.clone();
+                    let key = after.id.to_be_bytes();
+                    let current = cases.get(key)?;
+                    match (&w.before, current) {
+                        (None, None) => {}
+                        (Some(b), Some(cur)) => {
+                            let cur: Case = serde_json::from_slice(&cur)
+                                .map_err(|e| ConflictableTransactionError::Abort(cerr(e)))?;
+                            if cur.rev != b.rev {
+                                return Err(ConflictableTransactionError::Abort(Error::Conflict(
+                                    format!(
+                                        "case {} was changed by someone else; reload and try again",
+                                        after.number
+                                    ),
+                                )));
+                            }
+                        }
+                        _ => {
+                            return Err(ConflictableTransactionError::Abort(Error::Conflict(
+                                format!("case {} was changed by someone else", after.id),
+                            )))
                         }
                     }
-                    _ => {
-                        return Err(ConflictableTransactionError::Abort(Error::Conflict(format!(
-                            "case {} was changed by someone else",
-                            after.id
-                        ))))
+                    if let Some(scope) = &w.number_scope {
+                        let n = counters
+                            .get(scope.as_bytes())?
+                            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+                            .unwrap_or(0)
+                            + 1;
+                        counters.insert(scope.as_bytes(), &n.to_be_bytes())?;
+                        after.number = format!("{scope}-{n:06}");
+                        numbers.insert(after.number.as_bytes(), &key)?;
+                        applicants.insert(key2(&after.applicant.id, &key), &[])?;
+                        if let Some(b) = &after.bundle {
+                            bundles.insert(key2(b, &key), &[])?;
+                        }
                     }
-                }
-                if let Some(scope) = &w.number_scope {
-                    let n = counters
-                        .get(scope.as_bytes())?
-                        .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-                        .unwrap_or(0)
-                        + 1;
-                    counters.insert(scope.as_bytes(), &n.to_be_bytes())?;
-                    after.number = format!("{scope}-{n:06}");
-                    numbers.insert(after.number.as_bytes(), &key)?;
-                    applicants.insert(key2(&after.applicant.id, &key), &[])?;
-                    if let Some(b) = &after.bundle {
-                        bundles.insert(key2(b, &key), &[])?;
+                    let mut event = w.event.clone();
+                    event.seq = after.history_len;
+                    after.history_len += 1;
+                    after.rev += 1;
+                    for k in removed {
+                        group_tasks.remove(k.as_slice())?;
                     }
+                    for k in added {
+                        group_tasks.insert(k.as_slice(), &key)?;
+                    }
+                    let ev = serde_json::to_vec(&event)
+                        .map_err(|e| ConflictableTransactionError::Abort(cerr(e)))?;
+                    history.insert(&hist_key(after.id, event.seq), ev)?;
+                    let bytes = serde_json::to_vec(&after)
+                        .map_err(|e| ConflictableTransactionError::Abort(cerr(e)))?;
+                    cases.insert(&key, bytes)?;
+                    numbered.push((after, event));
                 }
-                let mut event = w.event.clone();
-                event.seq = after.history_len;
-                after.history_len += 1;
-                after.rev += 1;
-                for k in removed {
-                    group_tasks.remove(k.as_slice())?;
-                }
-                for k in added {
-                    group_tasks.insert(k.as_slice(), &key)?;
-                }
-                let ev = serde_json::to_vec(&event).map_err(|e| ConflictableTransactionError::Abort(cerr(e)))?;
-                history.insert(&hist_key(after.id, event.seq), ev)?;
-                let bytes = serde_json::to_vec(&after).map_err(|e| ConflictableTransactionError::Abort(cerr(e)))?;
-                cases.insert(&key, bytes)?;
-                numbered.push((after, event));
-            }
-            Ok(numbered)
-        });
+                Ok(numbered)
+            },
+        );
         match res {
             Ok(done) => {
                 for (w, (after, event)) in writes.iter_mut().zip(done) {
@@ -325,7 +335,9 @@ impl Store for SledStore {
     fn put_version(&self, rec: &VersionRecord) -> Result<bool> {
         let key = key2(&rec.procedure, rec.version.as_bytes());
         let bytes = serde_json::to_vec(rec)?;
-        let prev = self.versions.compare_and_swap(key, None as Option<&[u8]>, Some(bytes))?;
+        let prev = self
+            .versions
+            .compare_and_swap(key, None as Option<&[u8]>, Some(bytes))?;
         Ok(prev.is_ok())
     }
 
@@ -337,7 +349,8 @@ impl Store for SledStore {
     }
 
     fn put_token(&self, hash: &str, rec: &TokenRecord) -> Result<()> {
-        self.tokens.insert(hash.as_bytes(), serde_json::to_vec(rec)?)?;
+        self.tokens
+            .insert(hash.as_bytes(), serde_json::to_vec(rec)?)?;
         Ok(())
     }
 
@@ -353,7 +366,10 @@ impl Store for SledStore {
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;
-                Ok((String::from_utf8_lossy(&k).to_string(), serde_json::from_slice(&v)?))
+                Ok((
+                    String::from_utf8_lossy(&k).to_string(),
+                    serde_json::from_slice(&v)?,
+                ))
             })
             .collect()
     }

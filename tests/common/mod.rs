@@ -35,9 +35,15 @@ impl TestServer {
     }
 
     pub async fn start_on(scripts: PathBuf, data: PathBuf) -> TestServer {
-        let cfg = Config { scripts: scripts.clone(), data: data.clone(), ..Config::default() };
+        let cfg = Config {
+            scripts: scripts.clone(),
+            data: data.clone(),
+            ..Config::default()
+        };
         let engine = server::open(&cfg).expect("open server");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
@@ -81,7 +87,13 @@ impl TestServer {
         }
     }
 
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let url = format!("{}{}", self.base, path);
         let mut req = match method {
             "GET" => self.client.get(url),
@@ -98,7 +110,8 @@ impl TestServer {
         let resp = req.send().await.expect("request");
         let status = resp.status();
         let text = resp.text().await.expect("body");
-        let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON response {status}: {text}"));
+        let v = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("non-JSON response {status}: {text}"));
         (status, v)
     }
 
@@ -112,7 +125,13 @@ impl TestServer {
 
     /// Issues a staff token through the admin API.
     pub async fn token(&self, staff: &str) -> String {
-        let (st, v) = self.post("/api/admin/tokens", &self.admin, json!({ "subject": staff, "label": "test" })).await;
+        let (st, v) = self
+            .post(
+                "/api/admin/tokens",
+                &self.admin,
+                json!({ "subject": staff, "label": "test" }),
+            )
+            .await;
         assert_eq!(st, StatusCode::CREATED, "{v}");
         v["token"].as_str().expect("token").to_string()
     }
@@ -150,10 +169,21 @@ impl TestServer {
     }
 
     /// Completes the task at `step` as `token`'s holder, asserting success.
-    pub async fn act(&self, token: &str, case: u64, step: &str, outcome: &str, data: Value) -> Value {
+    pub async fn act(
+        &self,
+        token: &str,
+        case: u64,
+        step: &str,
+        outcome: &str,
+        data: Value,
+    ) -> Value {
         let task = self.task_at(token, case, step).await;
         let (st, v) = self
-            .post(&format!("/api/tasks/{task}/complete"), token, json!({ "outcome": outcome, "data": data }))
+            .post(
+                &format!("/api/tasks/{task}/complete"),
+                token,
+                json!({ "outcome": outcome, "data": data }),
+            )
             .await;
         assert_eq!(st, StatusCode::OK, "{v}");
         v["case"].clone()

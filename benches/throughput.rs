@@ -1,0 +1,201 @@
+//! Throughput of the power-connection procedure (7 durable transitions per case, with the
+//! 630 kVA rule, an any-of review and a parallel join), embedded and over HTTP.
+//!
+//! `cargo bench --bench throughput [-- CASES CONCURRENCY]` prints cases/s, transitions/s,
+//! p50/p99 latency of an action and peak memory. Every transition is flushed to disk
+//! before it counts (group commit across concurrent clients).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use guichet::config::Config;
+use guichet_core::case::{Case, Data};
+use guichet_core::engine::Submission;
+use guichet_core::{Actor, Engine};
+use serde_json::{json, Value};
+
+fn holder(step: &str) -> &'static str {
+    match step {
+        "intake" => "zhou.qiang",
+        "site_survey" | "construction" | "scheme_draft" => "wu.gang",
+        "scheme_review" => "xu.li",
+        "grid_review" => "hu.bo",
+        "metering_review" => "guo.na",
+        other => panic!("unexpected step {other}"),
+    }
+}
+
+fn next_task(c: &Case) -> Option<(String, String)> {
+    c.open_tasks()
+        .find(|t| t.assignee.as_deref().is_none_or(|a| a == holder(&t.step)))
+        .map(|t| (t.id.clone(), t.step.clone()))
+}
+
+fn submission() -> Submission {
+    serde_json::from_value(json!({
+        "procedure": "power.connection",
+        "applicant": { "id": "91310000MA1FL0001X", "name": "Bench Co." },
+        "data": { "project": "Bench", "capacity_kva": 1000, "supply_points": 2, "voltage": "10kV" },
+        "materials": [ { "id": "licence", "file": "l.pdf" }, { "id": "site_plan", "file": "p.pdf" } ],
+    }))
+    .expect("submission")
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+struct Report {
+    cases: usize,
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Report {
+    fn print(mut self, label: &str, clients: usize) {
+        self.latencies.sort();
+        let q = |p: f64| self.latencies[((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1)];
+        let secs = self.elapsed.as_secs_f64();
+        println!(
+            "{label:<9} clients={clients:<3} cases={:<6} cases/s={:>8.1} transitions/s={:>8.1} p50={:>7.2}ms p99={:>7.2}ms peak_rss={:.0}MiB",
+            self.cases,
+            self.cases as f64 / secs,
+            self.latencies.len() as f64 / secs,
+            q(0.50).as_secs_f64() * 1e3,
+            q(0.99).as_secs_f64() * 1e3,
+            peak_rss_mib()
+        );
+    }
+}
+
+async fn embedded(engine: Arc<Engine>, cases: usize, clients: usize) -> Report {
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for w in 0..clients {
+        let engine = engine.clone();
+        let n = cases / clients + usize::from(w < cases % clients);
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            for _ in 0..n {
+                let t = Instant::now();
+                let e = engine.clone();
+                let done = tokio::task::spawn_blocking(move || e.submit(&Actor::Public, submission())).await.unwrap().unwrap();
+                engine.durable(done.ticket).await.unwrap();
+                lat.push(t.elapsed());
+                let mut case = done.cases.into_iter().next().unwrap();
+                while let Some((task, step)) = next_task(&case) {
+                    let outcome = if step == "intake" { "accept" } else { "approve" };
+                    let t = Instant::now();
+                    let e = engine.clone();
+                    let done = tokio::task::spawn_blocking(move || {
+                        e.complete(&Actor::Staff(holder(&step).into()), &task, outcome, None, Data::new())
+                    })
+                    .await
+                    .unwrap()
+                    .unwrap();
+                    engine.durable(done.ticket).await.unwrap();
+                    lat.push(t.elapsed());
+                    case = done.cases.into_iter().next().unwrap();
+                }
+                assert_eq!(case.status, guichet_core::case::CaseStatus::Approved);
+            }
+            lat
+        }));
+    }
+    let mut latencies = Vec::new();
+    for h in handles {
+        latencies.extend(h.await.unwrap());
+    }
+    Report { cases, latencies, elapsed: start.elapsed() }
+}
+
+async fn http(base: String, tokens: Arc<std::collections::HashMap<&'static str, String>>, cases: usize, clients: usize) -> Report {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for w in 0..clients {
+        let (client, base, tokens) = (client.clone(), base.clone(), tokens.clone());
+        let n = cases / clients + usize::from(w < cases % clients);
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            for _ in 0..n {
+                let body = serde_json::to_value(json!({
+                    "procedure": "power.connection",
+                    "applicant": { "id": "91310000MA1FL0001X", "name": "Bench Co." },
+                    "data": { "project": "Bench", "capacity_kva": 1000, "supply_points": 2, "voltage": "10kV" },
+                    "materials": [ { "id": "licence", "file": "l.pdf" }, { "id": "site_plan", "file": "p.pdf" } ],
+                }))
+                .unwrap();
+                let t = Instant::now();
+                let v: Value = client.post(format!("{base}/api/cases")).json(&body).send().await.unwrap().json().await.unwrap();
+                lat.push(t.elapsed());
+                let mut case: Case = serde_json::from_value(v["case"].clone()).expect("case");
+                while let Some((task, step)) = next_task(&case) {
+                    let outcome = if step == "intake" { "accept" } else { "approve" };
+                    let t = Instant::now();
+                    let resp = client
+                        .post(format!("{base}/api/tasks/{task}/complete"))
+                        .bearer_auth(&tokens[holder(&step)])
+                        .json(&json!({ "outcome": outcome }))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(resp.status().is_success(), "{}", resp.status());
+                    let v: Value = resp.json().await.unwrap();
+                    lat.push(t.elapsed());
+                    case = serde_json::from_value(v["case"].clone()).expect("case");
+                }
+            }
+            lat
+        }));
+    }
+    let mut latencies = Vec::new();
+    for h in handles {
+        latencies.extend(h.await.unwrap());
+    }
+    Report { cases, latencies, elapsed: start.elapsed() }
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let cases = args.first().copied().unwrap_or(3000);
+    let clients = args.get(1).copied().unwrap_or(64);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+        let cfg = Config { scripts, data: tmp.path().join("data"), ..Config::default() };
+        let engine = guichet::server::open(&cfg).unwrap();
+        println!("power.connection, 7 durable transitions per case; {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+        embedded(engine.clone(), cases / 10, clients).await; // warm-up
+        embedded(engine.clone(), cases, clients).await.print("embedded", clients);
+
+        let mut tokens = std::collections::HashMap::new();
+        for s in ["zhou.qiang", "wu.gang", "xu.li", "hu.bo", "guo.na"] {
+            tokens.insert(s, engine.issue_token(s, "bench").unwrap().1);
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            guichet::server::serve(listener, engine, &cfg, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        let tokens = Arc::new(tokens);
+        http(base.clone(), tokens.clone(), cases / 10, clients).await; // warm-up
+        http(base, tokens, cases, clients).await.print("http", clients);
+        let _ = tx.send(());
+        let _ = server.await;
+    });
+}

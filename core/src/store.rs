@@ -179,7 +179,7 @@ impl Store for SledStore {
     fn case(&self, id: u64) -> Result<Option<Case>> {
         match self.cases.get(id.to_be_bytes())? {
             None => Ok(None),
-            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            Some(v) => Ok(Some(decode_case(&v)?)),
         }
     }
 
@@ -224,9 +224,7 @@ impl Store for SledStore {
                     match (&w.before, current) {
                         (None, None) => {}
                         (Some(b), Some(cur)) => {
-                            let cur: Case = serde_json::from_slice(&cur)
-                                .map_err(|e| ConflictableTransactionError::Abort(cerr(e)))?;
-                            if cur.rev != b.rev {
+                            if stored_rev(&cur) != Some(b.rev) {
                                 return Err(ConflictableTransactionError::Abort(Error::Conflict(
                                     format!(
                                         "case {} was changed by someone else; reload and try again",
@@ -268,7 +266,7 @@ impl Store for SledStore {
                     let ev = serde_json::to_vec(&event)
                         .map_err(|e| ConflictableTransactionError::Abort(cerr(e)))?;
                     history.insert(&hist_key(after.id, event.seq), ev)?;
-                    let bytes = serde_json::to_vec(&after)
+                    let bytes = encode_case(&after)
                         .map_err(|e| ConflictableTransactionError::Abort(cerr(e)))?;
                     cases.insert(&key, bytes)?;
                     numbered.push((after, event));
@@ -373,6 +371,22 @@ impl Store for SledStore {
             })
             .collect()
     }
+}
+
+/// A stored case is its revision (8 bytes, big-endian) followed by its JSON, so the
+/// conflict check inside a transaction reads 8 bytes instead of parsing the case.
+fn encode_case(c: &Case) -> serde_json::Result<Vec<u8>> {
+    let mut v = c.rev.to_be_bytes().to_vec();
+    serde_json::to_writer(&mut v, c)?;
+    Ok(v)
+}
+
+fn stored_rev(bytes: &[u8]) -> Option<u64> {
+    bytes.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
+}
+
+fn decode_case(bytes: &[u8]) -> Result<Case> {
+    Ok(serde_json::from_slice(bytes.get(8..).unwrap_or_default())?)
 }
 
 fn ids_under(tree: &Tree, prefix: &str) -> Result<Vec<u64>> {

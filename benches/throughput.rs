@@ -45,9 +45,11 @@ fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
@@ -62,7 +64,10 @@ struct Report {
 impl Report {
     fn print(mut self, label: &str, clients: usize) {
         self.latencies.sort();
-        let q = |p: f64| self.latencies[((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1)];
+        let q = |p: f64| {
+            self.latencies
+                [((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1)]
+        };
         let secs = self.elapsed.as_secs_f64();
         println!(
             "{label:<9} clients={clients:<3} cases={:<6} cases/s={:>8.1} transitions/s={:>8.1} p50={:>7.2}ms p99={:>7.2}ms peak_rss={:.0}MiB",
@@ -87,16 +92,30 @@ async fn embedded(engine: Arc<Engine>, cases: usize, clients: usize) -> Report {
             for _ in 0..n {
                 let t = Instant::now();
                 let e = engine.clone();
-                let done = tokio::task::spawn_blocking(move || e.submit(&Actor::Public, submission())).await.unwrap().unwrap();
+                let done =
+                    tokio::task::spawn_blocking(move || e.submit(&Actor::Public, submission()))
+                        .await
+                        .unwrap()
+                        .unwrap();
                 engine.durable(done.ticket).await.unwrap();
                 lat.push(t.elapsed());
                 let mut case = done.cases.into_iter().next().unwrap();
                 while let Some((task, step)) = next_task(&case) {
-                    let outcome = if step == "intake" { "accept" } else { "approve" };
+                    let outcome = if step == "intake" {
+                        "accept"
+                    } else {
+                        "approve"
+                    };
                     let t = Instant::now();
                     let e = engine.clone();
                     let done = tokio::task::spawn_blocking(move || {
-                        e.complete(&Actor::Staff(holder(&step).into()), &task, outcome, None, Data::new())
+                        e.complete(
+                            &Actor::Staff(holder(&step).into()),
+                            &task,
+                            outcome,
+                            None,
+                            Data::new(),
+                        )
                     })
                     .await
                     .unwrap()
@@ -114,11 +133,23 @@ async fn embedded(engine: Arc<Engine>, cases: usize, clients: usize) -> Report {
     for h in handles {
         latencies.extend(h.await.unwrap());
     }
-    Report { cases, latencies, elapsed: start.elapsed() }
+    Report {
+        cases,
+        latencies,
+        elapsed: start.elapsed(),
+    }
 }
 
-async fn http(base: String, tokens: Arc<std::collections::HashMap<&'static str, String>>, cases: usize, clients: usize) -> Report {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
+async fn http(
+    base: String,
+    tokens: Arc<std::collections::HashMap<&'static str, String>>,
+    cases: usize,
+    clients: usize,
+) -> Report {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()
+        .unwrap();
     let start = Instant::now();
     let mut handles = Vec::new();
     for w in 0..clients {
@@ -161,22 +192,43 @@ async fn http(base: String, tokens: Arc<std::collections::HashMap<&'static str, 
     for h in handles {
         latencies.extend(h.await.unwrap());
     }
-    Report { cases, latencies, elapsed: start.elapsed() }
+    Report {
+        cases,
+        latencies,
+        elapsed: start.elapsed(),
+    }
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let cases = args.first().copied().unwrap_or(3000);
     let clients = args.get(1).copied().unwrap_or(64);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let tmp = tempfile::tempdir().unwrap();
         let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
-        let cfg = Config { scripts, data: tmp.path().join("data"), ..Config::default() };
+        let cfg = Config {
+            scripts,
+            data: tmp.path().join("data"),
+            ..Config::default()
+        };
         let engine = guichet::server::open(&cfg).unwrap();
-        println!("power.connection, 7 durable transitions per case; {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+        println!(
+            "power.connection, 7 durable transitions per case; {} cores",
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0)
+        );
         embedded(engine.clone(), cases / 10, clients).await; // warm-up
-        embedded(engine.clone(), cases, clients).await.print("embedded", clients);
+        embedded(engine.clone(), cases, clients)
+            .await
+            .print("embedded", clients);
 
         let mut tokens = std::collections::HashMap::new();
         for s in ["zhou.qiang", "wu.gang", "xu.li", "hu.bo", "guo.na"] {
@@ -194,7 +246,9 @@ fn main() {
         });
         let tokens = Arc::new(tokens);
         http(base.clone(), tokens.clone(), cases / 10, clients).await; // warm-up
-        http(base, tokens, cases, clients).await.print("http", clients);
+        http(base, tokens, cases, clients)
+            .await
+            .print("http", clients);
         let _ = tx.send(());
         let _ = server.await;
     });

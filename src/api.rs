@@ -50,6 +50,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
             "/api/admin/tokens/{id}",
             axum::routing::delete(revoke_token),
         )
+        .route("/api/admin/incidents", get(incidents))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -561,4 +562,11 @@ async fn revoke_token(
     s.engine.flush().await?;
     tracing::info!(message = "token revoked", id = %rec.id, subject = %rec.subject);
     Ok(Json(json!({ "record": rec })))
+}
+
+/// Script failures that were refused without changing a case, newest first.
+async fn incidents(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.admin()?;
+    let list = blocking(&s, |e| e.incidents(200)).await?;
+    Ok(Json(json!({ "incidents": list })))
 }

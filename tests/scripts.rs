@@ -80,6 +80,18 @@ async fn runaway_scripts_fail_the_transition_and_the_server_keeps_serving() {
     s.act(&a, id, "intake", "accept", json!({})).await;
     let c = s.act(&a, id, "review", "approve", json!({})).await;
     assert_eq!(c["status"], "approved");
+    // Each failure is recorded for the administrator, with the case and the reason.
+    let (st, v) = s.get("/api/admin/incidents", &s.admin).await;
+    assert_eq!(st, StatusCode::OK);
+    let list = v["incidents"].as_array().unwrap();
+    assert_eq!(list.len(), 3, "{v}");
+    assert!(list
+        .iter()
+        .all(|i| i["code"] == "script_error" && i["case"].is_u64() && i["actor"] == "a"));
+    let text = v.to_string();
+    assert!(text.contains("Too many operations"), "{text}");
+    let (st, _) = s.get("/api/admin/incidents", &a).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,7 @@ use crate::form::{check_data, check_materials, Filler};
 use crate::office::RuleSet;
 use crate::procedure::{Procedure, INTAKE_STEP};
 use crate::script;
-use crate::store::{CaseWrite, Store, TokenRecord, VersionRecord};
+use crate::store::{CaseWrite, Incident, Store, TokenRecord, VersionRecord};
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,7 +347,9 @@ impl Engine {
             data: sub.data,
             materials: sub.materials,
         };
-        let w = self.prepare_submission(&rules, actor, &sub.applicant, item, None)?;
+        let w = self
+            .prepare_submission(&rules, actor, &sub.applicant, item, None)
+            .inspect_err(|e| self.incident(e, actor, "submit", None, None))?;
         self.commit(vec![w])
     }
 
@@ -581,6 +583,20 @@ impl Engine {
         f: impl FnOnce(&mut Flow, &Task) -> Result<Option<String>>,
     ) -> Result<Committed> {
         let (case, task) = self.for_task(actor, task_id)?;
+        let case_id = case.id;
+        self.act_inner(actor, case, task, action, comment, f)
+            .inspect_err(|e| self.incident(e, actor, action, Some(case_id), Some(task_id)))
+    }
+
+    fn act_inner(
+        &self,
+        actor: &Actor,
+        case: Case,
+        task: Task,
+        action: &str,
+        comment: Option<String>,
+        f: impl FnOnce(&mut Flow, &Task) -> Result<Option<String>>,
+    ) -> Result<Committed> {
         let proc = self.procedure_of(&case)?;
         let rules = self.rules();
         let mut flow = Flow::new(&proc, &rules, case.clone(), self.clock.now());
@@ -840,6 +856,38 @@ fn set_task(flow: &mut Flow, id: &str, f: impl FnOnce(&mut Task)) {
 }
 
 impl Engine {
+    /// Records script failures as incidents; other errors are the caller's to handle.
+    fn incident(
+        &self,
+        e: &Error,
+        actor: &Actor,
+        action: &str,
+        case: Option<u64>,
+        task: Option<&str>,
+    ) {
+        let Error::Script { procedure, message } = e else {
+            return;
+        };
+        let rec = Incident {
+            id: 0,
+            at: self.clock.now(),
+            code: e.code().to_string(),
+            message: message.clone(),
+            actor: actor.name(),
+            action: action.to_string(),
+            procedure: Some(procedure.clone()),
+            case,
+            task: task.map(String::from),
+        };
+        if let Err(err) = self.store.record_incident(rec) {
+            tracing::error!(message = "cannot record incident", error = %err);
+        }
+    }
+
+    pub fn incidents(&self, limit: usize) -> Result<Vec<Incident>> {
+        self.store.incidents(limit)
+    }
+
     /// Makes every write so far durable (used after writes outside case commits).
     pub async fn flush(&self) -> Result<()> {
         self.store.durable(u64::MAX).await

@@ -54,6 +54,24 @@ pub struct VersionRecord {
     pub first_loaded: chrono::DateTime<chrono::Utc>,
 }
 
+/// A failure worth an administrator's attention that changed no case (e.g. a script that
+/// broke a limit). Kept so it can be looked at after the fact.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Incident {
+    pub id: u64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub code: String,
+    pub message: String,
+    pub actor: String,
+    pub action: String,
+    #[serde(default)]
+    pub procedure: Option<String>,
+    #[serde(default)]
+    pub case: Option<u64>,
+    #[serde(default)]
+    pub task: Option<String>,
+}
+
 pub trait Store: Send + Sync {
     fn next_case_id(&self) -> Result<u64>;
     fn case(&self, id: u64) -> Result<Option<Case>>;
@@ -74,6 +92,10 @@ pub trait Store: Send + Sync {
     fn put_token(&self, hash: &str, rec: &TokenRecord) -> Result<()>;
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
     fn tokens(&self) -> Result<Vec<(String, TokenRecord)>>;
+    /// Appends an incident; its `id` is assigned here.
+    fn record_incident(&self, incident: Incident) -> Result<()>;
+    /// The newest incidents first, at most `limit`.
+    fn incidents(&self, limit: usize) -> Result<Vec<Incident>>;
 }
 
 pub struct SledStore {
@@ -87,6 +109,7 @@ pub struct SledStore {
     bundles: Tree,
     versions: Tree,
     tokens: Tree,
+    incidents: Tree,
     written: AtomicU64,
     flushed: AtomicU64,
     flush_lock: futures_util::lock::Mutex<()>,
@@ -136,6 +159,7 @@ impl SledStore {
             bundles: db.open_tree("cases_by_bundle")?,
             versions: db.open_tree("procedure_versions")?,
             tokens: db.open_tree("tokens")?,
+            incidents: db.open_tree("incidents")?,
             db,
             written: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
@@ -359,6 +383,19 @@ impl Store for SledStore {
         }
     }
 
+    fn record_incident(&self, incident: Incident) -> Result<()> {
+        self.incident_impl(incident)
+    }
+
+    fn incidents(&self, limit: usize) -> Result<Vec<Incident>> {
+        self.incidents
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|kv| Ok(serde_json::from_slice(&kv?.1)?))
+            .collect()
+    }
+
     fn tokens(&self) -> Result<Vec<(String, TokenRecord)>> {
         self.tokens
             .iter()
@@ -382,11 +419,23 @@ fn encode_case(c: &Case) -> serde_json::Result<Vec<u8>> {
 }
 
 fn stored_rev(bytes: &[u8]) -> Option<u64> {
-    bytes.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
+    bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
 }
 
 fn decode_case(bytes: &[u8]) -> Result<Case> {
     Ok(serde_json::from_slice(bytes.get(8..).unwrap_or_default())?)
+}
+
+impl SledStore {
+    fn incident_impl(&self, mut incident: Incident) -> Result<()> {
+        incident.id = self.db.generate_id()?;
+        self.incidents
+            .insert(incident.id.to_be_bytes(), serde_json::to_vec(&incident)?)?;
+        Ok(())
+    }
 }
 
 fn ids_under(tree: &Tree, prefix: &str) -> Result<Vec<u64>> {

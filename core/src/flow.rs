@@ -556,10 +556,7 @@ impl<'a> Flow<'a> {
                 .find(|t| t.id == tid)
                 .cloned()
                 .ok_or_else(|| Error::InvalidTransition("this step is no longer active".into()))?;
-            let scope = tok
-                .parent
-                .and_then(|p| self.case.tokens.iter().find(|t| t.id == p))
-                .map(|t| t.step.clone());
+            let scope = self.proc.scopes.get(&tok.step).cloned().flatten();
             if scope == target_scope {
                 let sub = self.subtree(tid);
                 self.remove_tokens(&sub);

@@ -48,7 +48,8 @@ pub struct Procedure {
     /// Compiled script behind hooks, automatic steps and conditions.
     #[serde(skip)]
     pub script: Option<Arc<crate::script::ProcedureScript>>,
-    /// For each step, the parallel step whose branch contains it (`None`: top level).
+    /// For each step, the branch containing it as `<parallel step>/<branch entry>`
+    /// (`None`: top level). Sibling branches have different scopes.
     #[serde(skip)]
     pub scopes: BTreeMap<String, Option<String>>,
 }
@@ -517,7 +518,7 @@ pub fn compute_scopes(p: &Procedure) -> Result<BTreeMap<String, Option<String>>,
                 if let Some(prev) = scope.get(&id) {
                     if *prev != sc {
                         errs.push(format!(
-                            "step '{id}' is reached both inside and outside a parallel branch ({} and {})",
+                            "step '{id}' is reached from two places: {} and {} (a step belongs to one parallel branch, or to none)",
                             prev.as_deref().unwrap_or("top level"),
                             sc.as_deref().unwrap_or("top level")
                         ));
@@ -532,7 +533,7 @@ pub fn compute_scopes(p: &Procedure) -> Result<BTreeMap<String, Option<String>>,
                     stack.push((n, sc.clone()));
                 }
                 for b in &s.branches {
-                    stack.push((b.clone(), Some(id.clone())));
+                    stack.push((b.clone(), Some(format!("{id}/{b}"))));
                 }
             }
             _ => {}

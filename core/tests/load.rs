@@ -171,7 +171,7 @@ fn parallel_branches_join() {
         #{ id: "b2", name: "B2", group: "g", next: "@join" }"#;
     check_err(
         &procedure(shared, r#""fork""#, ""),
-        "reached both inside and outside a parallel branch",
+        "is reached from two places",
     );
     let one = r#"#{ id: "fork", name: "Fork", kind: "parallel", branches: ["b1"], next: "@approved" }, #{ id: "b1", name: "B1", group: "g", next: "@join" }"#;
     check_err(&procedure(one, r#""fork""#, ""), "at least two branches");

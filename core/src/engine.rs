@@ -484,7 +484,9 @@ impl Engine {
                     }
                 };
                 let Some(case) = case.as_ref() else { continue };
-                let Some(task) = case.task(&task_id) else {
+                // The index and the case are written together, but a reader may see one
+                // before the other: trust the case.
+                let Some(task) = case.task(&task_id).filter(|t| t.is_open()) else {
                     continue;
                 };
                 let for_me =

@@ -1,23 +1,42 @@
 //! Durable state behind one narrow trait, [`Store`], with the sled implementation
 //! [`SledStore`]. Only this module knows the key layout.
 //!
-//! Durability: a commit is one sled transaction over every tree it touches (the case, its
-//! history event, its indexes and counters), so a crash leaves all of it or none. sled
-//! makes writes durable only on flush; [`Store::durable`] is awaited before a client is
-//! answered and batches concurrent callers into one flush (group commit).
+//! Layout: everything a transition writes lives in one tree, `state`, under one-byte
+//! prefixes, so a commit is one atomic `apply_batch` (cheaper than a multi-tree
+//! transaction): the case, its history event, its index entries and counters land
+//! together or not at all. Conflicts are checked under an in-process lock per case
+//! (sled guarantees a single process per folder). sled makes writes durable only on
+//! flush; [`Store::durable`] is awaited before a client is answered and batches concurrent
+//! callers into one flush (group commit).
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `c` | case id (u64 BE) | rev (u64 BE) + case JSON |
+//! | `h` | case id, seq (u64 BE each) | history event JSON |
+//! | `n` | case number | case id |
+//! | `k` | counter scope (`PLAN-LUP-2026`) | last number (u64 BE) |
+//! | `g` | group `\0` case id `\0` task id | case id (open tasks only) |
+//! | `a` | applicant id `\0` case id | empty |
+//! | `b` | bundle reference `\0` case id | empty |
+//!
+//! Separate trees: `procedure_versions`, `tokens`, `incidents`, `meta`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::future::BoxFuture;
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
-use sled::Tree;
+use std::sync::{Mutex, MutexGuard};
+
+use sled::{Batch, Tree};
 
 use crate::case::{Case, HistoryEvent};
 use crate::error::{Error, Result};
 
 /// Bumped when the key layout changes incompatibly.
-const FORMAT_VERSION: u64 = 1;
+const FORMAT_VERSION: u64 = 2;
+
+/// Lock stripes for the per-case conflict check.
+const STRIPES: usize = 256;
 
 /// One case written by a transition: the case as read (`None` for a new case), as written,
 /// and the history event that explains it.
@@ -100,23 +119,17 @@ pub trait Store: Send + Sync {
 
 pub struct SledStore {
     db: sled::Db,
-    cases: Tree,
-    history: Tree,
-    numbers: Tree,
-    counters: Tree,
-    group_tasks: Tree,
-    applicants: Tree,
-    bundles: Tree,
+    state: Tree,
     versions: Tree,
     tokens: Tree,
     incidents: Tree,
+    /// Serialize commits touching the same case (by id modulo the stripe count).
+    stripes: Vec<Mutex<()>>,
+    /// Serializes number assignment, so case numbers are gap-free.
+    counters: Mutex<()>,
     written: AtomicU64,
     flushed: AtomicU64,
     flush_lock: futures_util::lock::Mutex<()>,
-}
-
-fn cerr(e: impl std::fmt::Display) -> Error {
-    Error::Store(e.to_string())
 }
 
 impl SledStore {
@@ -150,49 +163,87 @@ impl SledStore {
             }
         }
         Ok(SledStore {
-            cases: db.open_tree("cases")?,
-            history: db.open_tree("history")?,
-            numbers: db.open_tree("case_numbers")?,
-            counters: db.open_tree("counters")?,
-            group_tasks: db.open_tree("open_tasks_by_group")?,
-            applicants: db.open_tree("cases_by_applicant")?,
-            bundles: db.open_tree("cases_by_bundle")?,
+            state: db.open_tree("state")?,
             versions: db.open_tree("procedure_versions")?,
             tokens: db.open_tree("tokens")?,
             incidents: db.open_tree("incidents")?,
             db,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            counters: Mutex::new(()),
             written: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             flush_lock: futures_util::lock::Mutex::new(()),
         })
     }
+
+    fn lock<'a>(&'a self, m: &'a Mutex<()>) -> Result<MutexGuard<'a, ()>> {
+        m.lock()
+            .map_err(|_| Error::Store("store lock poisoned".into()))
+    }
+
+    fn incident_impl(&self, mut incident: Incident) -> Result<()> {
+        incident.id = self.db.generate_id()?;
+        self.incidents
+            .insert(incident.id.to_be_bytes(), serde_json::to_vec(&incident)?)?;
+        Ok(())
+    }
 }
 
-fn key2(a: &str, b: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(a.len() + 1 + b.len());
-    k.extend_from_slice(a.as_bytes());
-    k.push(0);
-    k.extend_from_slice(b);
+fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    k.push(prefix);
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p);
+    }
     k
 }
 
-fn hist_key(case: u64, seq: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&case.to_be_bytes());
-    k[8..].copy_from_slice(&seq.to_be_bytes());
+fn case_key(id: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'c';
+    k[1..].copy_from_slice(&id.to_be_bytes());
     k
 }
 
-/// Index entries for a case's open tasks: `group \0 case \0 task`.
+fn hist_key(case: u64, seq: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = b'h';
+    k[1..9].copy_from_slice(&case.to_be_bytes());
+    k[9..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Index entries for a case's open tasks: `g group \0 case \0 task`.
 fn open_task_keys(c: &Case) -> Vec<Vec<u8>> {
     c.open_tasks()
         .map(|t| {
-            let mut k = key2(&t.group, &c.id.to_be_bytes());
-            k.push(0);
-            k.extend_from_slice(t.id.as_bytes());
-            k
+            key(
+                b'g',
+                &[t.group.as_bytes(), &c.id.to_be_bytes(), t.id.as_bytes()],
+            )
         })
         .collect()
+}
+
+fn be_u64(b: &[u8]) -> Option<u64> {
+    b.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+}
+
+/// A stored case is its revision (8 bytes, big-endian) followed by its JSON, so the
+/// conflict check reads 8 bytes instead of parsing the case.
+fn encode_case(c: &Case) -> serde_json::Result<Vec<u8>> {
+    let mut v = c.rev.to_be_bytes().to_vec();
+    serde_json::to_writer(&mut v, c)?;
+    Ok(v)
+}
+
+fn decode_case(bytes: &[u8]) -> Result<Case> {
+    Ok(serde_json::from_slice(bytes.get(8..).unwrap_or_default())?)
 }
 
 impl Store for SledStore {
@@ -201,7 +252,7 @@ impl Store for SledStore {
     }
 
     fn case(&self, id: u64) -> Result<Option<Case>> {
-        match self.cases.get(id.to_be_bytes())? {
+        match self.state.get(case_key(id))? {
             None => Ok(None),
             Some(v) => Ok(Some(decode_case(&v)?)),
         }
@@ -209,106 +260,111 @@ impl Store for SledStore {
 
     fn case_id_by_number(&self, number: &str) -> Result<Option<u64>> {
         Ok(self
-            .numbers
-            .get(number.as_bytes())?
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
+            .state
+            .get(key(b'n', &[number.as_bytes()]))?
+            .and_then(|v| be_u64(&v)))
     }
 
     fn history(&self, id: u64) -> Result<Vec<HistoryEvent>> {
-        self.history
-            .scan_prefix(id.to_be_bytes())
+        let mut prefix = vec![b'h'];
+        prefix.extend_from_slice(&id.to_be_bytes());
+        self.state
+            .scan_prefix(prefix)
             .values()
             .map(|v| Ok(serde_json::from_slice(&v?)?))
             .collect()
     }
 
     fn commit(&self, writes: &mut [CaseWrite]) -> Result<u64> {
-        // Serialize outside the transaction closure: it may run several times.
-        let mut prepared = Vec::with_capacity(writes.len());
+        // Lock every stripe involved, in order, so two commits cannot deadlock.
+        let mut stripes: Vec<usize> = writes
+            .iter()
+            .map(|w| (w.after.id % STRIPES as u64) as usize)
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _case_locks = stripes
+            .iter()
+            .map(|&i| self.lock(&self.stripes[i]))
+            .collect::<Result<Vec<_>>>()?;
+        let _counter_lock = if writes.iter().any(|w| w.number_scope.is_some()) {
+            Some(self.lock(&self.counters)?)
+        } else {
+            None
+        };
+        let mut batch = Batch::default();
+        let mut counters: Vec<(String, u64)> = Vec::new();
+        let mut done = Vec::with_capacity(writes.len());
         for w in writes.iter() {
-            let removed: Vec<Vec<u8>> = w.before.as_ref().map(open_task_keys).unwrap_or_default();
-            prepared.push((removed, open_task_keys(&w.after)));
-        }
-        let trees = (
-            &self.cases,
-            &self.history,
-            &self.numbers,
-            &self.counters,
-            &self.group_tasks,
-            &self.applicants,
-            &self.bundles,
-        );
-        let res = trees.transaction(
-            |(cases, history, numbers, counters, group_tasks, applicants, bundles)| {
-                let mut numbered = Vec::new();
-                for (w, (removed, added)) in writes.iter().zip(&prepared) {
-                    let mut after = w.after.clone();
-                    let key = after.id.to_be_bytes();
-                    let current = cases.get(key)?;
-                    match (&w.before, current) {
-                        (None, None) => {}
-                        (Some(b), Some(cur)) => {
-                            if stored_rev(&cur) != Some(b.rev) {
-                                return Err(ConflictableTransactionError::Abort(Error::Conflict(
-                                    format!(
-                                        "case {} was changed by someone else; reload and try again",
-                                        after.number
-                                    ),
-                                )));
-                            }
-                        }
-                        _ => {
-                            return Err(ConflictableTransactionError::Abort(Error::Conflict(
-                                format!("case {} was changed by someone else", after.id),
-                            )))
-                        }
+            let mut after = w.after.clone();
+            let ck = case_key(after.id);
+            let current = self.state.get(ck)?.and_then(|v| be_u64(&v));
+            let expected = w.before.as_ref().map(|b| b.rev);
+            if current != expected {
+                return Err(Error::Conflict(format!(
+                    "case {} was changed by someone else; reload and try again",
+                    if after.number.is_empty() {
+                        after.id.to_string()
+                    } else {
+                        after.number.clone()
                     }
-                    if let Some(scope) = &w.number_scope {
-                        let n = counters
-                            .get(scope.as_bytes())?
-                            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-                            .unwrap_or(0)
-                            + 1;
-                        counters.insert(scope.as_bytes(), &n.to_be_bytes())?;
-                        after.number = format!("{scope}-{n:06}");
-                        numbers.insert(after.number.as_bytes(), &key)?;
-                        applicants.insert(key2(&after.applicant.id, &key), &[])?;
-                        if let Some(b) = &after.bundle {
-                            bundles.insert(key2(b, &key), &[])?;
-                        }
-                    }
-                    let mut event = w.event.clone();
-                    event.seq = after.history_len;
-                    after.history_len += 1;
-                    after.rev += 1;
-                    for k in removed {
-                        group_tasks.remove(k.as_slice())?;
-                    }
-                    for k in added {
-                        group_tasks.insert(k.as_slice(), &key)?;
-                    }
-                    let ev = serde_json::to_vec(&event)
-                        .map_err(|e| ConflictableTransactionError::Abort(cerr(e)))?;
-                    history.insert(&hist_key(after.id, event.seq), ev)?;
-                    let bytes = encode_case(&after)
-                        .map_err(|e| ConflictableTransactionError::Abort(cerr(e)))?;
-                    cases.insert(&key, bytes)?;
-                    numbered.push((after, event));
-                }
-                Ok(numbered)
-            },
-        );
-        match res {
-            Ok(done) => {
-                for (w, (after, event)) in writes.iter_mut().zip(done) {
-                    w.after = after;
-                    w.event = event;
-                }
-                Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1)
+                )));
             }
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
+            if let Some(scope) = &w.number_scope {
+                let n = match counters.iter_mut().find(|(s, _)| s == scope) {
+                    Some((_, n)) => {
+                        *n += 1;
+                        *n
+                    }
+                    None => {
+                        let last = self
+                            .state
+                            .get(key(b'k', &[scope.as_bytes()]))?
+                            .and_then(|v| be_u64(&v))
+                            .unwrap_or(0);
+                        counters.push((scope.clone(), last + 1));
+                        last + 1
+                    }
+                };
+                after.number = format!("{scope}-{n:06}");
+                batch.insert(
+                    key(b'n', &[after.number.as_bytes()]),
+                    &after.id.to_be_bytes(),
+                );
+                batch.insert(
+                    key(
+                        b'a',
+                        &[after.applicant.id.as_bytes(), &after.id.to_be_bytes()],
+                    ),
+                    &[],
+                );
+                if let Some(b) = &after.bundle {
+                    batch.insert(key(b'b', &[b.as_bytes(), &after.id.to_be_bytes()]), &[]);
+                }
+            }
+            let mut event = w.event.clone();
+            event.seq = after.history_len;
+            after.history_len += 1;
+            after.rev += 1;
+            for k in w.before.as_ref().map(open_task_keys).unwrap_or_default() {
+                batch.remove(k);
+            }
+            for k in open_task_keys(&after) {
+                batch.insert(k, &after.id.to_be_bytes());
+            }
+            batch.insert(&hist_key(after.id, event.seq), serde_json::to_vec(&event)?);
+            batch.insert(&ck, encode_case(&after)?);
+            done.push((after, event));
         }
+        for (scope, n) in counters {
+            batch.insert(key(b'k', &[scope.as_bytes()]), &n.to_be_bytes());
+        }
+        self.state.apply_batch(batch)?;
+        for (w, (after, event)) in writes.iter_mut().zip(done) {
+            w.after = after;
+            w.event = event;
+        }
+        Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
     fn durable(&self, ticket: u64) -> BoxFuture<'_, Result<()>> {
@@ -329,17 +385,14 @@ impl Store for SledStore {
     }
 
     fn open_tasks_of_group(&self, group: &str) -> Result<Vec<(u64, String)>> {
-        let prefix = key2(group, &[]);
-        self.group_tasks
+        let mut prefix = key(b'g', &[group.as_bytes()]);
+        prefix.push(0);
+        self.state
             .scan_prefix(&prefix)
             .map(|kv| {
                 let (k, _) = kv?;
                 let rest = &k[prefix.len()..];
-                let case = rest
-                    .get(..8)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u64::from_be_bytes)
-                    .ok_or_else(|| Error::Store("bad task index key".into()))?;
+                let case = be_u64(rest).ok_or_else(|| Error::Store("bad task index key".into()))?;
                 let task = String::from_utf8_lossy(rest.get(9..).unwrap_or_default()).to_string();
                 Ok((case, task))
             })
@@ -347,24 +400,25 @@ impl Store for SledStore {
     }
 
     fn cases_of_applicant(&self, applicant: &str) -> Result<Vec<u64>> {
-        ids_under(&self.applicants, applicant)
+        self.ids_under(b'a', applicant)
     }
 
     fn cases_of_bundle(&self, bundle: &str) -> Result<Vec<u64>> {
-        ids_under(&self.bundles, bundle)
+        self.ids_under(b'b', bundle)
     }
 
     fn put_version(&self, rec: &VersionRecord) -> Result<bool> {
-        let key = key2(&rec.procedure, rec.version.as_bytes());
+        let k = key(0, &[rec.procedure.as_bytes(), rec.version.as_bytes()]);
         let bytes = serde_json::to_vec(rec)?;
         let prev = self
             .versions
-            .compare_and_swap(key, None as Option<&[u8]>, Some(bytes))?;
+            .compare_and_swap(&k[1..], None as Option<&[u8]>, Some(bytes))?;
         Ok(prev.is_ok())
     }
 
     fn version(&self, procedure: &str, version: &str) -> Result<Option<VersionRecord>> {
-        match self.versions.get(key2(procedure, version.as_bytes()))? {
+        let k = key(0, &[procedure.as_bytes(), version.as_bytes()]);
+        match self.versions.get(&k[1..])? {
             None => Ok(None),
             Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
         }
@@ -410,44 +464,17 @@ impl Store for SledStore {
     }
 }
 
-/// A stored case is its revision (8 bytes, big-endian) followed by its JSON, so the
-/// conflict check inside a transaction reads 8 bytes instead of parsing the case.
-fn encode_case(c: &Case) -> serde_json::Result<Vec<u8>> {
-    let mut v = c.rev.to_be_bytes().to_vec();
-    serde_json::to_writer(&mut v, c)?;
-    Ok(v)
-}
-
-fn stored_rev(bytes: &[u8]) -> Option<u64> {
-    bytes
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_be_bytes)
-}
-
-fn decode_case(bytes: &[u8]) -> Result<Case> {
-    Ok(serde_json::from_slice(bytes.get(8..).unwrap_or_default())?)
-}
-
 impl SledStore {
-    fn incident_impl(&self, mut incident: Incident) -> Result<()> {
-        incident.id = self.db.generate_id()?;
-        self.incidents
-            .insert(incident.id.to_be_bytes(), serde_json::to_vec(&incident)?)?;
-        Ok(())
+    fn ids_under(&self, prefix: u8, id: &str) -> Result<Vec<u64>> {
+        let mut p = key(prefix, &[id.as_bytes()]);
+        p.push(0);
+        self.state
+            .scan_prefix(&p)
+            .keys()
+            .map(|k| {
+                let k = k?;
+                be_u64(&k[p.len()..]).ok_or_else(|| Error::Store("bad index key".into()))
+            })
+            .collect()
     }
-}
-
-fn ids_under(tree: &Tree, prefix: &str) -> Result<Vec<u64>> {
-    let p = key2(prefix, &[]);
-    tree.scan_prefix(&p)
-        .keys()
-        .map(|k| {
-            let k = k?;
-            k.get(p.len()..p.len() + 8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| Error::Store("bad index key".into()))
-        })
-        .collect()
 }

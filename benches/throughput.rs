@@ -10,9 +10,12 @@ use std::time::{Duration, Instant};
 
 use guichet::config::Config;
 use guichet_core::case::{Case, Data};
-use guichet_core::engine::Submission;
+use guichet_core::engine::{Committed, Submission};
 use guichet_core::{Actor, Engine};
 use serde_json::{json, Value};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn holder(step: &str) -> &'static str {
     match step {
@@ -55,7 +58,20 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Bytes this process has caused to be written to storage so far.
+fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("write_bytes:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
 struct Report {
+    written_before: u64,
     cases: usize,
     latencies: Vec<Duration>,
     elapsed: Duration,
@@ -69,35 +85,60 @@ impl Report {
                 [((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1)]
         };
         let secs = self.elapsed.as_secs_f64();
+        let written = written_bytes().saturating_sub(self.written_before);
         println!(
-            "{label:<9} clients={clients:<3} cases={:<6} cases/s={:>8.1} transitions/s={:>8.1} p50={:>7.2}ms p99={:>7.2}ms peak_rss={:.0}MiB",
+            "{label:<9} clients={clients:<3} cases={:<6} cases/s={:>8.1} transitions/s={:>8.1} p50={:>7.2}ms p99={:>7.2}ms peak_rss={:.0}MiB disk_kib/transition={:.1}",
             self.cases,
             self.cases as f64 / secs,
             self.latencies.len() as f64 / secs,
             q(0.50).as_secs_f64() * 1e3,
             q(0.99).as_secs_f64() * 1e3,
-            peak_rss_mib()
+            peak_rss_mib(),
+            written as f64 / 1024.0 / self.latencies.len() as f64
         );
     }
 }
 
-async fn embedded(engine: Arc<Engine>, cases: usize, clients: usize) -> Report {
+/// Runs one engine call on the blocking pool, holding a worker permit as the server does.
+async fn call(
+    workers: &tokio::sync::Semaphore,
+    engine: &Arc<Engine>,
+    f: impl FnOnce(&Engine) -> guichet_core::Result<Committed> + Send + 'static,
+) -> Committed {
+    let _permit = workers.acquire().await.unwrap();
+    let e = engine.clone();
+    tokio::task::spawn_blocking(move || f(&e))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn embedded(engine: Arc<Engine>, cases: usize, clients: usize, flush: bool) -> Report {
+    // As the server does: no more engine calls at once than twice the cores.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = Arc::new(tokio::sync::Semaphore::new(
+        std::env::var("BENCH_WORKERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(cores * 2),
+    ));
+    let written_before = written_bytes();
     let start = Instant::now();
     let mut handles = Vec::new();
     for w in 0..clients {
-        let engine = engine.clone();
+        let (engine, workers) = (engine.clone(), workers.clone());
         let n = cases / clients + usize::from(w < cases % clients);
         handles.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             for _ in 0..n {
                 let t = Instant::now();
-                let e = engine.clone();
-                let done =
-                    tokio::task::spawn_blocking(move || e.submit(&Actor::Public, submission()))
-                        .await
-                        .unwrap()
-                        .unwrap();
-                engine.durable(done.ticket).await.unwrap();
+                let done = call(&workers, &engine, |e| {
+                    e.submit(&Actor::Public, submission())
+                })
+                .await;
+                if flush {
+                    engine.durable(done.ticket).await.unwrap();
+                }
                 lat.push(t.elapsed());
                 let mut case = done.cases.into_iter().next().unwrap();
                 while let Some((task, step)) = next_task(&case) {
@@ -107,20 +148,14 @@ async fn embedded(engine: Arc<Engine>, cases: usize, clients: usize) -> Report {
                         "approve"
                     };
                     let t = Instant::now();
-                    let e = engine.clone();
-                    let done = tokio::task::spawn_blocking(move || {
-                        e.complete(
-                            &Actor::Staff(holder(&step).into()),
-                            &task,
-                            outcome,
-                            None,
-                            Data::new(),
-                        )
+                    let actor = Actor::Staff(holder(&step).into());
+                    let done = call(&workers, &engine, move |e| {
+                        e.complete(&actor, &task, outcome, None, Data::new())
                     })
-                    .await
-                    .unwrap()
-                    .unwrap();
-                    engine.durable(done.ticket).await.unwrap();
+                    .await;
+                    if flush {
+                        engine.durable(done.ticket).await.unwrap();
+                    }
                     lat.push(t.elapsed());
                     case = done.cases.into_iter().next().unwrap();
                 }
@@ -134,6 +169,7 @@ async fn embedded(engine: Arc<Engine>, cases: usize, clients: usize) -> Report {
         latencies.extend(h.await.unwrap());
     }
     Report {
+        written_before,
         cases,
         latencies,
         elapsed: start.elapsed(),
@@ -150,6 +186,7 @@ async fn http(
         .pool_max_idle_per_host(clients)
         .build()
         .unwrap();
+    let written_before = written_bytes();
     let start = Instant::now();
     let mut handles = Vec::new();
     for w in 0..clients {
@@ -193,6 +230,7 @@ async fn http(
         latencies.extend(h.await.unwrap());
     }
     Report {
+        written_before,
         cases,
         latencies,
         elapsed: start.elapsed(),
@@ -225,8 +263,14 @@ fn main() {
                 .map(|n| n.get())
                 .unwrap_or(0)
         );
-        embedded(engine.clone(), cases / 10, clients).await; // warm-up
-        embedded(engine.clone(), cases, clients)
+        embedded(engine.clone(), cases / 10, clients, true).await; // warm-up
+        if std::env::var_os("GUICHET_BENCH_NO_FLUSH").is_some() {
+            // Diagnosis only: how fast the engine runs when the disk is taken out.
+            embedded(engine.clone(), cases, clients, false)
+                .await
+                .print("no-flush", clients);
+        }
+        embedded(engine.clone(), cases, clients, true)
             .await
             .print("embedded", clients);
 

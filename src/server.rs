@@ -65,12 +65,7 @@ pub async fn serve(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = router(
-        AppState {
-            engine: engine.clone(),
-        },
-        config.max_body_kb * 1024,
-    );
+    let app = router(AppState::new(engine.clone()), config.max_body_kb * 1024);
     tracing::info!(message = "listening", addr = %listener.local_addr()?);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -62,6 +62,18 @@ async fn power_connection_above_630_kva_goes_to_scheme_group_and_joins_parallel_
     assert!(c["data"]["meter_number"].as_str().unwrap().starts_with('M'));
     assert_eq!(c["data"]["scheme"], "Two 10kV feeders");
     let full = s.case(id).await;
+    let closed: Vec<(&str, &str)> = full["closed_tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["step"].as_str().unwrap(), t["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(closed.len(), 7, "{closed:?}");
+    assert!(
+        closed.contains(&("scheme_review", "cancelled")),
+        "{closed:?}"
+    );
+    assert!(full["tasks"].as_array().unwrap().is_empty());
     let actions: Vec<&str> = full["history"]
         .as_array()
         .unwrap()

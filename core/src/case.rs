@@ -137,6 +137,8 @@ pub struct Case {
     pub accepted_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<DateTime<Utc>>,
+    /// Open tasks. Completed and cancelled ones are kept apart
+    /// (`Engine::closed_tasks`), so the record each transition rewrites stays small.
     pub tasks: Vec<Task>,
     pub tokens: Vec<Token>,
     /// Steps completed so far, in order: what a return may go back to.

@@ -112,6 +112,9 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     /// Procedure versions no longer on disk, rebuilt from the store on demand.
     old_versions: Mutex<HashMap<(String, String), Arc<Procedure>>>,
+    /// Valid tokens by hash, so a request does not read the store to authenticate.
+    /// Revocation clears it.
+    token_cache: RwLock<HashMap<String, Actor>>,
 }
 
 const QUERY_ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
@@ -148,6 +151,7 @@ impl Engine {
             scripts_dir: scripts_dir.to_path_buf(),
             clock,
             old_versions: Mutex::new(HashMap::new()),
+            token_cache: RwLock::new(HashMap::new()),
         };
         engine.install(rules)?;
         Ok(engine)
@@ -422,6 +426,11 @@ impl Engine {
             .ok_or_else(|| Error::NotFound(format!("case {id} not found")))
     }
 
+    /// Completed and cancelled tasks of a case (the case record holds the open ones).
+    pub fn closed_tasks(&self, id: u64) -> Result<Vec<Task>> {
+        self.store.closed_tasks(id)
+    }
+
     pub fn history(&self, id: u64) -> Result<Vec<HistoryEvent>> {
         self.store.history(id)
     }
@@ -535,10 +544,17 @@ impl Engine {
             .store
             .case(task_case_id(task_id)?)?
             .ok_or_else(|| Error::NotFound(format!("task {task_id} not found")))?;
-        let task = case
-            .task(task_id)
-            .cloned()
-            .ok_or_else(|| Error::NotFound(format!("task {task_id} not found")))?;
+        let task = match case.task(task_id) {
+            Some(t) => t.clone(),
+            None => {
+                return Err(match self.store.closed_task(case.id, task_id)? {
+                    Some(t) => Error::Conflict(
+                        format!("task {task_id} is already {:?}", t.state).to_lowercase(),
+                    ),
+                    None => Error::NotFound(format!("task {task_id} not found")),
+                })
+            }
+        };
         let staff = match actor {
             Actor::Staff(s) => s,
             Actor::Admin => {
@@ -812,14 +828,27 @@ impl Engine {
 
     /// The actor a bearer secret stands for, if it is valid and not revoked.
     pub fn authenticate(&self, secret: &str) -> Result<Option<Actor>> {
-        let rec = self.store.token_by_hash(&hash_secret(secret))?;
-        Ok(rec.filter(|r| r.revoked_at.is_none()).map(|r| {
+        let hash = hash_secret(secret);
+        if let Some(a) = self
+            .token_cache
+            .read()
+            .ok()
+            .and_then(|c| c.get(&hash).cloned())
+        {
+            return Ok(Some(a));
+        }
+        let rec = self.store.token_by_hash(&hash)?;
+        let actor = rec.filter(|r| r.revoked_at.is_none()).map(|r| {
             if r.admin {
                 Actor::Admin
             } else {
                 Actor::Staff(r.subject)
             }
-        }))
+        });
+        if let (Some(a), Ok(mut c)) = (&actor, self.token_cache.write()) {
+            c.insert(hash, a.clone());
+        }
+        Ok(actor)
     }
 
     pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
@@ -838,6 +867,9 @@ impl Engine {
         if rec.revoked_at.is_none() {
             rec.revoked_at = Some(self.clock.now());
             self.store.put_token(&hash, &rec)?;
+        }
+        if let Ok(mut c) = self.token_cache.write() {
+            c.remove(&hash);
         }
         Ok(rec)
     }

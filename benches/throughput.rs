@@ -1,9 +1,14 @@
 //! Throughput of the power-connection procedure (7 durable transitions per case, with the
 //! 630 kVA rule, an any-of review and a parallel join), embedded and over HTTP.
 //!
-//! `cargo bench --bench throughput [-- CASES CONCURRENCY]` prints cases/s, transitions/s,
-//! p50/p99 latency of an action and peak memory. Every transition is flushed to disk
-//! before it counts (group commit across concurrent clients).
+//! `cargo bench --bench throughput [-- CASES CONCURRENCY [RATE]]` prints cases/s,
+//! transitions/s, p50/p99 latency of an action and peak memory. Every transition is
+//! flushed to disk before it counts (group commit across concurrent clients).
+//!
+//! Without RATE the clients run closed-loop: as fast as the server answers, which measures
+//! the maximum throughput (and latency at saturation). With RATE (transitions per second
+//! over all clients) they also run open-loop at that rate, and latency is measured from
+//! when each action was due, not when it was sent, so falling behind shows in p99.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,10 +17,16 @@ use guichet::config::Config;
 use guichet_core::case::{Case, Data};
 use guichet_core::engine::{Committed, Submission};
 use guichet_core::{Actor, Engine};
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// What the bench reads of an answer: the case (other fields are skipped while parsing).
+#[derive(serde::Deserialize)]
+struct CaseBody {
+    case: Case,
+}
 
 fn holder(step: &str) -> &'static str {
     match step {
@@ -99,6 +110,43 @@ impl Report {
     }
 }
 
+/// When each client's next action is due, for open-loop runs.
+struct Pace {
+    next: Option<tokio::time::Instant>,
+    period: Duration,
+}
+
+impl Pace {
+    fn new(rate: Option<f64>, clients: usize, client: usize) -> Pace {
+        match rate {
+            None => Pace {
+                next: None,
+                period: Duration::ZERO,
+            },
+            Some(r) => {
+                let period = Duration::from_secs_f64(clients as f64 / r);
+                let offset = period.mul_f64(client as f64 / clients as f64);
+                Pace {
+                    next: Some(tokio::time::Instant::now() + offset),
+                    period,
+                }
+            }
+        }
+    }
+
+    /// Waits until the next action is due and returns the time latency counts from.
+    async fn due(&mut self) -> Instant {
+        match self.next {
+            None => Instant::now(),
+            Some(due) => {
+                tokio::time::sleep_until(due).await;
+                self.next = Some(due + self.period);
+                due.into_std()
+            }
+        }
+    }
+}
+
 /// Runs one engine call on the blocking pool, holding a worker permit as the server does.
 async fn call(
     workers: &tokio::sync::Semaphore,
@@ -113,7 +161,13 @@ async fn call(
         .unwrap()
 }
 
-async fn embedded(engine: Arc<Engine>, cases: usize, clients: usize, flush: bool) -> Report {
+async fn embedded(
+    engine: Arc<Engine>,
+    cases: usize,
+    clients: usize,
+    flush: bool,
+    rate: Option<f64>,
+) -> Report {
     // As the server does: no more engine calls at once than four per core.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let workers = Arc::new(tokio::sync::Semaphore::new(
@@ -129,9 +183,10 @@ async fn embedded(engine: Arc<Engine>, cases: usize, clients: usize, flush: bool
         let (engine, workers) = (engine.clone(), workers.clone());
         let n = cases / clients + usize::from(w < cases % clients);
         handles.push(tokio::spawn(async move {
+            let mut pace = Pace::new(rate, clients, w);
             let mut lat = Vec::new();
             for _ in 0..n {
-                let t = Instant::now();
+                let t = pace.due().await;
                 let done = call(&workers, &engine, |e| {
                     e.submit(&Actor::Public, submission())
                 })
@@ -147,7 +202,7 @@ async fn embedded(engine: Arc<Engine>, cases: usize, clients: usize, flush: bool
                     } else {
                         "approve"
                     };
-                    let t = Instant::now();
+                    let t = pace.due().await;
                     let actor = Actor::Staff(holder(&step).into());
                     let done = call(&workers, &engine, move |e| {
                         e.complete(&actor, &task, outcome, None, Data::new())
@@ -181,6 +236,7 @@ async fn http(
     tokens: Arc<std::collections::HashMap<&'static str, String>>,
     cases: usize,
     clients: usize,
+    rate: Option<f64>,
 ) -> Report {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
@@ -193,6 +249,7 @@ async fn http(
         let (client, base, tokens) = (client.clone(), base.clone(), tokens.clone());
         let n = cases / clients + usize::from(w < cases % clients);
         handles.push(tokio::spawn(async move {
+            let mut pace = Pace::new(rate, clients, w);
             let mut lat = Vec::new();
             for _ in 0..n {
                 let body = serde_json::to_value(json!({
@@ -202,13 +259,13 @@ async fn http(
                     "materials": [ { "id": "licence", "file": "l.pdf" }, { "id": "site_plan", "file": "p.pdf" } ],
                 }))
                 .unwrap();
-                let t = Instant::now();
-                let v: Value = client.post(format!("{base}/api/cases")).json(&body).send().await.unwrap().json().await.unwrap();
+                let t = pace.due().await;
+                let v: CaseBody = client.post(format!("{base}/api/cases")).json(&body).send().await.unwrap().json().await.unwrap();
                 lat.push(t.elapsed());
-                let mut case: Case = serde_json::from_value(v["case"].clone()).expect("case");
+                let mut case = v.case;
                 while let Some((task, step)) = next_task(&case) {
                     let outcome = if step == "intake" { "accept" } else { "approve" };
-                    let t = Instant::now();
+                    let t = pace.due().await;
                     let resp = client
                         .post(format!("{base}/api/tasks/{task}/complete"))
                         .bearer_auth(&tokens[holder(&step)])
@@ -217,9 +274,9 @@ async fn http(
                         .await
                         .unwrap();
                     assert!(resp.status().is_success(), "{}", resp.status());
-                    let v: Value = resp.json().await.unwrap();
+                    let v: CaseBody = resp.json().await.unwrap();
                     lat.push(t.elapsed());
-                    case = serde_json::from_value(v["case"].clone()).expect("case");
+                    case = v.case;
                 }
             }
             lat
@@ -244,6 +301,7 @@ fn main() {
         .collect();
     let cases = args.first().copied().unwrap_or(3000);
     let clients = args.get(1).copied().unwrap_or(64);
+    let rate = args.get(2).map(|r| *r as f64);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -263,16 +321,21 @@ fn main() {
                 .map(|n| n.get())
                 .unwrap_or(0)
         );
-        embedded(engine.clone(), cases / 10, clients, true).await; // warm-up
+        embedded(engine.clone(), cases / 10, clients, true, None).await; // warm-up
         if std::env::var_os("GUICHET_BENCH_NO_FLUSH").is_some() {
             // Diagnosis only: how fast the engine runs when the disk is taken out.
-            embedded(engine.clone(), cases, clients, false)
+            embedded(engine.clone(), cases, clients, false, None)
                 .await
                 .print("no-flush", clients);
         }
-        embedded(engine.clone(), cases, clients, true)
+        embedded(engine.clone(), cases, clients, true, None)
             .await
             .print("embedded", clients);
+        if let Some(r) = rate {
+            embedded(engine.clone(), cases, clients, true, Some(r))
+                .await
+                .print(&format!("emb@{r}"), clients);
+        }
 
         let mut tokens = std::collections::HashMap::new();
         for s in ["zhou.qiang", "wu.gang", "xu.li", "hu.bo", "guo.na"] {
@@ -289,10 +352,15 @@ fn main() {
             .unwrap();
         });
         let tokens = Arc::new(tokens);
-        http(base.clone(), tokens.clone(), cases / 10, clients).await; // warm-up
-        http(base, tokens, cases, clients)
+        http(base.clone(), tokens.clone(), cases / 10, clients, None).await; // warm-up
+        http(base.clone(), tokens.clone(), cases, clients, None)
             .await
             .print("http", clients);
+        if let Some(r) = rate {
+            http(base, tokens, cases, clients, Some(r))
+                .await
+                .print(&format!("http@{r}"), clients);
+        }
         let _ = tx.send(());
         let _ = server.await;
     });

@@ -216,6 +216,29 @@ async fn mutate(
 
 // --- wire shapes ---------------------------------------------------------------------
 
+/// A case on the wire: the stored case plus where it is, serialized in one pass.
+#[derive(serde::Serialize)]
+struct CaseView<'a> {
+    #[serde(flatten)]
+    case: &'a Case,
+    current_steps: Vec<String>,
+}
+
+/// The answer to an action on a case.
+#[derive(serde::Serialize)]
+struct CaseBody<'a> {
+    case: CaseView<'a>,
+}
+
+fn case_body(c: &Case) -> Json<CaseBody<'_>> {
+    Json(CaseBody {
+        case: CaseView {
+            case: c,
+            current_steps: c.current_steps(),
+        },
+    })
+}
+
 fn case_json(c: &Case) -> Value {
     let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
@@ -408,7 +431,7 @@ async fn withdraw(
     caller: Caller,
     Path(reference): Path<String>,
     Body(b): Body<WithdrawBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::response::Response> {
     let actor = caller.0;
     let done = mutate(&s, move |e| {
         let id = e.case_id(&reference)?;
@@ -422,7 +445,7 @@ async fn withdraw(
             e
         }
     })?;
-    Ok(Json(json!({ "case": case_json(done.case()) })))
+    Ok(case_body(done.case()).into_response())
 }
 
 async fn applicant_cases(
@@ -451,20 +474,20 @@ async fn claim(
     State(s): State<AppState>,
     caller: Caller,
     Path(task): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::response::Response> {
     let actor = caller.staff_or_admin()?.clone();
     let done = mutate(&s, move |e| e.claim(&actor, &task)).await?;
-    Ok(Json(json!({ "case": case_json(done.case()) })))
+    Ok(case_body(done.case()).into_response())
 }
 
 async fn release(
     State(s): State<AppState>,
     caller: Caller,
     Path(task): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::response::Response> {
     let actor = caller.staff_or_admin()?.clone();
     let done = mutate(&s, move |e| e.release(&actor, &task)).await?;
-    Ok(Json(json!({ "case": case_json(done.case()) })))
+    Ok(case_body(done.case()).into_response())
 }
 
 #[derive(Deserialize)]
@@ -482,13 +505,13 @@ async fn complete(
     caller: Caller,
     Path(task): Path<String>,
     Body(b): Body<CompleteBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::response::Response> {
     let actor = caller.staff_or_admin()?.clone();
     let done = mutate(&s, move |e| {
         e.complete(&actor, &task, &b.outcome, b.comment, b.data)
     })
     .await?;
-    Ok(Json(json!({ "case": case_json(done.case()) })))
+    Ok(case_body(done.case()).into_response())
 }
 
 #[derive(Deserialize)]
@@ -504,10 +527,10 @@ async fn return_to(
     caller: Caller,
     Path(task): Path<String>,
     Body(b): Body<ReturnBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::response::Response> {
     let actor = caller.staff_or_admin()?.clone();
     let done = mutate(&s, move |e| e.return_to(&actor, &task, &b.to, b.comment)).await?;
-    Ok(Json(json!({ "case": case_json(done.case()) })))
+    Ok(case_body(done.case()).into_response())
 }
 
 #[derive(Deserialize)]
@@ -526,13 +549,13 @@ async fn transfer(
     caller: Caller,
     Path(task): Path<String>,
     Body(b): Body<TransferBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::response::Response> {
     let actor = caller.staff_or_admin()?.clone();
     let done = mutate(&s, move |e| {
         e.transfer(&actor, &task, b.group, b.staff, b.comment)
     })
     .await?;
-    Ok(Json(json!({ "case": case_json(done.case()) })))
+    Ok(case_body(done.case()).into_response())
 }
 
 async fn tokens(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {

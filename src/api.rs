@@ -64,6 +64,9 @@ pub fn router(state: AppState, max_body: usize) -> Router {
             axum::routing::delete(revoke_token),
         )
         .route("/api/admin/incidents", get(incidents))
+        .route("/api/admin/scripts", get(scripts_status))
+        .route("/api/admin/scripts/reload", post(scripts_reload))
+        .route("/api/admin/versions", get(versions))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -605,4 +608,29 @@ async fn incidents(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<
     caller.admin()?;
     let list = blocking(&s, |e| e.incidents(200)).await?;
     Ok(Json(json!({ "incidents": list })))
+}
+
+/// The live rule set and the outcome of the last reload attempt (with its problems).
+async fn scripts_status(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.admin()?;
+    Ok(Json(json!(s.engine.reload_status())))
+}
+
+/// Reloads now, without waiting for the watcher. Refused scripts answer 422 with the
+/// problems; the live rule set stays.
+async fn scripts_reload(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.admin()?;
+    let outcome = blocking(&s, |e| e.reload()).await?;
+    let changed = match outcome {
+        guichet_core::reload::ReloadOutcome::Unchanged => Vec::new(),
+        guichet_core::reload::ReloadOutcome::Live { changed } => changed,
+    };
+    Ok(Json(json!({ "changed": changed, "status": s.engine.reload_status() })))
+}
+
+/// Every procedure version ever loaded: since when, whether live, open cases on it.
+async fn versions(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.admin()?;
+    let list = blocking(&s, |e| e.versions()).await?;
+    Ok(Json(json!({ "versions": list })))
 }

@@ -18,6 +18,12 @@ pub struct Config {
     pub cache_mb: u64,
     /// Largest accepted request body, in KiB.
     pub max_body_kb: usize,
+    /// Reload the scripts when they change.
+    pub watch: bool,
+    /// Quiet time after a change before reloading, in milliseconds.
+    pub reload_debounce_ms: u64,
+    /// Interval of the backstop rescan of the scripts folder, in seconds.
+    pub rescan_secs: u64,
 }
 
 impl Default for Config {
@@ -28,6 +34,9 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             cache_mb: 256,
             max_body_kb: 1024,
+            watch: true,
+            reload_debounce_ms: 150,
+            rescan_secs: 30,
         }
     }
 }

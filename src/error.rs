@@ -42,7 +42,9 @@ impl From<Error> for ApiError {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Conflict(_) | Error::InvalidTransition(_) => StatusCode::CONFLICT,
-            Error::Load(_) | Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            // A refused reload is the administrator's input being invalid.
+            Error::Load(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(message = "request failed", error = %e);

@@ -5,8 +5,10 @@
 //! - [`error`]: the JSON error every route returns.
 //! - [`config`]: configuration file and defaults.
 //! - [`server`]: opening the engine on a data folder and serving until shutdown.
+//! - [`watch`]: hot reload of the scripts folder.
 
 pub mod api;
 pub mod config;
 pub mod error;
 pub mod server;
+pub mod watch;

@@ -66,6 +66,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = router(AppState::new(engine.clone()), config.max_body_kb * 1024);
+    let _watch = if config.watch {
+        Some(crate::watch::start(
+            engine.clone(),
+            &config.scripts,
+            std::time::Duration::from_millis(config.reload_debounce_ms),
+            std::time::Duration::from_secs(config.rescan_secs.max(1)),
+        )?)
+    } else {
+        None
+    };
     tracing::info!(message = "listening", addr = %listener.local_addr()?);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

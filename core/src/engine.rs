@@ -115,6 +115,8 @@ pub struct Engine {
     /// Valid tokens by hash, so a request does not read the store to authenticate.
     /// Revocation clears it.
     token_cache: RwLock<HashMap<String, Actor>>,
+    /// Outcome of the last load of the scripts folder (see `reload`).
+    pub(crate) reload: Mutex<crate::reload::ReloadStatus>,
 }
 
 const QUERY_ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
@@ -144,7 +146,6 @@ impl Engine {
         scripts_dir: &Path,
         clock: Arc<dyn Clock>,
     ) -> Result<Engine> {
-        let rules = script::load_dir(scripts_dir).map_err(Error::Load)?;
         let engine = Engine {
             store,
             rules: RwLock::new(Arc::new(RuleSet::default())),
@@ -152,13 +153,23 @@ impl Engine {
             clock,
             old_versions: Mutex::new(HashMap::new()),
             token_cache: RwLock::new(HashMap::new()),
+            reload: Mutex::new(crate::reload::ReloadStatus::default()),
         };
-        engine.install(rules)?;
+        // Startup takes the same path as every later reload.
+        engine.reload()?;
         Ok(engine)
     }
 
+    pub fn scripts_dir(&self) -> &Path {
+        &self.scripts_dir
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
     /// Makes a validated rule set live, first keeping every procedure version's source.
-    pub fn install(&self, rules: RuleSet) -> Result<()> {
+    pub(crate) fn install(&self, rules: RuleSet) -> Result<()> {
         let now = self.clock.now();
         for p in rules.procedures.values() {
             let src = p

@@ -10,6 +10,7 @@
 //! - [`flow`]: routing, pure over a copy of a case.
 //! - [`store`]: the [`store::Store`] trait and its sled implementation.
 //! - [`engine`]: the facade the server calls; authorization and commits.
+//! - [`reload`]: loading the scripts folder at start and on every change, atomically.
 //! - [`clock`]: injectable time.
 
 pub mod case;
@@ -20,6 +21,7 @@ pub mod flow;
 pub mod form;
 pub mod office;
 pub mod procedure;
+pub mod reload;
 pub mod script;
 pub mod store;
 

@@ -29,10 +29,12 @@
 //! | `n` | counter scope (`PLAN-LUP-2026`) `\0` number (u64 BE) | case id |
 //! | `g` | group `\0` case id `\0` task id | case id |
 //! | `a` | applicant id `\0` case id | empty |
+//! | `v` | procedure `\0` version `\0` case id | empty (open cases only) |
 //! | `b` | bundle reference `\0` case id | empty |
 //!
 //! Separate trees: `procedure_versions`, `tokens`, `incidents`, `meta`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -125,6 +127,12 @@ pub trait Store: Send + Sync {
     /// Records a procedure version's source if it is new; returns whether it was.
     fn put_version(&self, rec: &VersionRecord) -> Result<bool>;
     fn version(&self, procedure: &str, version: &str) -> Result<Option<VersionRecord>>;
+    /// Every stored procedure version, in procedure and load order.
+    fn versions(&self) -> Result<Vec<VersionRecord>>;
+    /// How many open cases run on each `(procedure, version)`.
+    fn open_cases_by_version(&self) -> Result<BTreeMap<(String, String), u64>>;
+    /// Ids of the open cases on one procedure version.
+    fn open_cases_of_version(&self, procedure: &str, version: &str) -> Result<Vec<u64>>;
     fn put_token(&self, hash: &str, rec: &TokenRecord) -> Result<()>;
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
     fn tokens(&self) -> Result<Vec<(String, TokenRecord)>>;
@@ -257,6 +265,10 @@ fn open_task_keys(c: &Case) -> Vec<Vec<u8>> {
             )
         })
         .collect()
+}
+
+fn version_key(c: &Case) -> Vec<u8> {
+    key(b'v', &[c.procedure.as_bytes(), c.version.as_bytes(), &c.id.to_be_bytes()])
 }
 
 fn number_key(scope: &str, n: u64) -> Vec<u8> {
@@ -398,10 +410,20 @@ impl Store for SledStore {
             for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
                 before_commit.push((k.clone(), after.id.to_be_bytes().to_vec()));
             }
-            let after_commit: Vec<Vec<u8>> = old_keys
+            let mut after_commit: Vec<Vec<u8>> = old_keys
                 .into_iter()
                 .filter(|k| !new_keys.contains(k))
                 .collect();
+            let old_v = w.before.as_ref().filter(|b| b.status.is_open()).map(version_key);
+            let new_v = Some(&after).filter(|a| a.status.is_open()).map(version_key);
+            if old_v != new_v {
+                if let Some(k) = new_v {
+                    before_commit.push((k, vec![]));
+                }
+                if let Some(k) = old_v {
+                    after_commit.push(k);
+                }
+            }
             let record = encode_case(&after)?;
             plans.push((before_commit, record, after_commit, after, event));
         }
@@ -522,6 +544,45 @@ impl Store for SledStore {
             None => Ok(None),
             Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
         }
+    }
+
+    fn versions(&self) -> Result<Vec<VersionRecord>> {
+        let mut v: Vec<VersionRecord> = self
+            .versions
+            .iter()
+            .values()
+            .map(|v| Ok(serde_json::from_slice(&v?)?))
+            .collect::<Result<_>>()?;
+        v.sort_by(|a, b| (&a.procedure, a.first_loaded).cmp(&(&b.procedure, b.first_loaded)));
+        Ok(v)
+    }
+
+    fn open_cases_by_version(&self) -> Result<BTreeMap<(String, String), u64>> {
+        let mut out = BTreeMap::new();
+        for k in self.state.scan_prefix([b'v']).keys() {
+            let k = k?;
+            let parts: Vec<&[u8]> = k[1..].splitn(3, |b| *b == 0).collect();
+            let [p, v, id] = parts.as_slice() else { continue };
+            // An entry whose case was never written is what a crash can leave; skip it.
+            if be_u64(id).is_some_and(|id| self.state.contains_key(case_key(id)).unwrap_or(false)) {
+                *out.entry((String::from_utf8_lossy(p).to_string(), String::from_utf8_lossy(v).to_string())).or_insert(0) += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    fn open_cases_of_version(&self, procedure: &str, version: &str) -> Result<Vec<u64>> {
+        let mut prefix = key(b'v', &[procedure.as_bytes(), version.as_bytes()]);
+        prefix.push(0);
+        let mut out = Vec::new();
+        for k in self.state.scan_prefix(&prefix).keys() {
+            if let Some(id) = be_u64(&k?[prefix.len()..]) {
+                if self.state.contains_key(case_key(id))? {
+                    out.push(id);
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn put_token(&self, hash: &str, rec: &TokenRecord) -> Result<()> {

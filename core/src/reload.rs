@@ -1,0 +1,145 @@
+//! The rule set's life cycle: read the scripts folder, compile and validate all of it off
+//! the request threads, and swap it in whole — or keep the live one and report why not.
+//! Startup and every later reload (file watcher, periodic rescan, admin request) go
+//! through [`Engine::reload`].
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::engine::Engine;
+use crate::error::{Error, Result, ScriptProblem};
+use crate::script;
+
+/// What the last load attempt did, for the admin API and `guichet check`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadStatus {
+    /// Whether the last attempt went live.
+    pub ok: bool,
+    pub attempted_at: Option<DateTime<Utc>>,
+    /// When the live rule set went live.
+    pub live_since: Option<DateTime<Utc>>,
+    /// Hash of the files of the live rule set.
+    pub live_fingerprint: String,
+    /// Why the last attempt was refused (empty when it went live).
+    pub problems: Vec<ScriptProblem>,
+    /// Procedure versions of the live rule set.
+    pub procedures: BTreeMap<String, String>,
+    /// How many reloads went live since start (the first load counts).
+    pub reloads: u64,
+}
+
+/// What a call to [`Engine::reload`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// Nothing changed on disk since the live rule set was loaded.
+    Unchanged,
+    /// A new rule set is live; `changed` lists procedures added, changed or removed.
+    Live { changed: Vec<String> },
+}
+
+fn fingerprint(files: &[(String, String)]) -> String {
+    let mut h = Sha256::new();
+    for (path, src) in files {
+        h.update(path.as_bytes());
+        h.update([0]);
+        h.update(src.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..12])
+}
+
+impl Engine {
+    /// Loads the scripts folder and makes it live if all of it compiles and validates.
+    /// On failure the live rule set stays, the problems are kept for [`Engine::reload_status`]
+    /// and returned as `Error::Load`.
+    pub fn reload(&self) -> Result<ReloadOutcome> {
+        let now = self.now();
+        let loaded = script::read_dir(self.scripts_dir()).and_then(|files| {
+            let fp = fingerprint(&files);
+            let live = self.reload.lock().map(|s| (s.ok, s.live_fingerprint.clone())).unwrap_or_default();
+            if live == (true, fp.clone()) {
+                return Ok(None);
+            }
+            script::load_sources(self.scripts_dir(), &files).map(|rules| Some((rules, fp)))
+        });
+        let mut status = self.reload.lock().map_err(|_| Error::Store("reload lock poisoned".into()))?;
+        status.attempted_at = Some(now);
+        match loaded {
+            Ok(None) => Ok(ReloadOutcome::Unchanged),
+            Ok(Some((rules, fp))) => {
+                let versions: BTreeMap<String, String> =
+                    rules.procedures.values().map(|p| (p.id.clone(), p.version.clone())).collect();
+                let mut changed: Vec<String> = versions
+                    .iter()
+                    .filter(|(id, v)| status.procedures.get(*id) != Some(*v))
+                    .map(|(id, v)| format!("{id}@{v}"))
+                    .collect();
+                changed.extend(
+                    status
+                        .procedures
+                        .keys()
+                        .filter(|id| !versions.contains_key(*id))
+                        .map(|id| format!("{id} removed")),
+                );
+                self.install(rules)?;
+                status.ok = true;
+                status.problems.clear();
+                status.live_since = Some(now);
+                status.live_fingerprint = fp;
+                status.procedures = versions;
+                status.reloads += 1;
+                tracing::info!(message = "scripts live", changed = %changed.join(", "), reloads = status.reloads);
+                Ok(ReloadOutcome::Live { changed })
+            }
+            Err(problems) => {
+                status.ok = false;
+                status.problems = problems.clone();
+                for p in &problems {
+                    tracing::warn!(message = "scripts refused; the previous rule set stays live", problem = %p);
+                }
+                Err(Error::Load(problems))
+            }
+        }
+    }
+
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.reload.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// One stored procedure version, as the admin API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionInfo {
+    pub procedure: String,
+    pub version: String,
+    pub file: String,
+    /// When this version was first loaded.
+    pub since: DateTime<Utc>,
+    /// Whether new cases start on it.
+    pub live: bool,
+    pub open_cases: u64,
+}
+
+impl Engine {
+    /// Every procedure version ever loaded, with its open cases.
+    pub fn versions(&self) -> Result<Vec<VersionInfo>> {
+        let rules = self.rules();
+        let counts = self.store().open_cases_by_version()?;
+        Ok(self
+            .store()
+            .versions()?
+            .into_iter()
+            .map(|v| VersionInfo {
+                live: rules.procedures.get(&v.procedure).is_some_and(|p| p.version == v.version),
+                open_cases: counts.get(&(v.procedure.clone(), v.version.clone())).copied().unwrap_or(0),
+                procedure: v.procedure,
+                version: v.version,
+                file: v.file,
+                since: v.first_loaded,
+            })
+            .collect())
+    }
+}

@@ -625,7 +625,9 @@ async fn scripts_reload(State(s): State<AppState>, caller: Caller) -> ApiResult<
         guichet_core::reload::ReloadOutcome::Unchanged => Vec::new(),
         guichet_core::reload::ReloadOutcome::Live { changed } => changed,
     };
-    Ok(Json(json!({ "changed": changed, "status": s.engine.reload_status() })))
+    Ok(Json(
+        json!({ "changed": changed, "status": s.engine.reload_status() }),
+    ))
 }
 
 /// Every procedure version ever loaded: since when, whether live, open cases on it.

@@ -40,19 +40,34 @@ fn reload(engine: &Engine, why: &str) {
 }
 
 fn relevant(path: &Path) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    !(name.starts_with('.') || name.ends_with('~') || name.ends_with(".swp") || name.ends_with(".tmp"))
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    !(name.starts_with('.')
+        || name.ends_with('~')
+        || name.ends_with(".swp")
+        || name.ends_with(".tmp"))
 }
 
 /// Starts watching `dir`. Must be called inside a tokio runtime (for the rescan task).
-pub fn start(engine: Arc<Engine>, dir: &Path, debounce: Duration, rescan: Duration) -> anyhow::Result<Watch> {
+pub fn start(
+    engine: Arc<Engine>,
+    dir: &Path,
+    debounce: Duration,
+    rescan: Duration,
+) -> anyhow::Result<Watch> {
     // Weak references: the watcher must not keep the engine (and its store lock) alive
     // after the server stops.
     let on_event = Arc::downgrade(&engine);
     let mut debouncer = new_debouncer(debounce, move |res: DebounceEventResult| {
-        let Some(engine) = on_event.upgrade() else { return };
+        let Some(engine) = on_event.upgrade() else {
+            return;
+        };
         match res {
-            Ok(events) if events.iter().any(|e| relevant(&e.path)) => reload(&engine, "file change"),
+            Ok(events) if events.iter().any(|e| relevant(&e.path)) => {
+                reload(&engine, "file change")
+            }
             Ok(_) => {}
             // Errors include a lost event queue: re-read everything.
             Err(e) => {
@@ -73,5 +88,8 @@ pub fn start(engine: Arc<Engine>, dir: &Path, debounce: Duration, rescan: Durati
         }
     });
     tracing::info!(message = "watching scripts", dir = %dir.display());
-    Ok(Watch { _debouncer: debouncer, rescan })
+    Ok(Watch {
+        _debouncer: debouncer,
+        rescan,
+    })
 }

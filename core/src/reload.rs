@@ -59,19 +59,29 @@ impl Engine {
         let now = self.now();
         let loaded = script::read_dir(self.scripts_dir()).and_then(|files| {
             let fp = fingerprint(&files);
-            let live = self.reload.lock().map(|s| (s.ok, s.live_fingerprint.clone())).unwrap_or_default();
+            let live = self
+                .reload
+                .lock()
+                .map(|s| (s.ok, s.live_fingerprint.clone()))
+                .unwrap_or_default();
             if live == (true, fp.clone()) {
                 return Ok(None);
             }
             script::load_sources(self.scripts_dir(), &files).map(|rules| Some((rules, fp)))
         });
-        let mut status = self.reload.lock().map_err(|_| Error::Store("reload lock poisoned".into()))?;
+        let mut status = self
+            .reload
+            .lock()
+            .map_err(|_| Error::Store("reload lock poisoned".into()))?;
         status.attempted_at = Some(now);
         match loaded {
             Ok(None) => Ok(ReloadOutcome::Unchanged),
             Ok(Some((rules, fp))) => {
-                let versions: BTreeMap<String, String> =
-                    rules.procedures.values().map(|p| (p.id.clone(), p.version.clone())).collect();
+                let versions: BTreeMap<String, String> = rules
+                    .procedures
+                    .values()
+                    .map(|p| (p.id.clone(), p.version.clone()))
+                    .collect();
                 let mut changed: Vec<String> = versions
                     .iter()
                     .filter(|(id, v)| status.procedures.get(*id) != Some(*v))
@@ -133,8 +143,14 @@ impl Engine {
             .versions()?
             .into_iter()
             .map(|v| VersionInfo {
-                live: rules.procedures.get(&v.procedure).is_some_and(|p| p.version == v.version),
-                open_cases: counts.get(&(v.procedure.clone(), v.version.clone())).copied().unwrap_or(0),
+                live: rules
+                    .procedures
+                    .get(&v.procedure)
+                    .is_some_and(|p| p.version == v.version),
+                open_cases: counts
+                    .get(&(v.procedure.clone(), v.version.clone()))
+                    .copied()
+                    .unwrap_or(0),
                 procedure: v.procedure,
                 version: v.version,
                 file: v.file,

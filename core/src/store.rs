@@ -268,7 +268,14 @@ fn open_task_keys(c: &Case) -> Vec<Vec<u8>> {
 }
 
 fn version_key(c: &Case) -> Vec<u8> {
-    key(b'v', &[c.procedure.as_bytes(), c.version.as_bytes(), &c.id.to_be_bytes()])
+    key(
+        b'v',
+        &[
+            c.procedure.as_bytes(),
+            c.version.as_bytes(),
+            &c.id.to_be_bytes(),
+        ],
+    )
 }
 
 fn number_key(scope: &str, n: u64) -> Vec<u8> {
@@ -414,7 +421,11 @@ impl Store for SledStore {
                 .into_iter()
                 .filter(|k| !new_keys.contains(k))
                 .collect();
-            let old_v = w.before.as_ref().filter(|b| b.status.is_open()).map(version_key);
+            let old_v = w
+                .before
+                .as_ref()
+                .filter(|b| b.status.is_open())
+                .map(version_key);
             let new_v = Some(&after).filter(|a| a.status.is_open()).map(version_key);
             if old_v != new_v {
                 if let Some(k) = new_v {
@@ -562,10 +573,16 @@ impl Store for SledStore {
         for k in self.state.scan_prefix([b'v']).keys() {
             let k = k?;
             let parts: Vec<&[u8]> = k[1..].splitn(3, |b| *b == 0).collect();
-            let [p, v, id] = parts.as_slice() else { continue };
+            let [p, v, id] = parts.as_slice() else {
+                continue;
+            };
             // An entry whose case was never written is what a crash can leave; skip it.
             if be_u64(id).is_some_and(|id| self.state.contains_key(case_key(id)).unwrap_or(false)) {
-                *out.entry((String::from_utf8_lossy(p).to_string(), String::from_utf8_lossy(v).to_string())).or_insert(0) += 1;
+                *out.entry((
+                    String::from_utf8_lossy(p).to_string(),
+                    String::from_utf8_lossy(v).to_string(),
+                ))
+                .or_insert(0) += 1;
             }
         }
         Ok(out)

@@ -1,0 +1,215 @@
+//! Hot reload: files edited under a running server's scripts folder.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const OFFICE: &str = r#"
+department(#{ id: "d", name: "Dept" });
+staff(#{ id: "a", name: "A" });
+group(#{ id: "g", name: "G", department: "d", members: ["a"] });
+"#;
+
+fn proc_src(id: &str, steps: &str) -> String {
+    format!(
+        r#"procedure(#{{
+    id: "{id}", name: "P", department: "d", promised_days: 1, statutory_days: 2, intake: "g",
+    start: "review",
+    steps: [ {steps} ],
+}});
+"#
+    )
+}
+
+const ONE_STEP: &str = r#"#{ id: "review", name: "Review", group: "g", next: "@approved" }"#;
+const TWO_STEPS: &str = r#"#{ id: "review", name: "Review", group: "g", next: "second" },
+             #{ id: "second", name: "Second", group: "g", next: "@approved" }"#;
+
+/// Saves like an editor that writes a temporary file and renames it over the original.
+fn save(dir: &Path, file: &str, text: &str) {
+    let path = dir.join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let tmp = path.with_extension("rhai.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+}
+
+/// Polls until `check` holds; reload is asynchronous by nature.
+async fn until(s: &TestServer, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = s.get("/api/admin/scripts", &s.admin).await;
+        if check(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn submit(id: &str) -> Value {
+    json!({ "procedure": id, "applicant": applicant("A1") })
+}
+
+async fn start() -> (TestServer, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let scripts = tmp.path().join("scripts");
+    save(&scripts, "office.rhai", OFFICE);
+    save(&scripts, "p.rhai", &proc_src("p", ONE_STEP));
+    let s = TestServer::start_on(scripts, tmp.path().join("data")).await;
+    (s, tmp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_edit_goes_live_and_old_cases_finish_on_their_version() {
+    let (s, _tmp) = start().await;
+    let a = s.token("a").await;
+    let (old, _, _) = s.submit(submit("p")).await;
+    s.act(&a, old, "intake", "accept", json!({})).await;
+    let v1 = s.case(old).await["version"].as_str().unwrap().to_string();
+
+    let saved = Instant::now();
+    save(&s.scripts, "p.rhai", &proc_src("p", TWO_STEPS));
+    until(&s, "the new version", |v| {
+        v["procedures"]["p"] != v1.as_str() && v["ok"] == true
+    })
+    .await;
+    eprintln!("save to live: {:?}", saved.elapsed());
+    let (new, _, _) = s.submit(submit("p")).await;
+    assert_ne!(s.case(new).await["version"], v1.as_str());
+    // The old case ends after one review, as version 1 says.
+    let c = s.act(&a, old, "review", "approve", json!({})).await;
+    assert_eq!(c["status"], "approved");
+    s.act(&a, new, "intake", "accept", json!({})).await;
+    let c = s.act(&a, new, "review", "approve", json!({})).await;
+    assert_eq!(open_steps(&c), vec!["second"]);
+    // Both versions are listed, with their open cases.
+    let (st, v) = s.get("/api/admin/versions", &s.admin).await;
+    assert_eq!(st, StatusCode::OK);
+    let list = v["versions"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{v}");
+    let old_v = list.iter().find(|x| x["version"] == v1.as_str()).unwrap();
+    assert_eq!(
+        (old_v["live"].as_bool(), old_v["open_cases"].as_u64()),
+        (Some(false), Some(0))
+    );
+    let new_v = list.iter().find(|x| x["version"] != v1.as_str()).unwrap();
+    assert_eq!(
+        (new_v["live"].as_bool(), new_v["open_cases"].as_u64()),
+        (Some(true), Some(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_scripts_leave_the_old_version_live_and_are_reported() {
+    let (s, _tmp) = start().await;
+    let (_, before) = s.get("/api/admin/scripts", &s.admin).await;
+    let v1 = before["procedures"]["p"].as_str().unwrap().to_string();
+
+    // A syntax error.
+    save(&s.scripts, "p.rhai", "procedure(#{ id: \"p\", \n  name: ");
+    let v = until(&s, "a refused reload", |v| v["ok"] == false).await;
+    let problem = &v["problems"][0];
+    assert_eq!(problem["location"]["file"], "p.rhai", "{v}");
+    assert_eq!(problem["location"]["line"], 2, "{v}");
+    assert_eq!(
+        v["procedures"]["p"],
+        v1.as_str(),
+        "the old version must stay live"
+    );
+    let (st, _) = s.call("POST", "/api/cases", None, Some(submit("p"))).await;
+    assert_eq!(
+        st,
+        StatusCode::CREATED,
+        "the office keeps working on the old version"
+    );
+
+    // A validation error: a group that does not exist.
+    save(
+        &s.scripts,
+        "p.rhai",
+        &proc_src("p", ONE_STEP).replace(r#"group: "g""#, r#"group: "ghost""#),
+    );
+    let v = until(&s, "a validation error", |v| {
+        v.to_string().contains("ghost")
+    })
+    .await;
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("group 'ghost' does not exist"),
+        "{v}"
+    );
+    let (st, v) = s
+        .post("/api/admin/scripts/reload", &s.admin, json!({}))
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("script_load_failed")),
+        "{v}"
+    );
+
+    // The next good save goes live.
+    save(&s.scripts, "p.rhai", &proc_src("p", TWO_STEPS));
+    let v = until(&s, "recovery", |v| v["ok"] == true).await;
+    assert_ne!(v["procedures"]["p"], v1.as_str());
+    assert!(v["problems"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn procedures_added_in_new_folders_and_deleted_files() {
+    let (s, _tmp) = start().await;
+    let a = s.token("a").await;
+    save(&s.scripts, "new/dept/q.rhai", &proc_src("q", ONE_STEP));
+    until(&s, "q to appear", |v| v["procedures"]["q"].is_string()).await;
+    let (st, _) = s.call("POST", "/api/cases", None, Some(submit("q"))).await;
+    assert_eq!(st, StatusCode::CREATED);
+
+    // A running case of p, then p's file is deleted.
+    let (running, _, _) = s.submit(submit("p")).await;
+    std::fs::remove_file(s.scripts.join("p.rhai")).unwrap();
+    until(&s, "p to go", |v| {
+        v["procedures"]["p"].is_null() && v["ok"] == true
+    })
+    .await;
+    let (st, v) = s.call("POST", "/api/cases", None, Some(submit("p"))).await;
+    assert_eq!(
+        st,
+        StatusCode::NOT_FOUND,
+        "no new cases of a removed procedure: {v}"
+    );
+    let (_, list) = s.call("GET", "/api/procedures", None, None).await;
+    assert!(!list.to_string().contains("\"p\""));
+    // Its running case still finishes, on its stored version.
+    s.act(&a, running, "intake", "accept", json!({})).await;
+    let c = s.act(&a, running, "review", "approve", json!({})).await;
+    assert_eq!(c["status"], "approved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editor_temp_files_do_not_trigger_and_unchanged_content_is_not_reloaded() {
+    let (s, _tmp) = start().await;
+    let (_, v) = s.get("/api/admin/scripts", &s.admin).await;
+    let reloads = v["reloads"].as_u64().unwrap();
+    std::fs::write(s.scripts.join(".p.rhai.swp"), "garbage").unwrap();
+    std::fs::write(s.scripts.join("p.rhai~"), "garbage").unwrap();
+    // Same content saved again.
+    save(&s.scripts, "p.rhai", &proc_src("p", ONE_STEP));
+    let (st, v) = s
+        .post("/api/admin/scripts/reload", &s.admin, json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["changed"], json!([]));
+    assert_eq!(v["status"]["reloads"].as_u64(), Some(reloads));
+    assert_eq!(v["status"]["ok"], true);
+}

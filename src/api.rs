@@ -67,6 +67,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/admin/scripts", get(scripts_status))
         .route("/api/admin/scripts/reload", post(scripts_reload))
         .route("/api/admin/versions", get(versions))
+        .route("/api/admin/migrations", post(migrate))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -635,4 +636,30 @@ async fn versions(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<V
     caller.admin()?;
     let list = blocking(&s, |e| e.versions()).await?;
     Ok(Json(json!({ "versions": list })))
+}
+
+/// Moves open cases between procedure versions (or reports, with `dry_run`).
+async fn migrate(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(plan): Body<guichet_core::migrate::MigrationPlan>,
+) -> ApiResult<axum::response::Response> {
+    caller.admin()?;
+    let actor = caller.0;
+    let report = blocking(&s, move |e| e.migrate(&actor, plan)).await?;
+    if report.applied {
+        s.engine.durable(report.ticket).await?;
+    }
+    let refused = !report.dry_run && !report.applied;
+    let body = if refused {
+        json!({ "code": "migration_refused", "message": "some cases cannot move; nothing was changed", "report": report })
+    } else {
+        json!({ "report": report })
+    };
+    let status = if refused {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(body)).into_response())
 }

@@ -213,3 +213,135 @@ async fn editor_temp_files_do_not_trigger_and_unchanged_content_is_not_reloaded(
     assert_eq!(v["status"]["reloads"].as_u64(), Some(reloads));
     assert_eq!(v["status"]["ok"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_moves_open_cases_only_with_a_valid_mapping() {
+    let (s, _tmp) = start().await;
+    let a = s.token("a").await;
+    let (id, _, _) = s.submit(submit("p")).await;
+    s.act(&a, id, "intake", "accept", json!({})).await;
+    let (waiting, _, _) = s.submit(submit("p")).await; // still at intake
+    let v1 = s.case(id).await["version"].as_str().unwrap().to_string();
+
+    // Version 2 renames `review` to `check` and adds a second step.
+    let v2_steps = r#"#{ id: "check", name: "Check", group: "g", next: "second" },
+             #{ id: "second", name: "Second", group: "g", next: "@approved" }"#;
+    save(
+        &s.scripts,
+        "p.rhai",
+        &proc_src("p", v2_steps).replace(r#"start: "review""#, r#"start: "check""#),
+    );
+    let v = until(&s, "version 2", |v| v["procedures"]["p"] != v1.as_str()).await;
+    let v2 = v["procedures"]["p"].as_str().unwrap().to_string();
+    let before = s.case(id).await;
+
+    // Without a mapping, `review` has nowhere to go: refused, nothing changed.
+    let plan = json!({ "procedure": "p", "from": v1, "dry_run": true });
+    let (st, r) = s.post("/api/admin/migrations", &s.admin, plan).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    let case_report = r["report"]["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap()
+        .clone();
+    assert!(
+        case_report["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("'review' does not exist"),
+        "{r}"
+    );
+    let (st, r) = s
+        .post(
+            "/api/admin/migrations",
+            &s.admin,
+            json!({ "procedure": "p", "from": v1 }),
+        )
+        .await;
+    assert_eq!(
+        (st, r["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("migration_refused")),
+        "{r}"
+    );
+    assert_eq!(s.case(id).await, before);
+    // A mapping to a step that does not exist is refused outright.
+    let (st, _) = s
+        .post(
+            "/api/admin/migrations",
+            &s.admin,
+            json!({ "procedure": "p", "from": v1, "steps": { "review": "nope" } }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // With review → check: a dry run reports, then the real run moves both open cases.
+    let plan =
+        json!({ "procedure": "p", "from": v1, "steps": { "review": "check" }, "dry_run": true });
+    let (st, r) = s.post("/api/admin/migrations", &s.admin, plan).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(r["report"]["applied"], false);
+    assert_eq!(s.case(id).await, before, "a dry run changes nothing");
+    let plan = json!({ "procedure": "p", "from": v1, "steps": { "review": "check" } });
+    let (st, r) = s.post("/api/admin/migrations", &s.admin, plan).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["report"]["applied"], true);
+    assert_eq!(r["report"]["cases"].as_array().unwrap().len(), 2);
+    let c = s.case(id).await;
+    assert_eq!(c["version"], v2.as_str());
+    assert_eq!(open_steps(&c), vec!["check"]);
+    let last = c["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "migrated");
+    assert!(last["comment"].as_str().unwrap().contains("review→check"));
+    // The case now follows version 2.
+    let c = s.act(&a, id, "check", "approve", json!({})).await;
+    assert_eq!(open_steps(&c), vec!["second"]);
+    s.act(&a, waiting, "intake", "accept", json!({})).await;
+    assert_eq!(open_steps(&s.case(waiting).await), vec!["check"]);
+    let (_, v) = s.get("/api/admin/versions", &s.admin).await;
+    let old = v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["version"] == v1.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(old["open_cases"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_refuses_a_step_whose_group_changed() {
+    let (s, _tmp) = start().await;
+    let a = s.token("a").await;
+    save(
+        &s.scripts,
+        "office.rhai",
+        &format!(
+            "{OFFICE}\ngroup(#{{ id: \"h\", name: \"H\", department: \"d\", members: [\"a\"] }});"
+        ),
+    );
+    until(&s, "the new group", |v| {
+        v["ok"] == true && v["reloads"].as_u64() >= Some(2)
+    })
+    .await;
+    let (id, _, _) = s.submit(submit("p")).await;
+    s.act(&a, id, "intake", "accept", json!({})).await;
+    let v1 = s.case(id).await["version"].as_str().unwrap().to_string();
+    save(
+        &s.scripts,
+        "p.rhai",
+        &proc_src("p", ONE_STEP).replace(r#"group: "g""#, r#"group: "h""#),
+    );
+    until(&s, "version 2", |v| v["procedures"]["p"] != v1.as_str()).await;
+    let (st, r) = s
+        .post(
+            "/api/admin/migrations",
+            &s.admin,
+            json!({ "procedure": "p", "from": v1 }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert!(r.to_string().contains("cannot change group"), "{r}");
+    assert_eq!(s.case(id).await["version"], v1.as_str());
+}

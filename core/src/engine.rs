@@ -209,12 +209,21 @@ impl Engine {
 
     /// The procedure version a case runs on, even if its file has changed since.
     pub fn procedure_of(&self, case: &Case) -> Result<Arc<Procedure>> {
-        if let Some(p) = self.rules().procedures.get(&case.procedure) {
-            if p.version == case.version {
+        self.procedure_version(&case.procedure, &case.version)
+            .map_err(|e| match e {
+                Error::NotFound(m) => Error::Store(m),
+                other => other,
+            })
+    }
+
+    /// Any stored version of a procedure: the live one, or one rebuilt from its source.
+    pub fn procedure_version(&self, procedure: &str, version: &str) -> Result<Arc<Procedure>> {
+        if let Some(p) = self.rules().procedures.get(procedure) {
+            if p.version == version {
                 return Ok(p.clone());
             }
         }
-        let key = (case.procedure.clone(), case.version.clone());
+        let key = (procedure.to_string(), version.to_string());
         if let Some(p) = self
             .old_versions
             .lock()
@@ -223,19 +232,13 @@ impl Engine {
         {
             return Ok(p);
         }
-        let rec = self
-            .store
-            .version(&case.procedure, &case.version)?
-            .ok_or_else(|| {
-                Error::Store(format!(
-                    "procedure {} version {} is not stored",
-                    case.procedure, case.version
-                ))
-            })?;
+        let rec = self.store.version(procedure, version)?.ok_or_else(|| {
+            Error::NotFound(format!("procedure {procedure} has no version {version}"))
+        })?;
         let p = script::load_version(&self.scripts_dir, &rec.file, &rec.source, &rec.procedure)
             .map(Arc::new)
             .map_err(|message| Error::Script {
-                procedure: case.procedure.clone(),
+                procedure: procedure.to_string(),
                 message,
             })?;
         if let Ok(mut m) = self.old_versions.lock() {

@@ -11,6 +11,7 @@
 //! - [`store`]: the [`store::Store`] trait and its sled implementation.
 //! - [`engine`]: the facade the server calls; authorization and commits.
 //! - [`reload`]: loading the scripts folder at start and on every change, atomically.
+//! - [`migrate`]: moving open cases from one procedure version to another.
 //! - [`clock`]: injectable time.
 
 pub mod case;
@@ -19,6 +20,7 @@ pub mod engine;
 pub mod error;
 pub mod flow;
 pub mod form;
+pub mod migrate;
 pub mod office;
 pub mod procedure;
 pub mod reload;

@@ -1,0 +1,280 @@
+//! Explicit migration of open cases from one procedure version to another, with a map of
+//! old step ids to new ones. Everything is checked for every case before anything is
+//! written; then each case is rewritten in one commit with a `migrated` history event.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::case::{Data, HistoryEvent};
+use crate::engine::{Actor, Engine};
+use crate::error::{Error, Result};
+use crate::procedure::{Procedure, Step, StepKind, INTAKE_STEP};
+use crate::store::CaseWrite;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationPlan {
+    pub procedure: String,
+    /// The version the cases run on now.
+    pub from: String,
+    /// The version to move them to; default: the live one.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Old step id → new step id, for steps renamed or replaced. Steps absent here keep
+    /// their id, which must exist in the new version.
+    #[serde(default)]
+    pub steps: BTreeMap<String, String>,
+    /// Report what would happen and change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseMigration {
+    pub id: u64,
+    pub number: String,
+    /// Active steps moved, e.g. `review → check`.
+    pub changes: Vec<String>,
+    /// Why this case cannot move; any problem refuses the whole migration.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationReport {
+    pub procedure: String,
+    pub from: String,
+    pub to: String,
+    pub dry_run: bool,
+    /// Whether the cases were moved (false for a dry run or when any case has problems).
+    pub applied: bool,
+    pub cases: Vec<CaseMigration>,
+    #[serde(skip)]
+    pub ticket: u64,
+}
+
+fn same_handling(old: &Step, new: &Step) -> Vec<String> {
+    let mut p = Vec::new();
+    if old.kind != new.kind {
+        p.push(
+            format!(
+                "step '{}' is a {:?} step but '{}' is a {:?} step",
+                old.id, old.kind, new.id, new.kind
+            )
+            .to_lowercase(),
+        );
+    }
+    if old.kind == StepKind::Task {
+        if old.group != new.group {
+            p.push(format!(
+                "step '{}' is handled by group '{}' but '{}' by '{}'; open tasks cannot change group in a migration",
+                old.id,
+                old.group.as_deref().unwrap_or_default(),
+                new.id,
+                new.group.as_deref().unwrap_or_default()
+            ));
+        }
+        if old.mode != new.mode {
+            p.push(
+                format!(
+                    "step '{}' changes mode from {:?} to {:?}",
+                    old.id, old.mode, new.mode
+                )
+                .to_lowercase(),
+            );
+        }
+    }
+    if old.kind == StepKind::Parallel && old.branches.len() != new.branches.len() {
+        p.push(format!(
+            "parallel step '{}' changes its number of branches",
+            old.id
+        ));
+    }
+    p
+}
+
+impl Engine {
+    /// Moves the open cases of `plan.from` to `plan.to`, or reports why not.
+    pub fn migrate(&self, actor: &Actor, plan: MigrationPlan) -> Result<MigrationReport> {
+        if *actor != Actor::Admin {
+            return Err(Error::Forbidden(
+                "migrations are for the administrator".into(),
+            ));
+        }
+        let old = self.procedure_version(&plan.procedure, &plan.from)?;
+        let to = match &plan.to {
+            Some(v) => v.clone(),
+            None => self
+                .rules()
+                .procedures
+                .get(&plan.procedure)
+                .map(|p| p.version.clone())
+                .ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "procedure '{}' is not live; name the target version",
+                        plan.procedure
+                    ))
+                })?,
+        };
+        if to == plan.from {
+            return Err(Error::Validation(
+                "`from` and `to` are the same version".into(),
+            ));
+        }
+        let new = self.procedure_version(&plan.procedure, &to)?;
+        let mut plan_errors = Vec::new();
+        for (o, n) in &plan.steps {
+            if old.step(o).is_none() {
+                plan_errors.push(format!(
+                    "mapping names step '{o}', which version {} does not have",
+                    plan.from
+                ));
+            }
+            if new.step(n).is_none() {
+                plan_errors.push(format!(
+                    "mapping targets step '{n}', which version {to} does not have"
+                ));
+            }
+        }
+        if !plan_errors.is_empty() {
+            return Err(Error::Validation(plan_errors.join("; ")));
+        }
+        let mut report = MigrationReport {
+            procedure: plan.procedure.clone(),
+            from: plan.from.clone(),
+            to: to.clone(),
+            dry_run: plan.dry_run,
+            applied: false,
+            cases: Vec::new(),
+            ticket: 0,
+        };
+        let mut writes = Vec::new();
+        for id in self
+            .store()
+            .open_cases_of_version(&plan.procedure, &plan.from)?
+        {
+            let case = self.case(id)?;
+            let (entry, after) = self.migrate_case(&case, &old, &new, &plan, actor);
+            if entry.problems.is_empty() {
+                writes.push((case, after));
+            }
+            report.cases.push(entry);
+        }
+        if plan.dry_run || report.cases.iter().any(|c| !c.problems.is_empty()) {
+            return Ok(report);
+        }
+        for (before, (after, event)) in writes {
+            let mut w = [CaseWrite {
+                before: Some(before),
+                after,
+                event,
+                number_scope: None,
+            }];
+            report.ticket = report.ticket.max(self.store().commit(&mut w)?);
+        }
+        report.applied = true;
+        tracing::info!(message = "cases migrated", procedure = %plan.procedure, from = %plan.from, to = %to, cases = report.cases.len());
+        Ok(report)
+    }
+
+    fn migrate_case(
+        &self,
+        case: &crate::case::Case,
+        old: &Procedure,
+        new: &Procedure,
+        plan: &MigrationPlan,
+        actor: &Actor,
+    ) -> (CaseMigration, (crate::case::Case, HistoryEvent)) {
+        let mut after = case.clone();
+        let mut entry = CaseMigration {
+            id: case.id,
+            number: case.number.clone(),
+            changes: Vec::new(),
+            problems: Vec::new(),
+        };
+        let target = |s: &str| plan.steps.get(s).cloned().unwrap_or_else(|| s.to_string());
+        let mut renamed: BTreeMap<u32, String> = BTreeMap::new();
+        for tok in &case.tokens {
+            if tok.step == INTAKE_STEP {
+                continue;
+            }
+            let t = target(&tok.step);
+            let Some(new_step) = new.step(&t) else {
+                entry.problems.push(format!(
+                    "active step '{}' does not exist in version {}; map it to a new step",
+                    tok.step, new.version
+                ));
+                continue;
+            };
+            if let Some(old_step) = old.step(&tok.step) {
+                entry.problems.extend(same_handling(old_step, new_step));
+            }
+            renamed.insert(tok.id, t.clone());
+            if t != tok.step {
+                entry.changes.push(format!("{} → {}", tok.step, t));
+            }
+        }
+        // A step inside a branch must land inside the matching branch of the new version.
+        for tok in case.tokens.iter().filter(|t| t.step != INTAKE_STEP) {
+            let Some(t) = renamed.get(&tok.id) else {
+                continue;
+            };
+            let parent_new = tok.parent.and_then(|p| renamed.get(&p));
+            let scope = new.scopes.get(t).cloned().flatten();
+            let fits = match (parent_new, &scope) {
+                (None, None) => true,
+                (Some(p), Some(sc)) => sc.starts_with(&format!("{p}/")),
+                _ => false,
+            };
+            if !fits {
+                entry.problems.push(format!(
+                    "step '{t}' is not in the same parallel branch structure in version {}",
+                    new.version
+                ));
+            }
+        }
+        for tok in after.tokens.iter_mut() {
+            if let Some(t) = renamed.get(&tok.id) {
+                tok.step = t.clone();
+            }
+        }
+        for task in after.tasks.iter_mut() {
+            if let Some(t) = renamed.get(&task.token) {
+                task.step = t.clone();
+                if let Some(s) = new.step(t) {
+                    task.step_name = s.name.clone();
+                }
+            }
+        }
+        after.visited = case
+            .visited
+            .iter()
+            .map(|v| target(v))
+            .filter(|v| new.step(v).is_some())
+            .collect();
+        after.version = new.version.clone();
+        let mapping: Vec<String> = plan.steps.iter().map(|(o, n)| format!("{o}→{n}")).collect();
+        let event = HistoryEvent {
+            seq: 0,
+            at: self.now(),
+            actor: actor.name(),
+            action: "migrated".into(),
+            task: None,
+            step: None,
+            outcome: None,
+            comment: Some(format!(
+                "procedure version {} → {}{}",
+                old.version,
+                new.version,
+                if mapping.is_empty() {
+                    String::new()
+                } else {
+                    format!("; steps {}", mapping.join(", "))
+                }
+            )),
+            data_changed: Data::new(),
+            effects: Vec::new(),
+        };
+        (entry, (after, event))
+    }
+}

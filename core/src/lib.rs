@@ -13,7 +13,9 @@
 //! - [`reload`]: loading the scripts folder at start and on every change, atomically.
 //! - [`migrate`]: moving open cases from one procedure version to another.
 //! - [`clock`]: injectable time.
+//! - [`calendar`]: working days, holidays, make-up days, office hours.
 
+pub mod calendar;
 pub mod case;
 pub mod clock;
 pub mod engine;

@@ -64,6 +64,8 @@ pub struct RuleSet {
     pub staff: BTreeMap<String, Staff>,
     pub procedures: BTreeMap<String, Arc<Procedure>>,
     pub bundles: BTreeMap<String, Bundle>,
+    /// The office calendar; Monday to Friday without holidays if no script declares one.
+    pub calendar: crate::calendar::Calendar,
 }
 
 impl RuleSet {

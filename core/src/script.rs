@@ -104,6 +104,7 @@ enum DeclKind {
     Staff,
     Procedure,
     Bundle,
+    Calendar,
 }
 
 struct Decl {
@@ -127,6 +128,7 @@ fn loader_engine(root: &Path, col: Arc<Mutex<Collector>>) -> rhai::Engine {
         ("staff", DeclKind::Staff),
         ("procedure", DeclKind::Procedure),
         ("bundle", DeclKind::Bundle),
+        ("calendar", DeclKind::Calendar),
     ] {
         let col = col.clone();
         e.register_fn(
@@ -277,6 +279,8 @@ pub fn load_sources(
     let decls = std::mem::take(&mut col.lock().map_err(|_| Vec::new())?.decls);
     let mut rules = RuleSet::default();
     let mut office_seen = false;
+    let mut calendar_seen = false;
+    let mut calendar_errs: Vec<(Location, String)> = Vec::new();
     let mut proc_decls = Vec::new();
     for d in decls {
         let at = d.at.clone();
@@ -324,6 +328,20 @@ pub fn load_sources(
                     rules.bundles.insert(x.id.clone(), x);
                 }
                 DeclKind::Procedure => proc_decls.push((d.at.clone(), d.value.clone())),
+                DeclKind::Calendar => {
+                    if calendar_seen {
+                        dup("calendar", "calendar");
+                    }
+                    calendar_seen = true;
+                    let spec: crate::calendar::CalendarSpec =
+                        serde_json::from_value(d.value.clone())?;
+                    match crate::calendar::Calendar::from_spec(&spec) {
+                        Ok(c) => rules.calendar = c,
+                        Err(errs) => {
+                            calendar_errs.extend(errs.into_iter().map(|m| (at.clone(), m)))
+                        }
+                    }
+                }
             }
             Ok(())
         })();
@@ -334,6 +352,14 @@ pub fn load_sources(
             });
         }
     }
+    problems.extend(
+        calendar_errs
+            .into_iter()
+            .map(|(location, m)| ScriptProblem {
+                location,
+                message: format!("calendar: {m}"),
+            }),
+    );
     for g in rules.groups.values() {
         if !rules.departments.contains_key(&g.department) {
             problems.push(problem(

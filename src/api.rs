@@ -393,8 +393,14 @@ async fn case(
         Ok((e.case(id)?, e.closed_tasks(id)?, e.history(id)?))
     })
     .await?;
+    let level = s
+        .engine
+        .procedure_of(&case)
+        .ok()
+        .map(|p| s.engine.case_level(&s.engine.rules(), &p, &case));
     let mut v = case_json(&case);
     if let Value::Object(m) = &mut v {
+        m.insert("level".into(), json!(level));
         m.insert("closed_tasks".into(), json!(closed));
         m.insert("history".into(), json!(history));
     }

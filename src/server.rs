@@ -22,9 +22,17 @@ pub fn admin_token_path(data: &Path) -> PathBuf {
 /// Opens the store and loads the scripts. On an empty store, creates the first
 /// administrator token in `<data>/admin.token`, readable by the owner only.
 pub fn open(config: &Config) -> anyhow::Result<Arc<Engine>> {
+    open_with_clock(config, Arc::new(SystemClock))
+}
+
+/// As [`open`], with the engine reading time from `clock` (tests pass a manual one).
+pub fn open_with_clock(
+    config: &Config,
+    clock: Arc<dyn guichet_core::clock::Clock>,
+) -> anyhow::Result<Arc<Engine>> {
     std::fs::create_dir_all(&config.data)?;
     let store = SledStore::open(&config.data.join("store"), config.cache_mb * 1024 * 1024)?;
-    let engine = Engine::open(Arc::new(store), &config.scripts, Arc::new(SystemClock))?;
+    let engine = Engine::open(Arc::new(store), &config.scripts, clock)?;
     if let Some(secret) = engine.bootstrap_admin()? {
         let path = admin_token_path(&config.data);
         write_private(&path, &secret)?;

@@ -87,6 +87,9 @@ pub struct Task {
     pub comment: Option<String>,
     /// The active step instance this task belongs to.
     pub token: u32,
+    /// The step's deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<DateTime<Utc>>,
 }
 
 impl Task {
@@ -110,6 +113,9 @@ pub struct Token {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queue: Vec<String>,
     pub entered_at: DateTime<Utc>,
+    /// When the step's own budget runs out (close of office on its last working day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,6 +143,12 @@ pub struct Case {
     pub accepted_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<DateTime<Utc>>,
+    /// End of the promised limit (承诺时限), set at acceptance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promised_due: Option<DateTime<Utc>>,
+    /// End of the statutory limit (法定时限), set at acceptance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statutory_due: Option<DateTime<Utc>>,
     /// Open tasks. Completed and cancelled ones are kept apart
     /// (`Engine::closed_tasks`), so the record each transition rewrites stays small.
     pub tasks: Vec<Task>,

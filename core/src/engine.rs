@@ -74,6 +74,8 @@ pub struct WorkFilter {
     #[serde(default)]
     pub mine: bool,
     pub bundle: Option<String>,
+    /// Only tasks at this warning level.
+    pub level: Option<crate::limits::Level>,
 }
 
 /// A task with what a clerk needs to see of its case.
@@ -90,6 +92,9 @@ pub struct WorkItem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bundle: Option<String>,
     pub outcomes: Vec<String>,
+    /// Warning level of the step's budget, or of the case's promised limit if the step
+    /// has none.
+    pub level: crate::limits::Level,
 }
 
 /// The result of a mutation, to be made durable before it is reported.
@@ -271,6 +276,8 @@ impl Engine {
             submitted_at: self.clock.now(),
             accepted_at: None,
             decided_at: None,
+            promised_due: None,
+            statutory_due: None,
             tasks: Vec::new(),
             tokens: Vec::new(),
             visited: Vec::new(),
@@ -527,14 +534,21 @@ impl Engine {
                 if !keep {
                     continue;
                 }
+                let proc = self.procedure_of(case).ok();
                 let outcomes = if task.step == INTAKE_STEP {
                     vec!["accept".into(), "reject".into(), "refer".into()]
                 } else {
-                    self.procedure_of(case)
-                        .ok()
+                    proc.as_ref()
                         .and_then(|p| p.step(&task.step).map(|s| p.outcomes_of(s)))
                         .unwrap_or_default()
                 };
+                let level = proc
+                    .as_ref()
+                    .map(|p| self.task_level(&rules, p, case, task))
+                    .unwrap_or(crate::limits::Level::Green);
+                if f.level.is_some_and(|l| l != level) {
+                    continue;
+                }
                 items.push(WorkItem {
                     task: task.clone(),
                     case_id,
@@ -545,11 +559,51 @@ impl Engine {
                     applicant: case.applicant.name.clone(),
                     bundle: case.bundle.clone(),
                     outcomes,
+                    level,
                 });
             }
         }
         items.sort_by(|a, b| (a.task.created_at, &a.task.id).cmp(&(b.task.created_at, &b.task.id)));
         Ok(items)
+    }
+
+    /// The warning level of a task: its step's budget if it has one, else the case's
+    /// promised limit.
+    fn task_level(
+        &self,
+        rules: &RuleSet,
+        p: &Procedure,
+        case: &Case,
+        task: &Task,
+    ) -> crate::limits::Level {
+        let now = self.clock.now();
+        let step_days = p.step(&task.step).map(|s| s.days).unwrap_or(0);
+        match task.due {
+            Some(due) if step_days > 0 => {
+                let start = case
+                    .tokens
+                    .iter()
+                    .find(|t| t.id == task.token)
+                    .map_or(task.created_at, |t| t.entered_at);
+                p.warnings
+                    .level(&rules.calendar, start, step_days, due, now)
+            }
+            _ => self.case_level(rules, p, case),
+        }
+    }
+
+    /// The warning level of a case's promised limit (green before acceptance).
+    pub fn case_level(&self, rules: &RuleSet, p: &Procedure, case: &Case) -> crate::limits::Level {
+        match (case.accepted_at, case.promised_due) {
+            (Some(start), Some(due)) if case.status.is_open() => p.warnings.level(
+                &rules.calendar,
+                start,
+                p.promised_days,
+                due,
+                self.clock.now(),
+            ),
+            _ => crate::limits::Level::Green,
+        }
     }
 
     /// Loads a task's case and checks that `actor` may act on the task.

@@ -155,6 +155,7 @@ impl<'a> Flow<'a> {
             pending: 0,
             queue: Vec::new(),
             entered_at: self.now,
+            due: None,
         });
         id
     }
@@ -192,6 +193,12 @@ impl<'a> Flow<'a> {
             outcome: None,
             comment: None,
             token,
+            due: self
+                .case
+                .tokens
+                .iter()
+                .find(|t| t.id == token)
+                .and_then(|t| t.due),
         });
     }
 
@@ -212,6 +219,13 @@ impl<'a> Flow<'a> {
         });
         self.hook(step.on_enter.as_ref())?;
         let token = self.new_token(id, parent);
+        // A step without `days` has no budget of its own; only the case's limits apply.
+        if step.days > 0 {
+            let due = self.rules.calendar.deadline(self.now, step.days);
+            if let Some(t) = self.token_mut(token) {
+                t.due = Some(due);
+            }
+        }
         match step.kind {
             StepKind::Task => {
                 let group = step.group.clone().unwrap_or_default();
@@ -497,6 +511,10 @@ impl<'a> Flow<'a> {
                 self.case.tokens.retain(|t| t.id != token);
                 self.case.status = CaseStatus::InProgress;
                 self.case.accepted_at = Some(self.now);
+                // The clock starts at acceptance; that day itself is not counted.
+                let cal = &self.rules.calendar;
+                self.case.promised_due = Some(cal.deadline(self.now, self.proc.promised_days));
+                self.case.statutory_due = Some(cal.deadline(self.now, self.proc.statutory_days));
                 self.hook(self.proc.hooks.on_accept.as_ref())?;
                 let start = self.proc.start.clone();
                 self.follow(RouteRef::Route(&start), None)

@@ -14,6 +14,7 @@
 //! - [`migrate`]: moving open cases from one procedure version to another.
 //! - [`clock`]: injectable time.
 //! - [`calendar`]: working days, holidays, make-up days, office hours.
+//! - [`limits`]: warning levels and supervision thresholds of time limits.
 
 pub mod calendar;
 pub mod case;
@@ -22,6 +23,7 @@ pub mod engine;
 pub mod error;
 pub mod flow;
 pub mod form;
+pub mod limits;
 pub mod migrate;
 pub mod office;
 pub mod procedure;

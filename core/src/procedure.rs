@@ -39,6 +39,9 @@ pub struct Procedure {
     pub steps: Vec<Step>,
     #[serde(default)]
     pub hooks: Hooks,
+    /// When limits turn yellow and who supervises them.
+    #[serde(default)]
+    pub warnings: crate::limits::WarningPolicy,
     /// Hash of the source file this version was loaded from.
     #[serde(skip)]
     pub version: String,
@@ -307,6 +310,12 @@ impl Procedure {
             ));
         }
         check_group(rules, &p.intake, "intake", &mut errs);
+        errs.extend(p.warnings.validate());
+        for g in p.warnings.supervisor.iter().chain(&p.warnings.escalate_to) {
+            if !rules.groups.contains_key(g) {
+                errs.push(format!("warnings: group '{g}' does not exist"));
+            }
+        }
         let mut seen = BTreeSet::new();
         for m in &p.materials {
             if !seen.insert(format!("m:{}", m.id)) {

@@ -713,6 +713,8 @@ mod tests {
             submitted_at: now,
             accepted_at: None,
             decided_at: None,
+            promised_due: None,
+            statutory_due: None,
             tasks: vec![],
             tokens: vec![],
             visited: vec![],
@@ -801,6 +803,7 @@ mod tests {
             outcome: None,
             comment: None,
             token: 0,
+            due: None,
         };
         let mut open = c.clone();
         open.tasks.push(Task {

@@ -4,8 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use guichet::config::Config;
 use guichet::server;
+use guichet_core::clock::{Clock, ManualClock, SystemClock};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -35,12 +38,25 @@ impl TestServer {
     }
 
     pub async fn start_on(scripts: PathBuf, data: PathBuf) -> TestServer {
+        Self::start_with(scripts, data, Arc::new(SystemClock)).await
+    }
+
+    /// A server on the example office whose time only moves when the test says so.
+    pub async fn start_at(clock: Arc<ManualClock>) -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("data");
+        let mut s = Self::start_with(example_scripts(), data, clock).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    pub async fn start_with(scripts: PathBuf, data: PathBuf, clock: Arc<dyn Clock>) -> TestServer {
         let cfg = Config {
             scripts: scripts.clone(),
             data: data.clone(),
             ..Config::default()
         };
-        let engine = server::open(&cfg).expect("open server");
+        let engine = server::open_with_clock(&cfg, clock).expect("open server");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

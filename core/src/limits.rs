@@ -1,0 +1,124 @@
+//! Warning levels and supervision thresholds of time limits. A limit runs from a start
+//! instant over a number of working days to a due instant; a procedure's policy says when
+//! a warning (and, with the scheduler, a supervision card) is due: at shares of the limit
+//! used (e.g. 50 % and 75 %) and/or a number of working days before the end (a court's
+//! 10 days). Past the due instant the limit is overdue (red).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::Calendar;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarningPolicy {
+    /// Shares of a limit used at which it turns yellow and a card is issued.
+    #[serde(default = "default_shares")]
+    pub at_shares: Vec<f64>,
+    /// Working days before the end at which it turns yellow and a card is issued; applies
+    /// only to limits longer than that many days.
+    #[serde(default)]
+    pub days_before: Vec<u32>,
+    /// The group that supervises: receives cards with the holder.
+    #[serde(default)]
+    pub supervisor: Option<String>,
+    /// The group a breach escalates to (default: the supervisor group).
+    #[serde(default)]
+    pub escalate_to: Option<String>,
+}
+
+fn default_shares() -> Vec<f64> {
+    vec![0.75]
+}
+
+impl Default for WarningPolicy {
+    fn default() -> Self {
+        WarningPolicy {
+            at_shares: default_shares(),
+            days_before: Vec::new(),
+            supervisor: None,
+            escalate_to: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Green,
+    Yellow,
+    Red,
+}
+
+impl WarningPolicy {
+    pub fn validate(&self) -> Vec<String> {
+        self.at_shares
+            .iter()
+            .filter(|s| !(**s > 0.0 && **s < 1.0))
+            .map(|s| format!("warnings.at_shares: {s} is not between 0 and 1"))
+            .collect()
+    }
+
+    /// The instants at which warnings fall due for a limit of `days` working days that
+    /// started at `start`, labelled (`50%`, `10d`), in time order. Thresholds are counted
+    /// in whole working days: a share is reached at the close of the first working day by
+    /// which at least that share of the days has passed.
+    pub fn thresholds(
+        &self,
+        cal: &Calendar,
+        start: DateTime<Utc>,
+        days: u32,
+    ) -> Vec<(String, DateTime<Utc>)> {
+        let start_day = cal.local_date(start);
+        let mut out: Vec<(String, DateTime<Utc>)> = Vec::new();
+        for s in &self.at_shares {
+            let k = ((*s * days as f64).ceil() as u32).min(days);
+            out.push((
+                format!("{}%", (s * 100.0).round()),
+                at_day(cal, start, start_day, k),
+            ));
+        }
+        for n in self.days_before.iter().filter(|n| **n < days) {
+            let k = days - n;
+            out.push((format!("{n}d"), at_day(cal, start, start_day, k)));
+        }
+        out.sort_by_key(|(_, t)| *t);
+        out
+    }
+
+    /// The level of a limit at `now`.
+    pub fn level(
+        &self,
+        cal: &Calendar,
+        start: DateTime<Utc>,
+        days: u32,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Level {
+        if now > due {
+            Level::Red
+        } else if self
+            .thresholds(cal, start, days)
+            .iter()
+            .any(|(_, t)| *t <= now)
+        {
+            Level::Yellow
+        } else {
+            Level::Green
+        }
+    }
+}
+
+/// Close of office on the `k`-th working day after the start (the start itself if `k` is 0).
+fn at_day(
+    cal: &Calendar,
+    start: DateTime<Utc>,
+    start_day: chrono::NaiveDate,
+    k: u32,
+) -> DateTime<Utc> {
+    if k == 0 {
+        start
+    } else {
+        cal.close_of(cal.add_working_days(start_day, k))
+    }
+}

@@ -53,6 +53,8 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/track/{number}", get(track))
         .route("/api/applicants/{id}/cases", get(applicant_cases))
         .route("/api/tasks", get(worklist))
+        .route("/api/cards", get(cards))
+        .route("/api/cases/{case}/cards/{card}/answer", post(answer_card))
         .route("/api/tasks/{task}/claim", post(claim))
         .route("/api/tasks/{task}/release", post(release))
         .route("/api/tasks/{task}/complete", post(complete))
@@ -668,4 +670,44 @@ async fn migrate(
         StatusCode::OK
     };
     Ok((status, Json(body)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardQuery {
+    /// `true`: answered cards only; `false`: open cards only.
+    #[serde(default)]
+    answered: Option<bool>,
+}
+
+/// Supervision and overdue cards addressed to the caller's groups.
+async fn cards(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<CardQuery>,
+) -> ApiResult<Json<Value>> {
+    let actor = caller.staff_or_admin()?.clone();
+    let list = blocking(&s, move |e| e.cards(&actor, q.answered)).await?;
+    Ok(Json(json!({ "cards": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnswerBody {
+    reason: String,
+}
+
+async fn answer_card(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((reference, card)): Path<(String, String)>,
+    Body(b): Body<AnswerBody>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| {
+        let id = e.case_id(&reference)?;
+        e.answer_card(&actor, id, &card, &b.reason)
+    })
+    .await?;
+    Ok(case_body(done.case()).into_response())
 }

@@ -6,9 +6,11 @@
 //! - [`config`]: configuration file and defaults.
 //! - [`server`]: opening the engine on a data folder and serving until shutdown.
 //! - [`watch`]: hot reload of the scripts folder.
+//! - [`scheduler`]: fires deadline timers (supervision cards, escalations).
 
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod scheduler;
 pub mod server;
 pub mod watch;

@@ -84,10 +84,13 @@ pub async fn serve(
     } else {
         None
     };
+    let scheduler = crate::scheduler::start(&engine);
     tracing::info!(message = "listening", addr = %listener.local_addr()?);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
+    scheduler.abort();
+    let _ = scheduler.await;
     engine.flush().await?;
     Ok(())
 }

@@ -149,6 +149,9 @@ pub struct Case {
     /// End of the statutory limit (法定时限), set at acceptance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statutory_due: Option<DateTime<Utc>>,
+    /// Supervision cards (督办卡) and overdue escalations issued on this case.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cards: Vec<Card>,
     /// Open tasks. Completed and cancelled ones are kept apart
     /// (`Engine::closed_tasks`), so the record each transition rewrites stays small.
     pub tasks: Vec<Task>,
@@ -177,6 +180,85 @@ impl Case {
         let mut v: Vec<String> = self.open_tasks().map(|t| t.step_name.clone()).collect();
         v.dedup();
         v
+    }
+}
+
+/// Which limit a card or timer is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// A step's own budget.
+    Step,
+    Promised,
+    Statutory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardKind {
+    /// Issued at a warning threshold, before the limit runs out.
+    Supervision,
+    /// Issued when the limit has passed: the escalation.
+    Overdue,
+}
+
+/// A supervision card: a record addressed to the holders of a late step and a supervisor
+/// group, answered with a reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Card {
+    /// Unique within the case and derived from the timer that issued it, so a timer that
+    /// fires twice (a crash between the two writes) cannot issue two cards.
+    pub id: String,
+    pub kind: CardKind,
+    pub limit: Limit,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// What triggered it: `75%`, `10d` (days before the end) or `breach`.
+    pub threshold: String,
+    pub due: DateTime<Utc>,
+    pub issued_at: DateTime<Utc>,
+    /// Groups holding the late work.
+    pub holders: Vec<String>,
+    /// Staff named on the late tasks, if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assignees: Vec<String>,
+    /// Group that supervises (or, for an overdue card, that the case escalates to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervisor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<CardAnswer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CardAnswer {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// A moment at which the engine must look at a case: a warning threshold or the end of a
+/// limit. Kept in a durable index ordered by time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timer {
+    pub at: DateTime<Utc>,
+    pub case: u64,
+    pub limit: Limit,
+    /// The step instance, for step limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<u32>,
+    pub threshold: String,
+    /// The limit's end when the timer was set; a timer whose limit has moved since (a
+    /// stopped clock) or ended (step completed) does nothing.
+    pub limit_due: DateTime<Utc>,
+}
+
+impl Timer {
+    /// The id of the card this timer issues.
+    pub fn card_id(&self) -> String {
+        match self.token {
+            Some(t) => format!("step-{t}-{}", self.threshold),
+            None => format!("{:?}-{}", self.limit, self.threshold).to_lowercase(),
+        }
     }
 }
 
@@ -212,6 +294,9 @@ pub enum Effect {
     },
     Decided {
         status: CaseStatus,
+    },
+    CardIssued {
+        card: String,
     },
 }
 

@@ -278,6 +278,7 @@ impl Engine {
             decided_at: None,
             promised_due: None,
             statutory_due: None,
+            cards: Vec::new(),
             tasks: Vec::new(),
             tokens: Vec::new(),
             visited: Vec::new(),
@@ -360,6 +361,7 @@ impl Engine {
             after: flow.case,
             event,
             number_scope: Some(scope),
+            timers: flow.timers,
         })
     }
 
@@ -704,6 +706,7 @@ impl Engine {
             after: flow.case,
             event,
             number_scope: None,
+            timers: flow.timers,
         }])
     }
 
@@ -865,6 +868,7 @@ impl Engine {
             after: flow.case,
             event,
             number_scope: None,
+            timers: flow.timers,
         }])
     }
 

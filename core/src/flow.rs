@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::case::{Case, CaseStatus, Data, Effect, Task, TaskState, Token};
+use crate::case::{Case, CaseStatus, Data, Effect, Limit, Task, TaskState, Timer, Token};
 use crate::error::{Error, Result};
 use crate::office::RuleSet;
 use crate::procedure::{Mode, Procedure, Route, RouteRef, StepKind, Target, INTAKE_STEP};
@@ -22,6 +22,8 @@ pub struct Flow<'a> {
     pub now: DateTime<Utc>,
     pub effects: Vec<Effect>,
     pub data_changed: Data,
+    /// Timers for the limits this transition started.
+    pub timers: Vec<crate::case::Timer>,
     entered: u32,
 }
 
@@ -34,6 +36,7 @@ impl<'a> Flow<'a> {
             now,
             effects: Vec::new(),
             data_changed: Data::new(),
+            timers: Vec::new(),
             entered: 0,
         }
     }
@@ -202,6 +205,24 @@ impl<'a> Flow<'a> {
         });
     }
 
+    /// Timers for a limit that starts now: one per warning threshold, one at its end.
+    fn set_timers(&mut self, limit: Limit, token: Option<u32>, days: u32, due: DateTime<Utc>) {
+        let thresholds = self
+            .proc
+            .warnings
+            .thresholds(&self.rules.calendar, self.now, days);
+        for (threshold, at) in thresholds.into_iter().chain([("breach".to_string(), due)]) {
+            self.timers.push(Timer {
+                at,
+                case: self.case.id,
+                limit,
+                token,
+                threshold,
+                limit_due: due,
+            });
+        }
+    }
+
     /// Opens the intake task at the window: the case's first task.
     pub fn open_intake(&mut self) {
         let token = self.new_token(INTAKE_STEP, None);
@@ -225,6 +246,7 @@ impl<'a> Flow<'a> {
             if let Some(t) = self.token_mut(token) {
                 t.due = Some(due);
             }
+            self.set_timers(Limit::Step, Some(token), step.days, due);
         }
         match step.kind {
             StepKind::Task => {
@@ -513,8 +535,12 @@ impl<'a> Flow<'a> {
                 self.case.accepted_at = Some(self.now);
                 // The clock starts at acceptance; that day itself is not counted.
                 let cal = &self.rules.calendar;
-                self.case.promised_due = Some(cal.deadline(self.now, self.proc.promised_days));
-                self.case.statutory_due = Some(cal.deadline(self.now, self.proc.statutory_days));
+                let promised = cal.deadline(self.now, self.proc.promised_days);
+                let statutory = cal.deadline(self.now, self.proc.statutory_days);
+                self.case.promised_due = Some(promised);
+                self.case.statutory_due = Some(statutory);
+                self.set_timers(Limit::Promised, None, self.proc.promised_days, promised);
+                self.set_timers(Limit::Statutory, None, self.proc.statutory_days, statutory);
                 self.hook(self.proc.hooks.on_accept.as_ref())?;
                 let start = self.proc.start.clone();
                 self.follow(RouteRef::Route(&start), None)

@@ -15,6 +15,7 @@
 //! - [`clock`]: injectable time.
 //! - [`calendar`]: working days, holidays, make-up days, office hours.
 //! - [`limits`]: warning levels and supervision thresholds of time limits.
+//! - [`supervision`]: timers firing supervision and overdue cards; answering cards.
 
 pub mod calendar;
 pub mod case;
@@ -30,6 +31,7 @@ pub mod procedure;
 pub mod reload;
 pub mod script;
 pub mod store;
+pub mod supervision;
 
 pub use engine::{Actor, Engine};
 pub use error::{Error, Result};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::case::{Data, HistoryEvent};
+use crate::case::{Data, HistoryEvent, Limit, Timer};
 use crate::engine::{Actor, Engine};
 use crate::error::{Error, Result};
 use crate::procedure::{Procedure, Step, StepKind, INTAKE_STEP};
@@ -163,12 +163,13 @@ impl Engine {
         if plan.dry_run || report.cases.iter().any(|c| !c.problems.is_empty()) {
             return Ok(report);
         }
-        for (before, (after, event)) in writes {
+        for (before, (after, event, timers)) in writes {
             let mut w = [CaseWrite {
                 before: Some(before),
                 after,
                 event,
                 number_scope: None,
+                timers,
             }];
             report.ticket = report.ticket.max(self.store().commit(&mut w)?);
         }
@@ -184,7 +185,7 @@ impl Engine {
         new: &Procedure,
         plan: &MigrationPlan,
         actor: &Actor,
-    ) -> (CaseMigration, (crate::case::Case, HistoryEvent)) {
+    ) -> (CaseMigration, (crate::case::Case, HistoryEvent, Vec<Timer>)) {
         let mut after = case.clone();
         let mut entry = CaseMigration {
             id: case.id,
@@ -233,14 +234,43 @@ impl Engine {
                 ));
             }
         }
+        // A step's budget may differ in the new version: its deadline is recomputed from
+        // when the step started, with new timers; the old timers no longer match the
+        // limit's end and do nothing, so each threshold fires once.
+        let rules = self.rules();
+        let mut timers = Vec::new();
         for tok in after.tokens.iter_mut() {
             if let Some(t) = renamed.get(&tok.id) {
                 tok.step = t.clone();
+                let days = new.step(t).map_or(0, |s| s.days);
+                tok.due = (days > 0).then(|| rules.calendar.deadline(tok.entered_at, days));
+                if let Some(due) = tok.due {
+                    let thresholds = new
+                        .warnings
+                        .thresholds(&rules.calendar, tok.entered_at, days);
+                    for (threshold, at) in
+                        thresholds.into_iter().chain([("breach".to_string(), due)])
+                    {
+                        timers.push(Timer {
+                            at,
+                            case: case.id,
+                            limit: Limit::Step,
+                            token: Some(tok.id),
+                            threshold,
+                            limit_due: due,
+                        });
+                    }
+                }
             }
         }
         for task in after.tasks.iter_mut() {
             if let Some(t) = renamed.get(&task.token) {
                 task.step = t.clone();
+                task.due = after
+                    .tokens
+                    .iter()
+                    .find(|k| k.id == task.token)
+                    .and_then(|k| k.due);
                 if let Some(s) = new.step(t) {
                     task.step_name = s.name.clone();
                 }
@@ -275,6 +305,6 @@ impl Engine {
             data_changed: Data::new(),
             effects: Vec::new(),
         };
-        (entry, (after, event))
+        (entry, (after, event, timers))
     }
 }

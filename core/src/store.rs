@@ -30,6 +30,8 @@
 //! | `g` | group `\0` case id `\0` task id | case id |
 //! | `a` | applicant id `\0` case id | empty |
 //! | `v` | procedure `\0` version `\0` case id | empty (open cases only) |
+//! | `T` | due time (ms since 1970, u64 BE), case id, card id | timer JSON |
+//! | `K` | group `\0` case id `\0` card id | empty (cards addressed to the group) |
 //! | `b` | bundle reference `\0` case id | empty |
 //!
 //! Separate trees: `procedure_versions`, `tokens`, `incidents`, `meta`.
@@ -61,6 +63,9 @@ pub struct CaseWrite {
     /// For a new case: the counter scope its number is drawn from (`PLAN-LUP-2026`); the
     /// store sets `after.number` to `<scope>-<000042>`, gap-free within the scope.
     pub number_scope: Option<String>,
+    /// Timers the transition started, written before the case (a timer left by a crash
+    /// finds its limit unchanged or gone, and does nothing).
+    pub timers: Vec<crate::case::Timer>,
 }
 
 /// A stored API token (only its hash is kept).
@@ -120,6 +125,18 @@ pub trait Store: Send + Sync {
     /// the record that every transition rewrites small.
     fn closed_tasks(&self, case: u64) -> Result<Vec<Task>>;
     fn closed_task(&self, case: u64, task: &str) -> Result<Option<Task>>;
+    /// Timers due at or before `now`, oldest first, at most `limit`, with their keys.
+    fn due_timers(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, crate::case::Timer)>>;
+    /// When the next timer falls due.
+    fn next_timer(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>>;
+    /// Removes a fired timer (after the case it changed was committed).
+    fn remove_timer(&self, key: &[u8]) -> Result<()>;
+    /// `(case id, card id)` of the cards addressed to a group.
+    fn cards_of_group(&self, group: &str) -> Result<Vec<(u64, String)>>;
     /// Ids of open tasks of a group, as `(case id, task id)`.
     fn open_tasks_of_group(&self, group: &str) -> Result<Vec<(u64, String)>>;
     fn cases_of_applicant(&self, applicant: &str) -> Result<Vec<u64>>;
@@ -265,6 +282,31 @@ fn open_task_keys(c: &Case) -> Vec<Vec<u8>> {
             )
         })
         .collect()
+}
+
+fn timer_key(t: &crate::case::Timer) -> Vec<u8> {
+    let ms = t.at.timestamp_millis().max(0) as u64;
+    let mut k = vec![b'T'];
+    k.extend_from_slice(&ms.to_be_bytes());
+    k.extend_from_slice(&t.case.to_be_bytes());
+    k.extend_from_slice(t.card_id().as_bytes());
+    k
+}
+
+/// Index entries of a case's cards, one per addressed group.
+fn card_keys(c: &Case) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for card in &c.cards {
+        for g in card.holders.iter().chain(&card.supervisor) {
+            out.push(key(
+                b'K',
+                &[g.as_bytes(), &c.id.to_be_bytes(), card.id.as_bytes()],
+            ));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn version_key(c: &Case) -> Vec<u8> {
@@ -435,6 +477,16 @@ impl Store for SledStore {
                     after_commit.push(k);
                 }
             }
+            for t in &w.timers {
+                before_commit.push((timer_key(t), serde_json::to_vec(t)?));
+            }
+            let old_cards: Vec<Vec<u8>> = w.before.as_ref().map(card_keys).unwrap_or_default();
+            for k in card_keys(&after)
+                .into_iter()
+                .filter(|k| !old_cards.contains(k))
+            {
+                before_commit.push((k, vec![]));
+            }
             let record = encode_case(&after)?;
             plans.push((before_commit, record, after_commit, after, event));
         }
@@ -555,6 +607,56 @@ impl Store for SledStore {
             None => Ok(None),
             Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
         }
+    }
+
+    fn due_timers(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, crate::case::Timer)>> {
+        let mut end = vec![b'T'];
+        end.extend_from_slice(&((now.timestamp_millis().max(0) as u64) + 1).to_be_bytes());
+        self.state
+            .range(vec![b'T']..end)
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k.to_vec(), serde_json::from_slice(&v)?))
+            })
+            .collect()
+    }
+
+    fn next_timer(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        match self.state.scan_prefix([b'T']).next() {
+            None => Ok(None),
+            Some(kv) => {
+                let t: crate::case::Timer = serde_json::from_slice(&kv?.1)?;
+                Ok(Some(t.at))
+            }
+        }
+    }
+
+    fn remove_timer(&self, key: &[u8]) -> Result<()> {
+        self.state.remove(key)?;
+        Ok(())
+    }
+
+    fn cards_of_group(&self, group: &str) -> Result<Vec<(u64, String)>> {
+        let mut prefix = key(b'K', &[group.as_bytes()]);
+        prefix.push(0);
+        self.state
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|k| {
+                let k = k?;
+                let rest = &k[prefix.len()..];
+                let case = be_u64(rest).ok_or_else(|| Error::Store("bad card index key".into()))?;
+                Ok((
+                    case,
+                    String::from_utf8_lossy(rest.get(9..).unwrap_or_default()).to_string(),
+                ))
+            })
+            .collect()
     }
 
     fn versions(&self) -> Result<Vec<VersionRecord>> {
@@ -715,6 +817,7 @@ mod tests {
             decided_at: None,
             promised_due: None,
             statutory_due: None,
+            cards: vec![],
             tasks: vec![],
             tokens: vec![],
             visited: vec![],
@@ -746,6 +849,7 @@ mod tests {
             after: new_case(id),
             event: event(),
             number_scope: Some("P-2026".into()),
+            timers: vec![],
         }];
         s.commit(&mut w).unwrap();
         w[0].after.clone()
@@ -835,6 +939,7 @@ mod tests {
             after: c.clone(),
             event: event(),
             number_scope: None,
+            timers: vec![],
         }];
         assert!(matches!(s.commit(&mut w), Err(Error::Conflict(_))));
         assert_eq!(s.history(1).unwrap().len(), 1);

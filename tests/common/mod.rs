@@ -17,6 +17,8 @@ pub struct TestServer {
     pub data: PathBuf,
     pub scripts: PathBuf,
     pub admin: String,
+    /// The engine behind the server, for tests that drive time (dropped on shutdown).
+    pub engine: Option<Arc<guichet_core::Engine>>,
     client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
@@ -62,6 +64,7 @@ impl TestServer {
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let kept = engine.clone();
         let handle = tokio::spawn(async move {
             server::serve(listener, engine, &cfg, async {
                 let _ = rx.await;
@@ -78,6 +81,7 @@ impl TestServer {
             data,
             scripts,
             admin,
+            engine: Some(kept),
             client: reqwest::Client::new(),
             stop: Some(tx),
             handle: Some(handle),
@@ -94,7 +98,22 @@ impl TestServer {
         s
     }
 
+    /// Runs one scheduler pass now, as the background scheduler would.
+    pub async fn fire_timers(&self) -> guichet_core::supervision::FireReport {
+        let engine = self.engine.clone().expect("running");
+        let r = tokio::task::spawn_blocking({
+            let e = engine.clone();
+            move || e.fire_due_timers(100_000)
+        })
+        .await
+        .expect("join")
+        .expect("fire");
+        engine.durable(r.ticket).await.expect("durable");
+        r
+    }
+
     pub async fn shutdown(&mut self) {
+        self.engine = None;
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }

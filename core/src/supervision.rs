@@ -1,0 +1,273 @@
+//! Supervision (督办): timers that fall due issue supervision cards at warning thresholds
+//! and overdue cards (escalations) at the end of a limit; staff list and answer cards.
+//!
+//! Exactly once: a timer is removed only after the card it issued is committed with its
+//! case, and a card's id is derived from its timer, so a timer that fires again after a
+//! crash finds its card and does nothing. A timer whose limit ended (step completed, case
+//! closed) or moved (clock stopped and resumed) does nothing either.
+
+use serde::Serialize;
+
+use crate::case::{Card, CardAnswer, CardKind, Case, Data, Effect, HistoryEvent, Limit, Timer};
+use crate::engine::{Actor, Committed, Engine};
+use crate::error::{Error, Result};
+use crate::store::CaseWrite;
+
+/// What one pass of the scheduler did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FireReport {
+    /// Timers taken off the index.
+    pub timers: usize,
+    /// Cards issued.
+    pub cards: usize,
+    /// Pass to `Engine::durable` before reporting the cards anywhere.
+    #[serde(skip)]
+    pub ticket: u64,
+}
+
+/// A card with what a supervisor needs to see of its case.
+#[derive(Debug, Clone, Serialize)]
+pub struct CardItem {
+    #[serde(flatten)]
+    pub card: Card,
+    pub case_id: u64,
+    pub case_number: String,
+    pub procedure: String,
+    pub procedure_name: String,
+}
+
+impl Engine {
+    /// When the next timer falls due, if any.
+    pub fn next_timer(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        self.store().next_timer()
+    }
+
+    /// Fires every timer due now (at most `max`), oldest first.
+    pub fn fire_due_timers(&self, max: usize) -> Result<FireReport> {
+        let now = self.now();
+        let mut report = FireReport::default();
+        for (key, timer) in self.store().due_timers(now, max)? {
+            match self.fire(&timer) {
+                Ok(Some(ticket)) => {
+                    report.cards += 1;
+                    report.ticket = report.ticket.max(ticket);
+                }
+                Ok(None) => {}
+                // Someone changed the case meanwhile: keep the timer for the next pass.
+                Err(Error::Conflict(_)) => continue,
+                Err(e) => {
+                    tracing::error!(message = "timer failed; dropped", case = timer.case, error = %e)
+                }
+            }
+            self.store().remove_timer(&key)?;
+            report.timers += 1;
+        }
+        if report.cards > 0 {
+            tracing::info!(message = "supervision cards issued", cards = report.cards);
+        }
+        Ok(report)
+    }
+
+    fn fire(&self, t: &Timer) -> Result<Option<u64>> {
+        let Some(case) = self.store().case(t.case)? else {
+            return Ok(None);
+        };
+        if !case.status.is_open() {
+            return Ok(None);
+        }
+        let live = match t.limit {
+            Limit::Step => case
+                .tokens
+                .iter()
+                .any(|k| Some(k.id) == t.token && k.due == Some(t.limit_due)),
+            Limit::Promised => case.promised_due == Some(t.limit_due),
+            Limit::Statutory => case.statutory_due == Some(t.limit_due),
+        };
+        let card_id = t.card_id();
+        if !live || case.cards.iter().any(|c| c.id == card_id) {
+            return Ok(None);
+        }
+        let proc = self.procedure_of(&case)?;
+        let tasks: Vec<_> = case
+            .open_tasks()
+            .filter(|k| k.step != crate::procedure::INTAKE_STEP)
+            .filter(|k| t.token.is_none() || Some(k.token) == t.token)
+            .collect();
+        let mut holders: Vec<String> = tasks.iter().map(|k| k.group.clone()).collect();
+        holders.sort();
+        holders.dedup();
+        let mut assignees: Vec<String> = tasks.iter().filter_map(|k| k.assignee.clone()).collect();
+        assignees.sort();
+        assignees.dedup();
+        let breach = t.threshold == "breach";
+        let supervisor = if breach {
+            proc.warnings
+                .escalate_to
+                .clone()
+                .or(proc.warnings.supervisor.clone())
+        } else {
+            proc.warnings.supervisor.clone()
+        };
+        let step = t
+            .token
+            .and_then(|id| case.tokens.iter().find(|k| k.id == id))
+            .map(|k| k.step.clone());
+        let card = Card {
+            id: card_id.clone(),
+            kind: if breach {
+                CardKind::Overdue
+            } else {
+                CardKind::Supervision
+            },
+            limit: t.limit,
+            step: step.clone(),
+            threshold: t.threshold.clone(),
+            due: t.limit_due,
+            issued_at: self.now(),
+            holders,
+            assignees,
+            supervisor,
+            answer: None,
+        };
+        let mut after = case.clone();
+        after.cards.push(card);
+        let what = match t.limit {
+            Limit::Step => format!("step '{}' budget", step.as_deref().unwrap_or_default()),
+            Limit::Promised => "promised limit".into(),
+            Limit::Statutory => "statutory limit".into(),
+        };
+        let event = HistoryEvent {
+            seq: 0,
+            at: self.now(),
+            actor: "scheduler".into(),
+            action: if breach { "overdue" } else { "card_issued" }.into(),
+            task: None,
+            step,
+            outcome: None,
+            comment: Some(if breach {
+                format!("{what} passed (due {})", t.limit_due)
+            } else {
+                format!("{what}: warning at {} (due {})", t.threshold, t.limit_due)
+            }),
+            data_changed: Data::new(),
+            effects: vec![Effect::CardIssued { card: card_id }],
+        };
+        let mut w = [CaseWrite {
+            before: Some(case),
+            after,
+            event,
+            number_scope: None,
+            timers: vec![],
+        }];
+        Ok(Some(self.store().commit(&mut w)?))
+    }
+
+    /// Cards addressed to the caller's groups (every card for the administrator).
+    pub fn cards(&self, actor: &Actor, answered: Option<bool>) -> Result<Vec<CardItem>> {
+        let rules = self.rules();
+        let groups: Vec<String> = match actor {
+            Actor::Admin => rules.groups.keys().cloned().collect(),
+            Actor::Staff(s) => rules.groups_of(s),
+            Actor::Public => return Err(Error::Forbidden("a staff token is required".into())),
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for g in groups {
+            for (case_id, card_id) in self.store().cards_of_group(&g)? {
+                if !seen.insert((case_id, card_id.clone())) {
+                    continue;
+                }
+                let Some(case) = self.store().case(case_id)? else {
+                    continue;
+                };
+                let Some(card) = case.cards.iter().find(|c| c.id == card_id) else {
+                    continue;
+                };
+                if answered.is_some_and(|a| a != card.answer.is_some()) {
+                    continue;
+                }
+                out.push(CardItem {
+                    card: card.clone(),
+                    case_id,
+                    case_number: case.number.clone(),
+                    procedure: case.procedure.clone(),
+                    procedure_name: case.procedure_name.clone(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.card.issued_at.cmp(&b.card.issued_at));
+        Ok(out)
+    }
+
+    /// A holder or supervisor answers a card with the reason for the delay.
+    pub fn answer_card(
+        &self,
+        actor: &Actor,
+        case_id: u64,
+        card_id: &str,
+        reason: &str,
+    ) -> Result<Committed> {
+        let Actor::Staff(me) = actor else {
+            return Err(Error::Forbidden("cards are answered by staff".into()));
+        };
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > 4000 {
+            return Err(Error::Validation(
+                "a reason is required (at most 4000 bytes)".into(),
+            ));
+        }
+        let case: Case = self.case(case_id)?;
+        let card = case.cards.iter().find(|c| c.id == card_id).ok_or_else(|| {
+            Error::NotFound(format!("card {card_id} not found on case {}", case.number))
+        })?;
+        let rules = self.rules();
+        let allowed = card
+            .holders
+            .iter()
+            .chain(&card.supervisor)
+            .any(|g| rules.is_member(me, g));
+        if !allowed {
+            return Err(Error::Forbidden(
+                "only the holders and the supervisor group answer a card".into(),
+            ));
+        }
+        if card.answer.is_some() {
+            return Err(Error::Conflict(format!(
+                "card {card_id} is already answered"
+            )));
+        }
+        let mut after = case.clone();
+        for c in after.cards.iter_mut().filter(|c| c.id == card_id) {
+            c.answer = Some(CardAnswer {
+                by: me.clone(),
+                at: self.now(),
+                reason: reason.to_string(),
+            });
+        }
+        let event = HistoryEvent {
+            seq: 0,
+            at: self.now(),
+            actor: me.clone(),
+            action: "card_answered".into(),
+            task: None,
+            step: card.step.clone(),
+            outcome: None,
+            comment: Some(reason.to_string()),
+            data_changed: Data::new(),
+            effects: Vec::new(),
+        };
+        let mut w = [CaseWrite {
+            before: Some(case),
+            after,
+            event,
+            number_scope: None,
+            timers: vec![],
+        }];
+        let ticket = self.store().commit(&mut w)?;
+        let [w] = w;
+        Ok(Committed {
+            cases: vec![w.after],
+            ticket,
+        })
+    }
+}

@@ -79,3 +79,160 @@ async fn court_limits_run_on_working_days_and_turn_yellow_then_red() {
     // The case's own promised limit (60 days) is still green.
     assert_eq!(s.case(id).await["level"], "green");
 }
+
+fn court_case() -> serde_json::Value {
+    json!({
+        "procedure": "court.civil",
+        "applicant": applicant("110101199001011234"),
+        "data": { "plaintiff": "Zhang San", "defendant": "Acme Ltd", "procedure_kind": "simplified" },
+        "materials": [ { "id": "complaint", "file": "complaint.pdf" } ],
+    })
+}
+
+fn cards_of(case: &serde_json::Value) -> Vec<(String, String)> {
+    case["cards"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| {
+                    (
+                        c["kind"].as_str().unwrap().to_string(),
+                        c["threshold"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cards_are_issued_once_answered_with_a_reason_and_escalated_at_breach() {
+    let clock = Arc::new(ManualClock::new(bj("2025-09-26 10:00")));
+    let s = TestServer::start_at(clock.clone()).await;
+    let (filing, clerk, judge) = (
+        s.token("tang.lei").await,
+        s.token("song.kai").await,
+        s.token("judge.yang").await,
+    );
+    let (id, _, _) = s.submit(court_case()).await;
+    s.act(&filing, id, "intake", "accept", json!({})).await;
+    // A second case whose complaint is served in time: its timers must do nothing.
+    let (quick, _, _) = s.submit(court_case()).await;
+    s.act(&filing, quick, "intake", "accept", json!({})).await;
+    s.act(&clerk, quick, "serve_complaint", "approve", json!({}))
+        .await;
+
+    s.fire_timers().await;
+    assert!(cards_of(&s.case(id).await).is_empty(), "nothing is due yet");
+    // 80 % of the 5-day budget is used at the close of 9 October.
+    set(&clock, "2025-10-09 18:00");
+    s.fire_timers().await;
+    s.fire_timers().await;
+    assert_eq!(
+        cards_of(&s.case(id).await),
+        vec![("supervision".into(), "80%".into())],
+        "exactly one card"
+    );
+    assert!(
+        cards_of(&s.case(quick).await).is_empty(),
+        "a completed step fires nothing"
+    );
+
+    // The card reaches the clerk's group and the filing division (supervisor).
+    let (_, mine) = s.get("/api/cards", &clerk).await;
+    let card = mine["cards"][0].clone();
+    assert_eq!(card["step"], "serve_complaint");
+    assert_eq!(card["supervisor"], "court.filing");
+    let (_, sup) = s.get("/api/cards?answered=false", &filing).await;
+    assert_eq!(sup["cards"].as_array().unwrap().len(), 1);
+    let (_, none) = s.get("/api/cards", &judge).await;
+    assert!(none["cards"].as_array().unwrap().is_empty());
+    let path = format!(
+        "/api/cases/{id}/cards/{}/answer",
+        card["id"].as_str().unwrap()
+    );
+    let (st, _) = s.post(&path, &judge, json!({ "reason": "not mine" })).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s.post(&path, &clerk, json!({ "reason": " " })).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    let (st, v) = s
+        .post(
+            &path,
+            &clerk,
+            json!({ "reason": "defendant moved; new address requested" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, _) = s.post(&path, &clerk, json!({ "reason": "again" })).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (_, answered) = s.get("/api/cards?answered=true", &filing).await;
+    assert_eq!(answered["cards"][0]["answer"]["by"], "song.kai");
+
+    // Past the deadline: an overdue card escalates to the supervisor group.
+    set(&clock, "2025-10-11 09:00");
+    s.fire_timers().await;
+    let c = s.case(id).await;
+    assert_eq!(
+        cards_of(&c),
+        vec![
+            ("supervision".into(), "80%".into()),
+            ("overdue".into(), "breach".into())
+        ]
+    );
+    let actions: Vec<&str> = c["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"card_issued")
+            && actions.contains(&"card_answered")
+            && actions.contains(&"overdue"),
+        "{actions:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_due_while_the_server_was_down_fire_once_in_order_after_restart() {
+    let clock = Arc::new(ManualClock::new(bj("2025-09-26 10:00")));
+    let s = TestServer::start_at(clock.clone()).await;
+    let filing = s.token("tang.lei").await;
+    let (id, _, _) = s.submit(court_case()).await;
+    s.act(&filing, id, "intake", "accept", json!({})).await;
+    let mut s = s;
+    s.shutdown().await;
+    // Down over the whole budget of the step.
+    set(&clock, "2025-10-13 09:00");
+    let s = s.restart_at(clock.clone()).await;
+    // The background scheduler's first pass handles the backlog; wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let c = s.case(id).await;
+        if cards_of(&c).len() == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timers did not fire after restart: {c}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    s.fire_timers().await;
+    let c = s.case(id).await;
+    // In order (the warning before the breach), and each once.
+    assert_eq!(
+        cards_of(&c),
+        vec![
+            ("supervision".into(), "80%".into()),
+            ("overdue".into(), "breach".into())
+        ]
+    );
+    let issued: Vec<&serde_json::Value> = c["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "scheduler")
+        .collect();
+    assert_eq!(issued.len(), 2);
+}

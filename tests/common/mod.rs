@@ -112,6 +112,15 @@ impl TestServer {
         r
     }
 
+    /// A restart on the same folders with a manual clock.
+    pub async fn restart_at(mut self, clock: Arc<ManualClock>) -> TestServer {
+        self.shutdown().await;
+        let tmp = self._tmp.take();
+        let mut s = Self::start_with(self.scripts.clone(), self.data.clone(), clock).await;
+        s._tmp = tmp;
+        s
+    }
+
     pub async fn shutdown(&mut self) {
         self.engine = None;
         if let Some(tx) = self.stop.take() {

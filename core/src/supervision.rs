@@ -195,7 +195,7 @@ impl Engine {
                 });
             }
         }
-        out.sort_by(|a, b| a.card.issued_at.cmp(&b.card.issued_at));
+        out.sort_by_key(|a| a.card.issued_at);
         Ok(out)
     }
 

@@ -60,6 +60,10 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/tasks/{task}/complete", post(complete))
         .route("/api/tasks/{task}/return", post(return_to))
         .route("/api/tasks/{task}/transfer", post(transfer))
+        .route("/api/tasks/{task}/supplement", post(request_supplement))
+        .route("/api/track/{number}/supplement", post(supply))
+        .route("/api/cases/{case}/suspend", post(suspend))
+        .route("/api/cases/{case}/resume", post(resume))
         .route("/api/admin/tokens", get(tokens).post(issue_token))
         .route(
             "/api/admin/tokens/{id}",
@@ -707,6 +711,94 @@ async fn answer_card(
     let done = mutate(&s, move |e| {
         let id = e.case_id(&reference)?;
         e.answer_card(&actor, id, &card, &b.reason)
+    })
+    .await?;
+    Ok(case_body(done.case()).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SupplementBody {
+    /// Everything missing, in one notice.
+    items: Vec<String>,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// Asks the applicant for supplementary materials (补正): at intake, before the clock
+/// starts; later, with the clock stopped until the applicant answers.
+async fn request_supplement(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+    Body(b): Body<SupplementBody>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| {
+        e.request_supplement(&actor, &task, b.items, b.comment)
+    })
+    .await?;
+    Ok(case_body(done.case()).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SupplyBody {
+    code: String,
+    #[serde(default)]
+    data: Data,
+    #[serde(default)]
+    materials: Vec<guichet_core::case::MaterialRef>,
+}
+
+/// The applicant answers a supplement request with the case number and query code.
+async fn supply(
+    State(s): State<AppState>,
+    Path(number): Path<String>,
+    Body(b): Body<SupplyBody>,
+) -> ApiResult<Json<Value>> {
+    let done = mutate(&s, move |e| e.supply(&number, &b.code, b.data, b.materials)).await?;
+    let history = {
+        let id = done.case().id;
+        blocking(&s, move |e| e.history(id)).await?
+    };
+    Ok(Json(applicant_view(done.case(), &history)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Stops the clock with a reason (a suspension declared by staff).
+async fn suspend(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(reference): Path<String>,
+    Body(b): Body<ReasonBody>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| {
+        let id = e.case_id(&reference)?;
+        e.suspend(&actor, id, b.reason.as_deref().unwrap_or_default())
+    })
+    .await?;
+    Ok(case_body(done.case()).into_response())
+}
+
+/// Restarts the clock after a suspension; every deadline moves by the working days lost.
+async fn resume(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(reference): Path<String>,
+    Body(b): Body<ReasonBody>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| {
+        let id = e.case_id(&reference)?;
+        e.resume(&actor, id, b.reason)
     })
     .await?;
     Ok(case_body(done.case()).into_response())

@@ -236,3 +236,212 @@ async fn timers_due_while_the_server_was_down_fire_once_in_order_after_restart()
         .collect();
     assert_eq!(issued.len(), 2);
 }
+
+fn due_of(case: &serde_json::Value, step: &str) -> DateTime<Utc> {
+    case["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["step"] == step)
+        .unwrap()["due"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_on_the_applicant_stops_the_clock_and_moves_every_deadline() {
+    let clock = Arc::new(ManualClock::new(bj("2025-09-26 10:00")));
+    let s = TestServer::start_at(clock.clone()).await;
+    let (filing, clerk) = (s.token("tang.lei").await, s.token("song.kai").await);
+    let (id, number, code) = s.submit(court_case()).await;
+    let c = s.act(&filing, id, "intake", "accept", json!({})).await;
+    assert_eq!(due_of(&c, "serve_complaint"), bj("2025-10-10 17:30"));
+    let statutory: DateTime<Utc> = c["statutory_due"].as_str().unwrap().parse().unwrap();
+
+    // Monday 29 September: the clerk asks for two things at once.
+    set(&clock, "2025-09-29 10:00");
+    let task = s.task_at(&clerk, id, "serve_complaint").await;
+    let (st, v) = s
+        .post(
+            &format!("/api/tasks/{task}/supplement"),
+            &clerk,
+            json!({ "items": ["defendant's address", "power of attorney"] }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["case"]["status"], "supplement");
+    assert_eq!(
+        v["case"]["supplement"]["items"],
+        json!(["defendant's address", "power of attorney"])
+    );
+    let (_, t) = s
+        .call(
+            "GET",
+            &format!("/api/track/{number}?code={code}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(t["status"], "supplement");
+    // While the case waits nothing turns red, and no card is issued.
+    set(&clock, "2025-10-13 10:00");
+    assert_eq!(level(&s, clerk.clone()).await, "green");
+    s.fire_timers().await;
+    assert!(cards_of(&s.case(id).await).is_empty());
+
+    // The applicant answers on Monday 13 October: 5 working days were lost
+    // (30 Sep, 9, 10, 11 (make-up Saturday) and 13 Oct).
+    let (st, v) = s
+        .call(
+            "POST",
+            &format!("/api/track/{number}/supplement"),
+            None,
+            Some(json!({ "code": code, "materials": [ { "id": "evidence", "file": "poa.pdf" } ] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let c = s.case(id).await;
+    assert_eq!(c["status"], "in_progress");
+    assert_eq!(due_of(&c, "serve_complaint"), bj("2025-10-16 17:30"));
+    let moved: DateTime<Utc> = c["statutory_due"].as_str().unwrap().parse().unwrap();
+    assert!(moved > statutory);
+    assert_eq!(c["clock_stops"][0]["days"], 5);
+    assert_eq!(c["clock_stops"][0]["kind"], "applicant");
+    let actions: Vec<&str> = c["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.ends_with(&["supplement_requested", "supplemented"]),
+        "{actions:?}"
+    );
+    // The old timers do nothing; the moved limit warns on its new schedule.
+    set(&clock, "2025-10-14 18:00");
+    s.fire_timers().await;
+    assert!(
+        cards_of(&s.case(id).await).is_empty(),
+        "warned on the old schedule"
+    );
+    set(&clock, "2025-10-15 18:00");
+    s.fire_timers().await;
+    assert_eq!(
+        cards_of(&s.case(id).await),
+        vec![("supervision".to_string(), "80%".to_string())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supplement_before_acceptance_starts_no_clock() {
+    let clock = Arc::new(ManualClock::new(bj("2025-03-03 10:00")));
+    let s = TestServer::start_at(clock.clone()).await;
+    let filing = s.token("tang.lei").await;
+    let (id, number, code) = s.submit(court_case()).await;
+    let task = s.task_at(&filing, id, "intake").await;
+    let (st, v) = s
+        .post(
+            &format!("/api/tasks/{task}/supplement"),
+            &filing,
+            json!({ "items": ["evidence list"] }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(v["case"].get("promised_due").is_none());
+    let (st, _) = s
+        .post(
+            &format!("/api/tasks/{task}/supplement"),
+            &filing,
+            json!({ "items": ["again"] }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "the intake task is done");
+    // Unknown material: refused, nothing changes.
+    let (st, _) = s
+        .call(
+            "POST",
+            &format!("/api/track/{number}/supplement"),
+            None,
+            Some(json!({ "code": code, "materials": [ { "id": "nope", "file": "x.pdf" } ] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    set(&clock, "2025-03-10 10:00");
+    let (st, _) = s
+        .call(
+            "POST",
+            &format!("/api/track/{number}/supplement"),
+            None,
+            Some(json!({ "code": code, "materials": [ { "id": "evidence", "file": "e.pdf" } ] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(s.case(id).await["status"], "submitted");
+    // The window decides again; the clock starts at acceptance, on 10 March.
+    let c = s.act(&filing, id, "intake", "accept", json!({})).await;
+    assert_eq!(due_of(&c, "serve_complaint"), bj("2025-03-17 17:30"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspensions_and_excluded_steps_stop_the_clock_with_a_record() {
+    let clock = Arc::new(ManualClock::new(bj("2025-03-03 10:00")));
+    let s = TestServer::start_at(clock.clone()).await;
+    let (filing, clerk, judge, outsider) = (
+        s.token("tang.lei").await,
+        s.token("song.kai").await,
+        s.token("judge.yang").await,
+        s.token("li.wei").await,
+    );
+    let (id, _, _) = s.submit(court_case()).await;
+    let c = s.act(&filing, id, "intake", "accept", json!({})).await;
+    let promised: DateTime<Utc> = c["promised_due"].as_str().unwrap().parse().unwrap();
+    let (st, _) = s
+        .post(
+            &format!("/api/cases/{id}/suspend"),
+            &outsider,
+            json!({ "reason": "x" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s
+        .post(&format!("/api/cases/{id}/resume"), &clerk, json!({}))
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "nothing to resume");
+    let (st, v) = s
+        .post(
+            &format!("/api/cases/{id}/suspend"),
+            &clerk,
+            json!({ "reason": "awaiting expert opinion" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    set(&clock, "2025-03-05 10:00"); // two working days
+    let (st, _) = s
+        .post(
+            &format!("/api/cases/{id}/resume"),
+            &clerk,
+            json!({ "reason": "opinion received" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let c = s.case(id).await;
+    let after: DateTime<Utc> = c["promised_due"].as_str().unwrap().parse().unwrap();
+    assert_eq!(c["clock_stops"][0]["days"], 2);
+    assert_eq!(c["clock_stops"][0]["reason"], "awaiting expert opinion");
+    assert!(after > promised);
+
+    // The hearing is an excluded step: entering it stops the clock, leaving resumes it.
+    s.act(&clerk, id, "serve_complaint", "approve", json!({}))
+        .await;
+    let c = s.case(id).await;
+    assert_eq!(c["clock_stop"]["kind"], "excluded_step");
+    set(&clock, "2025-03-12 10:00"); // five working days of hearings
+    s.act(&judge, id, "hearing", "approve", json!({})).await;
+    let c = s.case(id).await;
+    assert!(c.get("clock_stop").is_none());
+    assert_eq!(c["clock_stops"][1]["days"], 5);
+    let last: DateTime<Utc> = c["promised_due"].as_str().unwrap().parse().unwrap();
+    assert!(last > after);
+}

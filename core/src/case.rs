@@ -15,6 +15,8 @@ pub enum CaseStatus {
     Submitted,
     /// Accepted; steps are running.
     InProgress,
+    /// Waiting on the applicant for supplementary materials (补正).
+    Supplement,
     Approved,
     Rejected,
     /// Rejected at intake (e.g. needs no permit).
@@ -26,7 +28,10 @@ pub enum CaseStatus {
 
 impl CaseStatus {
     pub fn is_open(self) -> bool {
-        matches!(self, CaseStatus::Submitted | CaseStatus::InProgress)
+        matches!(
+            self,
+            CaseStatus::Submitted | CaseStatus::InProgress | CaseStatus::Supplement
+        )
     }
 }
 
@@ -152,6 +157,15 @@ pub struct Case {
     /// Supervision cards (督办卡) and overdue escalations issued on this case.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cards: Vec<Card>,
+    /// The clock is stopped: waiting on the applicant, an excluded step, a suspension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_stop: Option<ClockStop>,
+    /// Every stop so far, with how much working time it took off the clock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clock_stops: Vec<ClockStop>,
+    /// What the applicant was asked to supply, while the case waits on them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supplement: Option<SupplementRequest>,
     /// Open tasks. Completed and cancelled ones are kept apart
     /// (`Engine::closed_tasks`), so the record each transition rewrites stays small.
     pub tasks: Vec<Task>,
@@ -181,6 +195,43 @@ impl Case {
         v.dedup();
         v
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopKind {
+    /// Waiting on the applicant (supplement request after acceptance).
+    Applicant,
+    /// A step the procedure excludes from the limits (hearing, expert review).
+    ExcludedStep,
+    /// Declared by staff with a reason.
+    Suspension,
+}
+
+/// A stop of a case's clock: why, who, from when, until when, and the working days lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClockStop {
+    pub kind: StopKind,
+    pub reason: String,
+    pub by: String,
+    pub since: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    /// Working days every deadline moved by when the clock resumed.
+    #[serde(default)]
+    pub days: u32,
+}
+
+/// A request for supplementary materials (补正), listing everything missing at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SupplementRequest {
+    pub items: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    pub by: String,
+    pub at: DateTime<Utc>,
+    /// Requested at intake (before acceptance): no clock is running.
+    pub before_acceptance: bool,
 }
 
 /// Which limit a card or timer is about.
@@ -297,6 +348,12 @@ pub enum Effect {
     },
     CardIssued {
         card: String,
+    },
+    ClockStopped {
+        reason: String,
+    },
+    ClockResumed {
+        days: u32,
     },
 }
 

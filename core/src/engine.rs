@@ -279,6 +279,9 @@ impl Engine {
             promised_due: None,
             statutory_due: None,
             cards: Vec::new(),
+            clock_stop: None,
+            clock_stops: Vec::new(),
+            supplement: None,
             tasks: Vec::new(),
             tokens: Vec::new(),
             visited: Vec::new(),
@@ -578,7 +581,7 @@ impl Engine {
         case: &Case,
         task: &Task,
     ) -> crate::limits::Level {
-        let now = self.clock.now();
+        let now = Self::clock_time(case, self.clock.now());
         let step_days = p.step(&task.step).map(|s| s.days).unwrap_or(0);
         match task.due {
             Some(due) if step_days > 0 => {
@@ -594,6 +597,14 @@ impl Engine {
         }
     }
 
+    /// The time a case's limits are measured at: frozen while its clock is stopped.
+    fn clock_time(
+        case: &Case,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono::Utc> {
+        case.clock_stop.as_ref().map_or(now, |s| s.since)
+    }
+
     /// The warning level of a case's promised limit (green before acceptance).
     pub fn case_level(&self, rules: &RuleSet, p: &Procedure, case: &Case) -> crate::limits::Level {
         match (case.accepted_at, case.promised_due) {
@@ -602,7 +613,7 @@ impl Engine {
                 start,
                 p.promised_days,
                 due,
-                self.clock.now(),
+                Self::clock_time(case, self.clock.now()),
             ),
             _ => crate::limits::Level::Green,
         }
@@ -662,7 +673,7 @@ impl Engine {
     }
 
     /// Runs `f` on a flow over the task's case and commits the result with one event.
-    fn act(
+    pub(crate) fn act(
         &self,
         actor: &Actor,
         task_id: &str,
@@ -955,7 +966,7 @@ impl Engine {
     }
 }
 
-fn set_task(flow: &mut Flow, id: &str, f: impl FnOnce(&mut Task)) {
+pub(crate) fn set_task(flow: &mut Flow, id: &str, f: impl FnOnce(&mut Task)) {
     if let Some(t) = flow.case.tasks.iter_mut().find(|t| t.id == id) {
         f(t);
     }

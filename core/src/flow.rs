@@ -7,10 +7,14 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::case::{Case, CaseStatus, Data, Effect, Limit, Task, TaskState, Timer, Token};
+use crate::case::{
+    Case, CaseStatus, ClockStop, Data, Effect, Limit, StopKind, Task, TaskState, Timer, Token,
+};
 use crate::error::{Error, Result};
 use crate::office::RuleSet;
 use crate::procedure::{Mode, Procedure, Route, RouteRef, StepKind, Target, INTAKE_STEP};
+
+type MovedLimit = (Limit, Option<u32>, u32, DateTime<Utc>, DateTime<Utc>);
 
 /// Steps entered in one transition beyond which routing is taken to loop.
 const MAX_STEPS_PER_TRANSITION: u32 = 256;
@@ -205,6 +209,109 @@ impl<'a> Flow<'a> {
         });
     }
 
+    /// Stops the case's clock. Only one stop at a time: a stop already running is reported.
+    pub fn stop_clock(&mut self, kind: StopKind, reason: &str, by: &str) -> Result<()> {
+        if let Some(stop) = &self.case.clock_stop {
+            return Err(Error::InvalidTransition(format!(
+                "the clock is already stopped since {} ({})",
+                stop.since, stop.reason
+            )));
+        }
+        self.case.clock_stop = Some(ClockStop {
+            kind,
+            reason: reason.to_string(),
+            by: by.to_string(),
+            since: self.now,
+            until: None,
+            days: 0,
+        });
+        self.effects.push(Effect::ClockStopped {
+            reason: reason.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Restarts the clock and moves every deadline by the working days it was stopped.
+    pub fn resume_clock(&mut self) -> Result<u32> {
+        let Some(mut stop) = self.case.clock_stop.take() else {
+            return Err(Error::InvalidTransition("the clock is running".into()));
+        };
+        let cal = &self.rules.calendar;
+        let days = cal.working_days_between(stop.since, self.now);
+        stop.until = Some(self.now);
+        stop.days = days;
+        self.case.clock_stops.push(stop);
+        self.effects.push(Effect::ClockResumed { days });
+        if days == 0 {
+            return Ok(0);
+        }
+        let shift = |t: DateTime<Utc>| cal.close_of(cal.add_working_days(cal.local_date(t), days));
+        // (limit, token, budget in days, start, new end) of every limit that moved.
+        let mut moved: Vec<MovedLimit> = Vec::new();
+        if let (Some(start), Some(p), Some(st)) = (
+            self.case.accepted_at,
+            self.case.promised_due,
+            self.case.statutory_due,
+        ) {
+            self.case.promised_due = Some(shift(p));
+            self.case.statutory_due = Some(shift(st));
+            moved.push((
+                Limit::Promised,
+                None,
+                self.proc.promised_days,
+                start,
+                shift(p),
+            ));
+            moved.push((
+                Limit::Statutory,
+                None,
+                self.proc.statutory_days,
+                start,
+                shift(st),
+            ));
+        }
+        for tok in self.case.tokens.iter_mut() {
+            if let Some(due) = tok.due {
+                let days_budget = self.proc.step(&tok.step).map_or(0, |s| s.days);
+                tok.due = Some(shift(due));
+                moved.push((
+                    Limit::Step,
+                    Some(tok.id),
+                    days_budget,
+                    tok.entered_at,
+                    shift(due),
+                ));
+            }
+        }
+        for t in self.case.tasks.iter_mut() {
+            if let Some(due) = t.due {
+                t.due = Some(shift(due));
+            }
+        }
+        // New timers for the moved limits; the old ones no longer match and do nothing.
+        for (limit, token, budget, start, due) in moved {
+            for (threshold, at) in self.proc.warnings.thresholds(cal, start, budget) {
+                self.timers.push(Timer {
+                    at: shift(at),
+                    case: self.case.id,
+                    limit,
+                    token,
+                    threshold,
+                    limit_due: due,
+                });
+            }
+            self.timers.push(Timer {
+                at: due,
+                case: self.case.id,
+                limit,
+                token,
+                threshold: "breach".into(),
+                limit_due: due,
+            });
+        }
+        Ok(days)
+    }
+
     /// Timers for a limit that starts now: one per warning threshold, one at its end.
     fn set_timers(&mut self, limit: Limit, token: Option<u32>, days: u32, due: DateTime<Utc>) {
         let thresholds = self
@@ -240,6 +347,13 @@ impl<'a> Flow<'a> {
         });
         self.hook(step.on_enter.as_ref())?;
         let token = self.new_token(id, parent);
+        if !step.counted {
+            self.stop_clock(
+                StopKind::ExcludedStep,
+                &format!("step '{}' is not counted", step.name),
+                "engine",
+            )?;
+        }
         // A step without `days` has no budget of its own; only the case's limits apply.
         if step.days > 0 {
             let due = self.rules.calendar.deadline(self.now, step.days);
@@ -408,6 +522,15 @@ impl<'a> Flow<'a> {
         })?;
         let sub = self.subtree(token);
         self.remove_tokens(&sub);
+        if !step.counted
+            && self
+                .case
+                .clock_stop
+                .as_ref()
+                .is_some_and(|s| s.kind == StopKind::ExcludedStep)
+        {
+            self.resume_clock()?;
+        }
         self.case.visited.push(step.id.clone());
         self.effects.push(Effect::StepCompleted {
             step: step.id.clone(),

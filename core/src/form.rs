@@ -123,9 +123,19 @@ pub fn check_data(
     errs
 }
 
+/// Checks materials sent in answer to a supplement request: known ids and accepted
+/// formats (what was already given stays, so nothing is missing).
+pub fn check_materials_partial(p: &Procedure, given: &[MaterialRef]) -> Vec<String> {
+    materials(p, given, false)
+}
+
 /// Checks uploaded materials: known ids, accepted formats, every required one present.
 /// Missing required materials are listed all together, as a supplement request would.
 pub fn check_materials(p: &Procedure, given: &[MaterialRef]) -> Vec<String> {
+    materials(p, given, true)
+}
+
+fn materials(p: &Procedure, given: &[MaterialRef], complete: bool) -> Vec<String> {
     let mut errs = Vec::new();
     for m in given {
         let Some(decl) = p.materials.iter().find(|d| d.id == m.id) else {
@@ -155,7 +165,7 @@ pub fn check_materials(p: &Procedure, given: &[MaterialRef]) -> Vec<String> {
         .filter(|d| d.required && !given.iter().any(|m| m.id == d.id))
         .map(|d| format!("{} ({})", d.name, d.id))
         .collect();
-    if !missing.is_empty() {
+    if complete && !missing.is_empty() {
         errs.push(format!("missing materials: {}", missing.join("; ")));
     }
     errs

@@ -15,6 +15,7 @@
 //! - [`clock`]: injectable time.
 //! - [`calendar`]: working days, holidays, make-up days, office hours.
 //! - [`limits`]: warning levels and supervision thresholds of time limits.
+//! - [`stops`]: supplement requests, the applicant's answer, suspensions (the clock stops).
 //! - [`supervision`]: timers firing supervision and overdue cards; answering cards.
 
 pub mod calendar;
@@ -30,6 +31,7 @@ pub mod office;
 pub mod procedure;
 pub mod reload;
 pub mod script;
+pub mod stops;
 pub mod store;
 pub mod supervision;
 

@@ -181,6 +181,10 @@ pub struct Step {
     /// The step's own budget in working days.
     #[serde(default)]
     pub days: u32,
+    /// `false` for steps whose time does not count against the limits (hearing, expert
+    /// review): the clock stops while the case is in them.
+    #[serde(default = "yes")]
+    pub counted: bool,
     /// The Rhai function an automatic step runs.
     #[serde(default)]
     pub run: Option<String>,

@@ -72,7 +72,8 @@ impl Engine {
         let Some(case) = self.store().case(t.case)? else {
             return Ok(None);
         };
-        if !case.status.is_open() {
+        // While the clock is stopped nothing is late; resuming sets new timers.
+        if !case.status.is_open() || case.clock_stop.is_some() {
             return Ok(None);
         }
         let live = match t.limit {

@@ -1,0 +1,237 @@
+//! Stopping the clock: supplement requests (补正) before and after acceptance, the
+//! applicant's answer, and suspensions declared by staff. Every stop and resume is a
+//! history event with who and why; resuming moves every deadline by the working days lost
+//! (see `Flow::resume_clock`). Excluded steps stop and resume the clock by themselves.
+
+use crate::case::{
+    Case, CaseStatus, Data, HistoryEvent, MaterialRef, StopKind, SupplementRequest, TaskState,
+};
+use crate::engine::{set_task, Actor, Committed, Engine};
+use crate::error::{Error, Result};
+use crate::flow::Flow;
+use crate::form::{check_data, check_materials_partial, Filler};
+use crate::procedure::INTAKE_STEP;
+use crate::store::CaseWrite;
+
+impl Engine {
+    /// Runs `f` on a flow over `case` and commits the result with one history event.
+    fn change_case(
+        &self,
+        case: Case,
+        actor: &Actor,
+        action: &str,
+        comment: Option<String>,
+        f: impl FnOnce(&mut Flow) -> Result<()>,
+    ) -> Result<Committed> {
+        let proc = self.procedure_of(&case)?;
+        let rules = self.rules();
+        let mut flow = Flow::new(&proc, &rules, case.clone(), self.now());
+        f(&mut flow)?;
+        let event = HistoryEvent {
+            seq: 0,
+            at: flow.now,
+            actor: actor.name(),
+            action: action.into(),
+            task: None,
+            step: None,
+            outcome: None,
+            comment,
+            data_changed: flow.data_changed,
+            effects: flow.effects,
+        };
+        let mut w = [CaseWrite {
+            before: Some(case),
+            after: flow.case,
+            event,
+            number_scope: None,
+            timers: flow.timers,
+        }];
+        let ticket = self.store().commit(&mut w)?;
+        let [w] = w;
+        Ok(Committed {
+            cases: vec![w.after],
+            ticket,
+        })
+    }
+
+    /// A handler asks the applicant for everything missing, in one notice. At intake the
+    /// case goes back to the applicant before any clock starts; after acceptance the clock
+    /// stops until the applicant answers.
+    pub fn request_supplement(
+        &self,
+        actor: &Actor,
+        task_id: &str,
+        items: Vec<String>,
+        comment: Option<String>,
+    ) -> Result<Committed> {
+        let items: Vec<String> = items
+            .into_iter()
+            .map(|i| i.trim().to_string())
+            .filter(|i| !i.is_empty())
+            .collect();
+        if items.is_empty() {
+            return Err(Error::Validation(
+                "list every missing item (at least one)".into(),
+            ));
+        }
+        if items.len() > 100 || items.iter().any(|i| i.len() > 500) {
+            return Err(Error::Validation(
+                "at most 100 items of 500 bytes each".into(),
+            ));
+        }
+        let me = actor.name();
+        let text = format!("supplement requested: {}", items.join("; "));
+        self.act(
+            actor,
+            task_id,
+            "supplement_requested",
+            comment.clone(),
+            |flow, task| {
+                if flow.case.status == CaseStatus::Supplement {
+                    return Err(Error::InvalidTransition(
+                        "the case already waits on the applicant".into(),
+                    ));
+                }
+                let before_acceptance = task.step == INTAKE_STEP;
+                flow.case.supplement = Some(SupplementRequest {
+                    items: items.clone(),
+                    comment: comment.clone(),
+                    by: me.clone(),
+                    at: flow.now,
+                    before_acceptance,
+                });
+                flow.case.status = CaseStatus::Supplement;
+                if before_acceptance {
+                    // The intake decision is "not yet": the window decides again on the answer.
+                    let now = flow.now;
+                    set_task(flow, &task.id, |t| {
+                        t.state = TaskState::Completed;
+                        t.completed_at = Some(now);
+                        t.completed_by = Some(me.clone());
+                        t.outcome = Some("supplement".into());
+                    });
+                    let token = task.token;
+                    flow.case.tokens.retain(|t| t.id != token);
+                } else {
+                    flow.stop_clock(StopKind::Applicant, &text, &me)?;
+                }
+                Ok(Some("supplement".into()))
+            },
+        )
+    }
+
+    /// The applicant answers a supplement request with data and materials.
+    pub fn supply(
+        &self,
+        number: &str,
+        code: &str,
+        data: Data,
+        materials: Vec<MaterialRef>,
+    ) -> Result<Committed> {
+        let case = self.track(number, code)?;
+        let Some(request) = case.supplement.clone() else {
+            return Err(Error::InvalidTransition(format!(
+                "case {number} is not waiting for supplementary materials"
+            )));
+        };
+        let proc = self.procedure_of(&case)?;
+        let mut merged = case.data.clone();
+        merged.extend(data.clone());
+        let mut errs = check_data(&proc, &data, &merged, Filler::Applicant, true);
+        errs.extend(check_materials_partial(&proc, &materials));
+        if !errs.is_empty() {
+            return Err(Error::Validation(errs.join("; ")));
+        }
+        self.change_case(
+            case,
+            &Actor::Public,
+            "supplemented",
+            Some(request.items.join("; ")),
+            |flow| {
+                flow.merge(data);
+                for m in materials {
+                    flow.case.materials.retain(|x| x.id != m.id);
+                    flow.case.materials.push(m);
+                }
+                flow.case.supplement = None;
+                if request.before_acceptance {
+                    flow.case.status = CaseStatus::Submitted;
+                    flow.open_intake();
+                } else {
+                    flow.case.status = CaseStatus::InProgress;
+                    flow.resume_clock()?;
+                }
+                Ok(())
+            },
+        )
+    }
+
+    /// Staff stop a case's clock with a reason (e.g. an on-site inspection the law
+    /// excludes). Only holders of its open tasks or its supervisor group may.
+    pub fn suspend(&self, actor: &Actor, case_id: u64, reason: &str) -> Result<Committed> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > 2000 {
+            return Err(Error::Validation(
+                "a reason is required (at most 2000 bytes)".into(),
+            ));
+        }
+        let case = self.case(case_id)?;
+        self.check_case_staff(actor, &case)?;
+        if case.status != CaseStatus::InProgress {
+            return Err(Error::InvalidTransition(
+                "only a case in progress can be suspended".into(),
+            ));
+        }
+        let me = actor.name();
+        self.change_case(case, actor, "suspended", Some(reason.to_string()), |flow| {
+            flow.stop_clock(StopKind::Suspension, reason, &me)
+        })
+    }
+
+    /// Ends a suspension declared by staff.
+    pub fn resume(
+        &self,
+        actor: &Actor,
+        case_id: u64,
+        comment: Option<String>,
+    ) -> Result<Committed> {
+        let case = self.case(case_id)?;
+        self.check_case_staff(actor, &case)?;
+        match case.clock_stop.as_ref().map(|s| s.kind) {
+            Some(StopKind::Suspension) => {}
+            Some(other) => {
+                return Err(Error::InvalidTransition(
+                    format!(
+                    "the clock was stopped by {other:?}, not by a suspension; it resumes by itself"
+                )
+                    .to_lowercase(),
+                ))
+            }
+            None => return Err(Error::InvalidTransition("the clock is running".into())),
+        }
+        self.change_case(case, actor, "resumed", comment, |flow| {
+            flow.resume_clock().map(|_| ())
+        })
+    }
+
+    fn check_case_staff(&self, actor: &Actor, case: &Case) -> Result<()> {
+        let Actor::Staff(me) = actor else {
+            return Err(Error::Forbidden("a staff token is required".into()));
+        };
+        let rules = self.rules();
+        let proc = self.procedure_of(case)?;
+        let holder = case.open_tasks().any(|t| rules.is_member(me, &t.group));
+        let supervisor = proc
+            .warnings
+            .supervisor
+            .as_ref()
+            .is_some_and(|g| rules.is_member(me, g));
+        if holder || supervisor {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(
+                "only the case's handlers or its supervisor group may".into(),
+            ))
+        }
+    }
+}

@@ -64,6 +64,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/track/{number}/supplement", post(supply))
         .route("/api/cases/{case}/suspend", post(suspend))
         .route("/api/cases/{case}/resume", post(resume))
+        .route("/api/cases/{case}/extend", post(extend))
         .route("/api/admin/tokens", get(tokens).post(issue_token))
         .route(
             "/api/admin/tokens/{id}",
@@ -799,6 +800,22 @@ async fn resume(
     let done = mutate(&s, move |e| {
         let id = e.case_id(&reference)?;
         e.resume(&actor, id, b.reason)
+    })
+    .await?;
+    Ok(case_body(done.case()).into_response())
+}
+
+/// Extends the statutory limit once (approver group only), with a reason.
+async fn extend(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(reference): Path<String>,
+    Body(b): Body<ReasonBody>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| {
+        let id = e.case_id(&reference)?;
+        e.extend(&actor, id, b.reason.as_deref().unwrap_or_default())
     })
     .await?;
     Ok(case_body(done.case()).into_response())

@@ -445,3 +445,59 @@ async fn suspensions_and_excluded_steps_stop_the_clock_with_a_record() {
     let last: DateTime<Utc> = c["promised_due"].as_str().unwrap().parse().unwrap();
     assert!(last > after);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_statutory_limit_is_extended_once_by_the_approver_with_a_reason() {
+    let clock = Arc::new(ManualClock::new(bj("2025-03-03 10:00")));
+    let s = TestServer::start_at(clock.clone()).await;
+    let (filing, clerk, judge) = (
+        s.token("tang.lei").await,
+        s.token("song.kai").await,
+        s.token("judge.yang").await,
+    );
+    let (id, _, _) = s.submit(court_case()).await;
+    let c = s.act(&filing, id, "intake", "accept", json!({})).await;
+    let before: DateTime<Utc> = c["statutory_due"].as_str().unwrap().parse().unwrap();
+    let (st, _) = s
+        .post(
+            &format!("/api/cases/{id}/extend"),
+            &clerk,
+            json!({ "reason": "complex" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "only the approver group extends");
+    let (st, _) = s
+        .post(&format!("/api/cases/{id}/extend"), &judge, json!({}))
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "a reason is required");
+    let (st, v) = s
+        .post(
+            &format!("/api/cases/{id}/extend"),
+            &judge,
+            json!({ "reason": "expert evidence needed" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let after: DateTime<Utc> = v["case"]["statutory_due"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(after > before);
+    assert_eq!(v["case"]["extension"]["days"], 30);
+    assert_eq!(v["case"]["extension"]["by"], "judge.yang");
+    let (st, _) = s
+        .post(
+            &format!("/api/cases/{id}/extend"),
+            &judge,
+            json!({ "reason": "again" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "only once");
+    let c = s.case(id).await;
+    let last = c["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["action"].as_str(), last["comment"].as_str()),
+        (Some("extended"), Some("expert evidence needed"))
+    );
+}

@@ -163,6 +163,9 @@ pub struct Case {
     /// Every stop so far, with how much working time it took off the clock.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clock_stops: Vec<ClockStop>,
+    /// The one extension of the statutory limit, if granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<Extension>,
     /// What the applicant was asked to supply, while the case waits on them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supplement: Option<SupplementRequest>,
@@ -220,6 +223,17 @@ pub struct ClockStop {
     /// Working days every deadline moved by when the clock resumed.
     #[serde(default)]
     pub days: u32,
+}
+
+/// An extension of the statutory limit: granted once, with a reason, by the approver group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Extension {
+    pub days: u32,
+    pub reason: String,
+    pub by: String,
+    pub at: DateTime<Utc>,
+    /// The statutory end before the extension.
+    pub previous_due: DateTime<Utc>,
 }
 
 /// A request for supplementary materials (补正), listing everything missing at once.

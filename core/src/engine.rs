@@ -282,6 +282,7 @@ impl Engine {
             clock_stop: None,
             clock_stops: Vec::new(),
             supplement: None,
+            extension: None,
             tasks: Vec::new(),
             tokens: Vec::new(),
             visited: Vec::new(),

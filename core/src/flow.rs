@@ -312,6 +312,38 @@ impl<'a> Flow<'a> {
         Ok(days)
     }
 
+    /// Extends the statutory limit by `days` working days, with new timers for it.
+    pub fn extend_statutory(&mut self, days: u32) -> Result<DateTime<Utc>> {
+        let (Some(start), Some(due)) = (self.case.accepted_at, self.case.statutory_due) else {
+            return Err(Error::InvalidTransition(
+                "the statutory limit starts at acceptance".into(),
+            ));
+        };
+        let cal = &self.rules.calendar;
+        let new_due = cal.close_of(cal.add_working_days(cal.local_date(due), days));
+        self.case.statutory_due = Some(new_due);
+        let budget = self.proc.statutory_days + days;
+        for (threshold, at) in self.proc.warnings.thresholds(cal, start, budget) {
+            self.timers.push(Timer {
+                at,
+                case: self.case.id,
+                limit: Limit::Statutory,
+                token: None,
+                threshold,
+                limit_due: new_due,
+            });
+        }
+        self.timers.push(Timer {
+            at: new_due,
+            case: self.case.id,
+            limit: Limit::Statutory,
+            token: None,
+            threshold: "breach".into(),
+            limit_due: new_due,
+        });
+        Ok(new_due)
+    }
+
     /// Timers for a limit that starts now: one per warning threshold, one at its end.
     fn set_timers(&mut self, limit: Limit, token: Option<u32>, days: u32, due: DateTime<Utc>) {
         let thresholds = self

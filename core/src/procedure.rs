@@ -39,6 +39,9 @@ pub struct Procedure {
     pub steps: Vec<Step>,
     #[serde(default)]
     pub hooks: Hooks,
+    /// Whether and how the statutory limit may be extended (once).
+    #[serde(default)]
+    pub extension: Option<ExtensionPolicy>,
     /// When limits turn yellow and who supervises them.
     #[serde(default)]
     pub warnings: crate::limits::WarningPolicy,
@@ -55,6 +58,15 @@ pub struct Procedure {
     /// (`None`: top level). Sibling branches have different scopes.
     #[serde(skip)]
     pub scopes: BTreeMap<String, Option<String>>,
+}
+
+/// A statutory limit may be extended once by `days` working days, by a member of
+/// `approver` with a reason (typically 10 days, by the department head).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionPolicy {
+    pub days: u32,
+    pub approver: String,
 }
 
 /// The public service guide (办事指南) text of a procedure.
@@ -315,6 +327,14 @@ impl Procedure {
         }
         check_group(rules, &p.intake, "intake", &mut errs);
         errs.extend(p.warnings.validate());
+        if let Some(x) = &p.extension {
+            if !rules.groups.contains_key(&x.approver) {
+                errs.push(format!("extension: group '{}' does not exist", x.approver));
+            }
+            if x.days == 0 {
+                errs.push("extension: days must be at least 1".into());
+            }
+        }
         for g in p.warnings.supervisor.iter().chain(&p.warnings.escalate_to) {
             if !rules.groups.contains_key(g) {
                 errs.push(format!("warnings: group '{g}' does not exist"));

@@ -214,6 +214,57 @@ impl Engine {
         })
     }
 
+    /// Extends the statutory limit once, as the procedure allows, by a member of its
+    /// approver group, with a reason.
+    pub fn extend(&self, actor: &Actor, case_id: u64, reason: &str) -> Result<Committed> {
+        let Actor::Staff(me) = actor else {
+            return Err(Error::Forbidden("a staff token is required".into()));
+        };
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > 2000 {
+            return Err(Error::Validation(
+                "a reason is required (at most 2000 bytes)".into(),
+            ));
+        }
+        let case = self.case(case_id)?;
+        let proc = self.procedure_of(&case)?;
+        let Some(policy) = proc.extension.clone() else {
+            return Err(Error::InvalidTransition(format!(
+                "procedure '{}' allows no extension",
+                proc.id
+            )));
+        };
+        if !self.rules().is_member(me, &policy.approver) {
+            return Err(Error::Forbidden(format!(
+                "extensions are approved by group '{}'",
+                policy.approver
+            )));
+        }
+        if case.extension.is_some() {
+            return Err(Error::Conflict(
+                "the statutory limit was already extended once".into(),
+            ));
+        }
+        if !case.status.is_open() {
+            return Err(Error::InvalidTransition("the case is closed".into()));
+        }
+        let who = me.clone();
+        self.change_case(case, actor, "extended", Some(reason.to_string()), |flow| {
+            let previous_due = flow.case.statutory_due.ok_or_else(|| {
+                Error::InvalidTransition("the statutory limit starts at acceptance".into())
+            })?;
+            flow.extend_statutory(policy.days)?;
+            flow.case.extension = Some(crate::case::Extension {
+                days: policy.days,
+                reason: reason.to_string(),
+                by: who,
+                at: flow.now,
+                previous_due,
+            });
+            Ok(())
+        })
+    }
+
     fn check_case_staff(&self, actor: &Actor, case: &Case) -> Result<()> {
         let Actor::Staff(me) = actor else {
             return Err(Error::Forbidden("a staff token is required".into()));

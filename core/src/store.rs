@@ -821,6 +821,7 @@ mod tests {
             clock_stop: None,
             clock_stops: vec![],
             supplement: None,
+            extension: None,
             tasks: vec![],
             tokens: vec![],
             visited: vec![],

@@ -154,6 +154,9 @@ fn check(dir: &std::path::Path) -> ExitCode {
             for p in rules.procedures.values() {
                 println!("  {} {} ({}) version {}", p.id, p.name, p.file, p.version);
             }
+            for w in guichet_core::reload::warnings(&rules, chrono::Utc::now()) {
+                eprintln!("warning: {w}");
+            }
             ExitCode::SUCCESS
         }
         Err(problems) => {

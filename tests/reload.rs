@@ -212,6 +212,14 @@ async fn editor_temp_files_do_not_trigger_and_unchanged_content_is_not_reloaded(
     assert_eq!(v["changed"], json!([]));
     assert_eq!(v["status"]["reloads"].as_u64(), Some(reloads));
     assert_eq!(v["status"]["ok"], true);
+    // This office declares no calendar: the administrator is told.
+    assert!(
+        v["status"]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("no holiday table"),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

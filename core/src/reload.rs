@@ -29,6 +29,22 @@ pub struct ReloadStatus {
     pub procedures: BTreeMap<String, String>,
     /// How many reloads went live since start (the first load counts).
     pub reloads: u64,
+    /// Things that load but deserve attention (e.g. a year without a holiday table).
+    pub warnings: Vec<String>,
+}
+
+/// Warnings about a rule set that loads: years around `now` without a holiday table.
+pub fn warnings(rules: &crate::office::RuleSet, now: DateTime<Utc>) -> Vec<String> {
+    use chrono::Datelike;
+    let year = rules.calendar.local_date(now).year();
+    rules
+        .calendar
+        .missing_years(year..=year + 1)
+        .into_iter()
+        .map(|y| {
+            format!("the calendar has no holiday table for {y}: only the weekly rest days apply")
+        })
+        .collect()
 }
 
 /// What a call to [`Engine::reload`] did.
@@ -94,7 +110,12 @@ impl Engine {
                         .filter(|id| !versions.contains_key(*id))
                         .map(|id| format!("{id} removed")),
                 );
+                let warns = warnings(&rules, now);
+                for w in &warns {
+                    tracing::warn!(message = "calendar", warning = %w);
+                }
                 self.install(rules)?;
+                status.warnings = warns;
                 status.ok = true;
                 status.problems.clear();
                 status.live_since = Some(now);

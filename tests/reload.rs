@@ -353,3 +353,85 @@ async fn migration_refuses_a_step_whose_group_changed() {
     assert!(r.to_string().contains("cannot change group"), "{r}");
     assert_eq!(s.case(id).await["version"], v1.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrated_cases_get_new_deadlines_and_their_timers_fire_once() {
+    use chrono::TimeZone;
+    let bj = |s: &str| {
+        let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
+        chrono::FixedOffset::east_opt(8 * 3600)
+            .unwrap()
+            .from_local_datetime(&naive)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let clock = std::sync::Arc::new(guichet_core::clock::ManualClock::new(bj(
+        "2025-03-03 10:00",
+    )));
+    let set = |to: &str| {
+        let now = guichet_core::clock::Clock::now(&*clock);
+        clock.advance(bj(to) - now);
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let scripts = tmp.path().join("scripts");
+    save(&scripts, "office.rhai", OFFICE);
+    let two_days = r#"#{ id: "review", name: "Review", group: "g", days: 2, next: "@approved" }"#;
+    save(&scripts, "p.rhai", &proc_src("p", two_days));
+    let s = TestServer::start_with(scripts, tmp.path().join("data"), clock.clone()).await;
+    let a = s.token("a").await;
+    let (id, _, _) = s.submit(submit("p")).await;
+    let c = s.act(&a, id, "intake", "accept", json!({})).await;
+    let due = |c: &Value| {
+        c["tasks"][0]["due"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    };
+    assert_eq!(due(&c), bj("2025-03-05 17:30"));
+    let v1 = c["version"].as_str().unwrap().to_string();
+
+    // Version 2 gives the review five days; the case moves over.
+    save(
+        &s.scripts,
+        "p.rhai",
+        &proc_src("p", &two_days.replace("days: 2", "days: 5")),
+    );
+    until(&s, "version 2", |v| v["procedures"]["p"] != v1.as_str()).await;
+    let (st, r) = s
+        .post(
+            "/api/admin/migrations",
+            &s.admin,
+            json!({ "procedure": "p", "from": v1 }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    let c = s.case(id).await;
+    assert_eq!(
+        due(&c),
+        bj("2025-03-10 17:30"),
+        "deadline recomputed from the step's start"
+    );
+
+    let step_cards = |c: &Value| -> Vec<String> {
+        c["cards"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|c| c["limit"] == "step")
+                    .map(|c| c["threshold"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Past the old deadline: the step's old timers do nothing (the case's own one-day
+    // promised limit has passed, so it has cards of its own).
+    set("2025-03-06 09:00");
+    s.fire_timers().await;
+    assert!(step_cards(&s.case(id).await).is_empty());
+    // Past the new one: its warning and its breach, once each.
+    set("2025-03-11 09:00");
+    s.fire_timers().await;
+    s.fire_timers().await;
+    assert_eq!(step_cards(&s.case(id).await), vec!["75%", "breach"]);
+}

@@ -1,0 +1,162 @@
+//! Deadlines at scale: N open tasks with deadlines spread over a year.
+//!
+//! `cargo bench --bench deadlines -- [N]` (default 100,000) prints: resident memory with N
+//! open cases, time to start the engine on that store, the cost of a scheduler pass with
+//! nothing due (it must not grow with N), and, with 10,000 step deadlines falling due at
+//! once while 16 clients read worklists over HTTP, the delay until every card is issued
+//! and the API latency meanwhile.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use guichet::config::Config;
+use guichet_core::case::Data;
+use guichet_core::clock::{Clock, ManualClock};
+use guichet_core::engine::Submission;
+use guichet_core::{Actor, Engine};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn start_at() -> DateTime<Utc> {
+    chrono::FixedOffset::east_opt(8 * 3600).unwrap().with_ymd_and_hms(2025, 1, 2, 10, 0, 0).unwrap().with_timezone(&Utc)
+}
+
+fn open_case(engine: &Engine) -> u64 {
+    let sub: Submission = serde_json::from_value(serde_json::json!({
+        "procedure": "bench.deadline", "applicant": { "id": "A1", "name": "Bench" },
+    }))
+    .unwrap();
+    let c = engine.submit(&Actor::Public, sub).unwrap().cases.remove(0);
+    let task = c.tasks[0].id.clone();
+    engine.complete(&Actor::Staff("a".into()), &task, "accept", None, Data::new()).unwrap();
+    c.id
+}
+
+fn q(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+}
+
+fn main() {
+    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let scripts = tmp.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    std::fs::copy(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/deadlines/office.rhai"), scripts.join("office.rhai")).unwrap();
+    std::fs::copy(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/calendar.rhai"), scripts.join("calendar.rhai")).unwrap();
+    let cfg = Config { scripts, data: tmp.path().join("data"), watch: false, ..Config::default() };
+    let clock = Arc::new(ManualClock::new(start_at()));
+
+    // Load: N cases accepted at moments spread over a year, each with an open task.
+    {
+        let engine = guichet::server::open_with_clock(&cfg, clock.clone()).unwrap();
+        let t = Instant::now();
+        let step = chrono::Duration::seconds(365 * 24 * 3600 / n as i64);
+        for _ in 0..n {
+            open_case(&engine);
+            clock.advance(step);
+        }
+        futures_flush(&engine);
+        println!("loaded {n} open cases in {:?}; resident {:.0} MiB", t.elapsed(), rss_mib());
+    }
+    // Restart: open the same store.
+    let t = Instant::now();
+    let engine = guichet::server::open_with_clock(&cfg, clock.clone()).unwrap();
+    println!("start on {n} open cases: {:?}; resident {:.0} MiB", t.elapsed(), rss_mib());
+    // A scheduler pass with nothing due, at the far end (all timers are in the future).
+    clock.advance(start_at() - clock.now());
+    let mut passes = Vec::new();
+    for _ in 0..1000 {
+        let t = Instant::now();
+        engine.fire_due_timers(10_000).unwrap();
+        let _ = engine.next_timer().unwrap();
+        passes.push(t.elapsed());
+    }
+    println!("scheduler pass with nothing due: p50={:?} p99={:?}", q(&mut passes, 0.5), q(&mut passes, 0.99));
+
+    // 10,000 deadlines at the same instant, under API load.
+    let burst_start = clock.now();
+    for _ in 0..10_000 {
+        open_case(&engine);
+    }
+    futures_flush(&engine);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let token = engine.issue_token("a", "bench").unwrap().1;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server_engine = engine.clone();
+        let server = tokio::spawn(async move {
+            guichet::server::serve(listener, server_engine, &cfg, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let client = reqwest::Client::new();
+        let mut load = Vec::new();
+        for _ in 0..16 {
+            let (client, base, token, stop) = (client.clone(), base.clone(), token.clone(), stop.clone());
+            load.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let r = client.get(format!("{base}/api/procedures/bench.deadline")).bearer_auth(&token).send().await.unwrap();
+                    assert!(r.status().is_success());
+                    let _ = r.bytes().await;
+                    lat.push(t.elapsed());
+                }
+                lat
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The step deadline of the burst: 5 working days after acceptance.
+        let cal = engine.rules().calendar.clone();
+        let due = cal.deadline(burst_start, 5);
+        let target = due + chrono::Duration::seconds(1);
+        let pending = engine.store().due_timers(target, usize::MAX).unwrap().len();
+        let t = Instant::now();
+        clock.advance(target - clock.now());
+        // Done when no timer due by now is left in the index.
+        loop {
+            let left = engine.store().due_timers(engine.now(), 1).unwrap().len();
+            if left == 0 || t.elapsed() > Duration::from_secs(60) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let delay = t.elapsed();
+        let issued = pending;
+        stop.store(true, Ordering::Relaxed);
+        let mut lat = Vec::new();
+        for h in load {
+            lat.extend(h.await.unwrap());
+        }
+        println!(
+            "10,000 step deadlines at once: {issued} due timers (warnings and overdue cards) handled {:?} after the deadline; API meanwhile: {} requests p50={:?} p99={:?}",
+            delay,
+            lat.len(),
+            q(&mut lat, 0.5),
+            q(&mut lat, 0.99)
+        );
+        let _ = tx.send(());
+        let _ = server.await;
+    });
+}
+
+fn futures_flush(engine: &Engine) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(engine.flush()).unwrap();
+}

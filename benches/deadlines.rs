@@ -23,12 +23,20 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn start_at() -> DateTime<Utc> {
-    chrono::FixedOffset::east_opt(8 * 3600).unwrap().with_ymd_and_hms(2025, 1, 2, 10, 0, 0).unwrap().with_timezone(&Utc)
+    chrono::FixedOffset::east_opt(8 * 3600)
+        .unwrap()
+        .with_ymd_and_hms(2025, 1, 2, 10, 0, 0)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 fn open_case(engine: &Engine) -> u64 {
@@ -38,7 +46,15 @@ fn open_case(engine: &Engine) -> u64 {
     .unwrap();
     let c = engine.submit(&Actor::Public, sub).unwrap().cases.remove(0);
     let task = c.tasks[0].id.clone();
-    engine.complete(&Actor::Staff("a".into()), &task, "accept", None, Data::new()).unwrap();
+    engine
+        .complete(
+            &Actor::Staff("a".into()),
+            &task,
+            "accept",
+            None,
+            Data::new(),
+        )
+        .unwrap();
     c.id
 }
 
@@ -48,13 +64,29 @@ fn q(v: &mut [Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100_000);
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(100_000);
     let tmp = tempfile::tempdir().unwrap();
     let scripts = tmp.path().join("scripts");
     std::fs::create_dir_all(&scripts).unwrap();
-    std::fs::copy(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/deadlines/office.rhai"), scripts.join("office.rhai")).unwrap();
-    std::fs::copy(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/calendar.rhai"), scripts.join("calendar.rhai")).unwrap();
-    let cfg = Config { scripts, data: tmp.path().join("data"), watch: false, ..Config::default() };
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/deadlines/office.rhai"),
+        scripts.join("office.rhai"),
+    )
+    .unwrap();
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/calendar.rhai"),
+        scripts.join("calendar.rhai"),
+    )
+    .unwrap();
+    let cfg = Config {
+        scripts,
+        data: tmp.path().join("data"),
+        watch: false,
+        ..Config::default()
+    };
     let clock = Arc::new(ManualClock::new(start_at()));
 
     // Load: N cases accepted at moments spread over a year, each with an open task.
@@ -67,12 +99,20 @@ fn main() {
             clock.advance(step);
         }
         futures_flush(&engine);
-        println!("loaded {n} open cases in {:?}; resident {:.0} MiB", t.elapsed(), rss_mib());
+        println!(
+            "loaded {n} open cases in {:?}; resident {:.0} MiB",
+            t.elapsed(),
+            rss_mib()
+        );
     }
     // Restart: open the same store.
     let t = Instant::now();
     let engine = guichet::server::open_with_clock(&cfg, clock.clone()).unwrap();
-    println!("start on {n} open cases: {:?}; resident {:.0} MiB", t.elapsed(), rss_mib());
+    println!(
+        "start on {n} open cases: {:?}; resident {:.0} MiB",
+        t.elapsed(),
+        rss_mib()
+    );
     // A scheduler pass with nothing due, at the far end (all timers are in the future).
     clock.advance(start_at() - clock.now());
     let mut passes = Vec::new();
@@ -82,7 +122,11 @@ fn main() {
         let _ = engine.next_timer().unwrap();
         passes.push(t.elapsed());
     }
-    println!("scheduler pass with nothing due: p50={:?} p99={:?}", q(&mut passes, 0.5), q(&mut passes, 0.99));
+    println!(
+        "scheduler pass with nothing due: p50={:?} p99={:?}",
+        q(&mut passes, 0.5),
+        q(&mut passes, 0.99)
+    );
 
     // 10,000 deadlines at the same instant, under API load.
     let burst_start = clock.now();
@@ -90,7 +134,10 @@ fn main() {
         open_case(&engine);
     }
     futures_flush(&engine);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -163,6 +210,9 @@ fn main() {
 }
 
 fn futures_flush(engine: &Engine) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(engine.flush()).unwrap();
 }

@@ -61,6 +61,10 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/tasks/{task}/return", post(return_to))
         .route("/api/tasks/{task}/transfer", post(transfer))
         .route("/api/tasks/{task}/supplement", post(request_supplement))
+        .route(
+            "/api/tasks/{task}/accept-with-commitment",
+            post(accept_with_commitment),
+        )
         .route("/api/track/{number}/supplement", post(supply))
         .route("/api/cases/{case}/suspend", post(suspend))
         .route("/api/cases/{case}/resume", post(resume))
@@ -270,6 +274,10 @@ fn applicant_view(c: &Case, history: &[HistoryEvent]) -> Value {
         "accepted_at": c.accepted_at,
         "decided_at": c.decided_at,
         "bundle": c.bundle,
+        // What the office waits for from the applicant, if anything.
+        "requested": c.supplement.as_ref().map(|r| r.items.clone())
+            .or_else(|| c.commitment.as_ref().map(|m| m.items.clone())),
+        "promised_by": c.commitment.as_ref().map(|m| m.due),
         "progress": history.iter().map(|e| json!({
             "at": e.at, "action": e.action, "step": e.step, "outcome": e.outcome,
         })).collect::<Vec<_>>(),
@@ -816,6 +824,33 @@ async fn extend(
     let done = mutate(&s, move |e| {
         let id = e.case_id(&reference)?;
         e.extend(&actor, id, b.reason.as_deref().unwrap_or_default())
+    })
+    .await?;
+    Ok(case_body(done.case()).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommitmentBody {
+    /// The minor items the applicant promises.
+    items: Vec<String>,
+    /// The promised date, YYYY-MM-DD.
+    by: String,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// Accepts at intake with a commitment (容缺受理): the clock waits for the promised items;
+/// the case is terminated if they are not there by the date.
+async fn accept_with_commitment(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+    Body(b): Body<CommitmentBody>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| {
+        e.accept_with_commitment(&actor, &task, b.items, &b.by, b.comment)
     })
     .await?;
     Ok(case_body(done.case()).into_response())

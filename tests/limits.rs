@@ -501,3 +501,88 @@ async fn the_statutory_limit_is_extended_once_by_the_approver_with_a_reason() {
         (Some("extended"), Some("expert evidence needed"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_with_commitment_waits_for_the_promise_and_terminates_if_it_is_broken() {
+    let clock = Arc::new(ManualClock::new(bj("2025-03-03 10:00")));
+    let s = TestServer::start_at(clock.clone()).await;
+    let (filing, clerk) = (s.token("tang.lei").await, s.token("song.kai").await);
+    let commit = |by: &str| json!({ "items": ["original of the evidence list"], "by": by });
+
+    // Kept: promised by Friday, delivered on Wednesday.
+    let (kept, number, code) = s.submit(court_case()).await;
+    let task = s.task_at(&filing, kept, "intake").await;
+    let (st, _) = s
+        .post(
+            &format!("/api/tasks/{task}/accept-with-commitment"),
+            &filing,
+            commit("2025-03-01"),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a promise in the past"
+    );
+    let (st, v) = s
+        .post(
+            &format!("/api/tasks/{task}/accept-with-commitment"),
+            &filing,
+            commit("2025-03-07"),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["case"]["status"], "in_progress");
+    assert_eq!(v["case"]["clock_stop"]["kind"], "applicant");
+    s.task_at(&clerk, kept, "serve_complaint").await; // the work goes on meanwhile
+    let (_, t) = s
+        .call(
+            "GET",
+            &format!("/api/track/{number}?code={code}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(t["requested"], json!(["original of the evidence list"]));
+    set(&clock, "2025-03-05 10:00");
+    let (st, v) = s
+        .call(
+            "POST",
+            &format!("/api/track/{number}/supplement"),
+            None,
+            Some(
+                json!({ "code": code, "materials": [ { "id": "evidence", "file": "list.pdf" } ] }),
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let c = s.case(kept).await;
+    assert!(c.get("commitment").is_none() && c.get("clock_stop").is_none());
+    assert_eq!(c["clock_stops"][0]["days"], 2);
+    set(&clock, "2025-03-08 10:00");
+    s.fire_timers().await;
+    assert_eq!(
+        s.case(kept).await["status"],
+        "in_progress",
+        "a kept promise ends nothing"
+    );
+
+    // Broken: nothing arrives by the promised date.
+    let (broken, _, _) = s.submit(court_case()).await;
+    let task = s.task_at(&filing, broken, "intake").await;
+    let (st, _) = s
+        .post(
+            &format!("/api/tasks/{task}/accept-with-commitment"),
+            &filing,
+            commit("2025-03-12"),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    set(&clock, "2025-03-12 18:00");
+    s.fire_timers().await;
+    let c = s.case(broken).await;
+    assert_eq!(c["status"], "terminated");
+    assert!(c["tasks"].as_array().unwrap().is_empty());
+    let last = c["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "terminated");
+}

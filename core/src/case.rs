@@ -23,6 +23,8 @@ pub enum CaseStatus {
     NotAccepted,
     /// Sent to the competent office at intake.
     Referred,
+    /// Ended because the applicant did not keep a commitment (容缺受理).
+    Terminated,
     Withdrawn,
 }
 
@@ -163,6 +165,9 @@ pub struct Case {
     /// Every stop so far, with how much working time it took off the clock.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clock_stops: Vec<ClockStop>,
+    /// Accepted with a commitment: what the applicant still owes, and by when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commitment: Option<Commitment>,
     /// The one extension of the statutory limit, if granted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<Extension>,
@@ -225,6 +230,17 @@ pub struct ClockStop {
     pub days: u32,
 }
 
+/// Accept with a commitment (容缺受理): the main materials are complete, minor ones are
+/// promised by a date; the case is terminated if the promise is not kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Commitment {
+    pub items: Vec<String>,
+    /// Close of office on the promised date.
+    pub due: DateTime<Utc>,
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
 /// An extension of the statutory limit: granted once, with a reason, by the approver group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Extension {
@@ -256,6 +272,8 @@ pub enum Limit {
     Step,
     Promised,
     Statutory,
+    /// The date an applicant promised a missing item by (accept with commitment).
+    Commitment,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -283,6 +283,7 @@ impl Engine {
             clock_stops: Vec::new(),
             supplement: None,
             extension: None,
+            commitment: None,
             tasks: Vec::new(),
             tokens: Vec::new(),
             visited: Vec::new(),

@@ -120,7 +120,73 @@ impl Engine {
         )
     }
 
-    /// The applicant answers a supplement request with data and materials.
+    /// Accepts at the window with a commitment (容缺受理): the case is accepted and its
+    /// steps start, but the clock stops until the applicant supplies the promised items;
+    /// if they are not there at close of office on `by`, the case is terminated.
+    pub fn accept_with_commitment(
+        &self,
+        actor: &Actor,
+        task_id: &str,
+        items: Vec<String>,
+        by: &str,
+        comment: Option<String>,
+    ) -> Result<Committed> {
+        let items: Vec<String> = items
+            .into_iter()
+            .map(|i| i.trim().to_string())
+            .filter(|i| !i.is_empty())
+            .collect();
+        if items.is_empty() || items.len() > 100 {
+            return Err(Error::Validation(
+                "list the promised items (1 to 100)".into(),
+            ));
+        }
+        let date = chrono::NaiveDate::parse_from_str(by, "%Y-%m-%d").map_err(|_| {
+            Error::Validation(format!("`by` must be a date YYYY-MM-DD, not '{by}'"))
+        })?;
+        let rules = self.rules();
+        let due = rules.calendar.close_of(date);
+        if due <= self.now() {
+            return Err(Error::Validation(
+                "the promised date must be in the future".into(),
+            ));
+        }
+        let me = actor.name();
+        let text = format!("accepted with commitment: {} by {by}", items.join("; "));
+        self.act(
+            actor,
+            task_id,
+            "accepted_with_commitment",
+            comment.clone(),
+            |flow, task| {
+                if task.step != INTAKE_STEP {
+                    return Err(Error::InvalidTransition(
+                        "only the intake decision can accept with a commitment".into(),
+                    ));
+                }
+                flow.complete_task(&task.id, &me, "accept", comment.clone())?;
+                flow.case.commitment = Some(crate::case::Commitment {
+                    items: items.clone(),
+                    due,
+                    by: me.clone(),
+                    at: flow.now,
+                });
+                flow.stop_clock(StopKind::Applicant, &text, &me)?;
+                flow.timers.push(crate::case::Timer {
+                    at: due,
+                    case: flow.case.id,
+                    limit: crate::case::Limit::Commitment,
+                    token: None,
+                    threshold: "commitment".into(),
+                    limit_due: due,
+                });
+                Ok(Some("accept".into()))
+            },
+        )
+    }
+
+    /// The applicant answers a supplement request (or delivers what was promised at an
+    /// acceptance with commitment) with data and materials.
     pub fn supply(
         &self,
         number: &str,
@@ -129,10 +195,20 @@ impl Engine {
         materials: Vec<MaterialRef>,
     ) -> Result<Committed> {
         let case = self.track(number, code)?;
-        let Some(request) = case.supplement.clone() else {
-            return Err(Error::InvalidTransition(format!(
-                "case {number} is not waiting for supplementary materials"
-            )));
+        let request = match (&case.supplement, &case.commitment) {
+            (Some(r), _) => r.clone(),
+            (None, Some(c)) => SupplementRequest {
+                items: c.items.clone(),
+                comment: None,
+                by: c.by.clone(),
+                at: c.at,
+                before_acceptance: false,
+            },
+            (None, None) => {
+                return Err(Error::InvalidTransition(format!(
+                    "case {number} is not waiting for supplementary materials"
+                )))
+            }
         };
         let proc = self.procedure_of(&case)?;
         let mut merged = case.data.clone();
@@ -154,7 +230,11 @@ impl Engine {
                     flow.case.materials.push(m);
                 }
                 flow.case.supplement = None;
-                if request.before_acceptance {
+                if flow.case.commitment.take().is_some() {
+                    // Delivered what was promised: the clock runs again; the status never
+                    // changed.
+                    flow.resume_clock()?;
+                } else if request.before_acceptance {
                     flow.case.status = CaseStatus::Submitted;
                     flow.open_intake();
                 } else {

@@ -822,6 +822,7 @@ mod tests {
             clock_stops: vec![],
             supplement: None,
             extension: None,
+            commitment: None,
             tasks: vec![],
             tokens: vec![],
             visited: vec![],

@@ -72,6 +72,9 @@ impl Engine {
         let Some(case) = self.store().case(t.case)? else {
             return Ok(None);
         };
+        if t.limit == Limit::Commitment {
+            return self.commitment_due(case, t);
+        }
         // While the clock is stopped nothing is late; resuming sets new timers.
         if !case.status.is_open() || case.clock_stop.is_some() {
             return Ok(None);
@@ -83,6 +86,7 @@ impl Engine {
                 .any(|k| Some(k.id) == t.token && k.due == Some(t.limit_due)),
             Limit::Promised => case.promised_due == Some(t.limit_due),
             Limit::Statutory => case.statutory_due == Some(t.limit_due),
+            Limit::Commitment => false,
         };
         let card_id = t.card_id();
         if !live || case.cards.iter().any(|c| c.id == card_id) {
@@ -136,6 +140,7 @@ impl Engine {
             Limit::Step => format!("step '{}' budget", step.as_deref().unwrap_or_default()),
             Limit::Promised => "promised limit".into(),
             Limit::Statutory => "statutory limit".into(),
+            Limit::Commitment => "commitment".into(),
         };
         let event = HistoryEvent {
             seq: 0,
@@ -156,6 +161,48 @@ impl Engine {
         let mut w = [CaseWrite {
             before: Some(case),
             after,
+            event,
+            number_scope: None,
+            timers: vec![],
+        }];
+        Ok(Some(self.store().commit(&mut w)?))
+    }
+
+    /// A promise made at an acceptance with commitment fell due: if the items are still
+    /// missing, the case ends as terminated.
+    fn commitment_due(&self, case: Case, t: &Timer) -> Result<Option<u64>> {
+        let open = case.status.is_open()
+            && case
+                .commitment
+                .as_ref()
+                .is_some_and(|c| c.due == t.limit_due);
+        if !open {
+            return Ok(None);
+        }
+        let items = case
+            .commitment
+            .as_ref()
+            .map(|c| c.items.join("; "))
+            .unwrap_or_default();
+        let proc = self.procedure_of(&case)?;
+        let rules = self.rules();
+        let mut flow = crate::flow::Flow::new(&proc, &rules, case.clone(), self.now());
+        flow.close(crate::case::CaseStatus::Terminated);
+        let event = HistoryEvent {
+            seq: 0,
+            at: flow.now,
+            actor: "scheduler".into(),
+            action: "terminated".into(),
+            task: None,
+            step: None,
+            outcome: None,
+            comment: Some(format!("commitment not kept by {}: {items}", t.limit_due)),
+            data_changed: Data::new(),
+            effects: flow.effects,
+        };
+        let mut w = [CaseWrite {
+            before: Some(case),
+            after: flow.case,
             event,
             number_scope: None,
             timers: vec![],

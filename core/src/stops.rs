@@ -64,21 +64,7 @@ impl Engine {
         items: Vec<String>,
         comment: Option<String>,
     ) -> Result<Committed> {
-        let items: Vec<String> = items
-            .into_iter()
-            .map(|i| i.trim().to_string())
-            .filter(|i| !i.is_empty())
-            .collect();
-        if items.is_empty() {
-            return Err(Error::Validation(
-                "list every missing item (at least one)".into(),
-            ));
-        }
-        if items.len() > 100 || items.iter().any(|i| i.len() > 500) {
-            return Err(Error::Validation(
-                "at most 100 items of 500 bytes each".into(),
-            ));
-        }
+        let items = item_list(items)?;
         let me = actor.name();
         let text = format!("supplement requested: {}", items.join("; "));
         self.act(
@@ -131,16 +117,7 @@ impl Engine {
         by: &str,
         comment: Option<String>,
     ) -> Result<Committed> {
-        let items: Vec<String> = items
-            .into_iter()
-            .map(|i| i.trim().to_string())
-            .filter(|i| !i.is_empty())
-            .collect();
-        if items.is_empty() || items.len() > 100 {
-            return Err(Error::Validation(
-                "list the promised items (1 to 100)".into(),
-            ));
-        }
+        let items = item_list(items)?;
         let date = chrono::NaiveDate::parse_from_str(by, "%Y-%m-%d").map_err(|_| {
             Error::Validation(format!("`by` must be a date YYYY-MM-DD, not '{by}'"))
         })?;
@@ -365,4 +342,23 @@ impl Engine {
             ))
         }
     }
+}
+
+/// The items of a supplement request or a commitment: trimmed, at least one, at most 100
+/// of 500 bytes each.
+fn item_list(items: Vec<String>) -> Result<Vec<String>> {
+    let items: Vec<String> = items
+        .into_iter()
+        .map(|i| i.trim().to_string())
+        .filter(|i| !i.is_empty())
+        .collect();
+    if items.is_empty() {
+        return Err(Error::Validation("list every item (at least one)".into()));
+    }
+    if items.len() > 100 || items.iter().any(|i| i.len() > 500) {
+        return Err(Error::Validation(
+            "at most 100 items of 500 bytes each".into(),
+        ));
+    }
+    Ok(items)
 }

@@ -6,6 +6,37 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+/// POST over a raw connection: writes in one task, reads the answer in another, so an
+/// early answer (413) is read even if the server stops reading the body.
+async fn raw_post(s: &TestServer, path: &str, token: &str, body: String) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(head.as_bytes()).await;
+        let _ = wr.write_all(body.as_bytes()).await;
+    });
+    let mut buf = Vec::new();
+    let _ = rd.read_to_end(&mut buf).await;
+    writer.abort();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let json = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(json.trim()).unwrap_or(Value::Null),
+    )
+}
+
 async fn rev(s: &TestServer, id: u64) -> (u64, usize) {
     let c = s.case(id).await;
     (
@@ -52,14 +83,13 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body")),
         "{v}"
     );
-    // Oversized body: 413.
-    let big = json!({ "outcome": "accept", "comment": "x".repeat(2 * 1024 * 1024) });
-    let (st, v) = s
-        .post(&format!("/api/tasks/{task}/complete"), &customer, big)
-        .await;
+    // Oversized body: 413. The server answers before the client has sent everything and
+    // closes, so the request goes over a raw socket that keeps reading while it writes.
+    let big = json!({ "outcome": "accept", "comment": "x".repeat(2 * 1024 * 1024) }).to_string();
+    let (st, v) = raw_post(&s, &format!("/api/tasks/{task}/complete"), &customer, big).await;
     assert_eq!(
         (st, v["code"].as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")),
+        (413, Some("payload_too_large")),
         "{v}"
     );
     // Missing and unknown tokens: 401.

@@ -91,6 +91,14 @@ pub async fn serve(
         .await?;
     scheduler.abort();
     let _ = scheduler.await;
+    drop(_watch);
     engine.flush().await?;
+    // A reload started by the watcher just before shutdown may still hold the engine (and
+    // with it the store's lock): return only once this is the last reference, so a new
+    // server can open the same folder at once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while Arc::strong_count(&engine) > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     Ok(())
 }

@@ -435,3 +435,46 @@ async fn migrated_cases_get_new_deadlines_and_their_timers_fire_once() {
     s.fire_timers().await;
     assert_eq!(step_cards(&s.case(id).await), vec!["75%", "breach"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_never_fires_a_timer_again() {
+    use chrono::TimeZone;
+    let bj = |s: &str| {
+        let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
+        chrono::FixedOffset::east_opt(8 * 3600)
+            .unwrap()
+            .from_local_datetime(&naive)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let clock = std::sync::Arc::new(guichet_core::clock::ManualClock::new(bj(
+        "2025-03-03 10:00",
+    )));
+    let tmp = tempfile::tempdir().unwrap();
+    let scripts = tmp.path().join("scripts");
+    save(&scripts, "office.rhai", OFFICE);
+    let step = r#"#{ id: "review", name: "Review", group: "g", days: 2, next: "@approved" }"#;
+    save(&scripts, "p.rhai", &proc_src("p", step));
+    let s = TestServer::start_with(scripts, tmp.path().join("data"), clock.clone()).await;
+    let a = s.token("a").await;
+    let (id, _, _) = s.submit(submit("p")).await;
+    s.act(&a, id, "intake", "accept", json!({})).await;
+    clock.advance(bj("2025-03-06 09:00") - guichet_core::clock::Clock::now(&*clock));
+    s.fire_timers().await;
+    let before = s.case(id).await["cards"].as_array().unwrap().len();
+    assert!(before > 0);
+    // The same procedure saved again with a change, and the office reloaded twice.
+    save(
+        &s.scripts,
+        "p.rhai",
+        &proc_src("p", step).replace("name: \"P\"", "name: \"P2\""),
+    );
+    until(&s, "the reload", |v| v["reloads"].as_u64() >= Some(2)).await;
+    let (st, _) = s
+        .post("/api/admin/scripts/reload", &s.admin, json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    s.fire_timers().await;
+    let c = s.case(id).await;
+    assert_eq!(c["cards"].as_array().unwrap().len(), before, "{c}");
+}

@@ -255,11 +255,11 @@ fn case_body(c: &Case) -> Json<CaseBody<'_>> {
 }
 
 fn case_json(c: &Case) -> Value {
-    let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        m.insert("current_steps".into(), json!(c.current_steps()));
-    }
-    v
+    serde_json::to_value(CaseView {
+        case: c,
+        current_steps: c.current_steps(),
+    })
+    .unwrap_or(Value::Null)
 }
 
 /// What an applicant sees: where the case is, not who holds it internally.

@@ -5,30 +5,16 @@ mod common;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use common::*;
 use guichet_core::clock::ManualClock;
 use reqwest::StatusCode;
 use serde_json::json;
 
-fn bj(s: &str) -> DateTime<Utc> {
-    let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
-    chrono::FixedOffset::east_opt(8 * 3600)
-        .unwrap()
-        .from_local_datetime(&naive)
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
 async fn level(s: &TestServer, token: String) -> String {
     let (st, v) = s.get("/api/tasks", &token).await;
     assert_eq!(st, StatusCode::OK);
     v["tasks"][0]["level"].as_str().unwrap().to_string()
-}
-
-fn set(clock: &ManualClock, to: &str) {
-    let now = guichet_core::clock::Clock::now(clock);
-    clock.advance(bj(to) - now);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,15 +64,6 @@ async fn court_limits_run_on_working_days_and_turn_yellow_then_red() {
     assert!(green["tasks"].as_array().unwrap().is_empty());
     // The case's own promised limit (60 days) is still green.
     assert_eq!(s.case(id).await["level"], "green");
-}
-
-fn court_case() -> serde_json::Value {
-    json!({
-        "procedure": "court.civil",
-        "applicant": applicant("110101199001011234"),
-        "data": { "plaintiff": "Zhang San", "defendant": "Acme Ltd", "procedure_kind": "simplified" },
-        "materials": [ { "id": "complaint", "file": "complaint.pdf" } ],
-    })
 }
 
 fn cards_of(case: &serde_json::Value) -> Vec<(String, String)> {
@@ -585,4 +562,34 @@ async fn accept_with_commitment_waits_for_the_promise_and_terminates_if_it_is_br
     assert!(c["tasks"].as_array().unwrap().is_empty());
     let last = c["history"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["action"], "terminated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_excluded_step_entered_while_suspended_keeps_the_suspension() {
+    let clock = Arc::new(ManualClock::new(bj("2025-03-03 10:00")));
+    let s = TestServer::start_at(clock.clone()).await;
+    let (filing, clerk) = (s.token("tang.lei").await, s.token("song.kai").await);
+    let (id, _, _) = s.submit(court_case()).await;
+    s.act(&filing, id, "intake", "accept", json!({})).await;
+    let (st, _) = s
+        .post(
+            &format!("/api/cases/{id}/suspend"),
+            &clerk,
+            json!({ "reason": "site inspection" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    // Serving the complaint leads into the hearing, which is not counted either.
+    s.act(&clerk, id, "serve_complaint", "approve", json!({}))
+        .await;
+    let c = s.case(id).await;
+    assert_eq!(c["clock_stop"]["kind"], "suspension");
+    assert_eq!(open_steps(&c), vec!["hearing"]);
+    set(&clock, "2025-03-05 10:00");
+    // The supervisor group (filing division) may resume it.
+    let (st, _) = s
+        .post(&format!("/api/cases/{id}/resume"), &filing, json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(s.case(id).await["clock_stops"][0]["days"], 2);
 }

@@ -356,22 +356,9 @@ async fn migration_refuses_a_step_whose_group_changed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrated_cases_get_new_deadlines_and_their_timers_fire_once() {
-    use chrono::TimeZone;
-    let bj = |s: &str| {
-        let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
-        chrono::FixedOffset::east_opt(8 * 3600)
-            .unwrap()
-            .from_local_datetime(&naive)
-            .unwrap()
-            .with_timezone(&chrono::Utc)
-    };
     let clock = std::sync::Arc::new(guichet_core::clock::ManualClock::new(bj(
         "2025-03-03 10:00",
     )));
-    let set = |to: &str| {
-        let now = guichet_core::clock::Clock::now(&*clock);
-        clock.advance(bj(to) - now);
-    };
     let tmp = tempfile::tempdir().unwrap();
     let scripts = tmp.path().join("scripts");
     save(&scripts, "office.rhai", OFFICE);
@@ -426,11 +413,11 @@ async fn migrated_cases_get_new_deadlines_and_their_timers_fire_once() {
     };
     // Past the old deadline: the step's old timers do nothing (the case's own one-day
     // promised limit has passed, so it has cards of its own).
-    set("2025-03-06 09:00");
+    set(&clock, "2025-03-06 09:00");
     s.fire_timers().await;
     assert!(step_cards(&s.case(id).await).is_empty());
     // Past the new one: its warning and its breach, once each.
-    set("2025-03-11 09:00");
+    set(&clock, "2025-03-11 09:00");
     s.fire_timers().await;
     s.fire_timers().await;
     assert_eq!(step_cards(&s.case(id).await), vec!["75%", "breach"]);
@@ -438,15 +425,6 @@ async fn migrated_cases_get_new_deadlines_and_their_timers_fire_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_never_fires_a_timer_again() {
-    use chrono::TimeZone;
-    let bj = |s: &str| {
-        let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
-        chrono::FixedOffset::east_opt(8 * 3600)
-            .unwrap()
-            .from_local_datetime(&naive)
-            .unwrap()
-            .with_timezone(&chrono::Utc)
-    };
     let clock = std::sync::Arc::new(guichet_core::clock::ManualClock::new(bj(
         "2025-03-03 10:00",
     )));
@@ -459,7 +437,7 @@ async fn a_reload_never_fires_a_timer_again() {
     let a = s.token("a").await;
     let (id, _, _) = s.submit(submit("p")).await;
     s.act(&a, id, "intake", "accept", json!({})).await;
-    clock.advance(bj("2025-03-06 09:00") - guichet_core::clock::Clock::now(&*clock));
+    set(&clock, "2025-03-06 09:00");
     s.fire_timers().await;
     let before = s.case(id).await["cards"].as_array().unwrap().len();
     assert!(before > 0);

@@ -411,3 +411,26 @@ pub struct HistoryEvent {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub effects: Vec<Effect>,
 }
+
+impl HistoryEvent {
+    /// An event with no task, step, outcome, comment, data or effects; the store assigns
+    /// `seq`. Callers fill in what applies with struct update syntax.
+    pub fn new(
+        at: DateTime<Utc>,
+        actor: impl Into<String>,
+        action: impl Into<String>,
+    ) -> HistoryEvent {
+        HistoryEvent {
+            seq: 0,
+            at,
+            actor: actor.into(),
+            action: action.into(),
+            task: None,
+            step: None,
+            outcome: None,
+            comment: None,
+            data_changed: Data::new(),
+            effects: Vec::new(),
+        }
+    }
+}

@@ -350,16 +350,9 @@ impl Engine {
         flow.open_intake();
         let scope = format!("{}-{}", proc.number_prefix(), now.format("%Y"));
         let event = HistoryEvent {
-            seq: 0,
-            at: now,
-            actor: actor.name(),
-            action: "submitted".into(),
-            task: None,
-            step: None,
-            outcome: None,
-            comment: None,
             data_changed: flow.case.data.clone(),
             effects: flow.effects,
+            ..HistoryEvent::new(now, actor.name(), "submitted")
         };
         Ok(CaseWrite {
             before: None,
@@ -703,16 +696,13 @@ impl Engine {
         let mut flow = Flow::new(&proc, &rules, case.clone(), self.clock.now());
         let outcome = f(&mut flow, &task)?;
         let event = HistoryEvent {
-            seq: 0,
-            at: flow.now,
-            actor: actor.name(),
-            action: action.into(),
             task: Some(task.id.clone()),
             step: Some(task.step.clone()),
             outcome,
             comment,
             data_changed: flow.data_changed,
             effects: flow.effects,
+            ..HistoryEvent::new(flow.now, actor.name(), action)
         };
         self.commit(vec![CaseWrite {
             before: Some(case),
@@ -865,16 +855,9 @@ impl Engine {
         let mut flow = Flow::new(&proc, &rules, case.clone(), self.clock.now());
         flow.close(CaseStatus::Withdrawn);
         let event = HistoryEvent {
-            seq: 0,
-            at: flow.now,
-            actor: actor.name(),
-            action: "withdrawn".into(),
-            task: None,
-            step: None,
-            outcome: None,
             comment: reason,
-            data_changed: Data::new(),
             effects: flow.effects,
+            ..HistoryEvent::new(flow.now, actor.name(), "withdrawn")
         };
         self.commit(vec![CaseWrite {
             before: Some(case),

@@ -379,7 +379,9 @@ impl<'a> Flow<'a> {
         });
         self.hook(step.on_enter.as_ref())?;
         let token = self.new_token(id, parent);
-        if !step.counted {
+        // An excluded step while the clock is already stopped (waiting on the applicant, a
+        // suspension) leaves that stop in place; it resumes the way it was stopped.
+        if !step.counted && self.case.clock_stop.is_none() {
             self.stop_clock(
                 StopKind::ExcludedStep,
                 &format!("step '{}' is not counted", step.name),

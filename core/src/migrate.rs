@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::case::{Data, HistoryEvent, Limit, Timer};
+use crate::case::{HistoryEvent, Limit, Timer};
 use crate::engine::{Actor, Engine};
 use crate::error::{Error, Result};
 use crate::procedure::{Procedure, Step, StepKind, INTAKE_STEP};
@@ -285,13 +285,6 @@ impl Engine {
         after.version = new.version.clone();
         let mapping: Vec<String> = plan.steps.iter().map(|(o, n)| format!("{o}→{n}")).collect();
         let event = HistoryEvent {
-            seq: 0,
-            at: self.now(),
-            actor: actor.name(),
-            action: "migrated".into(),
-            task: None,
-            step: None,
-            outcome: None,
             comment: Some(format!(
                 "procedure version {} → {}{}",
                 old.version,
@@ -302,8 +295,7 @@ impl Engine {
                     format!("; steps {}", mapping.join(", "))
                 }
             )),
-            data_changed: Data::new(),
-            effects: Vec::new(),
+            ..HistoryEvent::new(self.now(), actor.name(), "migrated")
         };
         (entry, (after, event, timers))
     }

@@ -501,7 +501,6 @@ pub fn valid_id(s: &str) -> bool {
 /// contains it (or the top level); `@join` is only valid inside a branch.
 fn check_graph(p: &Procedure) -> Vec<String> {
     let mut errs = Vec::new();
-    let by_id: BTreeMap<&str, &Step> = p.steps.iter().map(|s| (s.id.as_str(), s)).collect();
     let scope = match compute_scopes(p) {
         Ok(s) => s,
         Err(e) => return e,
@@ -515,7 +514,7 @@ fn check_graph(p: &Procedure) -> Vec<String> {
         return errs;
     }
     // Fixpoint: which steps can reach an end of their scope.
-    fixpoint_ends(p, &by_id, explicit_targets)
+    fixpoint_ends(p)
 }
 
 fn explicit_targets(s: &Step) -> Vec<String> {
@@ -579,11 +578,8 @@ pub fn compute_scopes(p: &Procedure) -> Result<BTreeMap<String, Option<String>>,
     }
 }
 
-fn fixpoint_ends(
-    p: &Procedure,
-    _by_id: &BTreeMap<&str, &Step>,
-    explicit_targets: fn(&Step) -> Vec<String>,
-) -> Vec<String> {
+/// Fixpoint: which steps can reach an end of their scope through declared routes.
+fn fixpoint_ends(p: &Procedure) -> Vec<String> {
     let mut errs = Vec::new();
     let mut ends: BTreeSet<&str> = BTreeSet::new();
     loop {

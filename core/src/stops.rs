@@ -28,16 +28,10 @@ impl Engine {
         let mut flow = Flow::new(&proc, &rules, case.clone(), self.now());
         f(&mut flow)?;
         let event = HistoryEvent {
-            seq: 0,
-            at: flow.now,
-            actor: actor.name(),
-            action: action.into(),
-            task: None,
-            step: None,
-            outcome: None,
             comment,
             data_changed: flow.data_changed,
             effects: flow.effects,
+            ..HistoryEvent::new(flow.now, actor.name(), action)
         };
         let mut w = [CaseWrite {
             before: Some(case),

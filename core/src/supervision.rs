@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::case::{Card, CardAnswer, CardKind, Case, Data, Effect, HistoryEvent, Limit, Timer};
+use crate::case::{Card, CardAnswer, CardKind, Case, Effect, HistoryEvent, Limit, Timer};
 use crate::engine::{Actor, Committed, Engine};
 use crate::error::{Error, Result};
 use crate::store::CaseWrite;
@@ -143,20 +143,18 @@ impl Engine {
             Limit::Commitment => "commitment".into(),
         };
         let event = HistoryEvent {
-            seq: 0,
-            at: self.now(),
-            actor: "scheduler".into(),
-            action: if breach { "overdue" } else { "card_issued" }.into(),
-            task: None,
             step,
-            outcome: None,
             comment: Some(if breach {
                 format!("{what} passed (due {})", t.limit_due)
             } else {
                 format!("{what}: warning at {} (due {})", t.threshold, t.limit_due)
             }),
-            data_changed: Data::new(),
             effects: vec![Effect::CardIssued { card: card_id }],
+            ..HistoryEvent::new(
+                self.now(),
+                "scheduler",
+                if breach { "overdue" } else { "card_issued" },
+            )
         };
         let mut w = [CaseWrite {
             before: Some(case),
@@ -189,16 +187,9 @@ impl Engine {
         let mut flow = crate::flow::Flow::new(&proc, &rules, case.clone(), self.now());
         flow.close(crate::case::CaseStatus::Terminated);
         let event = HistoryEvent {
-            seq: 0,
-            at: flow.now,
-            actor: "scheduler".into(),
-            action: "terminated".into(),
-            task: None,
-            step: None,
-            outcome: None,
             comment: Some(format!("commitment not kept by {}: {items}", t.limit_due)),
-            data_changed: Data::new(),
             effects: flow.effects,
+            ..HistoryEvent::new(flow.now, "scheduler", "terminated")
         };
         let mut w = [CaseWrite {
             before: Some(case),
@@ -293,16 +284,9 @@ impl Engine {
             });
         }
         let event = HistoryEvent {
-            seq: 0,
-            at: self.now(),
-            actor: me.clone(),
-            action: "card_answered".into(),
-            task: None,
             step: card.step.clone(),
-            outcome: None,
             comment: Some(reason.to_string()),
-            data_changed: Data::new(),
-            effects: Vec::new(),
+            ..HistoryEvent::new(self.now(), me.clone(), "card_answered")
         };
         let mut w = [CaseWrite {
             before: Some(case),

@@ -258,3 +258,31 @@ pub fn open_steps(case: &Value) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Beijing local time `YYYY-MM-DD HH:MM` as an instant.
+pub fn bj(s: &str) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").expect("time");
+    chrono::FixedOffset::east_opt(8 * 3600)
+        .expect("offset")
+        .from_local_datetime(&naive)
+        .single()
+        .expect("local time")
+        .with_timezone(&chrono::Utc)
+}
+
+/// Moves a manual clock to a Beijing local time.
+pub fn set(clock: &ManualClock, to: &str) {
+    let now = Clock::now(clock);
+    clock.advance(bj(to) - now);
+}
+
+/// A simplified-procedure civil case for the court.
+pub fn court_case() -> Value {
+    json!({
+        "procedure": "court.civil",
+        "applicant": applicant("110101199001011234"),
+        "data": { "plaintiff": "Zhang San", "defendant": "Acme Ltd", "procedure_kind": "simplified" },
+        "materials": [ { "id": "complaint", "file": "complaint.pdf" } ],
+    })
+}

@@ -456,3 +456,23 @@ async fn a_reload_never_fires_a_timer_again() {
     let c = s.case(id).await;
     assert_eq!(c["cards"].as_array().unwrap().len(), before, "{c}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_rescan_catches_what_the_watcher_misses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scripts = tmp.path().join("scripts");
+    save(&scripts, "office.rhai", OFFICE);
+    save(&scripts, "p.rhai", &proc_src("p", ONE_STEP));
+    // A debounce longer than the test: only the rescan (every second) can see the edit.
+    let clock = std::sync::Arc::new(guichet_core::clock::SystemClock);
+    let s = TestServer::start_configured(scripts, tmp.path().join("data"), clock, |c| {
+        c.reload_debounce_ms = 600_000;
+        c.rescan_secs = 1;
+    })
+    .await;
+    let (_, v) = s.get("/api/admin/scripts", &s.admin).await;
+    let v1 = v["procedures"]["p"].as_str().unwrap().to_string();
+    save(&s.scripts, "p.rhai", &proc_src("p", TWO_STEPS));
+    let v = until(&s, "the rescan", |v| v["procedures"]["p"] != v1.as_str()).await;
+    assert_eq!(v["ok"], true);
+}

@@ -53,11 +53,22 @@ impl TestServer {
     }
 
     pub async fn start_with(scripts: PathBuf, data: PathBuf, clock: Arc<dyn Clock>) -> TestServer {
-        let cfg = Config {
+        Self::start_configured(scripts, data, clock, |_| {}).await
+    }
+
+    /// As `start_with`, after `tune` has changed the configuration.
+    pub async fn start_configured(
+        scripts: PathBuf,
+        data: PathBuf,
+        clock: Arc<dyn Clock>,
+        tune: impl FnOnce(&mut Config),
+    ) -> TestServer {
+        let mut cfg = Config {
             scripts: scripts.clone(),
             data: data.clone(),
             ..Config::default()
         };
+        tune(&mut cfg);
         let engine = server::open_with_clock(&cfg, clock).expect("open server");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -20,6 +20,9 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 
+mod external;
+mod notify;
+
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
@@ -69,6 +72,30 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/cases/{case}/suspend", post(suspend))
         .route("/api/cases/{case}/resume", post(resume))
         .route("/api/cases/{case}/extend", post(extend))
+        .route("/api/cases/{case}/notices", get(notify::case_notices))
+        .route("/api/inbox", get(notify::inbox))
+        .route("/api/inbox/{id}/read", post(notify::mark_read))
+        .route("/api/admin/notices/{id}/retry", post(notify::retry_notice))
+        .route(
+            "/api/external-tasks/fetch-and-lock",
+            post(external::fetch_and_lock),
+        )
+        .route(
+            "/api/external-tasks/{task}/complete",
+            post(external::complete),
+        )
+        .route(
+            "/api/external-tasks/{task}/failure",
+            post(external::failure),
+        )
+        .route(
+            "/api/admin/external-tasks/incidents",
+            get(external::incidents),
+        )
+        .route(
+            "/api/admin/external-tasks/{task}/retry",
+            post(external::retry),
+        )
         .route("/api/admin/tokens", get(tokens).post(issue_token))
         .route(
             "/api/admin/tokens/{id}",
@@ -174,14 +201,14 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 impl Caller {
-    fn staff_or_admin(&self) -> ApiResult<&Actor> {
+    pub(crate) fn staff_or_admin(&self) -> ApiResult<&Actor> {
         match &self.0 {
             Actor::Public => Err(ApiError::unauthorized()),
             a => Ok(a),
         }
     }
 
-    fn admin(&self) -> ApiResult<()> {
+    pub(crate) fn admin(&self) -> ApiResult<()> {
         match &self.0 {
             Actor::Admin => Ok(()),
             Actor::Public => Err(ApiError::unauthorized()),
@@ -403,9 +430,11 @@ async fn case(
     Path(reference): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.staff_or_admin()?;
-    let (case, closed, history) = blocking(&s, move |e| {
+    let (case, closed, history, notices) = blocking(&s, move |e| {
         let id = e.case_id(&reference)?;
-        Ok((e.case(id)?, e.closed_tasks(id)?, e.history(id)?))
+        let case = e.case(id)?;
+        let notices = e.notices(&case)?;
+        Ok((case, e.closed_tasks(id)?, e.history(id)?, notices))
     })
     .await?;
     let level = s
@@ -418,6 +447,7 @@ async fn case(
         m.insert("level".into(), json!(level));
         m.insert("closed_tasks".into(), json!(closed));
         m.insert("history".into(), json!(history));
+        m.insert("notices".into(), json!(notices));
     }
     Ok(Json(v))
 }
@@ -433,13 +463,29 @@ async fn track(
     Path(number): Path<String>,
     Query(q): Query<TrackQuery>,
 ) -> ApiResult<Json<Value>> {
-    let (case, history) = blocking(&s, move |e| {
+    let (case, history, notices) = blocking(&s, move |e| {
         let c = e.track(&number, &q.code)?;
         let h = e.history(c.id)?;
-        Ok((c, h))
+        let n = e.notices(&c)?;
+        Ok((c, h, n))
     })
     .await?;
-    Ok(Json(applicant_view(&case, &history)))
+    let mut v = applicant_view(&case, &history);
+    if let Value::Object(m) = &mut v {
+        // What the office sent the applicant, and whether it arrived.
+        let mine: Vec<Value> = notices
+            .iter()
+            .filter(|n| n.recipient == "applicant")
+            .map(|n| {
+                json!({
+                    "id": n.id, "event": n.event, "channel": n.channel, "to": n.address,
+                    "status": n.status, "at": n.created_at, "subject": n.subject, "body": n.body,
+                })
+            })
+            .collect();
+        m.insert("notices".into(), json!(mine));
+    }
+    Ok(Json(v))
 }
 
 #[derive(Deserialize, Default)]

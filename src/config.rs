@@ -24,6 +24,44 @@ pub struct Config {
     pub reload_debounce_ms: u64,
     /// Interval of the backstop rescan of the scripts folder, in seconds.
     pub rescan_secs: u64,
+    /// Delivery of notices.
+    pub outbox: OutboxConfig,
+    /// Each plugin's own table, `[plugins.<name>]`; a plugin is enabled by its table.
+    pub plugins: std::collections::BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// Wait after a notice's first failed delivery, in milliseconds; doubled per failure.
+    pub first_retry_ms: u64,
+    /// Longest wait between attempts, in milliseconds.
+    pub max_retry_ms: u64,
+    /// Attempts before a notice fails for good.
+    pub max_attempts: u32,
+    /// Longest a channel may take to deliver one notice, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            first_retry_ms: 5_000,
+            max_retry_ms: 3_600_000,
+            max_attempts: 12,
+            timeout_ms: 30_000,
+        }
+    }
+}
+
+impl OutboxConfig {
+    pub fn policy(&self) -> guichet_core::outbox::RetryPolicy {
+        guichet_core::outbox::RetryPolicy {
+            first_delay: chrono::Duration::milliseconds(self.first_retry_ms.max(1) as i64),
+            max_delay: chrono::Duration::milliseconds(self.max_retry_ms.max(1) as i64),
+            max_attempts: self.max_attempts.max(1),
+        }
+    }
 }
 
 impl Default for Config {
@@ -37,6 +75,8 @@ impl Default for Config {
             watch: true,
             reload_debounce_ms: 150,
             rescan_secs: 30,
+            outbox: OutboxConfig::default(),
+            plugins: Default::default(),
         }
     }
 }

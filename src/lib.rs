@@ -7,10 +7,16 @@
 //! - [`server`]: opening the engine on a data folder and serving until shutdown.
 //! - [`watch`]: hot reload of the scripts folder.
 //! - [`scheduler`]: fires deadline timers (supervision cards, escalations).
+//! - [`outbox`]: delivers queued notices through the plugins' channels, with retries.
+//! - [`workers`]: runs plugins' step handlers on external tasks of their topics.
+//! - [`plugins`]: the plugins compiled in, enabled by the config.
 
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod outbox;
+pub mod plugins;
 pub mod scheduler;
 pub mod server;
 pub mod watch;
+pub mod workers;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use guichet_core::clock::SystemClock;
+use guichet_core::plugin::{Plugin, Registrar};
 use guichet_core::store::SledStore;
 use guichet_core::Engine;
 use tokio::net::TcpListener;
@@ -30,9 +31,20 @@ pub fn open_with_clock(
     config: &Config,
     clock: Arc<dyn guichet_core::clock::Clock>,
 ) -> anyhow::Result<Arc<Engine>> {
+    open_with(config, clock, Vec::new())
+}
+
+/// As [`open_with_clock`], with plugins besides those the config enables (a custom
+/// server, an example, a test).
+pub fn open_with(
+    config: &Config,
+    clock: Arc<dyn guichet_core::clock::Clock>,
+    extra: Vec<Box<dyn Plugin>>,
+) -> anyhow::Result<Arc<Engine>> {
+    let registrar = plugin_registrar(config, extra)?;
     std::fs::create_dir_all(&config.data)?;
     let store = SledStore::open(&config.data.join("store"), config.cache_mb * 1024 * 1024)?;
-    let engine = Engine::open(Arc::new(store), &config.scripts, clock)?;
+    let engine = Engine::open_with(Arc::new(store), &config.scripts, clock, Arc::new(registrar))?;
     if let Some(secret) = engine.bootstrap_admin()? {
         let path = admin_token_path(&config.data);
         write_private(&path, &secret)?;
@@ -51,6 +63,18 @@ pub fn open_with_clock(
         staff = rules.staff.len()
     );
     Ok(Arc::new(engine))
+}
+
+/// Builds and registers the plugins: those the config enables, then `extra`. A plugin
+/// whose config is wrong stops the start with its message.
+pub fn plugin_registrar(config: &Config, extra: Vec<Box<dyn Plugin>>) -> anyhow::Result<Registrar> {
+    let mut plugins = crate::plugins::from_config(config)?;
+    plugins.extend(extra);
+    let registrar = Registrar::with(&plugins)?;
+    for p in &plugins {
+        tracing::info!(message = "plugin registered", plugin = p.name());
+    }
+    Ok(registrar)
 }
 
 fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
@@ -85,12 +109,16 @@ pub async fn serve(
         None
     };
     let scheduler = crate::scheduler::start(&engine);
+    let outbox = crate::outbox::start(&engine, &config.outbox);
+    let workers = crate::workers::start(&engine);
     tracing::info!(message = "listening", addr = %listener.local_addr()?);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
-    scheduler.abort();
-    let _ = scheduler.await;
+    for task in workers.into_iter().chain([scheduler, outbox]) {
+        task.abort();
+        let _ = task.await;
+    }
     drop(_watch);
     engine.flush().await?;
     // A reload started by the watcher just before shutdown may still hold the engine (and

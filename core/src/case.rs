@@ -97,6 +97,39 @@ pub struct Task {
     /// The step's deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due: Option<DateTime<Utc>>,
+    /// An external task: what workers of this topic do, and its lease and retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<External>,
+}
+
+/// The state of an external task (an automatic step done by a worker).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct External {
+    pub topic: String,
+    /// Failed attempts left before the task becomes an incident.
+    pub retries: u32,
+    /// Who holds it, until when. An expired lease lets another worker fetch it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<DateTime<Utc>>,
+    /// Not fetched before this time (a failure asked to wait).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Retries ran out: the task waits for an administrator.
+    #[serde(default)]
+    pub incident: bool,
+}
+
+impl External {
+    /// Whether a worker may fetch it now.
+    pub fn available(&self, now: DateTime<Utc>) -> bool {
+        !self.incident
+            && self.lease_until.is_none_or(|u| u <= now)
+            && self.retry_at.is_none_or(|r| r <= now)
+    }
 }
 
 impl Task {

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::flow::Flow;
 use crate::form::{check_data, check_materials, Filler};
 use crate::office::RuleSet;
+use crate::plugin::Registrar;
 use crate::procedure::{Procedure, INTAKE_STEP};
 use crate::script;
 use crate::store::{CaseWrite, Incident, Store, TokenRecord, VersionRecord};
@@ -122,6 +123,8 @@ pub struct Engine {
     token_cache: RwLock<HashMap<String, Actor>>,
     /// Outcome of the last load of the scripts folder (see `reload`).
     pub(crate) reload: Mutex<crate::reload::ReloadStatus>,
+    /// What the native plugins registered.
+    plugins: Arc<Registrar>,
 }
 
 const QUERY_ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
@@ -145,13 +148,24 @@ fn task_case_id(task_id: &str) -> Result<u64> {
 }
 
 impl Engine {
-    /// Loads the scripts folder and opens the engine on a store.
+    /// Loads the scripts folder and opens the engine on a store, without plugins.
     pub fn open(
         store: Arc<dyn Store>,
         scripts_dir: &Path,
         clock: Arc<dyn Clock>,
     ) -> Result<Engine> {
+        Self::open_with(store, scripts_dir, clock, Arc::new(Registrar::new()))
+    }
+
+    /// Loads the scripts folder, with the plugins' script modules, and opens the engine.
+    pub fn open_with(
+        store: Arc<dyn Store>,
+        scripts_dir: &Path,
+        clock: Arc<dyn Clock>,
+        plugins: Arc<Registrar>,
+    ) -> Result<Engine> {
         let engine = Engine {
+            plugins,
             store,
             rules: RwLock::new(Arc::new(RuleSet::default())),
             scripts_dir: scripts_dir.to_path_buf(),
@@ -163,6 +177,10 @@ impl Engine {
         // Startup takes the same path as every later reload.
         engine.reload()?;
         Ok(engine)
+    }
+
+    pub fn plugins(&self) -> &Arc<Registrar> {
+        &self.plugins
     }
 
     pub fn scripts_dir(&self) -> &Path {
@@ -240,12 +258,18 @@ impl Engine {
         let rec = self.store.version(procedure, version)?.ok_or_else(|| {
             Error::NotFound(format!("procedure {procedure} has no version {version}"))
         })?;
-        let p = script::load_version(&self.scripts_dir, &rec.file, &rec.source, &rec.procedure)
-            .map(Arc::new)
-            .map_err(|message| Error::Script {
-                procedure: procedure.to_string(),
-                message,
-            })?;
+        let p = script::load_version(
+            &self.scripts_dir,
+            &rec.file,
+            &rec.source,
+            &rec.procedure,
+            &self.plugins.modules,
+        )
+        .map(Arc::new)
+        .map_err(|message| Error::Script {
+            procedure: procedure.to_string(),
+            message,
+        })?;
         if let Ok(mut m) = self.old_versions.lock() {
             m.insert(key, p.clone());
         }
@@ -424,11 +448,36 @@ impl Engine {
     }
 
     fn commit(&self, mut writes: Vec<CaseWrite>) -> Result<Committed> {
-        let ticket = self.store.commit(&mut writes)?;
+        let ticket = self.commit_writes(&mut writes)?;
         Ok(Committed {
             cases: writes.into_iter().map(|w| w.after).collect(),
             ticket,
         })
+    }
+
+    /// Commits case writes with their outbox: the events of each transition and the
+    /// notices its procedure's rules and the plugins' subscribers ask for.
+    pub(crate) fn commit_writes(&self, writes: &mut [CaseWrite]) -> Result<u64> {
+        let rules = self.rules();
+        let plugins = &*self.plugins;
+        let mut procs = HashMap::new();
+        for w in writes.iter() {
+            if !procs.contains_key(&w.after.procedure) {
+                procs.insert(w.after.procedure.clone(), self.procedure_of(&w.after)?);
+            }
+        }
+        let now = self.clock.now();
+        let outbox = |before: Option<&Case>, after: &Case, h: &HistoryEvent| {
+            let Some(proc) = procs.get(&after.procedure) else {
+                return Vec::new();
+            };
+            if proc.notices.is_empty() && plugins.subscribers().is_empty() {
+                return Vec::new();
+            }
+            let events = crate::notice::events(before, after, h);
+            crate::notice::notices_for(&rules, proc, after, &events, plugins, now)
+        };
+        self.store.commit(writes, &outbox)
     }
 
     /// Resolves a case reference: its id or its number.
@@ -631,6 +680,11 @@ impl Engine {
                 })
             }
         };
+        if task.external.is_some() {
+            return Err(Error::InvalidTransition(format!(
+                "task {task_id} is an external task: its worker fetches and completes it through /api/external-tasks"
+            )));
+        }
         let staff = match actor {
             Actor::Staff(s) => s,
             Actor::Admin => {
@@ -682,7 +736,7 @@ impl Engine {
             .inspect_err(|e| self.incident(e, actor, action, Some(case_id), Some(task_id)))
     }
 
-    fn act_inner(
+    pub(crate) fn act_inner(
         &self,
         actor: &Actor,
         case: Case,

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::case::{
-    Case, CaseStatus, ClockStop, Data, Effect, Limit, StopKind, Task, TaskState, Timer, Token,
+    Case, CaseStatus, ClockStop, Data, Effect, External, Limit, StopKind, Task, TaskState, Timer,
+    Token,
 };
 use crate::error::{Error, Result};
 use crate::office::RuleSet;
@@ -206,6 +207,7 @@ impl<'a> Flow<'a> {
                 .iter()
                 .find(|t| t.id == token)
                 .and_then(|t| t.due),
+            external: None,
         });
     }
 
@@ -432,6 +434,22 @@ impl<'a> Flow<'a> {
                         }
                         self.create_task(token, id, &step.name, &group, Some(first));
                     }
+                }
+                Ok(())
+            }
+            StepKind::Auto if step.topic.is_some() => {
+                let group = step.group.clone().unwrap_or_default();
+                self.create_task(token, id, &step.name, &group, None);
+                if let Some(t) = self.case.tasks.last_mut() {
+                    t.external = Some(External {
+                        topic: step.topic.clone().unwrap_or_default(),
+                        retries: step.retries,
+                        worker: None,
+                        lease_until: None,
+                        retry_at: None,
+                        error: None,
+                        incident: false,
+                    });
                 }
                 Ok(())
             }

@@ -17,17 +17,25 @@
 //! - [`limits`]: warning levels and supervision thresholds of time limits.
 //! - [`stops`]: supplement requests, the applicant's answer, suspensions (the clock stops).
 //! - [`supervision`]: timers firing supervision and overdue cards; answering cards.
+//! - [`notice`]: domain events, notice rules and templates, the outbox record.
+//! - [`outbox`]: notices of a case, the delivery queue, retries, the staff inbox.
+//! - [`external`]: external tasks: fetch-and-lock with a lease, complete, fail, incidents.
+//! - [`plugin`]: the plugin API: script modules, channels, subscribers, step handlers.
 
 pub mod calendar;
 pub mod case;
 pub mod clock;
 pub mod engine;
 pub mod error;
+pub mod external;
 pub mod flow;
 pub mod form;
 pub mod limits;
 pub mod migrate;
+pub mod notice;
 pub mod office;
+pub mod outbox;
+pub mod plugin;
 pub mod procedure;
 pub mod reload;
 pub mod script;

@@ -171,7 +171,7 @@ impl Engine {
                 number_scope: None,
                 timers,
             }];
-            report.ticket = report.ticket.max(self.store().commit(&mut w)?);
+            report.ticket = report.ticket.max(self.commit_writes(&mut w)?);
         }
         report.applied = true;
         tracing::info!(message = "cases migrated", procedure = %plan.procedure, from = %plan.from, to = %to, cases = report.cases.len());

@@ -15,6 +15,9 @@ pub struct OfficeInfo {
     /// IANA name, e.g. `Asia/Shanghai`; informative until calendars arrive.
     #[serde(default)]
     pub timezone: Option<String>,
+    /// Language of notices when the applicant gives none (`zh` if unset).
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -45,6 +45,9 @@ pub struct Procedure {
     /// When limits turn yellow and who supervises them.
     #[serde(default)]
     pub warnings: crate::limits::WarningPolicy,
+    /// Who is told what on which event (receipts, supplement requests, decisions, cards).
+    #[serde(default)]
+    pub notices: Vec<crate::notice::NoticeRule>,
     /// Hash of the source file this version was loaded from.
     #[serde(skip)]
     pub version: String,
@@ -99,6 +102,10 @@ pub struct Material {
 
 fn yes() -> bool {
     true
+}
+
+fn default_retries() -> u32 {
+    3
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +207,13 @@ pub struct Step {
     /// The Rhai function an automatic step runs.
     #[serde(default)]
     pub run: Option<String>,
+    /// Instead of `run`: the topic of an external task. Workers of the step's group fetch
+    /// and lock it over the API, or a plugin's step handler runs it in the server.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Failed attempts of an external task before it becomes an incident.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
     /// Entry steps of the branches of a parallel step.
     #[serde(default)]
     pub branches: Vec<String>,
@@ -327,6 +341,9 @@ impl Procedure {
         }
         check_group(rules, &p.intake, "intake", &mut errs);
         errs.extend(p.warnings.validate());
+        for n in &p.notices {
+            n.validate(rules, &mut errs);
+        }
         if let Some(x) = &p.extension {
             if !rules.groups.contains_key(&x.approver) {
                 errs.push(format!("extension: group '{}' does not exist", x.approver));
@@ -402,13 +419,25 @@ impl Procedure {
                         }
                     }
                 },
-                StepKind::Auto => {
-                    if s.run.is_none() {
-                        errs.push(format!(
-                            "{ctx}: an automatic step needs `run`, the function to call"
-                        ));
+                StepKind::Auto => match (&s.run, &s.topic) {
+                    (Some(_), None) => {}
+                    (None, Some(t)) => {
+                        if !valid_id(t) {
+                            errs.push(format!(
+                                "{ctx}: topic '{t}' must be lower-case letters, digits, '.', '_' or '-'"
+                            ));
+                        }
+                        match &s.group {
+                            Some(g) => check_group(rules, g, &ctx, &mut errs),
+                            None => errs.push(format!(
+                                "{ctx}: an external task (topic) needs the group of its workers"
+                            )),
+                        }
                     }
-                }
+                    _ => errs.push(format!(
+                        "{ctx}: an automatic step needs either `run` (a function) or `topic` (an external task)"
+                    )),
+                },
                 StepKind::Parallel => {
                     if s.branches.len() < 2 {
                         errs.push(format!(

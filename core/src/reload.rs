@@ -83,7 +83,8 @@ impl Engine {
             if live == (true, fp.clone()) {
                 return Ok(None);
             }
-            script::load_sources(self.scripts_dir(), &files).map(|rules| Some((rules, fp)))
+            script::load_sources_with(self.scripts_dir(), &files, &self.plugins().modules)
+                .map(|rules| Some((rules, fp)))
         });
         let mut status = self
             .reload

@@ -72,9 +72,16 @@ impl rhai::ModuleResolver for SandboxResolver {
     }
 }
 
-/// A Rhai engine with every limit set and `import` confined to `root`.
-pub fn sandboxed_engine(root: &Path) -> rhai::Engine {
+/// Rhai modules from plugins, callable from scripts as `name::function(...)`.
+pub type Modules = [(String, rhai::Shared<rhai::Module>)];
+
+/// A Rhai engine with every limit set, `import` confined to `root`, and the plugins'
+/// modules.
+pub fn sandboxed_engine(root: &Path, modules: &Modules) -> rhai::Engine {
     let mut e = rhai::Engine::new();
+    for (name, m) in modules {
+        e.register_static_module(name.as_str(), m.clone());
+    }
     let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     e.set_module_resolver(SandboxResolver {
         inner: FileModuleResolver::new_with_path(root.clone()),
@@ -119,8 +126,8 @@ struct Collector {
     decls: Vec<Decl>,
 }
 
-fn loader_engine(root: &Path, col: Arc<Mutex<Collector>>) -> rhai::Engine {
-    let mut e = sandboxed_engine(root);
+fn loader_engine(root: &Path, modules: &Modules, col: Arc<Mutex<Collector>>) -> rhai::Engine {
+    let mut e = sandboxed_engine(root, modules);
     for (name, kind) in [
         ("office", DeclKind::Office),
         ("department", DeclKind::Department),
@@ -222,8 +229,13 @@ fn problem(file: &str, line: usize, column: usize, message: String) -> ScriptPro
 
 /// Loads and validates a whole scripts folder.
 pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<ScriptProblem>> {
+    load_dir_with(dir, &[])
+}
+
+/// [`load_dir`] with the plugins' script modules.
+pub fn load_dir_with(dir: &Path, modules: &Modules) -> Result<RuleSet, Vec<ScriptProblem>> {
     let files = read_dir(dir)?;
-    load_sources(dir, &files)
+    load_sources_with(dir, &files, modules)
 }
 
 struct FileScript {
@@ -237,9 +249,18 @@ pub fn load_sources(
     root: &Path,
     files: &[(String, String)],
 ) -> Result<RuleSet, Vec<ScriptProblem>> {
+    load_sources_with(root, files, &[])
+}
+
+/// [`load_sources`] with the plugins' script modules.
+pub fn load_sources_with(
+    root: &Path,
+    files: &[(String, String)],
+    modules: &Modules,
+) -> Result<RuleSet, Vec<ScriptProblem>> {
     let col = Arc::new(Mutex::new(Collector::default()));
-    let loader = loader_engine(root, col.clone());
-    let runtime = Arc::new(sandboxed_engine(root));
+    let loader = loader_engine(root, modules, col.clone());
+    let runtime = Arc::new(sandboxed_engine(root, modules));
     let mut problems = Vec::new();
     let mut scripts: BTreeMap<String, Arc<FileScript>> = BTreeMap::new();
     for (file, source) in files {
@@ -450,7 +471,7 @@ fn build_procedure(
         let ctx = format!("step '{}'", s.id);
         need_fn(&s.on_enter, &format!("{ctx} on_enter"));
         need_fn(&s.on_complete, &format!("{ctx} on_complete"));
-        if s.kind == StepKind::Auto {
+        if s.kind == StepKind::Auto && s.topic.is_none() {
             need_fn(&s.run, &format!("{ctx} run"));
         }
     }
@@ -498,12 +519,13 @@ pub fn load_version(
     file: &str,
     source: &str,
     procedure: &str,
+    modules: &Modules,
 ) -> Result<Procedure, String> {
     let col = Arc::new(Mutex::new(Collector {
         file: file.to_string(),
         decls: Vec::new(),
     }));
-    let loader = loader_engine(root, col.clone());
+    let loader = loader_engine(root, modules, col.clone());
     let ast = loader.compile(source).map_err(|e| e.to_string())?;
     loader.run_ast(&ast).map_err(|e| e.to_string())?;
     let decls = std::mem::take(&mut col.lock().map_err(|_| "loader poisoned".to_string())?.decls);
@@ -519,7 +541,7 @@ pub fn load_version(
         source: source.to_string(),
         ast,
     };
-    let mut p = build_procedure(value, &fs, file, Arc::new(sandboxed_engine(root)))
+    let mut p = build_procedure(value, &fs, file, Arc::new(sandboxed_engine(root, modules)))
         .map_err(|e| e.join("; "))?;
     for f in &mut p.fields {
         if let Some(pat) = &f.pattern {

@@ -40,7 +40,7 @@ impl Engine {
             number_scope: None,
             timers: flow.timers,
         }];
-        let ticket = self.store().commit(&mut w)?;
+        let ticket = self.commit_writes(&mut w)?;
         let [w] = w;
         Ok(Committed {
             cases: vec![w.after],

@@ -33,6 +33,9 @@
 //! | `T` | due time (ms since 1970, u64 BE), case id, card id | timer JSON |
 //! | `K` | group `\0` case id `\0` card id | empty (cards addressed to the group) |
 //! | `b` | bundle reference `\0` case id | empty |
+//! | `o` | case id, history seq (u64 BE each), n (u32 BE) | notice JSON (the outbox) |
+//! | `q` | next attempt (ms, u64 BE), case id, seq, n | empty (notices waiting for delivery) |
+//! | `i` | staff id `\0` case id, seq, n | empty (a staff member's inbox) |
 //!
 //! Separate trees: `procedure_versions`, `tokens`, `incidents`, `meta`.
 
@@ -47,6 +50,7 @@ use sled::{Batch, Tree};
 
 use crate::case::{Case, HistoryEvent, Task};
 use crate::error::{Error, Result};
+use crate::notice::{Notice, NoticeStatus};
 
 /// Bumped when the key layout changes incompatibly.
 const FORMAT_VERSION: u64 = 2;
@@ -66,6 +70,17 @@ pub struct CaseWrite {
     /// Timers the transition started, written before the case (a timer left by a crash
     /// finds its limit unchanged or gone, and does nothing).
     pub timers: Vec<crate::case::Timer>,
+}
+
+/// Computes the notices of one case write, called by [`Store::commit`] once the case has
+/// its number and the event its sequence number: `(before, after, event)`. The notices
+/// (the outbox) are written before the case record; one left by a crash (its `seq` not
+/// below the case's `history_len`) is never delivered.
+pub type Outbox<'a> = &'a (dyn Fn(Option<&Case>, &Case, &HistoryEvent) -> Vec<Notice> + Sync);
+
+/// An outbox that sends nothing.
+pub fn no_notices(_: Option<&Case>, _: &Case, _: &HistoryEvent) -> Vec<Notice> {
+    Vec::new()
 }
 
 /// A stored API token (only its hash is kept).
@@ -117,7 +132,7 @@ pub trait Store: Send + Sync {
     fn history(&self, id: u64) -> Result<Vec<HistoryEvent>>;
     /// Writes all cases atomically. Fails with `Conflict` if any case changed since it was
     /// read. Returns a ticket for [`Store::durable`].
-    fn commit(&self, writes: &mut [CaseWrite]) -> Result<u64>;
+    fn commit(&self, writes: &mut [CaseWrite], outbox: Outbox<'_>) -> Result<u64>;
     /// Resolves once every commit up to `ticket` is on disk.
     fn durable(&self, ticket: u64) -> BoxFuture<'_, Result<()>>;
     /// Tasks of a case that are completed or cancelled, in creation order. A stored case
@@ -157,6 +172,20 @@ pub trait Store: Send + Sync {
     fn record_incident(&self, incident: Incident) -> Result<()>;
     /// The newest incidents first, at most `limit`.
     fn incidents(&self, limit: usize) -> Result<Vec<Incident>>;
+    /// The notices of a case, committed or not (readers check `seq < history_len`).
+    fn notices_of_case(&self, case: u64) -> Result<Vec<Notice>>;
+    fn notice(&self, case: u64, seq: u64, n: u32) -> Result<Option<Notice>>;
+    /// Rewrites a notice after a delivery attempt (or a read mark), moving its place in
+    /// the delivery queue: out of it unless it is still queued.
+    fn put_notice(&self, notice: &Notice) -> Result<()>;
+    /// Queued notices whose next attempt is due at `now`, oldest first.
+    fn due_notices(&self, now: chrono::DateTime<chrono::Utc>, limit: usize) -> Result<Vec<Notice>>;
+    /// When the next queued notice is due.
+    fn next_notice(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>>;
+    /// Drops a notice a crash left without its case transition.
+    fn remove_notice(&self, notice: &Notice) -> Result<()>;
+    /// `(case, seq, n)` of the inbox notices of a staff member, oldest first.
+    fn inbox(&self, staff: &str) -> Result<Vec<(u64, u64, u32)>>;
 }
 
 pub struct SledStore {
@@ -320,6 +349,37 @@ fn version_key(c: &Case) -> Vec<u8> {
     )
 }
 
+fn notice_tail(n: &Notice) -> [u8; 20] {
+    let mut k = [0u8; 20];
+    k[..8].copy_from_slice(&n.case.to_be_bytes());
+    k[8..16].copy_from_slice(&n.seq.to_be_bytes());
+    k[16..].copy_from_slice(&n.n.to_be_bytes());
+    k
+}
+
+fn notice_key(n: &Notice) -> Vec<u8> {
+    let mut k = vec![b'o'];
+    k.extend_from_slice(&notice_tail(n));
+    k
+}
+
+fn queue_key(n: &Notice) -> Option<Vec<u8>> {
+    let at = n
+        .next_attempt
+        .filter(|_| n.status == NoticeStatus::Queued)?;
+    let mut k = vec![b'q'];
+    k.extend_from_slice(&(at.timestamp_millis().max(0) as u64).to_be_bytes());
+    k.extend_from_slice(&notice_tail(n));
+    Some(k)
+}
+
+fn inbox_key(n: &Notice) -> Option<Vec<u8>> {
+    if n.channel != crate::notice::INBOX {
+        return None;
+    }
+    Some(key(b'i', &[n.address.as_bytes(), &notice_tail(n)]))
+}
+
 fn number_key(scope: &str, n: u64) -> Vec<u8> {
     key(b'n', &[scope.as_bytes(), &n.to_be_bytes()])
 }
@@ -380,7 +440,7 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn commit(&self, writes: &mut [CaseWrite]) -> Result<u64> {
+    fn commit(&self, writes: &mut [CaseWrite], outbox: Outbox<'_>) -> Result<u64> {
         // Lock every stripe involved, in order, so two commits cannot deadlock.
         let mut stripes: Vec<usize> = writes
             .iter()
@@ -479,6 +539,16 @@ impl Store for SledStore {
             }
             for t in &w.timers {
                 before_commit.push((timer_key(t), serde_json::to_vec(t)?));
+            }
+            for mut n in outbox(w.before.as_ref(), &after, &event) {
+                n.case = after.id;
+                n.case_number = after.number.clone();
+                n.seq = event.seq;
+                n.id = format!("{}-{}-{}", n.case, n.seq, n.n);
+                before_commit.push((notice_key(&n), serde_json::to_vec(&n)?));
+                for k in queue_key(&n).into_iter().chain(inbox_key(&n)) {
+                    before_commit.push((k, vec![]));
+                }
             }
             let old_cards: Vec<Vec<u8>> = w.before.as_ref().map(card_keys).unwrap_or_default();
             for k in card_keys(&after)
@@ -730,6 +800,112 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn notices_of_case(&self, case: u64) -> Result<Vec<Notice>> {
+        let mut prefix = vec![b'o'];
+        prefix.extend_from_slice(&case.to_be_bytes());
+        self.state
+            .scan_prefix(&prefix)
+            .values()
+            .map(|v| Ok(serde_json::from_slice(&v?)?))
+            .collect()
+    }
+
+    fn notice(&self, case: u64, seq: u64, n: u32) -> Result<Option<Notice>> {
+        let mut k = vec![b'o'];
+        k.extend_from_slice(&case.to_be_bytes());
+        k.extend_from_slice(&seq.to_be_bytes());
+        k.extend_from_slice(&n.to_be_bytes());
+        match self.state.get(k)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+        }
+    }
+
+    fn put_notice(&self, notice: &Notice) -> Result<()> {
+        let old = self.notice(notice.case, notice.seq, notice.n)?;
+        let new_q = queue_key(notice);
+        // New queue entry first: a crash in between leaves a duplicate (delivered twice,
+        // deduplicated by id), never a notice out of the queue.
+        if let Some(k) = &new_q {
+            self.state.insert(k.as_slice(), &[] as &[u8])?;
+        }
+        self.state
+            .insert(notice_key(notice), serde_json::to_vec(notice)?)?;
+        if let Some(k) = old.as_ref().and_then(queue_key) {
+            if Some(&k) != new_q.as_ref() {
+                self.state.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn due_notices(&self, now: chrono::DateTime<chrono::Utc>, limit: usize) -> Result<Vec<Notice>> {
+        let mut end = vec![b'q'];
+        end.extend_from_slice(&((now.timestamp_millis().max(0) as u64) + 1).to_be_bytes());
+        let mut out = Vec::new();
+        for k in self.state.range(vec![b'q']..end).keys() {
+            let k = k?;
+            let tail = &k[9..];
+            let (Some(case), Some(seq)) = (be_u64(tail), be_u64(&tail[8..])) else {
+                continue;
+            };
+            let n = tail
+                .get(16..20)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes)
+                .unwrap_or(0);
+            match self.notice(case, seq, n)? {
+                // The record moved on (a queue entry left by a crash in put_notice).
+                Some(rec) if queue_key(&rec).as_deref() == Some(&k[..]) => out.push(rec),
+                _ => {
+                    self.state.remove(&k)?;
+                }
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn next_notice(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        Ok(self
+            .state
+            .scan_prefix([b'q'])
+            .keys()
+            .next()
+            .transpose()?
+            .and_then(|k| be_u64(&k[1..]))
+            .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64)))
+    }
+
+    fn remove_notice(&self, notice: &Notice) -> Result<()> {
+        for k in queue_key(notice).into_iter().chain(inbox_key(notice)) {
+            self.state.remove(k)?;
+        }
+        self.state.remove(notice_key(notice))?;
+        Ok(())
+    }
+
+    fn inbox(&self, staff: &str) -> Result<Vec<(u64, u64, u32)>> {
+        let mut prefix = key(b'i', &[staff.as_bytes()]);
+        prefix.push(0);
+        self.state
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|k| {
+                let k = k?;
+                let t = &k[prefix.len()..];
+                match (be_u64(t), t.get(8..).and_then(be_u64), t.get(16..20)) {
+                    (Some(c), Some(s), Some(n)) => {
+                        Ok((c, s, u32::from_be_bytes(n.try_into().unwrap_or_default())))
+                    }
+                    _ => Err(Error::Store("bad inbox key".into())),
+                }
+            })
+            .collect()
+    }
+
     fn tokens(&self) -> Result<Vec<(String, TokenRecord)>> {
         self.tokens
             .iter()
@@ -856,7 +1032,7 @@ mod tests {
             number_scope: Some("P-2026".into()),
             timers: vec![],
         }];
-        s.commit(&mut w).unwrap();
+        s.commit(&mut w, &no_notices).unwrap();
         w[0].after.clone()
     }
 
@@ -913,6 +1089,7 @@ mod tests {
             comment: None,
             token: 0,
             due: None,
+            external: None,
         };
         let mut open = c.clone();
         open.tasks.push(Task {
@@ -946,7 +1123,10 @@ mod tests {
             number_scope: None,
             timers: vec![],
         }];
-        assert!(matches!(s.commit(&mut w), Err(Error::Conflict(_))));
+        assert!(matches!(
+            s.commit(&mut w, &no_notices),
+            Err(Error::Conflict(_))
+        ));
         assert_eq!(s.history(1).unwrap().len(), 1);
         assert_eq!(s.case(1).unwrap().unwrap().rev, c.rev);
     }

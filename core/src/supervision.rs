@@ -163,7 +163,7 @@ impl Engine {
             number_scope: None,
             timers: vec![],
         }];
-        Ok(Some(self.store().commit(&mut w)?))
+        Ok(Some(self.commit_writes(&mut w)?))
     }
 
     /// A promise made at an acceptance with commitment fell due: if the items are still
@@ -198,7 +198,7 @@ impl Engine {
             number_scope: None,
             timers: vec![],
         }];
-        Ok(Some(self.store().commit(&mut w)?))
+        Ok(Some(self.commit_writes(&mut w)?))
     }
 
     /// Cards addressed to the caller's groups (every card for the administrator).
@@ -295,7 +295,7 @@ impl Engine {
             number_scope: None,
             timers: vec![],
         }];
-        let ticket = self.store().commit(&mut w)?;
+        let ticket = self.commit_writes(&mut w)?;
         let [w] = w;
         Ok(Committed {
             cases: vec![w.after],

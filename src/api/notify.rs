@@ -1,0 +1,68 @@
+//! Routes of notices: a case's notices with their delivery status, the staff inbox, and
+//! the administrator's retry of a failed notice.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{blocking, AppState, Caller, Query};
+use crate::error::ApiResult;
+
+/// Every notice a case caused, with channel, recipient and delivery status.
+pub(super) async fn case_notices(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(reference): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.staff_or_admin()?;
+    let list = blocking(&s, move |e| {
+        let id = e.case_id(&reference)?;
+        let case = e.case(id)?;
+        e.notices(&case)
+    })
+    .await?;
+    Ok(Json(json!({ "notices": list })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct InboxQuery {
+    #[serde(default)]
+    unread: bool,
+}
+
+/// The caller's in-app inbox, newest first.
+pub(super) async fn inbox(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<InboxQuery>,
+) -> ApiResult<Json<Value>> {
+    let actor = caller.staff_or_admin()?.clone();
+    let list = blocking(&s, move |e| e.inbox(&actor, q.unread)).await?;
+    Ok(Json(json!({ "notices": list })))
+}
+
+pub(super) async fn mark_read(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let actor = caller.staff_or_admin()?.clone();
+    let n = blocking(&s, move |e| e.mark_read(&actor, &id)).await?;
+    s.engine.flush().await?;
+    Ok(Json(json!({ "notice": n })))
+}
+
+/// Queues a failed notice again, e.g. after the channel's configuration was fixed.
+pub(super) async fn retry_notice(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.admin()?;
+    let actor = caller.0;
+    let n = blocking(&s, move |e| e.retry_notice(&actor, &id)).await?;
+    s.engine.flush().await?;
+    Ok(Json(json!({ "notice": n })))
+}

@@ -1,0 +1,75 @@
+//! In-process workers: for every topic a plugin handles, a loop fetches and locks that
+//! topic's external tasks through the same engine calls HTTP workers use, runs the
+//! plugin's handler, and completes the task or reports the failure. A handler that hangs
+//! loses its lease, and the task is fetched again.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use guichet_core::Engine;
+
+const POLL: Duration = Duration::from_millis(200);
+const LEASE: chrono::Duration = chrono::Duration::minutes(5);
+/// Wait before a failed job is fetched again.
+const RETRY_IN: chrono::Duration = chrono::Duration::seconds(5);
+
+pub fn start(engine: &Arc<Engine>) -> Vec<tokio::task::JoinHandle<()>> {
+    engine
+        .plugins()
+        .handlers()
+        .iter()
+        .map(|(topic, handler)| {
+            let weak: Weak<Engine> = Arc::downgrade(engine);
+            let topic = topic.clone();
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let worker = format!("in-process:{topic}");
+                loop {
+                    let Some(engine) = weak.upgrade() else { return };
+                    let e = engine.clone();
+                    let (t, w) = (vec![topic.clone()], worker.clone());
+                    let fetched = tokio::task::spawn_blocking(move || {
+                        e.fetch_for_plugin(&w, &t, 16, LEASE)
+                    })
+                    .await;
+                    let jobs = match fetched {
+                        Ok(Ok((jobs, ticket))) => {
+                            let _ = engine.durable(ticket).await;
+                            jobs
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!(message = "fetching external tasks failed", topic = %topic, error = %e);
+                            Vec::new()
+                        }
+                        Err(_) => Vec::new(),
+                    };
+                    let idle = jobs.is_empty();
+                    for locked in jobs {
+                        let lease = (LEASE.to_std().unwrap_or(POLL)).saturating_sub(POLL);
+                        let result = tokio::time::timeout(lease, handler.handle(&locked.job))
+                            .await
+                            .unwrap_or_else(|_| Err("the handler did not finish within its lease".into()));
+                        let e = engine.clone();
+                        let (w, task) = (worker.clone(), locked.job.task.clone());
+                        let done = tokio::task::spawn_blocking(move || match result {
+                            Ok(r) => e.complete_for_plugin(&w, &task, r.outcome, r.data),
+                            Err(msg) => e.fail_for_plugin(&w, &task, &msg, RETRY_IN),
+                        })
+                        .await;
+                        match done {
+                            Ok(Ok(c)) => {
+                                let _ = engine.durable(c.ticket).await;
+                            }
+                            Ok(Err(e)) => tracing::warn!(message = "external task not settled", task = %locked.job.task, error = %e),
+                            Err(_) => tracing::error!(message = "settling an external task panicked"),
+                        }
+                    }
+                    drop(engine);
+                    if idle {
+                        tokio::time::sleep(POLL).await;
+                    }
+                }
+            })
+        })
+        .collect()
+}

@@ -214,3 +214,74 @@ async fn acknowledged_transitions_survive_a_kill() {
         );
     }
 }
+
+/// A notice is written with its transition: killed before it could be delivered (the
+/// gateway was down), it is delivered by the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_acknowledged_before_a_kill_is_delivered_after_the_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let gateway = free_port();
+    let config = tmp.path().join("guichet.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plugins.webhook.channels.sms]\nurl = \"http://127.0.0.1:{gateway}/sms\"\nsecret = \"0123456789abcdef0123\"\n\n[outbox]\nfirst_retry_ms = 50\nmax_retry_ms = 100\n"
+        ),
+    )
+    .unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let serve = |d: &std::path::Path| {
+        Server(
+            Command::new(env!("CARGO_BIN_EXE_guichet"))
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                .args(args)
+                .arg("--scripts")
+                .arg(example_scripts())
+                .arg("--data")
+                .arg(d)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut child = serve(&data);
+    wait_up(&client, &base).await;
+    let r = client
+        .post(format!("{base}/api/cases"))
+        .json(&power_case(100.0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.unwrap();
+    let number = v["case"]["number"].as_str().unwrap().to_string();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+
+    let rx = Receiver::default();
+    rx.serve(
+        tokio::net::TcpListener::bind(("127.0.0.1", gateway))
+            .await
+            .unwrap(),
+    );
+    let _child = serve(&data);
+    wait_up(&client, &base).await;
+    for _ in 0..200 {
+        if !rx.hits("/sms").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let hits = rx.hits("/sms");
+    assert!(
+        !hits.is_empty(),
+        "the receipt was not delivered after the restart"
+    );
+    let body: Value = serde_json::from_slice(&hits[0].body).unwrap();
+    assert!(body["body"].as_str().unwrap().contains(&number), "{body}");
+}

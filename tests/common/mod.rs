@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, StatusCode as AxStatus};
 
 use guichet::config::Config;
 use guichet::server;
@@ -296,4 +298,67 @@ pub fn court_case() -> Value {
         "data": { "plaintiff": "Zhang San", "defendant": "Acme Ltd", "procedure_kind": "simplified" },
         "materials": [ { "id": "complaint", "file": "complaint.pdf" } ],
     })
+}
+
+/// A real HTTP receiver for webhooks: records every request, answers as scripted.
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone, Default)]
+pub struct Receiver {
+    pub hits: Arc<Mutex<Vec<Hit>>>,
+    /// Statuses to answer, in order; 200 once they run out.
+    pub script: Arc<Mutex<Vec<u16>>>,
+}
+
+impl Receiver {
+    /// Serves on `listener` until the test ends.
+    pub fn serve(&self, listener: tokio::net::TcpListener) {
+        let me = self.clone();
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: HeaderMap, body: axum::body::Bytes| {
+                let me = me.clone();
+                async move {
+                    me.hits.lock().unwrap().push(Hit {
+                        path: uri.path().to_string(),
+                        headers,
+                        body: body.to_vec(),
+                    });
+                    let mut script = me.script.lock().unwrap();
+                    let code = if script.is_empty() {
+                        200
+                    } else {
+                        script.remove(0)
+                    };
+                    AxStatus::from_u16(code).unwrap()
+                }
+            },
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+    }
+
+    pub async fn start() -> (Receiver, String) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let r = Receiver::default();
+        r.serve(l);
+        (r, url)
+    }
+
+    pub fn hits(&self, path: &str) -> Vec<Hit> {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.path == path)
+            .cloned()
+            .collect()
+    }
 }

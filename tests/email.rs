@@ -30,7 +30,7 @@ async fn smtp_server(maildir: &Path) -> Smtp {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new("python3")
+    let mut child = Command::new("python3")
         .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
         .args(["-c", "aiosmtpd.handlers.Mailbox"])
         .arg(maildir)
@@ -46,6 +46,8 @@ async fn smtp_server(maildir: &Path) -> Smtp {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("aiosmtpd did not start");
 }
 

@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use futures_util::future::BoxFuture;
+/// The Rhai crate the engine runs, for plugins that build script modules.
+pub use rhai;
 
 use crate::case::Data;
 pub use crate::notice::{Event, Notice};

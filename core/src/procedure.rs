@@ -427,8 +427,13 @@ impl Procedure {
                                 "{ctx}: topic '{t}' must be lower-case letters, digits, '.', '_' or '-'"
                             ));
                         }
+                        // An empty group is fine here: a plugin's step handler may be
+                        // the only worker.
                         match &s.group {
-                            Some(g) => check_group(rules, g, &ctx, &mut errs),
+                            Some(g) if !rules.groups.contains_key(g) => {
+                                errs.push(format!("{ctx}: group '{g}' does not exist"))
+                            }
+                            Some(_) => {}
                             None => errs.push(format!(
                                 "{ctx}: an external task (topic) needs the group of its workers"
                             )),

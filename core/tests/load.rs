@@ -200,6 +200,6 @@ fn limits_and_office_checks() {
 fn the_example_office_loads() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
     let rules = guichet_core::script::load_dir(&dir).unwrap_or_else(|e| panic!("{e:?}"));
-    assert_eq!(rules.procedures.len(), 9);
+    assert_eq!(rules.procedures.len(), 10);
     assert!(rules.bundles.contains_key("tax.new_business"));
 }

@@ -262,6 +262,20 @@ async fn waiting_on_the_applicant_stops_the_clock_and_moves_every_deadline() {
         )
         .await;
     assert_eq!(t["status"], "supplement");
+    // One notice lists everything missing, with the query code to answer with. (This test
+    // server has no SMS gateway configured: the notice is kept, failed, saying so.)
+    let notice = t["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["event"] == "case.supplement_requested")
+        .unwrap_or_else(|| panic!("no supplement notice in {t}"))
+        .clone();
+    let text = notice["body"].as_str().unwrap();
+    for part in ["defendant's address", "power of attorney", code.as_str()] {
+        assert!(text.contains(part), "{text}");
+    }
+    assert_eq!(notice["status"], "failed");
     // While the case waits nothing turns red, and no card is issued.
     set(&clock, "2025-10-13 10:00");
     assert_eq!(level(&s, clerk.clone()).await, "green");

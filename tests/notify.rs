@@ -328,3 +328,36 @@ async fn supervision_cards_land_in_the_holders_and_supervisors_inbox() {
     let (st, _) = s.get("/api/inbox", &s.admin).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
+
+#[test]
+fn a_wrong_plugin_table_stops_the_start_with_the_plugins_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        scripts: common::example_scripts(),
+        data: tmp.path().join("data"),
+        ..Config::default()
+    };
+    cfg.plugins.insert(
+        "webhook".into(),
+        toml::from_str("[channels.sms]\nurl = \"ftp://gateway\"\nsecret = \"0123456789abcdef\"")
+            .unwrap(),
+    );
+    let err = guichet::server::open(&cfg)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("webhook") && err.contains("http or https"),
+        "{err}"
+    );
+
+    cfg.plugins.clear();
+    cfg.plugins
+        .insert("fax".into(), toml::from_str("").unwrap());
+    let err = guichet::server::open(&cfg)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("no such plugin"), "{err}");
+    assert!(!tmp.path().join("data").exists(), "nothing was created");
+}

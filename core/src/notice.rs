@@ -308,7 +308,7 @@ pub struct Notice {
     pub subject: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub body: String,
-    /// The event itself, for webhooks and subscribers.
+    /// The event itself, for subscribers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Event>,
     pub status: NoticeStatus,
@@ -377,10 +377,9 @@ pub fn notices_for(
         }
         for rule in proc.notices.iter().filter(|r| r.on == ev.kind) {
             for (recipient, channel, address, language) in recipients(rules, case, ev, rule) {
-                let mut n = Notice {
-                    payload: Some(ev.clone()),
-                    ..blank(ev, &channel, recipient, address)
-                };
+                // The rendered text is the message; the event stays with subscribers
+                // only, which keeps the outbox record (written with every transition) small.
+                let mut n = blank(ev, &channel, recipient, address);
                 let lang = language
                     .or_else(|| rules.office.language.clone())
                     .unwrap_or_else(|| "zh".into());

@@ -80,7 +80,7 @@ async fn deliver(
 ) -> Result<Delivered, DeliveryError> {
     let plugins = engine.plugins();
     let attempt = async {
-        if n.channel == "subscriber" {
+        if n.channel == guichet_core::notice::SUBSCRIBER {
             let Some(s) = plugins.find_subscriber(&n.address) else {
                 return Err(DeliveryError::Permanent(format!(
                     "subscriber '{}' is not on this server",

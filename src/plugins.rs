@@ -22,6 +22,7 @@ pub fn from_config(config: &Config) -> anyhow::Result<Vec<Box<dyn Plugin>>> {
     for (name, table) in &config.plugins {
         let value =
             serde_json::to_value(table).with_context(|| format!("config [plugins.{name}]"))?;
+        // Unused when the binary is built without any plugin feature.
         let _ = &value;
         let plugin: Box<dyn Plugin> = match name.as_str() {
             #[cfg(feature = "email")]

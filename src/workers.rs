@@ -52,7 +52,16 @@ pub fn start(engine: &Arc<Engine>) -> Vec<tokio::task::JoinHandle<()>> {
                         let e = engine.clone();
                         let (w, task) = (worker.clone(), locked.job.task.clone());
                         let done = tokio::task::spawn_blocking(move || match result {
-                            Ok(r) => e.complete_for_plugin(&w, &task, r.outcome, r.data),
+                            // A result the step refuses (an unknown outcome, data of the
+                            // wrong type) counts as a failure of the handler, with the reason.
+                            Ok(r) => e
+                                .complete_for_plugin(&w, &task, r.outcome, r.data)
+                                .or_else(|err| match err {
+                                    guichet_core::Error::Validation(m) => {
+                                        e.fail_for_plugin(&w, &task, &m, RETRY_IN)
+                                    }
+                                    other => Err(other),
+                                }),
                             Err(msg) => e.fail_for_plugin(&w, &task, &msg, RETRY_IN),
                         })
                         .await;

@@ -107,6 +107,21 @@ async fn an_expired_lease_lets_another_worker_take_the_task() {
         )
         .await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    // A worker's data and outcome are checked like a clerk's; a refusal changes nothing.
+    for body in [
+        json!({ "worker": "b", "data": { "credit_rating": "Z" } }),
+        json!({ "worker": "b", "outcome": "maybe" }),
+    ] {
+        let (st, v) = s
+            .post(&format!("/api/external-tasks/{task}/complete"), &bot, body)
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["code"], "validation_failed");
+    }
+    assert_eq!(
+        s.case(id).await["current_steps"],
+        json!(["Tax credit check"])
+    );
     let (st, v) = s
         .post(
             &format!("/api/external-tasks/{task}/complete"),

@@ -11,6 +11,7 @@ use chrono::Duration;
 use crate::case::{Case, Data, External, Task};
 use crate::engine::{set_task, Actor, Committed, Engine};
 use crate::error::{Error, Result};
+use crate::form::{check_data, Filler};
 use crate::plugin::Job;
 use crate::store::Incident;
 
@@ -87,25 +88,24 @@ impl Engine {
             )));
         }
         let rules = self.rules();
-        let groups: Vec<String> = match who {
-            Caller::Staff(s) => rules.groups_of(s),
-            Caller::Plugin => rules.groups.keys().cloned().collect(),
-        };
         let mut out = Vec::new();
         let mut ticket = 0;
-        'groups: for g in groups {
-            for (case_id, task_id) in self.store().open_tasks_of_group(&g)? {
+        'topics: for topic in topics {
+            for (case_id, task_id) in self.store().open_tasks_of_topic(topic)? {
                 if out.len() >= max {
-                    break 'groups;
+                    break 'topics;
                 }
                 let Some(case) = self.store().case(case_id)? else {
                     continue;
                 };
                 let now = self.now();
+                // The index may be ahead of the case (an unfinished commit): trust the case.
                 let wanted = case.task(&task_id).filter(|t| {
-                    t.external
-                        .as_ref()
-                        .is_some_and(|x| topics.contains(&x.topic) && x.available(now))
+                    let may = match who {
+                        Caller::Staff(s) => rules.is_member(s, &t.group),
+                        Caller::Plugin => true,
+                    };
+                    may && t.external.as_ref().is_some_and(|x| x.available(now))
                 });
                 let Some(task) = wanted.cloned() else {
                     continue;
@@ -131,8 +131,7 @@ impl Engine {
                 match res {
                     Ok(c) => {
                         ticket = ticket.max(c.ticket);
-                        let case = c.case();
-                        if let Some(job) = job_of(case, &task_id) {
+                        if let Some(job) = job_of(c.case(), &task_id) {
                             out.push(Locked {
                                 job,
                                 worker: worker.to_string(),
@@ -190,6 +189,13 @@ impl Engine {
             "completed",
             None,
             move |flow, task| {
+                // A worker's data is checked like a clerk's: against the field types.
+                let mut merged = flow.case.data.clone();
+                merged.extend(data.clone());
+                let errs = check_data(flow.proc, &data, &merged, Filler::Staff, false);
+                if !errs.is_empty() {
+                    return Err(Error::Validation(errs.join("; ")));
+                }
                 flow.merge(data);
                 flow.complete_task(&task.id, &name, &o, None)?;
                 Ok(Some(o.clone()))
@@ -234,6 +240,9 @@ impl Engine {
             return Err(Error::Validation(
                 "a failure needs a message (at most 4000 bytes)".into(),
             ));
+        }
+        if retries.is_some_and(|r| r > 100) {
+            return Err(Error::Validation("retries must be at most 100".into()));
         }
         if retry_in < Duration::zero() || retry_in > MAX_LEASE {
             return Err(Error::Validation(
@@ -318,12 +327,20 @@ impl Engine {
         })
     }
 
-    /// Open external tasks that are incidents, for the administrator.
+    /// Open external tasks that are incidents, for the administrator: those of every
+    /// topic the live procedures name.
     pub fn external_incidents(&self) -> Result<Vec<(Case, Task)>> {
         let rules = self.rules();
+        let mut topics: Vec<&str> = rules
+            .procedures
+            .values()
+            .flat_map(|p| p.steps.iter().filter_map(|s| s.topic.as_deref()))
+            .collect();
+        topics.sort_unstable();
+        topics.dedup();
         let mut out = Vec::new();
-        for g in rules.groups.keys() {
-            for (case_id, task_id) in self.store().open_tasks_of_group(g)? {
+        for topic in topics {
+            for (case_id, task_id) in self.store().open_tasks_of_topic(topic)? {
                 let Some(case) = self.store().case(case_id)? else {
                     continue;
                 };

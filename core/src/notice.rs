@@ -7,7 +7,7 @@
 //! the server's job (`src/outbox.rs`); the in-app inbox needs none: its notices are
 //! delivered when they are written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,8 @@ use crate::procedure::Procedure;
 
 /// The built-in channel: notices shown to staff in the API (`GET /api/inbox`).
 pub const INBOX: &str = "inbox";
+/// The channel of notices that carry an event to a plugin's subscriber.
+pub const SUBSCRIBER: &str = "subscriber";
 
 /// Every event kind the engine emits.
 pub const EVENT_KINDS: &[&str] = &[
@@ -245,23 +247,62 @@ impl NoticeRule {
                 self.to
             )),
         }
-        let env = template_env();
-        for texts in self.subject.iter().chain([&self.body]) {
-            for (lang, src) in texts.all() {
-                if let Err(e) = env.template_from_str(src) {
-                    errs.push(format!(
-                        "notice on '{}' to '{}'{}: template: {e}",
-                        self.on,
-                        self.to,
-                        if lang.is_empty() {
+    }
+}
+
+/// A procedure's notice templates, compiled once when its version loads: rendering runs
+/// inside the commit of every transition that sends a notice.
+#[derive(Debug, Default)]
+pub struct Templates(minijinja::Environment<'static>);
+
+fn template_name(rule: usize, part: &str, lang: &str) -> String {
+    format!("{rule}/{part}/{lang}")
+}
+
+impl Templates {
+    /// Compiles every rule's subject and body in every language; each template that does
+    /// not compile is a load error naming the rule.
+    pub fn compile(rules: &[NoticeRule]) -> (Templates, Vec<String>) {
+        let mut env = template_env();
+        let mut errs = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            for (part, texts) in [("subject", r.subject.as_ref()), ("body", Some(&r.body))] {
+                for (lang, src) in texts.map(Texts::all).unwrap_or_default() {
+                    let name = template_name(i, part, lang);
+                    if let Err(e) = env.add_template_owned(name, src.to_string()) {
+                        let lang = if lang.is_empty() {
                             String::new()
                         } else {
                             format!(" ({lang})")
-                        }
-                    ));
+                        };
+                        errs.push(format!(
+                            "notice on '{}' to '{}': {part}{lang}: template: {e}",
+                            r.on, r.to
+                        ));
+                    }
                 }
             }
         }
+        (Templates(env), errs)
+    }
+
+    /// Renders part `part` of rule `rule` in `lang` (or the language it falls back to,
+    /// returned with the text).
+    fn render(
+        &self,
+        rule: usize,
+        part: &str,
+        texts: &Texts,
+        lang: &str,
+        ctx: &Value,
+    ) -> Result<(String, Option<String>), String> {
+        let (_, used) = texts.pick(lang);
+        let name = template_name(rule, part, used.as_deref().unwrap_or(""));
+        self.0
+            .get_template(&name)
+            .and_then(|t| t.render(ctx))
+            .map(|text| (text, used))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -371,11 +412,18 @@ pub fn notices_for(
                 let name = s.name().to_string();
                 out.push(Notice {
                     payload: Some(ev.clone()),
-                    ..blank(ev, "subscriber", format!("subscriber:{name}"), name)
+                    ..blank(ev, SUBSCRIBER, format!("subscriber:{name}"), name)
                 });
             }
         }
-        for rule in proc.notices.iter().filter(|r| r.on == ev.kind) {
+        for (i, rule) in proc
+            .notices
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.on == ev.kind)
+        {
+            // Rendered once per language, whatever the number of recipients.
+            let mut rendered: HashMap<String, Result<Rendered, String>> = HashMap::new();
             for (recipient, channel, address, language) in recipients(rules, case, ev, rule) {
                 // The rendered text is the message; the event stays with subscribers
                 // only, which keeps the outbox record (written with every transition) small.
@@ -383,26 +431,31 @@ pub fn notices_for(
                 let lang = language
                     .or_else(|| rules.office.language.clone())
                     .unwrap_or_else(|| "zh".into());
-                let ctx = context(rules, proc, case, ev, &lang);
-                let rendered = rule
-                    .subject
-                    .as_ref()
-                    .map(|s| render(s, &lang, &ctx))
-                    .transpose()
-                    .and_then(|subject| Ok((subject, render(&rule.body, &lang, &ctx)?)));
-                match rendered {
-                    Ok((subject, (body, used))) => {
-                        n.subject = subject.map(|s| s.0).unwrap_or_default();
-                        n.body = body;
-                        n.language = used;
+                let text = rendered.entry(lang.clone()).or_insert_with(|| {
+                    let ctx = context(rules, proc, case, ev, &lang);
+                    let t = &proc.templates;
+                    let subject = match &rule.subject {
+                        Some(s) => t.render(i, "subject", s, &lang, &ctx)?.0,
+                        None => String::new(),
+                    };
+                    let (body, used) = t.render(i, "body", &rule.body, &lang, &ctx)?;
+                    Ok(Rendered {
+                        subject,
+                        body,
+                        language: used,
+                    })
+                });
+                match text {
+                    Ok(r) => {
+                        n.subject = r.subject.clone();
+                        n.body = r.body.clone();
+                        n.language = r.language.clone();
                     }
                     Err(e) => {
-                        // A broken template must not fail the transition: the notice is
-                        // kept as failed, with the reason, for the administrator.
+                        // A template that fails at run time must not fail the transition:
+                        // the notice is kept as failed, with the reason.
                         n.status = NoticeStatus::Failed;
                         n.error = Some(format!("template: {e}"));
-                        n.next_attempt = None;
-                        n.done_at = Some(now);
                     }
                 }
                 if n.status == NoticeStatus::Queued {
@@ -417,10 +470,10 @@ pub fn notices_for(
                             n.channel
                         ));
                     }
-                    if n.status != NoticeStatus::Queued {
-                        n.next_attempt = None;
-                        n.done_at = Some(now);
-                    }
+                }
+                if n.status != NoticeStatus::Queued {
+                    n.next_attempt = None;
+                    n.done_at = Some(now);
                 }
                 out.push(n);
             }
@@ -432,12 +485,10 @@ pub fn notices_for(
     out
 }
 
-fn render(t: &Texts, lang: &str, ctx: &Value) -> Result<(String, Option<String>), String> {
-    let (src, used) = t.pick(lang);
-    let env = template_env();
-    let tmpl = env.template_from_str(src).map_err(|e| e.to_string())?;
-    let text = tmpl.render(ctx).map_err(|e| e.to_string())?;
-    Ok((text, used))
+struct Rendered {
+    subject: String,
+    body: String,
+    language: Option<String>,
 }
 
 /// `(recipient, channel, address, language)` for each message a rule sends on an event.
@@ -567,6 +618,20 @@ fn context(rules: &RuleSet, proc: &Procedure, case: &Case, ev: &Event, lang: &st
 mod tests {
     use super::*;
 
+    /// Compiles `body` as the only rule of a procedure and renders it.
+    fn render(body: &Texts, lang: &str, ctx: &Value) -> Result<(String, Option<String>), String> {
+        let rule = NoticeRule {
+            on: "case.received".into(),
+            to: "applicant".into(),
+            channels: Vec::new(),
+            subject: None,
+            body: body.clone(),
+        };
+        let (t, errs) = Templates::compile(std::slice::from_ref(&rule));
+        assert!(errs.is_empty(), "{errs:?}");
+        t.render(0, "body", body, lang, ctx)
+    }
+
     #[test]
     fn a_template_in_the_applicants_language_wins_and_falls_back_to_another() {
         let t = Texts::ByLanguage(
@@ -590,5 +655,23 @@ mod tests {
                 .into(),
         );
         assert!(render(&t, "zh", &json!({})).is_err());
+    }
+
+    #[test]
+    fn a_template_that_does_not_compile_is_a_load_error_naming_the_rule() {
+        let rule = NoticeRule {
+            on: "case.decided".into(),
+            to: "applicant".into(),
+            channels: Vec::new(),
+            subject: None,
+            body: Texts::ByLanguage([("en".to_string(), "{% if %}".to_string())].into()),
+        };
+        let (_, errs) = Templates::compile(&[rule]);
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].starts_with("notice on 'case.decided' to 'applicant': body (en): template:"),
+            "{}",
+            errs[0]
+        );
     }
 }

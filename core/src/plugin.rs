@@ -21,7 +21,7 @@ pub use futures_util::future::BoxFuture;
 pub use rhai;
 
 use crate::case::Data;
-pub use crate::notice::{Event, Notice};
+pub use crate::notice::{Event, Notice, EVENT_KINDS};
 
 /// Version of this API. A plugin states the version it was written for.
 pub const API_VERSION: u32 = 1;
@@ -176,7 +176,10 @@ impl Registrar {
 
     pub fn channel(&mut self, channel: Arc<dyn Channel>) {
         let name = channel.name().to_string();
-        if name == crate::notice::INBOX || self.channels.contains_key(&name) {
+        if [crate::notice::INBOX, crate::notice::SUBSCRIBER].contains(&name.as_str()) {
+            self.problems
+                .push(format!("channel name '{name}' is reserved"));
+        } else if self.channels.contains_key(&name) {
             self.problems
                 .push(format!("channel '{name}' is registered twice"));
         }
@@ -224,5 +227,50 @@ impl Registrar {
 
     pub fn find_subscriber(&self, name: &str) -> Option<&Arc<dyn Subscriber>> {
         self.subscribers.iter().find(|s| s.name() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Named(&'static str);
+
+    impl Channel for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn deliver<'a>(&'a self, _: &'a Notice) -> BoxFuture<'a, Result<Delivered, DeliveryError>> {
+            Box::pin(async { Ok(Delivered::Sent) })
+        }
+    }
+
+    struct Registers(Vec<&'static str>);
+
+    impl Plugin for Registers {
+        fn name(&self) -> &str {
+            "test"
+        }
+        fn register(&self, r: &mut Registrar) -> Result<(), PluginError> {
+            for n in &self.0 {
+                r.channel(Arc::new(Named(n)));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn reserved_and_twice_registered_channel_names_are_refused() {
+        for names in [vec!["inbox"], vec!["subscriber"], vec!["sms", "sms"]] {
+            let plugins: Vec<Box<dyn Plugin>> = vec![Box::new(Registers(names.clone()))];
+            let err = Registrar::with(&plugins).err().map(|e| e.to_string());
+            assert!(
+                err.is_some_and(|e| e.starts_with("plugin test:")),
+                "{names:?}"
+            );
+        }
+        let plugins: Vec<Box<dyn Plugin>> = vec![Box::new(Registers(vec!["sms", "email"]))];
+        let r = Registrar::with(&plugins).expect("distinct names register");
+        assert_eq!(r.channels().keys().collect::<Vec<_>>(), ["email", "sms"]);
     }
 }

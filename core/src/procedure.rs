@@ -48,6 +48,9 @@ pub struct Procedure {
     /// Who is told what on which event (receipts, supplement requests, decisions, cards).
     #[serde(default)]
     pub notices: Vec<crate::notice::NoticeRule>,
+    /// `notices`' templates, compiled.
+    #[serde(skip)]
+    pub templates: Arc<crate::notice::Templates>,
     /// Hash of the source file this version was loaded from.
     #[serde(skip)]
     pub version: String,
@@ -288,6 +291,13 @@ impl Procedure {
         self.steps.iter().find(|s| s.id == id)
     }
 
+    /// Compiles the notice templates; returns what does not compile.
+    pub fn compile_templates(&mut self) -> Vec<String> {
+        let (t, errs) = crate::notice::Templates::compile(&self.notices);
+        self.templates = Arc::new(t);
+        errs
+    }
+
     pub fn number_prefix(&self) -> String {
         self.number_prefix
             .clone()
@@ -490,6 +500,7 @@ impl Procedure {
         if errs.is_empty() {
             self.scopes = compute_scopes(self).unwrap_or_default();
         }
+        errs.extend(self.compile_templates());
         for f in &mut self.fields {
             if let Some(pat) = &f.pattern {
                 match regex::Regex::new(&format!("^(?:{pat})$")) {

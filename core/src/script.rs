@@ -549,6 +549,10 @@ pub fn load_version(
         }
     }
     p.scopes = crate::procedure::compute_scopes(&p).map_err(|e| e.join("; "))?;
+    let errs = p.compile_templates();
+    if !errs.is_empty() {
+        return Err(errs.join("; "));
+    }
     Ok(p)
 }
 

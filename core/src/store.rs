@@ -28,6 +28,7 @@
 //! | `N` | case number | case id |
 //! | `n` | counter scope (`PLAN-LUP-2026`) `\0` number (u64 BE) | case id |
 //! | `g` | group `\0` case id `\0` task id | case id |
+//! | `x` | topic `\0` case id `\0` task id | case id (open external tasks) |
 //! | `a` | applicant id `\0` case id | empty |
 //! | `v` | procedure `\0` version `\0` case id | empty (open cases only) |
 //! | `T` | due time (ms since 1970, u64 BE), case id, card id | timer JSON |
@@ -154,6 +155,8 @@ pub trait Store: Send + Sync {
     fn cards_of_group(&self, group: &str) -> Result<Vec<(u64, String)>>;
     /// Ids of open tasks of a group, as `(case id, task id)`.
     fn open_tasks_of_group(&self, group: &str) -> Result<Vec<(u64, String)>>;
+    /// Ids of open external tasks of a topic, as `(case id, task id)`.
+    fn open_tasks_of_topic(&self, topic: &str) -> Result<Vec<(u64, String)>>;
     fn cases_of_applicant(&self, applicant: &str) -> Result<Vec<u64>>;
     fn cases_of_bundle(&self, bundle: &str) -> Result<Vec<u64>>;
     /// Records a procedure version's source if it is new; returns whether it was.
@@ -301,14 +304,32 @@ fn pair_key(prefix: u8, case: u64, seq: u64) -> [u8; 17] {
     k
 }
 
-/// Index entries for a case's open tasks: `g group \0 case \0 task`.
+/// Index entries for a case's open tasks: `g group \0 case \0 task`, and for external
+/// tasks also `x topic \0 case \0 task`.
 fn open_task_keys(c: &Case) -> Vec<Vec<u8>> {
-    c.open_tasks()
-        .map(|t| {
-            key(
-                b'g',
-                &[t.group.as_bytes(), &c.id.to_be_bytes(), t.id.as_bytes()],
-            )
+    let id = c.id.to_be_bytes();
+    let mut keys = Vec::new();
+    for t in c.open_tasks() {
+        keys.push(key(b'g', &[t.group.as_bytes(), &id, t.id.as_bytes()]));
+        if let Some(x) = &t.external {
+            keys.push(key(b'x', &[x.topic.as_bytes(), &id, t.id.as_bytes()]));
+        }
+    }
+    keys
+}
+
+/// `(case id, task id)` of a task index (`g` by group, `x` by topic) under `name`.
+fn task_index(state: &Tree, prefix_byte: u8, name: &str) -> Result<Vec<(u64, String)>> {
+    let mut prefix = key(prefix_byte, &[name.as_bytes()]);
+    prefix.push(0);
+    state
+        .scan_prefix(&prefix)
+        .map(|kv| {
+            let (k, _) = kv?;
+            let rest = &k[prefix.len()..];
+            let case = be_u64(rest).ok_or_else(|| Error::Store("bad task index key".into()))?;
+            let task = String::from_utf8_lossy(rest.get(9..).unwrap_or_default()).to_string();
+            Ok((case, task))
         })
         .collect()
 }
@@ -640,18 +661,11 @@ impl Store for SledStore {
     }
 
     fn open_tasks_of_group(&self, group: &str) -> Result<Vec<(u64, String)>> {
-        let mut prefix = key(b'g', &[group.as_bytes()]);
-        prefix.push(0);
-        self.state
-            .scan_prefix(&prefix)
-            .map(|kv| {
-                let (k, _) = kv?;
-                let rest = &k[prefix.len()..];
-                let case = be_u64(rest).ok_or_else(|| Error::Store("bad task index key".into()))?;
-                let task = String::from_utf8_lossy(rest.get(9..).unwrap_or_default()).to_string();
-                Ok((case, task))
-            })
-            .collect()
+        task_index(&self.state, b'g', group)
+    }
+
+    fn open_tasks_of_topic(&self, topic: &str) -> Result<Vec<(u64, String)>> {
+        task_index(&self.state, b'x', topic)
     }
 
     fn cases_of_applicant(&self, applicant: &str) -> Result<Vec<u64>> {

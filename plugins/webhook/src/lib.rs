@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use guichet_core::plugin::{
     BoxFuture, Channel, Delivered, DeliveryError, Event, Notice, Plugin, PluginError, Registrar,
-    Subscriber,
+    Subscriber, EVENT_KINDS,
 };
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -115,7 +115,7 @@ impl Webhooks {
                 )));
             }
             for ev in &e.events {
-                if !guichet_core::notice::EVENT_KINDS.contains(&ev.as_str()) {
+                if !EVENT_KINDS.contains(&ev.as_str()) {
                     return Err(config_error(format!("{kind}.{name}: unknown event '{ev}'")));
                 }
             }

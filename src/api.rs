@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use guichet_core::case::{Applicant, Case, Data, HistoryEvent};
 use guichet_core::engine::{BundleItem, Committed, Submission, WorkFilter};
@@ -20,139 +19,134 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 
+mod audit;
+mod guard;
 mod external;
 mod notify;
+mod routes;
+mod schema;
 
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    /// Wrong query codes per client and per case (see `guard`).
+    pub guesses: Arc<guard::Guesses>,
+    /// Requests in progress per client address (see `guard::Inflight`).
+    pub inflight: Arc<guard::Inflight>,
+    /// Deepest JSON nesting accepted.
+    pub max_json_depth: usize,
     /// Bounds engine calls running at once (four per core measured best): more only add context
     /// switches and allocator contention (measured), never throughput.
     pub workers: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
+    pub fn with_limits(mut self, limits: &crate::config::LimitsConfig) -> AppState {
+        self.inflight = Arc::new(guard::Inflight::new(limits.requests_per_client));
+        self.max_json_depth = limits.max_json_depth;
+        self
+    }
+
     pub fn new(engine: Arc<Engine>) -> AppState {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         AppState {
             engine,
+            guesses: Arc::new(guard::Guesses::default()),
+            inflight: Arc::new(guard::Inflight::new(128)),
+            max_json_depth: 32,
             workers: Arc::new(tokio::sync::Semaphore::new(cores * 4)),
         }
     }
 }
 
+pub use routes::{table, Caller, Permission, Route};
+
 pub fn router(state: AppState, max_body: usize) -> Router {
-    Router::new()
-        .route("/api/health", get(health))
-        .route("/api/me", get(me))
-        .route("/api/procedures", get(procedures))
-        .route("/api/procedures/{id}", get(procedure))
-        .route("/api/bundles", get(bundles))
-        .route("/api/bundles/{id}/cases", post(submit_bundle))
-        .route("/api/bundle-cases/{reference}", get(bundle_cases))
-        .route("/api/cases", post(submit))
-        .route("/api/cases/{case}", get(case))
-        .route("/api/cases/{case}/withdraw", post(withdraw))
-        .route("/api/track/{number}", get(track))
-        .route("/api/applicants/{id}/cases", get(applicant_cases))
-        .route("/api/tasks", get(worklist))
-        .route("/api/cards", get(cards))
-        .route("/api/cases/{case}/cards/{card}/answer", post(answer_card))
-        .route("/api/tasks/{task}/claim", post(claim))
-        .route("/api/tasks/{task}/release", post(release))
-        .route("/api/tasks/{task}/complete", post(complete))
-        .route("/api/tasks/{task}/return", post(return_to))
-        .route("/api/tasks/{task}/transfer", post(transfer))
-        .route("/api/tasks/{task}/supplement", post(request_supplement))
-        .route(
-            "/api/tasks/{task}/accept-with-commitment",
-            post(accept_with_commitment),
+    let routes = table();
+    let perms = routes::permissions(&routes);
+    let mut r = Router::new();
+    for route in routes {
+        r = r.route(route.path, route.handler);
+    }
+    r.route_layer(axum::middleware::from_fn_with_state(
+        (state.clone(), perms),
+        routes::authorize,
+    ))
+    .fallback(|| async { ApiError::not_found("no such route") })
+    .method_not_allowed_fallback(|| async {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
         )
-        .route("/api/track/{number}/supplement", post(supply))
-        .route("/api/cases/{case}/suspend", post(suspend))
-        .route("/api/cases/{case}/resume", post(resume))
-        .route("/api/cases/{case}/extend", post(extend))
-        .route("/api/cases/{case}/notices", get(notify::case_notices))
-        .route("/api/inbox", get(notify::inbox))
-        .route("/api/inbox/{id}/read", post(notify::mark_read))
-        .route("/api/admin/notices/{id}/retry", post(notify::retry_notice))
-        .route(
-            "/api/external-tasks/fetch-and-lock",
-            post(external::fetch_and_lock),
-        )
-        .route(
-            "/api/external-tasks/{task}/complete",
-            post(external::complete),
-        )
-        .route(
-            "/api/external-tasks/{task}/failure",
-            post(external::failure),
-        )
-        .route(
-            "/api/admin/external-tasks/incidents",
-            get(external::incidents),
-        )
-        .route(
-            "/api/admin/external-tasks/{task}/retry",
-            post(external::retry),
-        )
-        .route("/api/admin/tokens", get(tokens).post(issue_token))
-        .route(
-            "/api/admin/tokens/{id}",
-            axum::routing::delete(revoke_token),
-        )
-        .route("/api/admin/incidents", get(incidents))
-        .route("/api/admin/scripts", get(scripts_status))
-        .route("/api/admin/scripts/reload", post(scripts_reload))
-        .route("/api/admin/versions", get(versions))
-        .route("/api/admin/migrations", post(migrate))
-        .fallback(|| async { ApiError::not_found("no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed on this route",
-            )
-        })
-        .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .with_state(state)
+    })
+    .layer(axum::middleware::from_fn_with_state(
+        state.inflight.clone(),
+        guard::per_client,
+    ))
+    .layer(axum::extract::DefaultBodyLimit::max(max_body))
+    .with_state(state)
 }
 
 // --- extractors ----------------------------------------------------------------------
 
-/// A JSON body whose every rejection is a JSON error.
+/// A JSON body whose every rejection is a JSON error. Nesting deeper than the configured
+/// depth is refused before parsing.
 pub struct Body<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Body(v)),
-            Err(r) => Err(match r {
-                JsonRejection::JsonSyntaxError(e) => {
-                    ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())
-                }
-                JsonRejection::JsonDataError(e) => ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_body",
-                    e.body_text(),
-                ),
-                JsonRejection::MissingJsonContentType(_) => ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "send a JSON body with Content-Type: application/json",
-                ),
-                JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send a JSON body with Content-Type: application/json",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|r| {
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "payload_too_large",
                         "request body is too large",
                     )
+                } else {
+                    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text())
                 }
-                other => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", other.body_text()),
-            }),
+            })?;
+        if let Some(depth) = guard::too_deep(&bytes, state.max_json_depth) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "too_deep",
+                format!("JSON nested deeper than {depth} levels"),
+            ));
         }
+        serde_json::from_slice(&bytes).map(Body).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    format!("invalid body: {e}"),
+                ),
+                _ => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    format!("malformed JSON: {e}"),
+                ),
+            }
+        })
     }
 }
 
@@ -172,51 +166,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// The caller, from the `Authorization: Bearer` header. No header means the public; a
-/// header with an unknown or revoked token is refused.
-pub struct Caller(pub Actor);
-
-impl FromRequestParts<AppState> for Caller {
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Ok(Caller(Actor::Public));
-        };
-        let secret = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|s| !s.is_empty() && s.len() <= 200)
-            .ok_or_else(ApiError::unauthorized)?
-            .to_string();
-        // Served from the engine's token cache after the first use: no blocking I/O here.
-        let actor = state.engine.authenticate(&secret)?;
-        actor.map(Caller).ok_or_else(ApiError::unauthorized)
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        // Set by the permission middleware on every route of the table.
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "route without a declared permission",
+            )
+        })
     }
 }
 
 impl Caller {
+    /// The staff member or administrator (the route's permission already required one).
     pub(crate) fn staff_or_admin(&self) -> ApiResult<&Actor> {
         match &self.0 {
             Actor::Public => Err(ApiError::unauthorized()),
-            a => Ok(a),
-        }
-    }
-
-    pub(crate) fn admin(&self) -> ApiResult<()> {
-        match &self.0 {
-            Actor::Admin => Ok(()),
-            Actor::Public => Err(ApiError::unauthorized()),
-            Actor::Staff(_) => Err(ApiError::new(
+            Actor::Applicant(_) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                "administrator token required",
+                "a staff token is required",
             )),
+            a => Ok(a),
         }
     }
 }
@@ -318,16 +293,25 @@ async fn health() -> Json<Value> {
 }
 
 async fn me(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
-    let actor = caller.staff_or_admin()?;
     let rules = s.engine.rules();
-    Ok(Json(match actor {
+    let roles = s.engine.roles(&caller.0);
+    Ok(Json(match &caller.0 {
         Actor::Staff(id) => json!({
             "kind": "staff", "id": id,
             "name": rules.staff.get(id).map(|x| x.name.clone()),
             "groups": rules.groups_of(id),
+            "supervises": rules.supervised_by(id),
+            "deputy_for": s.engine.principals_of(id),
+            "roles": roles,
         }),
-        _ => json!({ "kind": "admin", "id": "admin" }),
+        Actor::Applicant(case) => json!({ "kind": "applicant", "case": case, "roles": roles }),
+        _ => json!({ "kind": "admin", "id": "admin", "roles": roles }),
     }))
+}
+
+/// The OpenAPI document, generated from the route table.
+async fn openapi() -> Json<Value> {
+    Json(schema::openapi(&table()))
 }
 
 async fn procedures(State(s): State<AppState>) -> Json<Value> {
@@ -378,13 +362,14 @@ async fn submit(
     let actor = caller.0;
     let done = mutate(&s, move |e| e.submit(&actor, sub)).await?;
     let c = done.case();
+    let token = s.engine.applicant_token(c.id)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "case": case_json(c), "query_code": c.query_code })),
+        Json(json!({ "case": case_json(c), "query_code": c.query_code, "applicant_token": token })),
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct BundleSubmission {
     applicant: Applicant,
@@ -417,8 +402,12 @@ async fn bundle_cases(
     caller: Caller,
     Path(reference): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.staff_or_admin()?;
-    let cases = blocking(&s, move |e| e.bundle_cases(&reference)).await?;
+    let actor = caller.staff_or_admin()?.clone();
+    let cases = blocking(&s, move |e| {
+        let all = e.bundle_cases(&reference)?;
+        Ok(all.into_iter().filter(|c| e.can_see(&actor, c)).collect::<Vec<_>>())
+    })
+    .await?;
     Ok(Json(
         json!({ "cases": cases.iter().map(case_json).collect::<Vec<_>>() }),
     ))
@@ -429,10 +418,10 @@ async fn case(
     caller: Caller,
     Path(reference): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.staff_or_admin()?;
+    let actor = caller.staff_or_admin()?.clone();
     let (case, closed, history, notices) = blocking(&s, move |e| {
-        let id = e.case_id(&reference)?;
-        let case = e.case(id)?;
+        let case = e.visible_case(&actor, &reference)?;
+        let id = case.id;
         let notices = e.notices(&case)?;
         Ok((case, e.closed_tasks(id)?, e.history(id)?, notices))
     })
@@ -455,19 +444,67 @@ async fn case(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TrackQuery {
-    code: String,
+    #[serde(default)]
+    code: Option<String>,
+}
+
+/// Finds the case an applicant reaches by number and query code, or with the case's
+/// applicant token. Wrong codes are counted per client and per case; past the limit the
+/// answer is 429 until the window passes, and every wrong code is audited.
+async fn applicant_case(
+    s: &AppState,
+    caller: &Caller,
+    client: &guard::Client,
+    number: &str,
+    code: Option<&str>,
+) -> ApiResult<guichet_core::case::Case> {
+    if let Actor::Applicant(id) = caller.0 {
+        let number = number.to_string();
+        let case = blocking(s, move |e| {
+            let case = e.case(e.case_id(&number)?)?;
+            if case.id == id {
+                Ok(case)
+            } else {
+                Err(guichet_core::Error::NotFound(format!("case {number} not found")))
+            }
+        })
+        .await?;
+        return Ok(case);
+    }
+    s.guesses.check(&client.0, number)?;
+    let (n, c) = (number.to_string(), code.unwrap_or_default().to_string());
+    match blocking(s, move |e| e.track(&n, &c)).await {
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            s.guesses.failed(&client.0, number);
+            let record = guichet_core::audit::Record::new(
+                s.engine.now(),
+                caller.0.name(),
+                "applicant.code_refused",
+                format!("case-number:{}", number.chars().take(64).collect::<String>()),
+            )
+            .with_detail(format!("client {}", client.0));
+            if let Err(err) = s.engine.audit(vec![record]) {
+                tracing::error!(message = "audit entry not written", error = %err);
+            }
+            tracing::warn!(message = "wrong query code", client = %client.0);
+            Err(e)
+        }
+        other => other,
+    }
 }
 
 async fn track(
     State(s): State<AppState>,
+    caller: Caller,
+    client: guard::Client,
     Path(number): Path<String>,
     Query(q): Query<TrackQuery>,
 ) -> ApiResult<Json<Value>> {
+    let case = applicant_case(&s, &caller, &client, &number, q.code.as_deref()).await?;
     let (case, history, notices) = blocking(&s, move |e| {
-        let c = e.track(&number, &q.code)?;
-        let h = e.history(c.id)?;
-        let n = e.notices(&c)?;
-        Ok((c, h, n))
+        let h = e.history(case.id)?;
+        let n = e.notices(&case)?;
+        Ok((case, h, n))
     })
     .await?;
     let mut v = applicant_view(&case, &history);
@@ -488,7 +525,7 @@ async fn track(
     Ok(Json(v))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct WithdrawBody {
     #[serde(default)]
@@ -500,9 +537,20 @@ struct WithdrawBody {
 async fn withdraw(
     State(s): State<AppState>,
     caller: Caller,
+    client: guard::Client,
     Path(reference): Path<String>,
     Body(b): Body<WithdrawBody>,
 ) -> ApiResult<axum::response::Response> {
+    if caller.0 == Actor::Public {
+        // The applicant proves it is theirs with the query code, under the guess limits.
+        let number = blocking(&s, {
+            let r = reference.clone();
+            move |e| Ok(e.case(e.case_id(&r)?)?.number)
+        })
+        .await
+        .map_err(|_| ApiError::not_found("no such case with that query code"))?;
+        applicant_case(&s, &caller, &client, &number, b.code.as_deref()).await?;
+    }
     let actor = caller.0;
     let done = mutate(&s, move |e| {
         let id = e.case_id(&reference)?;
@@ -524,8 +572,12 @@ async fn applicant_cases(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.staff_or_admin()?;
-    let cases = blocking(&s, move |e| e.applicant_cases(&id)).await?;
+    let actor = caller.staff_or_admin()?.clone();
+    let cases = blocking(&s, move |e| {
+        let all = e.applicant_cases(&id)?;
+        Ok(all.into_iter().filter(|c| e.can_see(&actor, c)).collect::<Vec<_>>())
+    })
+    .await?;
     Ok(Json(
         json!({ "cases": cases.iter().map(case_json).collect::<Vec<_>>() }),
     ))
@@ -561,7 +613,7 @@ async fn release(
     Ok(case_body(done.case()).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CompleteBody {
     outcome: String,
@@ -585,7 +637,7 @@ async fn complete(
     Ok(case_body(done.case()).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ReturnBody {
     to: String,
@@ -604,7 +656,7 @@ async fn return_to(
     Ok(case_body(done.case()).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TransferBody {
     #[serde(default)]
@@ -629,19 +681,21 @@ async fn transfer(
     Ok(case_body(done.case()).into_response())
 }
 
-async fn tokens(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
-    caller.admin()?;
+async fn tokens(State(s): State<AppState>) -> ApiResult<Json<Value>> {
     let list = blocking(&s, |e| e.tokens()).await?;
     Ok(Json(json!({ "tokens": list })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct IssueBody {
     /// A staff id, or `admin` for another administrator token.
     subject: String,
     #[serde(default)]
     label: String,
+    /// Days the token lives (default 90, at most 366).
+    #[serde(default)]
+    expires_in_days: Option<u32>,
 }
 
 async fn issue_token(
@@ -649,9 +703,12 @@ async fn issue_token(
     caller: Caller,
     Body(b): Body<IssueBody>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.admin()?;
-    let (rec, secret) = blocking(&s, move |e| e.issue_token(&b.subject, &b.label)).await?;
-    s.engine.flush().await?;
+    let actor = caller.0;
+    let (rec, secret, ticket) = blocking(&s, move |e| {
+        e.issue_token(&actor, &b.subject, &b.label, b.expires_in_days)
+    })
+    .await?;
+    s.engine.durable(ticket).await?;
     tracing::info!(message = "token issued", id = %rec.id, subject = %rec.subject);
     Ok((
         StatusCode::CREATED,
@@ -664,31 +721,29 @@ async fn revoke_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.admin()?;
-    let rec = blocking(&s, move |e| e.revoke_token(&id)).await?;
-    s.engine.flush().await?;
+    let actor = caller.0;
+    let (rec, ticket) = blocking(&s, move |e| e.revoke_token(&actor, &id)).await?;
+    s.engine.durable(ticket).await?;
     tracing::info!(message = "token revoked", id = %rec.id, subject = %rec.subject);
     Ok(Json(json!({ "record": rec })))
 }
 
 /// Script failures that were refused without changing a case, newest first.
-async fn incidents(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
-    caller.admin()?;
+async fn incidents(State(s): State<AppState>) -> ApiResult<Json<Value>> {
     let list = blocking(&s, |e| e.incidents(200)).await?;
     Ok(Json(json!({ "incidents": list })))
 }
 
 /// The live rule set and the outcome of the last reload attempt (with its problems).
-async fn scripts_status(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
-    caller.admin()?;
+async fn scripts_status(State(s): State<AppState>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(s.engine.reload_status())))
 }
 
 /// Reloads now, without waiting for the watcher. Refused scripts answer 422 with the
 /// problems; the live rule set stays.
 async fn scripts_reload(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
-    caller.admin()?;
-    let outcome = blocking(&s, |e| e.reload()).await?;
+    let who = caller.0.name();
+    let outcome = blocking(&s, move |e| e.reload_as(&who)).await?;
     let changed = match outcome {
         guichet_core::reload::ReloadOutcome::Unchanged => Vec::new(),
         guichet_core::reload::ReloadOutcome::Live { changed } => changed,
@@ -699,8 +754,7 @@ async fn scripts_reload(State(s): State<AppState>, caller: Caller) -> ApiResult<
 }
 
 /// Every procedure version ever loaded: since when, whether live, open cases on it.
-async fn versions(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
-    caller.admin()?;
+async fn versions(State(s): State<AppState>) -> ApiResult<Json<Value>> {
     let list = blocking(&s, |e| e.versions()).await?;
     Ok(Json(json!({ "versions": list })))
 }
@@ -711,7 +765,6 @@ async fn migrate(
     caller: Caller,
     Body(plan): Body<guichet_core::migrate::MigrationPlan>,
 ) -> ApiResult<axum::response::Response> {
-    caller.admin()?;
     let actor = caller.0;
     let report = blocking(&s, move |e| e.migrate(&actor, plan)).await?;
     if report.applied {
@@ -750,7 +803,7 @@ async fn cards(
     Ok(Json(json!({ "cards": list })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AnswerBody {
     reason: String,
@@ -771,7 +824,7 @@ async fn answer_card(
     Ok(case_body(done.case()).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SupplementBody {
     /// Everything missing, in one notice.
@@ -796,10 +849,12 @@ async fn request_supplement(
     Ok(case_body(done.case()).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SupplyBody {
-    code: String,
+    /// The query code (not needed with the applicant token).
+    #[serde(default)]
+    code: Option<String>,
     #[serde(default)]
     data: Data,
     #[serde(default)]
@@ -809,10 +864,14 @@ struct SupplyBody {
 /// The applicant answers a supplement request with the case number and query code.
 async fn supply(
     State(s): State<AppState>,
+    caller: Caller,
+    client: guard::Client,
     Path(number): Path<String>,
     Body(b): Body<SupplyBody>,
 ) -> ApiResult<Json<Value>> {
-    let done = mutate(&s, move |e| e.supply(&number, &b.code, b.data, b.materials)).await?;
+    let case = applicant_case(&s, &caller, &client, &number, b.code.as_deref()).await?;
+    let code = case.query_code.clone();
+    let done = mutate(&s, move |e| e.supply(&number, &code, b.data, b.materials)).await?;
     let history = {
         let id = done.case().id;
         blocking(&s, move |e| e.history(id)).await?
@@ -820,7 +879,7 @@ async fn supply(
     Ok(Json(applicant_view(done.case(), &history)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ReasonBody {
     #[serde(default)]
@@ -875,7 +934,7 @@ async fn extend(
     Ok(case_body(done.case()).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CommitmentBody {
     /// The minor items the applicant promises.
@@ -900,4 +959,78 @@ async fn accept_with_commitment(
     })
     .await?;
     Ok(case_body(done.case()).into_response())
+}
+
+/// A supervisor issues a supervision card by hand, with the reason.
+async fn issue_card(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(reference): Path<String>,
+    Body(b): Body<AnswerBody>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.0;
+    let done = mutate(&s, move |e| {
+        let id = e.case_id(&reference)?;
+        e.issue_card(&actor, id, &b.reason)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, case_body(done.case())).into_response())
+}
+
+/// A supervisor moves a task of a group they supervise to a member or another group.
+async fn reassign(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+    Body(b): Body<TransferBody>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.0;
+    let done = mutate(&s, move |e| {
+        e.reassign(&actor, &task, b.group, b.staff, b.comment)
+    })
+    .await?;
+    Ok(case_body(done.case()).into_response())
+}
+
+/// Delegations the caller gave or received, or may manage (every one for the
+/// administrator and auditors).
+async fn delegations(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let rules = s.engine.rules();
+    let list: Vec<_> = s
+        .engine
+        .delegations()
+        .into_iter()
+        .filter(|d| match &caller.0 {
+            Actor::Staff(me) => {
+                d.from == *me
+                    || d.to == *me
+                    || rules.is_auditor(me)
+                    || rules.groups_of(&d.from).iter().any(|g| rules.supervises(me, g))
+            }
+            _ => true,
+        })
+        .collect();
+    Ok(Json(json!({ "delegations": list })))
+}
+
+async fn delegate(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<guichet_core::access::DelegationRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let actor = caller.0;
+    let (d, ticket) = blocking(&s, move |e| e.delegate(&actor, b)).await?;
+    s.engine.durable(ticket).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "delegation": d }))))
+}
+
+async fn revoke_delegation(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let actor = caller.0;
+    let (d, ticket) = blocking(&s, move |e| e.revoke_delegation(&actor, &id)).await?;
+    s.engine.durable(ticket).await?;
+    Ok(Json(json!({ "delegation": d })))
 }

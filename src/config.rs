@@ -26,6 +26,8 @@ pub struct Config {
     pub rescan_secs: u64,
     /// Delivery of notices.
     pub outbox: OutboxConfig,
+    /// Protection against slow and greedy clients.
+    pub limits: LimitsConfig,
     /// Each plugin's own table, `[plugins.<name>]`; a plugin is enabled by its table.
     pub plugins: std::collections::BTreeMap<String, toml::Value>,
 }
@@ -64,6 +66,37 @@ impl OutboxConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Time a client has to send a request's headers, and the longest a kept-alive
+    /// connection may sit idle between requests.
+    pub header_timeout_ms: u64,
+    /// Time a request may take in all, body upload included (answer 408).
+    pub request_timeout_ms: u64,
+    /// Connections open at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Connections one client address may hold open at once; more are closed at once.
+    pub connections_per_client: usize,
+    /// Requests one client address may have in progress at once; more get 429.
+    pub requests_per_client: usize,
+    /// Deepest nesting of arrays and objects accepted in a JSON body.
+    pub max_json_depth: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            header_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            max_connections: 2048,
+            connections_per_client: 256,
+            requests_per_client: 128,
+            max_json_depth: 32,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -76,6 +109,7 @@ impl Default for Config {
             reload_debounce_ms: 150,
             rescan_secs: 30,
             outbox: OutboxConfig::default(),
+            limits: LimitsConfig::default(),
             plugins: Default::default(),
         }
     }

@@ -4,6 +4,7 @@
 //! - [`api`]: routes, extractors, wire shapes.
 //! - [`error`]: the JSON error every route returns.
 //! - [`config`]: configuration file and defaults.
+//! - [`http`]: the accept loop: header and idle timeouts, connection limits.
 //! - [`server`]: opening the engine on a data folder and serving until shutdown.
 //! - [`watch`]: hot reload of the scripts folder.
 //! - [`scheduler`]: fires deadline timers (supervision cards, escalations).
@@ -14,6 +15,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod outbox;
 pub mod plugins;
 pub mod scheduler;

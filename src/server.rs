@@ -97,7 +97,13 @@ pub async fn serve(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = router(AppState::new(engine.clone()), config.max_body_kb * 1024);
+    let state = AppState::new(engine.clone()).with_limits(&config.limits);
+    let app = router(state, config.max_body_kb * 1024).layer(
+        tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            std::time::Duration::from_millis(config.limits.request_timeout_ms.max(1)),
+        ),
+    );
     let _watch = if config.watch {
         Some(crate::watch::start(
             engine.clone(),
@@ -112,9 +118,7 @@ pub async fn serve(
     let outbox = crate::outbox::start(&engine, &config.outbox);
     let workers = crate::workers::start(&engine);
     tracing::info!(message = "listening", addr = %listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    crate::http::serve(listener, app, &config.limits, shutdown).await?;
     for task in workers.into_iter().chain([scheduler, outbox]) {
         task.abort();
         let _ = task.await;

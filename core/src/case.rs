@@ -39,6 +39,7 @@ impl CaseStatus {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Applicant {
     /// ID card number or unified social credit code: what links one applicant's cases.
     pub id: String,
@@ -54,6 +55,7 @@ pub struct Applicant {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MaterialRef {
     /// The material id the procedure declares.
     pub id: String,
@@ -443,6 +445,9 @@ pub struct HistoryEvent {
     pub data_changed: Data,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub effects: Vec<Effect>,
+    /// When a deputy acted: whose task it was (see `access::Delegation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
 }
 
 impl HistoryEvent {
@@ -464,6 +469,7 @@ impl HistoryEvent {
             comment: None,
             data_changed: Data::new(),
             effects: Vec::new(),
+            on_behalf_of: None,
         }
     }
 }

@@ -27,6 +27,8 @@ use crate::store::{CaseWrite, Incident, Store, TokenRecord, VersionRecord};
 pub enum Actor {
     Admin,
     Staff(String),
+    /// The applicant of one case, holding the token issued at submission.
+    Applicant(u64),
     /// An applicant online, or anyone without a token.
     Public,
 }
@@ -36,13 +38,14 @@ impl Actor {
         match self {
             Actor::Admin => "admin".into(),
             Actor::Staff(s) => s.clone(),
-            Actor::Public => "applicant".into(),
+            Actor::Applicant(_) | Actor::Public => "applicant".into(),
         }
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Submission {
     pub procedure: String,
     pub applicant: Applicant,
@@ -54,6 +57,7 @@ pub struct Submission {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BundleItem {
     pub procedure: String,
     #[serde(default)]
@@ -120,7 +124,11 @@ pub struct Engine {
     old_versions: Mutex<HashMap<(String, String), Arc<Procedure>>>,
     /// Valid tokens by hash, so a request does not read the store to authenticate.
     /// Revocation clears it.
-    token_cache: RwLock<HashMap<String, Actor>>,
+    token_cache: RwLock<HashMap<String, (Actor, Option<chrono::DateTime<chrono::Utc>>)>>,
+    /// Signs applicant tokens (see `applicant_token`).
+    applicant_key: std::sync::OnceLock<Vec<u8>>,
+    /// Delegations of tasks to deputies (`access`), few, kept whole in memory.
+    pub(crate) delegations: RwLock<Vec<crate::access::Delegation>>,
     /// Outcome of the last load of the scripts folder (see `reload`).
     pub(crate) reload: Mutex<crate::reload::ReloadStatus>,
     /// What the native plugins registered.
@@ -172,8 +180,15 @@ impl Engine {
             clock,
             old_versions: Mutex::new(HashMap::new()),
             token_cache: RwLock::new(HashMap::new()),
+            applicant_key: std::sync::OnceLock::new(),
+            delegations: RwLock::new(Vec::new()),
             reload: Mutex::new(crate::reload::ReloadStatus::default()),
         };
+        *engine
+            .delegations
+            .write()
+            .map_err(|_| Error::Store("delegation lock poisoned".into()))? =
+            Self::load_delegations(engine.store.as_ref())?;
         // Startup takes the same path as every later reload.
         engine.reload()?;
         Ok(engine)
@@ -543,12 +558,30 @@ impl Engine {
     /// Tasks of the caller's groups (every group for an administrator).
     pub fn worklist(&self, actor: &Actor, f: &WorkFilter) -> Result<Vec<WorkItem>> {
         let rules = self.rules();
-        let groups: Vec<String> = match actor {
-            Actor::Admin => rules.groups.keys().cloned().collect(),
-            Actor::Staff(s) => rules.groups_of(s),
-            Actor::Public => return Err(Error::Forbidden("a staff token is required".into())),
+        let (groups, principals): (Vec<String>, Vec<String>) = match actor {
+            Actor::Admin => (rules.groups.keys().cloned().collect(), Vec::new()),
+            Actor::Staff(s) => {
+                let principals = self.principals_of(s);
+                let mut g = rules.groups_of(s);
+                for p in &principals {
+                    g.extend(rules.groups_of(p));
+                }
+                g.sort();
+                g.dedup();
+                (g, principals)
+            }
+            Actor::Applicant(_) | Actor::Public => {
+                return Err(Error::Forbidden("a staff token is required".into()))
+            }
         };
         let me = actor.name();
+        // Whom the caller may act as in a group: themselves if a member, or a principal.
+        let acts_as = |group: &str| -> Vec<String> {
+            std::iter::once(me.clone())
+                .chain(principals.iter().cloned())
+                .filter(|p| *actor == Actor::Admin || rules.is_member(p, group))
+                .collect()
+        };
         let mut items = Vec::new();
         let mut cache: HashMap<u64, Option<Case>> = HashMap::new();
         for g in groups
@@ -568,8 +601,12 @@ impl Engine {
                 let Some(task) = case.task(&task_id).filter(|t| t.is_open()) else {
                     continue;
                 };
-                let for_me =
-                    task.assignee.as_ref().is_none_or(|a| *a == me) || *actor == Actor::Admin;
+                let who = acts_as(g);
+                let for_me = *actor == Actor::Admin
+                    || task
+                        .assignee
+                        .as_ref()
+                        .is_none_or(|a| who.iter().any(|w| w == a));
                 let keep = for_me
                     && f.procedure.as_ref().is_none_or(|p| *p == case.procedure)
                     && f.department.as_ref().is_none_or(|d| *d == case.department)
@@ -578,8 +615,8 @@ impl Engine {
                         .as_ref()
                         .is_none_or(|b| case.bundle.as_ref() == Some(b))
                     && (!f.mine
-                        || task.claimed_by.as_ref() == Some(&me)
-                        || task.assignee.as_ref() == Some(&me));
+                        || task.claimed_by.as_ref().is_some_and(|c| who.contains(c))
+                        || task.assignee.as_ref().is_some_and(|a| who.contains(a)));
                 if !keep {
                     continue;
                 }
@@ -664,7 +701,7 @@ impl Engine {
     }
 
     /// Loads a task's case and checks that `actor` may act on the task.
-    fn for_task(&self, actor: &Actor, task_id: &str) -> Result<(Case, Task)> {
+    fn for_task(&self, actor: &Actor, task_id: &str) -> Result<(Case, Task, Option<String>)> {
         let case = self
             .store
             .case(task_case_id(task_id)?)?
@@ -692,33 +729,48 @@ impl Engine {
                     "tasks are handled by staff of their group, not by the administrator".into(),
                 ))
             }
-            Actor::Public => return Err(Error::Forbidden("a staff token is required".into())),
+            Actor::Applicant(_) | Actor::Public => {
+                return Err(Error::Forbidden("a staff token is required".into()))
+            }
         };
         let rules = self.rules();
-        if !rules.is_member(staff, &task.group) {
+        // The caller acts for themselves, or as deputy for someone whose task this is.
+        let candidates: Vec<String> = std::iter::once(staff.clone())
+            .chain(self.principals_of(staff))
+            .filter(|p| rules.is_member(p, &task.group))
+            .collect();
+        if candidates.is_empty() {
             return Err(Error::Forbidden(format!(
-                "only members of group '{}' may act on this task",
+                "only members of group '{}' (or their deputies) may act on this task",
                 task.group
             )));
         }
-        if task.assignee.as_ref().is_some_and(|a| a != staff) {
+        let Some(principal) = candidates
+            .into_iter()
+            .find(|p| task.assignee.as_ref().is_none_or(|a| a == p))
+        else {
             return Err(Error::Forbidden(format!(
                 "this task is for {}",
                 task.assignee.as_deref().unwrap_or_default()
             )));
-        }
+        };
         if !task.is_open() {
             return Err(Error::Conflict(
                 format!("task {task_id} is already {:?}", task.state).to_lowercase(),
             ));
         }
-        if task.claimed_by.as_ref().is_some_and(|c| c != staff) {
+        if task
+            .claimed_by
+            .as_ref()
+            .is_some_and(|c| c != staff && *c != principal)
+        {
             return Err(Error::Conflict(format!(
                 "task {task_id} is claimed by {}",
                 task.claimed_by.as_deref().unwrap_or_default()
             )));
         }
-        Ok((case, task))
+        let on_behalf = (principal != *staff).then_some(principal);
+        Ok((case, task, on_behalf))
     }
 
     /// Runs `f` on a flow over the task's case and commits the result with one event.
@@ -730,9 +782,9 @@ impl Engine {
         comment: Option<String>,
         f: impl FnOnce(&mut Flow, &Task) -> Result<Option<String>>,
     ) -> Result<Committed> {
-        let (case, task) = self.for_task(actor, task_id)?;
+        let (case, task, on_behalf) = self.for_task(actor, task_id)?;
         let case_id = case.id;
-        self.act_inner(actor, case, task, action, comment, f)
+        self.act_full(actor, case, task, action, comment, on_behalf, f)
             .inspect_err(|e| self.incident(e, actor, action, Some(case_id), Some(task_id)))
     }
 
@@ -743,6 +795,21 @@ impl Engine {
         task: Task,
         action: &str,
         comment: Option<String>,
+        f: impl FnOnce(&mut Flow, &Task) -> Result<Option<String>>,
+    ) -> Result<Committed> {
+        self.act_full(actor, case, task, action, comment, None, f)
+    }
+
+    /// As `act_inner`, recording a deputy's principal in the event.
+    #[allow(clippy::too_many_arguments)]
+    fn act_full(
+        &self,
+        actor: &Actor,
+        case: Case,
+        task: Task,
+        action: &str,
+        comment: Option<String>,
+        on_behalf_of: Option<String>,
         f: impl FnOnce(&mut Flow, &Task) -> Result<Option<String>>,
     ) -> Result<Committed> {
         let proc = self.procedure_of(&case)?;
@@ -756,6 +823,7 @@ impl Engine {
             comment,
             data_changed: flow.data_changed,
             effects: flow.effects,
+            on_behalf_of,
             ..HistoryEvent::new(flow.now, actor.name(), action)
         };
         self.commit(vec![CaseWrite {
@@ -924,53 +992,92 @@ impl Engine {
 
     // --- tokens -------------------------------------------------------------------------
 
-    /// Issues a token for a staff member (or the administrator); the secret is returned once.
-    pub fn issue_token(&self, subject: &str, label: &str) -> Result<(TokenRecord, String)> {
+    /// Issues a token for a staff member (or the administrator), valid for `days` days
+    /// (at most [`MAX_TOKEN_DAYS`]); the secret is returned once, only its hash is kept.
+    pub fn issue_token(
+        &self,
+        actor: &Actor,
+        subject: &str,
+        label: &str,
+        days: Option<u32>,
+    ) -> Result<(TokenRecord, String, u64)> {
         let admin = subject == "admin";
         if !admin && !self.rules().staff.contains_key(subject) {
             return Err(Error::Validation(format!(
                 "staff '{subject}' is not in the office scripts"
             )));
         }
+        let days = days.unwrap_or(DEFAULT_TOKEN_DAYS);
+        if days == 0 || days > MAX_TOKEN_DAYS {
+            return Err(Error::Validation(format!(
+                "a token lives 1 to {MAX_TOKEN_DAYS} days"
+            )));
+        }
+        if label.len() > 200 {
+            return Err(Error::Validation("a label has at most 200 bytes".into()));
+        }
         let mut bytes = [0u8; 32];
         rand::rng().fill(&mut bytes);
         let secret = format!("gch_{}", hex::encode(bytes));
         let hash = hash_secret(&secret);
+        let now = self.clock.now();
         let rec = TokenRecord {
             id: hash[..12].to_string(),
             subject: subject.to_string(),
             admin,
             label: label.to_string(),
-            created_at: self.clock.now(),
+            created_at: now,
             revoked_at: None,
+            expires_at: Some(now + chrono::Duration::days(days.into())),
         };
         self.store.put_token(&hash, &rec)?;
-        Ok((rec, secret))
+        let ticket = self.store.append_audit(vec![crate::audit::Record::new(
+            now,
+            actor.name(),
+            "token.issued",
+            format!("token:{}", rec.id),
+        )
+        .with_detail(format!("for {subject}, {days} days"))])?;
+        Ok((rec, secret, ticket))
     }
 
-    /// The actor a bearer secret stands for, if it is valid and not revoked.
+    /// The actor a bearer secret stands for, if it is valid, not revoked and not expired.
+    /// A staff token's first use after each start is audited as a login.
     pub fn authenticate(&self, secret: &str) -> Result<Option<Actor>> {
+        if let Some(rest) = secret.strip_prefix(APPLICANT_TOKEN_PREFIX) {
+            return Ok(self.applicant_token_case(rest).map(Actor::Applicant));
+        }
         let hash = hash_secret(secret);
-        if let Some(a) = self
+        let now = self.clock.now();
+        let cached = self
             .token_cache
             .read()
             .ok()
-            .and_then(|c| c.get(&hash).cloned())
-        {
-            return Ok(Some(a));
+            .and_then(|c| c.get(&hash).cloned());
+        if let Some((a, expires)) = cached {
+            return Ok(expires.is_none_or(|e| now < e).then_some(a));
         }
-        let rec = self.store.token_by_hash(&hash)?;
-        let actor = rec.filter(|r| r.revoked_at.is_none()).map(|r| {
-            if r.admin {
-                Actor::Admin
-            } else {
-                Actor::Staff(r.subject)
-            }
-        });
-        if let (Some(a), Ok(mut c)) = (&actor, self.token_cache.write()) {
-            c.insert(hash, a.clone());
+        let Some(rec) = self.store.token_by_hash(&hash)? else {
+            return Ok(None);
+        };
+        if rec.revoked_at.is_some() || rec.expires_at.is_some_and(|e| now >= e) {
+            return Ok(None);
         }
-        Ok(actor)
+        let actor = if rec.admin {
+            Actor::Admin
+        } else {
+            Actor::Staff(rec.subject.clone())
+        };
+        if let Ok(mut c) = self.token_cache.write() {
+            c.insert(hash, (actor.clone(), rec.expires_at));
+        }
+        self.audit_or_warn(crate::audit::Record::new(
+            now,
+            actor.name(),
+            "login",
+            format!("token:{}", rec.id),
+        ));
+        Ok(Some(actor))
     }
 
     pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
@@ -979,7 +1086,7 @@ impl Engine {
         Ok(v)
     }
 
-    pub fn revoke_token(&self, id: &str) -> Result<TokenRecord> {
+    pub fn revoke_token(&self, actor: &Actor, id: &str) -> Result<(TokenRecord, u64)> {
         let (hash, mut rec) = self
             .store
             .tokens()?
@@ -993,17 +1100,122 @@ impl Engine {
         if let Ok(mut c) = self.token_cache.write() {
             c.remove(&hash);
         }
-        Ok(rec)
+        let ticket = self.store.append_audit(vec![crate::audit::Record::new(
+            self.clock.now(),
+            actor.name(),
+            "token.revoked",
+            format!("token:{id}"),
+        )
+        .with_detail(format!("of {}", rec.subject))])?;
+        Ok((rec, ticket))
     }
 
-    /// On a store without tokens, creates the first administrator token.
+    /// When no administrator token is usable (first start, or all revoked or expired),
+    /// creates one; the caller writes it where only the operator can read it.
     pub fn bootstrap_admin(&self) -> Result<Option<String>> {
-        if !self.store.tokens()?.is_empty() {
+        let now = self.clock.now();
+        let usable = self.store.tokens()?.into_iter().any(|(_, r)| {
+            r.admin && r.revoked_at.is_none() && r.expires_at.is_none_or(|e| now < e)
+        });
+        if usable {
             return Ok(None);
         }
-        Ok(Some(self.issue_token("admin", "created at first start")?.1))
+        let system = Actor::Staff("system".into());
+        Ok(Some(
+            self.issue_token(&system, "admin", "created at start: no usable administrator token", Some(MAX_TOKEN_DAYS))?
+                .1,
+        ))
+    }
+
+    // --- applicant tokens -----------------------------------------------------------------
+
+    /// The server's signing key for applicant tokens, created on first use.
+    fn applicant_key(&self) -> Result<Vec<u8>> {
+        if let Some(k) = self.applicant_key.get() {
+            return Ok(k.clone());
+        }
+        let key = match self.store.meta(APPLICANT_KEY)? {
+            Some(k) => k,
+            None => {
+                let mut bytes = [0u8; 32];
+                rand::rng().fill(&mut bytes);
+                self.store.put_meta(APPLICANT_KEY, &bytes)?;
+                bytes.to_vec()
+            }
+        };
+        Ok(self.applicant_key.get_or_init(|| key).clone())
+    }
+
+    fn applicant_mac(&self, case: u64) -> Result<String> {
+        let key = self.applicant_key()?;
+        // HMAC-SHA256 (RFC 2104) over the case id: a token costs no write per submission.
+        let mut k = [0u8; 64];
+        k[..key.len().min(64)].copy_from_slice(&key[..key.len().min(64)]);
+        let inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
+        let outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
+        let ih = Sha256::new()
+            .chain_update(&inner)
+            .chain_update(case.to_be_bytes())
+            .finalize();
+        let oh = Sha256::new().chain_update(&outer).chain_update(ih).finalize();
+        Ok(hex::encode(&oh[..20]))
+    }
+
+    /// A bearer token that reaches one case as its applicant, handed out at submission.
+    pub fn applicant_token(&self, case: u64) -> Result<String> {
+        Ok(format!("{APPLICANT_TOKEN_PREFIX}{case}_{}", self.applicant_mac(case)?))
+    }
+
+    fn applicant_token_case(&self, rest: &str) -> Option<u64> {
+        let (id, mac) = rest.split_once('_')?;
+        let id: u64 = id.parse().ok()?;
+        let want = self.applicant_mac(id).ok()?;
+        (want.len() == mac.len()
+            && want
+                .bytes()
+                .zip(mac.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0)
+            .then_some(id)
+    }
+
+    // --- audit ----------------------------------------------------------------------------
+
+    /// Appends records to the audit chain; the ticket makes them durable.
+    pub fn audit(&self, records: Vec<crate::audit::Record>) -> Result<u64> {
+        self.store.append_audit(records)
+    }
+
+    /// Appends a record whose loss must not fail the action it describes (a reload, a
+    /// login): a failure is logged.
+    pub(crate) fn audit_or_warn(&self, record: crate::audit::Record) {
+        if let Err(e) = self.store.append_audit(vec![record]) {
+            tracing::error!(message = "audit entry not written", error = %e);
+        }
+    }
+
+    /// Audit entries from `from`, at most `limit`, as stored.
+    pub fn audit_entries(&self, from: u64, limit: usize) -> Result<Vec<serde_json::Value>> {
+        self.store
+            .audit_raw(from, limit)?
+            .into_iter()
+            .map(|(seq, v)| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| Error::Store(format!("audit entry {seq} is unreadable: {e}")))
+            })
+            .collect()
+    }
+
+    pub fn verify_audit(&self) -> Result<crate::audit::Verdict> {
+        crate::audit::verify(self.store.as_ref())
     }
 }
+
+/// Staff and administrator tokens live this long unless the issuer says otherwise.
+pub const DEFAULT_TOKEN_DAYS: u32 = 90;
+pub const MAX_TOKEN_DAYS: u32 = 366;
+const APPLICANT_TOKEN_PREFIX: &str = "gca_";
+const APPLICANT_KEY: &str = "applicant_token_key";
 
 pub(crate) fn set_task(flow: &mut Flow, id: &str, f: impl FnOnce(&mut Task)) {
     if let Some(t) = flow.case.tasks.iter_mut().find(|t| t.id == id) {

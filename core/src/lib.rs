@@ -21,7 +21,11 @@
 //! - [`outbox`]: notices of a case, the delivery queue, retries, the staff inbox.
 //! - [`external`]: external tasks: fetch-and-lock with a lease, complete, fail, incidents.
 //! - [`plugin`]: the plugin API: script modules, channels, subscribers, step handlers.
+//! - [`audit`]: the hash-chained audit log and its verification.
+//! - [`access`]: roles, case visibility, delegations: who may see and do what.
 
+pub mod access;
+pub mod audit;
 pub mod calendar;
 pub mod case;
 pub mod clock;

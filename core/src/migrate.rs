@@ -14,6 +14,7 @@ use crate::store::CaseWrite;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MigrationPlan {
     pub procedure: String,
     /// The version the cases run on now.
@@ -174,6 +175,19 @@ impl Engine {
             report.ticket = report.ticket.max(self.commit_writes(&mut w)?);
         }
         report.applied = true;
+        report.ticket = report.ticket.max(self.store().append_audit(vec![
+            crate::audit::Record::new(
+                self.now(),
+                actor.name(),
+                "migration.applied",
+                format!("procedure:{}", plan.procedure),
+            )
+            .with_detail(format!(
+                "{} case(s) from version {} to {to}",
+                report.cases.len(),
+                plan.from
+            )),
+        ])?);
         tracing::info!(message = "cases migrated", procedure = %plan.procedure, from = %plan.from, to = %to, cases = report.cases.len());
         Ok(report)
     }

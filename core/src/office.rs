@@ -25,6 +25,9 @@ pub struct OfficeInfo {
 pub struct Department {
     pub id: String,
     pub name: String,
+    /// Department heads: they see every case of the department and supervise its groups.
+    #[serde(default)]
+    pub heads: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +38,10 @@ pub struct Group {
     pub department: String,
     #[serde(default)]
     pub members: Vec<String>,
+    /// Supervisors of the group (not necessarily members): they see its cases, reassign its
+    /// tasks, issue and answer its supervision cards.
+    #[serde(default)]
+    pub supervisors: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +53,18 @@ pub struct Staff {
     pub email: Option<String>,
     #[serde(default)]
     pub phone: Option<String>,
+    /// Office-wide roles besides group membership.
+    #[serde(default)]
+    pub roles: Vec<OfficeRole>,
+}
+
+/// An office-wide role a staff member holds. (The administrator is a token, not a staff
+/// member: see `Engine::issue_token`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfficeRole {
+    /// Reads everything, including the audit log; changes nothing.
+    Auditor,
 }
 
 /// A bundle (一件事): one application form that opens several cases at once.
@@ -85,5 +104,71 @@ impl RuleSet {
         self.groups
             .get(group)
             .is_some_and(|g| g.members.iter().any(|m| m == staff))
+    }
+
+    /// Whether `staff` heads `department`.
+    pub fn is_head(&self, staff: &str, department: &str) -> bool {
+        self.departments
+            .get(department)
+            .is_some_and(|d| d.heads.iter().any(|h| h == staff))
+    }
+
+    /// Whether `staff` supervises `group`: named as its supervisor, or head of its department.
+    pub fn supervises(&self, staff: &str, group: &str) -> bool {
+        self.groups.get(group).is_some_and(|g| {
+            g.supervisors.iter().any(|s| s == staff) || self.is_head(staff, &g.department)
+        })
+    }
+
+    /// The groups `staff` supervises, in id order.
+    pub fn supervised_by(&self, staff: &str) -> Vec<String> {
+        self.groups
+            .keys()
+            .filter(|g| self.supervises(staff, g))
+            .cloned()
+            .collect()
+    }
+
+    pub fn is_auditor(&self, staff: &str) -> bool {
+        self.staff
+            .get(staff)
+            .is_some_and(|s| s.roles.contains(&OfficeRole::Auditor))
+    }
+
+    /// The roles of a staff member, as `/api/me` and the docs name them.
+    pub fn roles_of(&self, staff: &str) -> Vec<&'static str> {
+        let mut roles = Vec::new();
+        if !self.groups_of(staff).is_empty() {
+            roles.push("staff");
+        }
+        if self.groups.values().any(|g| g.supervisors.iter().any(|s| s == staff)) {
+            roles.push("supervisor");
+        }
+        if self.departments.values().any(|d| d.heads.iter().any(|h| h == staff)) {
+            roles.push("department_head");
+        }
+        if self.is_auditor(staff) {
+            roles.push("auditor");
+        }
+        roles
+    }
+
+    /// References from departments and groups to staff who are not declared.
+    pub fn unknown_staff(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        for d in self.departments.values() {
+            for h in d.heads.iter().filter(|h| !self.staff.contains_key(*h)) {
+                errs.push(format!("department '{}': head '{h}' is not declared as staff", d.id));
+            }
+        }
+        for g in self.groups.values() {
+            for s in g.supervisors.iter().filter(|s| !self.staff.contains_key(*s)) {
+                errs.push(format!(
+                    "group '{}': supervisor '{s}' is not declared as staff",
+                    g.id
+                ));
+            }
+        }
+        errs
     }
 }

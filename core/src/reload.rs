@@ -31,6 +31,10 @@ pub struct ReloadStatus {
     pub reloads: u64,
     /// Things that load but deserve attention (e.g. a year without a holiday table).
     pub warnings: Vec<String>,
+    /// Files of the last refused attempt: the same refusal is audited once, not on every
+    /// rescan.
+    #[serde(skip)]
+    refused_fingerprint: String,
 }
 
 /// Warnings about a rule set that loads: years around `now` without a holiday table.
@@ -72,8 +76,15 @@ impl Engine {
     /// On failure the live rule set stays, the problems are kept for [`Engine::reload_status`]
     /// and returned as `Error::Load`.
     pub fn reload(&self) -> Result<ReloadOutcome> {
+        self.reload_as("system")
+    }
+
+    /// As [`Engine::reload`], recording `who` asked for it in the audit log.
+    pub fn reload_as(&self, who: &str) -> Result<ReloadOutcome> {
         let now = self.now();
-        let loaded = script::read_dir(self.scripts_dir()).and_then(|files| {
+        let files = script::read_dir(self.scripts_dir());
+        let attempted = files.as_ref().map(|f| fingerprint(f)).unwrap_or_default();
+        let loaded = files.and_then(|files| {
             let fp = fingerprint(&files);
             let live = self
                 .reload
@@ -123,12 +134,25 @@ impl Engine {
                 status.live_fingerprint = fp;
                 status.procedures = versions;
                 status.reloads += 1;
+                status.refused_fingerprint.clear();
+                self.audit_or_warn(
+                    crate::audit::Record::new(now, who, "scripts.reloaded", "scripts")
+                        .with_detail(changed.join(", ")),
+                );
                 tracing::info!(message = "scripts live", changed = %changed.join(", "), reloads = status.reloads);
                 Ok(ReloadOutcome::Live { changed })
             }
             Err(problems) => {
                 status.ok = false;
                 status.problems = problems.clone();
+                if status.refused_fingerprint != attempted {
+                    status.refused_fingerprint = attempted;
+                    let first = problems.first().map(|p| p.to_string()).unwrap_or_default();
+                    self.audit_or_warn(
+                        crate::audit::Record::new(now, who, "scripts.refused", "scripts")
+                            .with_detail(format!("{} problem(s); first: {first}", problems.len())),
+                    );
+                }
                 for p in &problems {
                     tracing::warn!(message = "scripts refused; the previous rule set stays live", problem = %p);
                 }

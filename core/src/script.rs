@@ -394,6 +394,12 @@ pub fn load_sources_with(
             ));
         }
     }
+    problems.extend(
+        rules
+            .unknown_staff()
+            .into_iter()
+            .map(|m| problem("", 0, 0, m)),
+    );
     for (at, value) in proc_decls {
         let Some(file) = scripts.get(&at.file) else {
             continue;

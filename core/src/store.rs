@@ -38,7 +38,8 @@
 //! | `q` | next attempt (ms, u64 BE), case id, seq, n | empty (notices waiting for delivery) |
 //! | `i` | staff id `\0` case id, seq, n | empty (a staff member's inbox) |
 //!
-//! Separate trees: `procedure_versions`, `tokens`, `incidents`, `meta`.
+//! Separate trees: `procedure_versions`, `tokens`, `incidents`, `meta`, and `audit` (the
+//! hash chain, keyed by sequence number; see `audit`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -96,6 +97,9 @@ pub struct TokenRecord {
     pub created_at: chrono::DateTime<chrono::Utc>,
     #[serde(default)]
     pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Tokens issued before expiry existed have none.
+    #[serde(default)]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A stored procedure version.
@@ -189,6 +193,16 @@ pub trait Store: Send + Sync {
     fn remove_notice(&self, notice: &Notice) -> Result<()>;
     /// `(case, seq, n)` of the inbox notices of a staff member, oldest first.
     fn inbox(&self, staff: &str) -> Result<Vec<(u64, u64, u32)>>;
+    /// Appends records to the audit chain (commits append their transitions themselves).
+    /// Returns a ticket for [`Store::durable`].
+    fn append_audit(&self, records: Vec<crate::audit::Record>) -> Result<u64>;
+    /// Audit entries as stored, from sequence number `from`, at most `limit`.
+    fn audit_raw(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>>;
+    /// A history event exactly as stored (the audit chain vouches for these bytes).
+    fn history_raw(&self, case: u64, seq: u64) -> Result<Option<Vec<u8>>>;
+    /// Small settings the server keeps with its data (e.g. its signing secret).
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
 }
 
 pub struct SledStore {
@@ -197,6 +211,10 @@ pub struct SledStore {
     versions: Tree,
     tokens: Tree,
     incidents: Tree,
+    meta: Tree,
+    audit: Tree,
+    /// Next sequence number and the last entry's hash; the lock orders the chain.
+    audit_head: Mutex<Option<(u64, String)>>,
     /// Serialize commits touching the same case (by id modulo the stripe count).
     stripes: Vec<Mutex<()>>,
     /// Last number per counter scope, loaded from the `n` index on first use. The lock
@@ -246,6 +264,9 @@ impl SledStore {
             versions: db.open_tree("procedure_versions")?,
             tokens: db.open_tree("tokens")?,
             incidents: db.open_tree("incidents")?,
+            audit: db.open_tree("audit")?,
+            meta,
+            audit_head: Mutex::new(None),
             db,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             counters: Mutex::new(std::collections::HashMap::new()),
@@ -258,6 +279,39 @@ impl SledStore {
     fn lock<'a, T>(&'a self, m: &'a Mutex<T>) -> Result<MutexGuard<'a, T>> {
         m.lock()
             .map_err(|_| Error::Store("store lock poisoned".into()))
+    }
+
+    /// Seals `records` into the chain, in order, under the chain's lock.
+    fn append_audit_impl(&self, records: Vec<crate::audit::Record>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut head = self.lock(&self.audit_head)?;
+        let (mut seq, mut prev) = match head.take() {
+            Some(h) => h,
+            None => match self.audit.last()? {
+                None => (0, crate::audit::GENESIS.to_string()),
+                Some((k, v)) => {
+                    let last: crate::audit::Entry = serde_json::from_slice(&v)?;
+                    (be_u64(&k).unwrap_or(last.seq) + 1, last.hash)
+                }
+            },
+        };
+        for r in records {
+            let entry = r.seal(seq, &prev);
+            // Inserted under the lock, so a crash can only lose a suffix of the chain.
+            let written = self
+                .audit
+                .insert(seq.to_be_bytes(), serde_json::to_vec(&entry)?);
+            if let Err(e) = written {
+                // The head stays unknown: the next append reads it back from the tree.
+                return Err(e.into());
+            }
+            seq += 1;
+            prev = entry.hash;
+        }
+        *head = Some((seq, prev));
+        Ok(())
     }
 
     fn incident_impl(&self, mut incident: Incident) -> Result<()> {
@@ -424,6 +478,35 @@ fn decode_case(bytes: &[u8]) -> Result<Case> {
 }
 
 impl Store for SledStore {
+    fn append_audit(&self, records: Vec<crate::audit::Record>) -> Result<u64> {
+        self.append_audit_impl(records)?;
+        Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    fn audit_raw(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        self.audit
+            .range(from.to_be_bytes()..)
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((be_u64(&k).unwrap_or(u64::MAX), v.to_vec()))
+            })
+            .collect()
+    }
+
+    fn history_raw(&self, case: u64, seq: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.state.get(hist_key(case, seq))?.map(|v| v.to_vec()))
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.meta.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.meta.insert(key, value)?;
+        Ok(())
+    }
+
     fn next_case_id(&self) -> Result<u64> {
         Ok(self.db.generate_id()? + 1)
     }
@@ -497,6 +580,7 @@ impl Store for SledStore {
         // Work out every key first, so nothing is written if anything fails.
         let mut plans = Vec::with_capacity(writes.len());
         let mut taken: Vec<(String, u64)> = Vec::new();
+        let mut audit = Vec::with_capacity(writes.len());
         for w in writes.iter() {
             let mut after = w.after.clone();
             let mut before_commit: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
@@ -526,10 +610,14 @@ impl Store for SledStore {
             let (open, closed): (Vec<Task>, Vec<Task>) =
                 after.tasks.drain(..).partition(Task::is_open);
             after.tasks = open;
-            before_commit.push((
-                hist_key(after.id, event.seq).to_vec(),
-                serde_json::to_vec(&event)?,
+            let stored_event = serde_json::to_vec(&event)?;
+            audit.push(crate::audit::Record::transition(
+                &after.number,
+                after.id,
+                &event,
+                &stored_event,
             ));
+            before_commit.push((hist_key(after.id, event.seq).to_vec(), stored_event));
             for t in &closed {
                 let k = task_key(after.id, &t.id)
                     .ok_or_else(|| Error::Store(format!("bad task id {}", t.id)))?;
@@ -604,6 +692,10 @@ impl Store for SledStore {
             }
             self.state.apply_batch(batch)?;
         }
+        // After the case records: a crash in between loses at most the audit entries of a
+        // transition the client was never told about, never leaves an entry for a
+        // transition that did not happen.
+        self.append_audit_impl(audit)?;
         if let Some(counters) = counters.as_mut() {
             for (scope, n) in taken {
                 counters.insert(scope, n);
@@ -1024,18 +1116,7 @@ mod tests {
     }
 
     fn event() -> HistoryEvent {
-        HistoryEvent {
-            seq: 0,
-            at: chrono::Utc::now(),
-            actor: "t".into(),
-            action: "submitted".into(),
-            task: None,
-            step: None,
-            outcome: None,
-            comment: None,
-            data_changed: Data::new(),
-            effects: vec![],
-        }
+        HistoryEvent::new(chrono::Utc::now(), "t", "submitted")
     }
 
     fn submit(s: &SledStore, id: u64) -> Case {

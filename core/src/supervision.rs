@@ -206,8 +206,17 @@ impl Engine {
         let rules = self.rules();
         let groups: Vec<String> = match actor {
             Actor::Admin => rules.groups.keys().cloned().collect(),
-            Actor::Staff(s) => rules.groups_of(s),
-            Actor::Public => return Err(Error::Forbidden("a staff token is required".into())),
+            Actor::Staff(s) => {
+                // Cards reach a group's members and its supervisors.
+                let mut g = rules.groups_of(s);
+                g.extend(rules.supervised_by(s));
+                g.sort();
+                g.dedup();
+                g
+            }
+            Actor::Applicant(_) | Actor::Public => {
+                return Err(Error::Forbidden("a staff token is required".into()))
+            }
         };
         let mut seen = std::collections::BTreeSet::new();
         let mut out = Vec::new();
@@ -264,7 +273,7 @@ impl Engine {
             .holders
             .iter()
             .chain(&card.supervisor)
-            .any(|g| rules.is_member(me, g));
+            .any(|g| rules.is_member(me, g) || rules.supervises(me, g));
         if !allowed {
             return Err(Error::Forbidden(
                 "only the holders and the supervisor group answer a card".into(),

@@ -1,0 +1,62 @@
+//! Routes of the audit log, for auditors: entries page by page, the whole log as JSON
+//! lines for an external archive, and a verification of the chain.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{blocking, AppState, Query};
+use crate::error::ApiResult;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Page {
+    /// First sequence number.
+    #[serde(default)]
+    from: u64,
+    #[serde(default = "hundred")]
+    limit: usize,
+}
+
+fn hundred() -> usize {
+    100
+}
+
+pub(super) async fn entries(
+    State(s): State<AppState>,
+    Query(p): Query<Page>,
+) -> ApiResult<Json<Value>> {
+    let limit = p.limit.clamp(1, 1000);
+    let list = blocking(&s, move |e| e.audit_entries(p.from, limit)).await?;
+    Ok(Json(json!({ "entries": list })))
+}
+
+/// Every entry, one JSON object per line, oldest first.
+pub(super) async fn export(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let body = blocking(&s, |e| {
+        let mut out = Vec::new();
+        let mut from = 0;
+        loop {
+            let page = e.store().audit_raw(from, 1000)?;
+            let Some(last) = page.last().map(|(seq, _)| *seq) else {
+                break;
+            };
+            for (_, bytes) in page {
+                out.extend_from_slice(&bytes);
+                out.push(b'\n');
+            }
+            from = last + 1;
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body))
+}
+
+pub(super) async fn verify(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    let verdict = blocking(&s, |e| e.verify_audit()).await?;
+    Ok(Json(json!({ "ok": verdict.ok(), "verdict": verdict })))
+}

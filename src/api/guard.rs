@@ -1,0 +1,226 @@
+//! Limits on guessing query codes: wrong codes are counted per client address and per case
+//! number in a sliding window; past a limit the answer is 429 until the window passes.
+//! In memory: a restart forgets the counts, which only gives a guesser one more window.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+
+use crate::error::ApiError;
+
+/// Wrong codes one client may try per window, over all cases.
+const PER_CLIENT: u32 = 10;
+/// Wrong codes one case may receive per window, from all clients.
+const PER_CASE: u32 = 20;
+const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Counters kept at most; beyond, expired ones are dropped first.
+const MAX_KEYS: usize = 100_000;
+
+#[derive(Default)]
+pub struct Guesses {
+    counts: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+impl Guesses {
+    /// Refuses if the client or the case is over its limit.
+    pub fn check(&self, client: &str, case: &str) -> Result<(), ApiError> {
+        let Ok(mut m) = self.counts.lock() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        for (key, limit) in [(format!("c:{client}"), PER_CLIENT), (format!("n:{case}"), PER_CASE)] {
+            if let Some((since, n)) = m.get(&key).copied() {
+                if now.duration_since(since) >= WINDOW {
+                    m.remove(&key);
+                } else if n >= limit {
+                    let wait = (WINDOW - now.duration_since(since)).as_secs().max(1);
+                    return Err(ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_attempts",
+                        format!("too many wrong query codes; try again in {wait} s"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a wrong code against the client and the case.
+    pub fn failed(&self, client: &str, case: &str) {
+        let Ok(mut m) = self.counts.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if m.len() >= MAX_KEYS {
+            m.retain(|_, (since, _)| now.duration_since(*since) < WINDOW);
+        }
+        for key in [format!("c:{client}"), format!("n:{case}")] {
+            let e = m.entry(key).or_insert((now, 0));
+            if now.duration_since(e.0) >= WINDOW {
+                *e = (now, 0);
+            }
+            e.1 += 1;
+        }
+    }
+}
+
+/// The client's address (the peer of the connection).
+pub struct Client(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_stopped_after_its_limit_and_others_are_not() {
+        let g = Guesses::default();
+        for i in 0..PER_CLIENT {
+            assert!(g.check("1.2.3.4", &format!("N-{i}")).is_ok());
+            g.failed("1.2.3.4", &format!("N-{i}"));
+        }
+        let e = g.check("1.2.3.4", "N-new").unwrap_err();
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(g.check("5.6.7.8", "N-new").is_ok());
+    }
+
+    #[test]
+    fn a_case_is_protected_from_many_clients() {
+        let g = Guesses::default();
+        for i in 0..PER_CASE {
+            g.failed(&format!("10.0.0.{i}"), "CASE-1");
+        }
+        assert_eq!(
+            g.check("10.9.9.9", "CASE-1").unwrap_err().status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert!(g.check("10.9.9.9", "CASE-2").is_ok());
+    }
+}
+
+/// Requests in progress per client address: one client flooding the server gets 429
+/// once it holds its share, and the others are still served.
+pub struct Inflight {
+    max: usize,
+    counts: Mutex<HashMap<std::net::IpAddr, usize>>,
+}
+
+impl Inflight {
+    pub fn new(max: usize) -> Inflight {
+        Inflight {
+            max: max.max(1),
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+struct InflightSlot<'a>(&'a Inflight, std::net::IpAddr);
+
+impl Drop for InflightSlot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.0.counts.lock() {
+            if let Some(n) = m.get_mut(&self.1) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.1);
+                }
+            }
+        }
+    }
+}
+
+pub(super) async fn per_client(
+    axum::extract::State(inflight): axum::extract::State<std::sync::Arc<Inflight>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(ip) = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+    else {
+        return next.run(req).await;
+    };
+    let slot = {
+        let Ok(mut m) = inflight.counts.lock() else {
+            return next.run(req).await;
+        };
+        let n = m.entry(ip).or_insert(0);
+        if *n >= inflight.max {
+            drop(m);
+            return ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "too many requests in progress from this address; retry shortly",
+            )
+            .into_response();
+        }
+        *n += 1;
+        InflightSlot(&inflight, ip)
+    };
+    let response = next.run(req).await;
+    drop(slot);
+    response
+}
+
+/// The nesting depth of a JSON text if it exceeds `max` (strings skipped), else `None`.
+/// Runs before parsing, in one pass over the bytes.
+pub fn too_deep(bytes: &[u8], max: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Some(max);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::too_deep;
+
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        assert_eq!(too_deep(br#"{"a":[[1]]}"#, 3), None);
+        assert_eq!(too_deep(br#"{"a":[[[1]]]}"#, 3), Some(3));
+        assert_eq!(too_deep(br#"{"a":"[[[[[[\"[[[["}"#, 1), None);
+        assert_eq!(too_deep(&[b'['; 100_000], 32), Some(32));
+    }
+}

@@ -1,0 +1,287 @@
+//! The route table: every route with the permission it needs, in one place. The router is
+//! built from this table and one middleware enforces the permissions before any handler
+//! runs, so a route cannot exist without a declared permission. `tests/access.rs` walks
+//! the table with every role; `docs/openapi` is generated from it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::handler::Handler;
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use guichet_core::audit::Record;
+use guichet_core::Actor;
+use serde::Serialize;
+
+use super::AppState;
+use crate::error::ApiError;
+
+/// What a caller must be to reach a route. Finer rules (member of the task's group, the
+/// approver group of an extension) are the engine's, and answer 403.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Anyone, no token needed: the service guide, submission, health.
+    Public,
+    /// Anyone; what they reach is then proven with the case's number and query code (or
+    /// the case's applicant token). Wrong guesses are rate-limited.
+    Applicant,
+    /// Any valid token.
+    Authenticated,
+    /// Staff or the administrator. A case or task named in the path must be one the caller
+    /// may see, or the answer is 404, as for a case that does not exist.
+    Staff,
+    /// Staff who supervise a group or head a department (same path rule as `Staff`).
+    Supervisor,
+    /// The administrator or an auditor: reading the office's administration.
+    Oversight,
+    /// The administrator token.
+    Admin,
+    /// Staff with the auditor role.
+    Auditor,
+}
+
+/// One route: method, path, permission, and what it is for (the OpenAPI summary).
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub permission: Permission,
+    pub summary: &'static str,
+    /// The JSON body's schema, for the OpenAPI document.
+    pub body: Option<fn() -> serde_json::Value>,
+    pub(super) handler: MethodRouter<AppState>,
+}
+
+impl Route {
+    fn new<H, T>(
+        method: Method,
+        path: &'static str,
+        permission: Permission,
+        summary: &'static str,
+        handler: H,
+    ) -> Route
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+        Route {
+            method,
+            path,
+            permission,
+            summary,
+            body: None,
+            handler: on(filter, handler),
+        }
+    }
+
+    fn body(mut self, schema: fn() -> serde_json::Value) -> Route {
+        self.body = Some(schema);
+        self
+    }
+}
+
+/// Every route of the API.
+pub fn table() -> Vec<Route> {
+    use super::schema as s;
+    use super::*;
+    use Permission::*;
+    let get = Method::GET;
+    let post = Method::POST;
+    vec![
+        Route::new(get.clone(), "/api/health", Public, "Liveness", health),
+        Route::new(get.clone(), "/api/openapi.json", Public, "This API as an OpenAPI 3.1 document", openapi),
+        Route::new(get.clone(), "/api/me", Authenticated, "Who the token stands for, with roles and groups", me),
+        Route::new(get.clone(), "/api/procedures", Public, "Procedures on offer", procedures),
+        Route::new(get.clone(), "/api/procedures/{id}", Public, "A procedure's service guide", procedure),
+        Route::new(get.clone(), "/api/bundles", Public, "Bundles (one application, several cases)", bundles),
+        Route::new(post.clone(), "/api/bundles/{id}/cases", Public, "Submit a bundle", submit_bundle).body(s::bundle_submission),
+        Route::new(get.clone(), "/api/bundle-cases/{reference}", Staff, "Cases of a submitted bundle", bundle_cases),
+        Route::new(post.clone(), "/api/cases", Public, "Submit a case", submit).body(s::submission),
+        Route::new(get.clone(), "/api/cases/{case}", Staff, "A case with tasks, history and notices", case),
+        Route::new(post.clone(), "/api/cases/{case}/withdraw", Applicant, "Withdraw a case", withdraw).body(s::withdraw),
+        Route::new(get.clone(), "/api/track/{number}", Applicant, "Track a case with its query code or applicant token", track),
+        Route::new(post.clone(), "/api/track/{number}/supplement", Applicant, "Supply what the office asked for", supply).body(s::supply),
+        Route::new(get.clone(), "/api/applicants/{id}/cases", Staff, "An applicant's cases", applicant_cases),
+        Route::new(get.clone(), "/api/tasks", Staff, "Worklist", worklist),
+        Route::new(get.clone(), "/api/cards", Staff, "Supervision cards for my groups", cards),
+        Route::new(post.clone(), "/api/cases/{case}/cards", Supervisor, "Issue a supervision card", issue_card).body(s::reason_required),
+        Route::new(post.clone(), "/api/cases/{case}/cards/{card}/answer", Staff, "Answer a card", answer_card).body(s::reason_required),
+        Route::new(post.clone(), "/api/tasks/{task}/claim", Staff, "Claim a task", claim),
+        Route::new(post.clone(), "/api/tasks/{task}/release", Staff, "Release a claimed task", release),
+        Route::new(post.clone(), "/api/tasks/{task}/complete", Staff, "Complete a task with an outcome", complete).body(s::complete),
+        Route::new(post.clone(), "/api/tasks/{task}/return", Staff, "Return the case to an earlier step", return_to).body(s::return_to),
+        Route::new(post.clone(), "/api/tasks/{task}/transfer", Staff, "Transfer a task", transfer).body(s::transfer),
+        Route::new(post.clone(), "/api/tasks/{task}/reassign", Supervisor, "Reassign a task of a supervised group", reassign).body(s::transfer),
+        Route::new(post.clone(), "/api/tasks/{task}/supplement", Staff, "Ask the applicant for more", request_supplement).body(s::supplement),
+        Route::new(post.clone(), "/api/tasks/{task}/accept-with-commitment", Staff, "Accept with a commitment", accept_with_commitment).body(s::commitment),
+        Route::new(post.clone(), "/api/cases/{case}/suspend", Staff, "Stop the clock", suspend).body(s::reason),
+        Route::new(post.clone(), "/api/cases/{case}/resume", Staff, "Restart the clock", resume).body(s::reason),
+        Route::new(post.clone(), "/api/cases/{case}/extend", Staff, "Extend the statutory limit", extend).body(s::reason),
+        Route::new(get.clone(), "/api/cases/{case}/notices", Staff, "Notices of a case", notify::case_notices),
+        Route::new(get.clone(), "/api/inbox", Staff, "My inbox", notify::inbox),
+        Route::new(post.clone(), "/api/inbox/{id}/read", Staff, "Mark an inbox notice read", notify::mark_read),
+        Route::new(post.clone(), "/api/admin/notices/{id}/retry", Admin, "Queue a failed notice again", notify::retry_notice),
+        Route::new(post.clone(), "/api/external-tasks/fetch-and-lock", Staff, "Fetch and lock external tasks", external::fetch_and_lock).body(s::fetch),
+        Route::new(post.clone(), "/api/external-tasks/{task}/complete", Staff, "Complete an external task", external::complete).body(s::external_complete),
+        Route::new(post.clone(), "/api/external-tasks/{task}/failure", Staff, "Report an external task's failure", external::failure).body(s::external_failure),
+        Route::new(get.clone(), "/api/admin/external-tasks/incidents", Oversight, "External tasks out of retries", external::incidents),
+        Route::new(post.clone(), "/api/admin/external-tasks/{task}/retry", Admin, "Retry an external-task incident", external::retry),
+        Route::new(get.clone(), "/api/delegations", Staff, "Delegations I gave, received or may manage", delegations),
+        Route::new(post.clone(), "/api/delegations", Staff, "Hand a staff member's tasks to a deputy", delegate).body(s::delegation),
+        Route::new(Method::DELETE, "/api/delegations/{id}", Staff, "End a delegation", revoke_delegation),
+        Route::new(get.clone(), "/api/admin/tokens", Oversight, "Tokens (never secrets)", tokens),
+        Route::new(post.clone(), "/api/admin/tokens", Admin, "Issue a token", issue_token).body(s::issue_token),
+        Route::new(Method::DELETE, "/api/admin/tokens/{id}", Admin, "Revoke a token", revoke_token),
+        Route::new(get.clone(), "/api/admin/incidents", Oversight, "Script failures that changed nothing", incidents),
+        Route::new(get.clone(), "/api/admin/scripts", Oversight, "The live rule set and the last reload", scripts_status),
+        Route::new(post.clone(), "/api/admin/scripts/reload", Admin, "Reload the scripts now", scripts_reload),
+        Route::new(get.clone(), "/api/admin/versions", Oversight, "Every procedure version", versions),
+        Route::new(post.clone(), "/api/admin/migrations", Admin, "Move open cases between versions", migrate).body(s::migration),
+        Route::new(get.clone(), "/api/audit", Auditor, "Audit entries", audit::entries),
+        Route::new(get.clone(), "/api/audit/export", Auditor, "The audit log as JSON lines", audit::export),
+        Route::new(get.clone(), "/api/audit/verify", Auditor, "Check the audit chain", audit::verify),
+    ]
+}
+
+pub(super) type Permissions = Arc<HashMap<(Method, &'static str), Permission>>;
+
+pub(super) fn permissions(routes: &[Route]) -> Permissions {
+    Arc::new(
+        routes
+            .iter()
+            .map(|r| ((r.method.clone(), r.path), r.permission))
+            .collect(),
+    )
+}
+
+/// The caller, as the permission middleware established it.
+#[derive(Clone)]
+pub struct Caller(pub Actor);
+
+/// Authenticates the caller and enforces the route's permission before the handler runs.
+pub(super) async fn authorize(
+    State((state, perms)): State<(AppState, Permissions)>,
+    matched: MatchedPath,
+    params: RawPathParams,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(&permission) = perms.get(&(req.method().clone(), matched.as_str())) else {
+        // Cannot happen: the router is built from the same table.
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "route without a declared permission",
+        )
+        .into_response();
+    };
+    let actor = match authenticate(&state, &req) {
+        Ok(a) => a,
+        Err(e) => {
+            refused(&state, "anonymous", &req, &e);
+            return e.into_response();
+        }
+    };
+    if let Err(e) = check(&state, &actor, permission, &params) {
+        refused(&state, &actor.name(), &req, &e);
+        return e.into_response();
+    }
+    req.extensions_mut().insert(Caller(actor));
+    next.run(req).await
+}
+
+fn authenticate(state: &AppState, req: &Request) -> Result<Actor, ApiError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(Actor::Public);
+    };
+    let secret = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= 200)
+        .ok_or_else(ApiError::unauthorized)?;
+    // Served from the engine's token cache after the first use.
+    state
+        .engine
+        .authenticate(secret)?
+        .ok_or_else(ApiError::unauthorized)
+}
+
+fn forbidden(message: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+}
+
+fn check(
+    state: &AppState,
+    actor: &Actor,
+    permission: Permission,
+    params: &RawPathParams,
+) -> Result<(), ApiError> {
+    use Permission::*;
+    let rules = state.engine.rules();
+    let staff = |a: &Actor| matches!(a, Actor::Staff(_) | Actor::Admin);
+    let ok = match permission {
+        Public | Applicant => true,
+        Authenticated => !matches!(actor, Actor::Public),
+        Staff => staff(actor),
+        Supervisor => matches!(actor, Actor::Staff(s)
+            if !rules.supervised_by(s).is_empty()),
+        Oversight => matches!(actor, Actor::Admin)
+            || matches!(actor, Actor::Staff(s) if rules.is_auditor(s)),
+        Admin => matches!(actor, Actor::Admin),
+        Auditor => matches!(actor, Actor::Staff(s) if rules.is_auditor(s)),
+    };
+    if !ok {
+        return Err(match (actor, permission) {
+            (Actor::Public, _) => ApiError::unauthorized(),
+            (_, Supervisor) => forbidden("a supervisor or department head is required"),
+            (_, Oversight) => forbidden("the administrator or an auditor is required"),
+            (_, Admin) => forbidden("administrator token required"),
+            (_, Auditor) => forbidden("an auditor is required"),
+            _ => forbidden("a staff token is required"),
+        });
+    }
+    // A case named in the path must be one the caller may see; otherwise it does not
+    // exist for them. (Applicant routes prove access with the query code instead.)
+    if permission != Public && !matches!(actor, Actor::Public) {
+        for (name, value) in params.iter() {
+            let reference = match name {
+                "case" => value,
+                "task" => value.split_once('-').map_or(value, |(c, _)| c),
+                _ => continue,
+            };
+            match state.engine.visible_case(actor, reference) {
+                Ok(_) => {}
+                Err(guichet_core::Error::NotFound(_)) => {
+                    return Err(ApiError::not_found(format!(
+                        "{name} {value} not found"
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refused authentications and authorizations go to the audit log.
+fn refused(state: &AppState, who: &str, req: &Request, e: &ApiError) {
+    if e.status != StatusCode::UNAUTHORIZED && e.status != StatusCode::FORBIDDEN {
+        return;
+    }
+    let record = Record::new(
+        state.engine.now(),
+        who,
+        "authorization.refused",
+        format!("{} {}", req.method(), req.uri().path()),
+    )
+    .with_detail(e.message.clone());
+    if let Err(err) = state.engine.audit(vec![record]) {
+        tracing::error!(message = "audit entry not written", error = %err);
+    }
+}

@@ -1,0 +1,168 @@
+//! JSON schemas of request bodies, derived from the very types the handlers deserialize
+//! (so the OpenAPI document cannot drift from what the server accepts), and the OpenAPI
+//! document itself, generated from the route table.
+
+use schemars::generate::SchemaSettings;
+use schemars::JsonSchema;
+use serde_json::{json, Map, Value};
+
+use super::routes::{Permission, Route};
+
+fn of<T: JsonSchema>() -> Value {
+    let generator = SchemaSettings::draft2020_12()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator();
+    let mut v = serde_json::to_value(generator.into_root_schema_for::<T>()).unwrap_or(json!({}));
+    if let Value::Object(m) = &mut v {
+        m.remove("$schema");
+        m.remove("title");
+    }
+    v
+}
+
+pub(super) fn submission() -> Value {
+    of::<guichet_core::engine::Submission>()
+}
+pub(super) fn bundle_submission() -> Value {
+    of::<super::BundleSubmission>()
+}
+pub(super) fn withdraw() -> Value {
+    of::<super::WithdrawBody>()
+}
+pub(super) fn supply() -> Value {
+    of::<super::SupplyBody>()
+}
+pub(super) fn reason_required() -> Value {
+    of::<super::AnswerBody>()
+}
+pub(super) fn reason() -> Value {
+    of::<super::ReasonBody>()
+}
+pub(super) fn complete() -> Value {
+    of::<super::CompleteBody>()
+}
+pub(super) fn return_to() -> Value {
+    of::<super::ReturnBody>()
+}
+pub(super) fn transfer() -> Value {
+    of::<super::TransferBody>()
+}
+pub(super) fn supplement() -> Value {
+    of::<super::SupplementBody>()
+}
+pub(super) fn commitment() -> Value {
+    of::<super::CommitmentBody>()
+}
+pub(super) fn fetch() -> Value {
+    of::<super::external::FetchBody>()
+}
+pub(super) fn external_complete() -> Value {
+    of::<super::external::CompleteBody>()
+}
+pub(super) fn external_failure() -> Value {
+    of::<super::external::FailureBody>()
+}
+pub(super) fn delegation() -> Value {
+    of::<guichet_core::access::DelegationRequest>()
+}
+pub(super) fn issue_token() -> Value {
+    of::<super::IssueBody>()
+}
+pub(super) fn migration() -> Value {
+    of::<guichet_core::migrate::MigrationPlan>()
+}
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+    })
+}
+
+/// The OpenAPI 3.1 document of `routes`.
+pub fn openapi(routes: &[Route]) -> Value {
+    let mut paths = Map::new();
+    for r in routes {
+        let mut params = Vec::new();
+        for seg in r.path.split('/') {
+            if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                params.push(json!({
+                    "name": name, "in": "path", "required": true,
+                    "schema": { "type": "string", "minLength": 1, "maxLength": 200 }
+                }));
+            }
+        }
+        if r.path == "/api/track/{number}" {
+            params.push(json!({
+                "name": "code", "in": "query", "required": false,
+                "description": "the query code printed on the receipt (or send the applicant token)",
+                "schema": { "type": "string", "maxLength": 64 }
+            }));
+        }
+        let mut responses = Map::new();
+        let ok = match (r.method.as_str(), r.path) {
+            ("POST", "/api/cases") | ("POST", "/api/bundles/{id}/cases") | ("POST", "/api/admin/tokens") | ("POST", "/api/delegations") => "201",
+            _ => "200",
+        };
+        responses.insert(ok.into(), json!({ "description": "success", "content": { "application/json": { "schema": {} } } }));
+        responses.insert("400".into(), error_response("malformed request"));
+        match r.permission {
+            Permission::Public | Permission::Applicant => {}
+            _ => {
+                responses.insert("401".into(), error_response("no valid token"));
+                responses.insert("403".into(), error_response("the token's role may not do this"));
+            }
+        }
+        responses.insert("404".into(), error_response("not found, or not visible to the caller"));
+        if r.body.is_some() || r.method != axum::http::Method::GET {
+            responses.insert("409".into(), error_response("conflict with the current state"));
+            responses.insert("413".into(), error_response("body too large"));
+            responses.insert("415".into(), error_response("not JSON"));
+            responses.insert("422".into(), error_response("invalid input; nothing changed"));
+        }
+        if r.permission == Permission::Applicant {
+            responses.insert("401".into(), error_response("invalid token"));
+            responses.insert("429".into(), error_response("too many wrong query codes"));
+        }
+        responses.insert("503".into(), error_response("busy or shutting down; retry later"));
+        let mut op = json!({
+            "summary": r.summary,
+            "operationId": format!("{} {}", r.method, r.path),
+            "x-permission": r.permission,
+            "parameters": params,
+            "responses": responses,
+        });
+        if r.permission != Permission::Public {
+            op["security"] = json!([{ "bearer": [] }, {}]);
+        }
+        if let Some(body) = r.body {
+            op["requestBody"] = json!({
+                "required": true,
+                "content": { "application/json": { "schema": body() } }
+            });
+        }
+        let item = paths
+            .entry(r.path.to_string())
+            .or_insert_with(|| json!({}));
+        item[r.method.as_str().to_lowercase()] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Guichet",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Workflow server for offices that serve the public. Each operation's `x-permission` names who may call it (see docs/security.md)."
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": { "code": { "type": "string" }, "message": { "type": "string" } }
+                }
+            }
+        }
+    })
+}

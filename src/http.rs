@@ -94,8 +94,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let router = app.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut()
-                .insert(ConnectInfo::<SocketAddr>(peer));
+            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             router.clone().oneshot(req)
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));

@@ -332,7 +332,9 @@ impl Engine {
         }
         let target = group.clone().unwrap_or_else(|| task.group.clone());
         if !rules.groups.contains_key(&target) {
-            return Err(Error::Validation(format!("group '{target}' does not exist")));
+            return Err(Error::Validation(format!(
+                "group '{target}' does not exist"
+            )));
         }
         if let Some(s) = &staff {
             if !rules.is_member(s, &target) {

@@ -176,10 +176,7 @@ pub fn verify(store: &dyn Store) -> Result<Verdict> {
                 Err(e) => return Ok(fail(format!("entry {seq} is unreadable: {e}"))),
             };
             if entry.seq != seq {
-                return Ok(fail(format!(
-                    "entry {seq} says it is entry {}",
-                    entry.seq
-                )));
+                return Ok(fail(format!("entry {seq} says it is entry {}", entry.seq)));
             }
             if entry.prev != prev {
                 return Ok(fail(format!(
@@ -200,12 +197,10 @@ pub fn verify(store: &dyn Store) -> Result<Verdict> {
                             ev.seq, ev.number
                         )))
                     }
-                    Some(stored) if digest(&stored) != ev.digest => {
-                        return Ok(fail(format!(
-                            "entry {seq}: history event {} of case {} was changed after it was written",
-                            ev.seq, ev.number
-                        )))
-                    }
+                    Some(stored) if digest(&stored) != ev.digest => return Ok(fail(format!(
+                        "entry {seq}: history event {} of case {} was changed after it was written",
+                        ev.seq, ev.number
+                    ))),
                     Some(_) => {}
                 }
             }

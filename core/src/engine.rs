@@ -1122,8 +1122,13 @@ impl Engine {
         }
         let system = Actor::Staff("system".into());
         Ok(Some(
-            self.issue_token(&system, "admin", "created at start: no usable administrator token", Some(MAX_TOKEN_DAYS))?
-                .1,
+            self.issue_token(
+                &system,
+                "admin",
+                "created at start: no usable administrator token",
+                Some(MAX_TOKEN_DAYS),
+            )?
+            .1,
         ))
     }
 
@@ -1157,13 +1162,19 @@ impl Engine {
             .chain_update(&inner)
             .chain_update(case.to_be_bytes())
             .finalize();
-        let oh = Sha256::new().chain_update(&outer).chain_update(ih).finalize();
+        let oh = Sha256::new()
+            .chain_update(&outer)
+            .chain_update(ih)
+            .finalize();
         Ok(hex::encode(&oh[..20]))
     }
 
     /// A bearer token that reaches one case as its applicant, handed out at submission.
     pub fn applicant_token(&self, case: u64) -> Result<String> {
-        Ok(format!("{APPLICANT_TOKEN_PREFIX}{case}_{}", self.applicant_mac(case)?))
+        Ok(format!(
+            "{APPLICANT_TOKEN_PREFIX}{case}_{}",
+            self.applicant_mac(case)?
+        ))
     }
 
     fn applicant_token_case(&self, rest: &str) -> Option<u64> {

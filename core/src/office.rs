@@ -141,10 +141,18 @@ impl RuleSet {
         if !self.groups_of(staff).is_empty() {
             roles.push("staff");
         }
-        if self.groups.values().any(|g| g.supervisors.iter().any(|s| s == staff)) {
+        if self
+            .groups
+            .values()
+            .any(|g| g.supervisors.iter().any(|s| s == staff))
+        {
             roles.push("supervisor");
         }
-        if self.departments.values().any(|d| d.heads.iter().any(|h| h == staff)) {
+        if self
+            .departments
+            .values()
+            .any(|d| d.heads.iter().any(|h| h == staff))
+        {
             roles.push("department_head");
         }
         if self.is_auditor(staff) {
@@ -158,11 +166,18 @@ impl RuleSet {
         let mut errs = Vec::new();
         for d in self.departments.values() {
             for h in d.heads.iter().filter(|h| !self.staff.contains_key(*h)) {
-                errs.push(format!("department '{}': head '{h}' is not declared as staff", d.id));
+                errs.push(format!(
+                    "department '{}': head '{h}' is not declared as staff",
+                    d.id
+                ));
             }
         }
         for g in self.groups.values() {
-            for s in g.supervisors.iter().filter(|s| !self.staff.contains_key(*s)) {
+            for s in g
+                .supervisors
+                .iter()
+                .filter(|s| !self.staff.contains_key(*s))
+            {
                 errs.push(format!(
                     "group '{}': supervisor '{s}' is not declared as staff",
                     g.id

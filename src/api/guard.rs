@@ -33,7 +33,10 @@ impl Guesses {
             return Ok(());
         };
         let now = Instant::now();
-        for (key, limit) in [(format!("c:{client}"), PER_CLIENT), (format!("n:{case}"), PER_CASE)] {
+        for (key, limit) in [
+            (format!("c:{client}"), PER_CLIENT),
+            (format!("n:{case}"), PER_CASE),
+        ] {
             if let Some((since, n)) = m.get(&key).copied() {
                 if now.duration_since(since) >= WINDOW {
                     m.remove(&key);

@@ -93,57 +93,365 @@ pub fn table() -> Vec<Route> {
     let post = Method::POST;
     vec![
         Route::new(get.clone(), "/api/health", Public, "Liveness", health),
-        Route::new(get.clone(), "/api/openapi.json", Public, "This API as an OpenAPI 3.1 document", openapi),
-        Route::new(get.clone(), "/api/me", Authenticated, "Who the token stands for, with roles and groups", me),
-        Route::new(get.clone(), "/api/procedures", Public, "Procedures on offer", procedures),
-        Route::new(get.clone(), "/api/procedures/{id}", Public, "A procedure's service guide", procedure),
-        Route::new(get.clone(), "/api/bundles", Public, "Bundles (one application, several cases)", bundles),
-        Route::new(post.clone(), "/api/bundles/{id}/cases", Public, "Submit a bundle", submit_bundle).body(s::bundle_submission),
-        Route::new(get.clone(), "/api/bundle-cases/{reference}", Staff, "Cases of a submitted bundle", bundle_cases),
+        Route::new(
+            get.clone(),
+            "/api/openapi.json",
+            Public,
+            "This API as an OpenAPI 3.1 document",
+            openapi,
+        ),
+        Route::new(
+            get.clone(),
+            "/api/me",
+            Authenticated,
+            "Who the token stands for, with roles and groups",
+            me,
+        ),
+        Route::new(
+            get.clone(),
+            "/api/procedures",
+            Public,
+            "Procedures on offer",
+            procedures,
+        ),
+        Route::new(
+            get.clone(),
+            "/api/procedures/{id}",
+            Public,
+            "A procedure's service guide",
+            procedure,
+        ),
+        Route::new(
+            get.clone(),
+            "/api/bundles",
+            Public,
+            "Bundles (one application, several cases)",
+            bundles,
+        ),
+        Route::new(
+            post.clone(),
+            "/api/bundles/{id}/cases",
+            Public,
+            "Submit a bundle",
+            submit_bundle,
+        )
+        .body(s::bundle_submission),
+        Route::new(
+            get.clone(),
+            "/api/bundle-cases/{reference}",
+            Staff,
+            "Cases of a submitted bundle",
+            bundle_cases,
+        ),
         Route::new(post.clone(), "/api/cases", Public, "Submit a case", submit).body(s::submission),
-        Route::new(get.clone(), "/api/cases/{case}", Staff, "A case with tasks, history and notices", case),
-        Route::new(post.clone(), "/api/cases/{case}/withdraw", Applicant, "Withdraw a case", withdraw).body(s::withdraw),
-        Route::new(get.clone(), "/api/track/{number}", Applicant, "Track a case with its query code or applicant token", track),
-        Route::new(post.clone(), "/api/track/{number}/supplement", Applicant, "Supply what the office asked for", supply).body(s::supply),
-        Route::new(get.clone(), "/api/applicants/{id}/cases", Staff, "An applicant's cases", applicant_cases),
+        Route::new(
+            get.clone(),
+            "/api/cases/{case}",
+            Staff,
+            "A case with tasks, history and notices",
+            case,
+        ),
+        Route::new(
+            post.clone(),
+            "/api/cases/{case}/withdraw",
+            Applicant,
+            "Withdraw a case",
+            withdraw,
+        )
+        .body(s::withdraw),
+        Route::new(
+            get.clone(),
+            "/api/track/{number}",
+            Applicant,
+            "Track a case with its query code or applicant token",
+            track,
+        ),
+        Route::new(
+            post.clone(),
+            "/api/track/{number}/supplement",
+            Applicant,
+            "Supply what the office asked for",
+            supply,
+        )
+        .body(s::supply),
+        Route::new(
+            get.clone(),
+            "/api/applicants/{id}/cases",
+            Staff,
+            "An applicant's cases",
+            applicant_cases,
+        ),
         Route::new(get.clone(), "/api/tasks", Staff, "Worklist", worklist),
-        Route::new(get.clone(), "/api/cards", Staff, "Supervision cards for my groups", cards),
-        Route::new(post.clone(), "/api/cases/{case}/cards", Supervisor, "Issue a supervision card", issue_card).body(s::reason_required),
-        Route::new(post.clone(), "/api/cases/{case}/cards/{card}/answer", Staff, "Answer a card", answer_card).body(s::reason_required),
-        Route::new(post.clone(), "/api/tasks/{task}/claim", Staff, "Claim a task", claim),
-        Route::new(post.clone(), "/api/tasks/{task}/release", Staff, "Release a claimed task", release),
-        Route::new(post.clone(), "/api/tasks/{task}/complete", Staff, "Complete a task with an outcome", complete).body(s::complete),
-        Route::new(post.clone(), "/api/tasks/{task}/return", Staff, "Return the case to an earlier step", return_to).body(s::return_to),
-        Route::new(post.clone(), "/api/tasks/{task}/transfer", Staff, "Transfer a task", transfer).body(s::transfer),
-        Route::new(post.clone(), "/api/tasks/{task}/reassign", Supervisor, "Reassign a task of a supervised group", reassign).body(s::transfer),
-        Route::new(post.clone(), "/api/tasks/{task}/supplement", Staff, "Ask the applicant for more", request_supplement).body(s::supplement),
-        Route::new(post.clone(), "/api/tasks/{task}/accept-with-commitment", Staff, "Accept with a commitment", accept_with_commitment).body(s::commitment),
-        Route::new(post.clone(), "/api/cases/{case}/suspend", Staff, "Stop the clock", suspend).body(s::reason),
-        Route::new(post.clone(), "/api/cases/{case}/resume", Staff, "Restart the clock", resume).body(s::reason),
-        Route::new(post.clone(), "/api/cases/{case}/extend", Staff, "Extend the statutory limit", extend).body(s::reason),
-        Route::new(get.clone(), "/api/cases/{case}/notices", Staff, "Notices of a case", notify::case_notices),
+        Route::new(
+            get.clone(),
+            "/api/cards",
+            Staff,
+            "Supervision cards for my groups",
+            cards,
+        ),
+        Route::new(
+            post.clone(),
+            "/api/cases/{case}/cards",
+            Supervisor,
+            "Issue a supervision card",
+            issue_card,
+        )
+        .body(s::reason_required),
+        Route::new(
+            post.clone(),
+            "/api/cases/{case}/cards/{card}/answer",
+            Staff,
+            "Answer a card",
+            answer_card,
+        )
+        .body(s::reason_required),
+        Route::new(
+            post.clone(),
+            "/api/tasks/{task}/claim",
+            Staff,
+            "Claim a task",
+            claim,
+        ),
+        Route::new(
+            post.clone(),
+            "/api/tasks/{task}/release",
+            Staff,
+            "Release a claimed task",
+            release,
+        ),
+        Route::new(
+            post.clone(),
+            "/api/tasks/{task}/complete",
+            Staff,
+            "Complete a task with an outcome",
+            complete,
+        )
+        .body(s::complete),
+        Route::new(
+            post.clone(),
+            "/api/tasks/{task}/return",
+            Staff,
+            "Return the case to an earlier step",
+            return_to,
+        )
+        .body(s::return_to),
+        Route::new(
+            post.clone(),
+            "/api/tasks/{task}/transfer",
+            Staff,
+            "Transfer a task",
+            transfer,
+        )
+        .body(s::transfer),
+        Route::new(
+            post.clone(),
+            "/api/tasks/{task}/reassign",
+            Supervisor,
+            "Reassign a task of a supervised group",
+            reassign,
+        )
+        .body(s::transfer),
+        Route::new(
+            post.clone(),
+            "/api/tasks/{task}/supplement",
+            Staff,
+            "Ask the applicant for more",
+            request_supplement,
+        )
+        .body(s::supplement),
+        Route::new(
+            post.clone(),
+            "/api/tasks/{task}/accept-with-commitment",
+            Staff,
+            "Accept with a commitment",
+            accept_with_commitment,
+        )
+        .body(s::commitment),
+        Route::new(
+            post.clone(),
+            "/api/cases/{case}/suspend",
+            Staff,
+            "Stop the clock",
+            suspend,
+        )
+        .body(s::reason),
+        Route::new(
+            post.clone(),
+            "/api/cases/{case}/resume",
+            Staff,
+            "Restart the clock",
+            resume,
+        )
+        .body(s::reason),
+        Route::new(
+            post.clone(),
+            "/api/cases/{case}/extend",
+            Staff,
+            "Extend the statutory limit",
+            extend,
+        )
+        .body(s::reason),
+        Route::new(
+            get.clone(),
+            "/api/cases/{case}/notices",
+            Staff,
+            "Notices of a case",
+            notify::case_notices,
+        ),
         Route::new(get.clone(), "/api/inbox", Staff, "My inbox", notify::inbox),
-        Route::new(post.clone(), "/api/inbox/{id}/read", Staff, "Mark an inbox notice read", notify::mark_read),
-        Route::new(post.clone(), "/api/admin/notices/{id}/retry", Admin, "Queue a failed notice again", notify::retry_notice),
-        Route::new(post.clone(), "/api/external-tasks/fetch-and-lock", Staff, "Fetch and lock external tasks", external::fetch_and_lock).body(s::fetch),
-        Route::new(post.clone(), "/api/external-tasks/{task}/complete", Staff, "Complete an external task", external::complete).body(s::external_complete),
-        Route::new(post.clone(), "/api/external-tasks/{task}/failure", Staff, "Report an external task's failure", external::failure).body(s::external_failure),
-        Route::new(get.clone(), "/api/admin/external-tasks/incidents", Oversight, "External tasks out of retries", external::incidents),
-        Route::new(post.clone(), "/api/admin/external-tasks/{task}/retry", Admin, "Retry an external-task incident", external::retry),
-        Route::new(get.clone(), "/api/delegations", Staff, "Delegations I gave, received or may manage", delegations),
-        Route::new(post.clone(), "/api/delegations", Staff, "Hand a staff member's tasks to a deputy", delegate).body(s::delegation),
-        Route::new(Method::DELETE, "/api/delegations/{id}", Staff, "End a delegation", revoke_delegation),
-        Route::new(get.clone(), "/api/admin/tokens", Oversight, "Tokens (never secrets)", tokens),
-        Route::new(post.clone(), "/api/admin/tokens", Admin, "Issue a token", issue_token).body(s::issue_token),
-        Route::new(Method::DELETE, "/api/admin/tokens/{id}", Admin, "Revoke a token", revoke_token),
-        Route::new(get.clone(), "/api/admin/incidents", Oversight, "Script failures that changed nothing", incidents),
-        Route::new(get.clone(), "/api/admin/scripts", Oversight, "The live rule set and the last reload", scripts_status),
-        Route::new(post.clone(), "/api/admin/scripts/reload", Admin, "Reload the scripts now", scripts_reload),
-        Route::new(get.clone(), "/api/admin/versions", Oversight, "Every procedure version", versions),
-        Route::new(post.clone(), "/api/admin/migrations", Admin, "Move open cases between versions", migrate).body(s::migration),
-        Route::new(get.clone(), "/api/audit", Auditor, "Audit entries", audit::entries),
-        Route::new(get.clone(), "/api/audit/export", Auditor, "The audit log as JSON lines", audit::export),
-        Route::new(get.clone(), "/api/audit/verify", Auditor, "Check the audit chain", audit::verify),
+        Route::new(
+            post.clone(),
+            "/api/inbox/{id}/read",
+            Staff,
+            "Mark an inbox notice read",
+            notify::mark_read,
+        ),
+        Route::new(
+            post.clone(),
+            "/api/admin/notices/{id}/retry",
+            Admin,
+            "Queue a failed notice again",
+            notify::retry_notice,
+        ),
+        Route::new(
+            post.clone(),
+            "/api/external-tasks/fetch-and-lock",
+            Staff,
+            "Fetch and lock external tasks",
+            external::fetch_and_lock,
+        )
+        .body(s::fetch),
+        Route::new(
+            post.clone(),
+            "/api/external-tasks/{task}/complete",
+            Staff,
+            "Complete an external task",
+            external::complete,
+        )
+        .body(s::external_complete),
+        Route::new(
+            post.clone(),
+            "/api/external-tasks/{task}/failure",
+            Staff,
+            "Report an external task's failure",
+            external::failure,
+        )
+        .body(s::external_failure),
+        Route::new(
+            get.clone(),
+            "/api/admin/external-tasks/incidents",
+            Oversight,
+            "External tasks out of retries",
+            external::incidents,
+        ),
+        Route::new(
+            post.clone(),
+            "/api/admin/external-tasks/{task}/retry",
+            Admin,
+            "Retry an external-task incident",
+            external::retry,
+        ),
+        Route::new(
+            get.clone(),
+            "/api/delegations",
+            Staff,
+            "Delegations I gave, received or may manage",
+            delegations,
+        ),
+        Route::new(
+            post.clone(),
+            "/api/delegations",
+            Staff,
+            "Hand a staff member's tasks to a deputy",
+            delegate,
+        )
+        .body(s::delegation),
+        Route::new(
+            Method::DELETE,
+            "/api/delegations/{id}",
+            Staff,
+            "End a delegation",
+            revoke_delegation,
+        ),
+        Route::new(
+            get.clone(),
+            "/api/admin/tokens",
+            Oversight,
+            "Tokens (never secrets)",
+            tokens,
+        ),
+        Route::new(
+            post.clone(),
+            "/api/admin/tokens",
+            Admin,
+            "Issue a token",
+            issue_token,
+        )
+        .body(s::issue_token),
+        Route::new(
+            Method::DELETE,
+            "/api/admin/tokens/{id}",
+            Admin,
+            "Revoke a token",
+            revoke_token,
+        ),
+        Route::new(
+            get.clone(),
+            "/api/admin/incidents",
+            Oversight,
+            "Script failures that changed nothing",
+            incidents,
+        ),
+        Route::new(
+            get.clone(),
+            "/api/admin/scripts",
+            Oversight,
+            "The live rule set and the last reload",
+            scripts_status,
+        ),
+        Route::new(
+            post.clone(),
+            "/api/admin/scripts/reload",
+            Admin,
+            "Reload the scripts now",
+            scripts_reload,
+        ),
+        Route::new(
+            get.clone(),
+            "/api/admin/versions",
+            Oversight,
+            "Every procedure version",
+            versions,
+        ),
+        Route::new(
+            post.clone(),
+            "/api/admin/migrations",
+            Admin,
+            "Move open cases between versions",
+            migrate,
+        )
+        .body(s::migration),
+        Route::new(
+            get.clone(),
+            "/api/audit",
+            Auditor,
+            "Audit entries",
+            audit::entries,
+        ),
+        Route::new(
+            get.clone(),
+            "/api/audit/export",
+            Auditor,
+            "The audit log as JSON lines",
+            audit::export,
+        ),
+        Route::new(
+            get.clone(),
+            "/api/audit/verify",
+            Auditor,
+            "Check the audit chain",
+            audit::verify,
+        ),
     ]
 }
 
@@ -186,8 +494,13 @@ pub(super) async fn authorize(
             return e.into_response();
         }
     };
-    if let Err(e) = check(&state, &actor, permission, &params) {
-        refused(&state, &actor.name(), &req, &e);
+    if let Err(e) = check(&state, &actor, permission, req.method(), &params) {
+        let who = match &actor {
+            Actor::Public => "anonymous".to_string(),
+            Actor::Applicant(id) => format!("applicant:{id}"),
+            a => a.name(),
+        };
+        refused(&state, &who, &req, &e);
         return e.into_response();
     }
     req.extensions_mut().insert(Caller(actor));
@@ -220,6 +533,7 @@ fn check(
     state: &AppState,
     actor: &Actor,
     permission: Permission,
+    method: &Method,
     params: &RawPathParams,
 ) -> Result<(), ApiError> {
     use Permission::*;
@@ -231,11 +545,25 @@ fn check(
         Staff => staff(actor),
         Supervisor => matches!(actor, Actor::Staff(s)
             if !rules.supervised_by(s).is_empty()),
-        Oversight => matches!(actor, Actor::Admin)
-            || matches!(actor, Actor::Staff(s) if rules.is_auditor(s)),
+        Oversight => {
+            matches!(actor, Actor::Admin) || matches!(actor, Actor::Staff(s) if rules.is_auditor(s))
+        }
         Admin => matches!(actor, Actor::Admin),
         Auditor => matches!(actor, Actor::Staff(s) if rules.is_auditor(s)),
     };
+    // Staff who neither belong to a group nor supervise one (auditors) only read.
+    if ok && *method != Method::GET && matches!(permission, Staff | Applicant) {
+        if let Actor::Staff(s) = actor {
+            if rules.groups_of(s).is_empty()
+                && rules.supervised_by(s).is_empty()
+                && state.engine.principals_of(s).is_empty()
+            {
+                return Err(forbidden(
+                    "read-only: this staff member belongs to no group",
+                ));
+            }
+        }
+    }
     if !ok {
         return Err(match (actor, permission) {
             (Actor::Public, _) => ApiError::unauthorized(),
@@ -258,9 +586,7 @@ fn check(
             match state.engine.visible_case(actor, reference) {
                 Ok(_) => {}
                 Err(guichet_core::Error::NotFound(_)) => {
-                    return Err(ApiError::not_found(format!(
-                        "{name} {value} not found"
-                    )))
+                    return Err(ApiError::not_found(format!("{name} {value} not found")))
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -101,7 +101,10 @@ pub fn openapi(routes: &[Route]) -> Value {
         }
         let mut responses = Map::new();
         let ok = match (r.method.as_str(), r.path) {
-            ("POST", "/api/cases") | ("POST", "/api/bundles/{id}/cases") | ("POST", "/api/admin/tokens") | ("POST", "/api/delegations") => "201",
+            ("POST", "/api/cases")
+            | ("POST", "/api/bundles/{id}/cases")
+            | ("POST", "/api/admin/tokens")
+            | ("POST", "/api/delegations") => "201",
             _ => "200",
         };
         responses.insert(ok.into(), json!({ "description": "success", "content": { "application/json": { "schema": {} } } }));
@@ -110,21 +113,36 @@ pub fn openapi(routes: &[Route]) -> Value {
             Permission::Public | Permission::Applicant => {}
             _ => {
                 responses.insert("401".into(), error_response("no valid token"));
-                responses.insert("403".into(), error_response("the token's role may not do this"));
+                responses.insert(
+                    "403".into(),
+                    error_response("the token's role may not do this"),
+                );
             }
         }
-        responses.insert("404".into(), error_response("not found, or not visible to the caller"));
+        responses.insert(
+            "404".into(),
+            error_response("not found, or not visible to the caller"),
+        );
         if r.body.is_some() || r.method != axum::http::Method::GET {
-            responses.insert("409".into(), error_response("conflict with the current state"));
+            responses.insert(
+                "409".into(),
+                error_response("conflict with the current state"),
+            );
             responses.insert("413".into(), error_response("body too large"));
             responses.insert("415".into(), error_response("not JSON"));
-            responses.insert("422".into(), error_response("invalid input; nothing changed"));
+            responses.insert(
+                "422".into(),
+                error_response("invalid input; nothing changed"),
+            );
         }
         if r.permission == Permission::Applicant {
             responses.insert("401".into(), error_response("invalid token"));
             responses.insert("429".into(), error_response("too many wrong query codes"));
         }
-        responses.insert("503".into(), error_response("busy or shutting down; retry later"));
+        responses.insert(
+            "503".into(),
+            error_response("busy or shutting down; retry later"),
+        );
         let mut op = json!({
             "summary": r.summary,
             "operationId": format!("{} {}", r.method, r.path),
@@ -141,9 +159,7 @@ pub fn openapi(routes: &[Route]) -> Value {
                 "content": { "application/json": { "schema": body() } }
             });
         }
-        let item = paths
-            .entry(r.path.to_string())
-            .or_insert_with(|| json!({}));
+        let item = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         item[r.method.as_str().to_lowercase()] = op;
     }
     json!({

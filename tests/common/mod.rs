@@ -166,7 +166,14 @@ impl TestServer {
         }
         let resp = req.send().await.expect("request");
         let status = resp.status();
+        let ndjson = resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/x-ndjson"));
         let text = resp.text().await.expect("body");
+        if ndjson {
+            return (status, Value::String(text));
+        }
         let v = serde_json::from_str(&text)
             .unwrap_or_else(|_| panic!("non-JSON response {status}: {text}"));
         (status, v)

@@ -1,4 +1,5 @@
-//! The `guichet` command: serve an office, check its scripts, manage API tokens.
+//! The `guichet` command: serve an office, check its scripts, manage API tokens, verify
+//! and export the audit log.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,15 @@ enum Command {
         #[arg(default_value = "scripts")]
         dir: PathBuf,
     },
+    /// Verify or export the audit log of a data folder (the server must be stopped:
+    /// sled allows one process per folder; a running server answers `/api/audit/verify`).
+    Audit {
+        /// Data folder [default: ./data]
+        #[arg(long, env = "GUICHET_DATA", global = true)]
+        data: Option<PathBuf>,
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Issue, list and revoke API tokens through a running server's admin API.
     Token {
         /// Server base URL.
@@ -61,6 +71,14 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Walk the hash chain; exit code 1 naming the first entry that does not match.
+    Verify,
+    /// Print every entry as one JSON line, oldest first.
+    Export,
 }
 
 #[derive(Subcommand)]
@@ -94,6 +112,7 @@ fn main() -> ExitCode {
             listen,
         } => serve(config, scripts, data, listen),
         Command::Check { dir } => return check(&dir),
+        Command::Audit { data, action } => return audit(data, action),
         Command::Token {
             server,
             token_file,
@@ -165,6 +184,68 @@ fn check(dir: &std::path::Path) -> ExitCode {
             }
             eprintln!("{} problem(s) in {}", problems.len(), dir.display());
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn audit(data: Option<PathBuf>, action: AuditAction) -> ExitCode {
+    let data = data.unwrap_or_else(|| PathBuf::from("data"));
+    let store = match guichet_core::store::SledStore::open(&data.join("store"), 64 * 1024 * 1024) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match action {
+        AuditAction::Verify => match guichet_core::audit::verify(&store) {
+            Ok(v) => match &v.broken {
+                None => {
+                    println!("ok: {} entries, chain intact; head {}", v.entries, v.head);
+                    ExitCode::SUCCESS
+                }
+                Some(b) => {
+                    println!("BROKEN at entry {}: {}", b.seq, b.reason);
+                    println!(
+                        "the {} entries before it are intact; their head is {}",
+                        v.entries, v.head
+                    );
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        AuditAction::Export => {
+            use guichet_core::store::Store;
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let mut from = 0;
+            loop {
+                let page = match store.audit_raw(from, 1000) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                let Some(last) = page.last().map(|(seq, _)| *seq) else {
+                    break;
+                };
+                for (_, bytes) in page {
+                    if out
+                        .write_all(&bytes)
+                        .and_then(|_| out.write_all(b"\n"))
+                        .is_err()
+                    {
+                        return ExitCode::FAILURE;
+                    }
+                }
+                from = last + 1;
+            }
+            ExitCode::SUCCESS
         }
     }
 }

@@ -197,10 +197,12 @@ pub fn verify(store: &dyn Store) -> Result<Verdict> {
                             ev.seq, ev.number
                         )))
                     }
-                    Some(stored) if digest(&stored) != ev.digest => return Ok(fail(format!(
+                    Some(stored) if digest(&stored) != ev.digest => {
+                        return Ok(fail(format!(
                         "entry {seq}: history event {} of case {} was changed after it was written",
                         ev.seq, ev.number
-                    ))),
+                    )))
+                    }
                     Some(_) => {}
                 }
             }

@@ -1,0 +1,182 @@
+//! The audit log: every kind of action is recorded, the chain verifies, the log exports
+//! as JSON lines, and an edit made behind the server's back (to an audit entry, or to a
+//! case's history) is caught by `guichet audit verify`, which names the entry.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn verify_cli(data: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["audit", "verify", "--data"])
+        .arg(data)
+        .output()
+        .expect("run guichet");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_are_chained_exported_and_tampering_is_caught() {
+    let mut s = TestServer::start().await;
+    let auditor = s.token("audit.zhang").await;
+    let window = s.token("zhou.qiang").await;
+    let (id, _, _) = s.submit(power_case(500.0)).await;
+    s.act(&window, id, "intake", "reject", json!({})).await;
+    // Refused: an outsider's look at the case, and a bad token.
+    let (st, _) = s.get(&format!("/api/cases/{id}"), "gch_not_a_token").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = s.get("/api/admin/tokens", &window).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s
+        .post("/api/admin/scripts/reload", &s.admin.clone(), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+
+    let (st, v) = s.get("/api/audit?limit=1000", &auditor).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let entries = v["entries"].as_array().unwrap().clone();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for want in [
+        "token.issued",
+        "login",
+        "case.submitted",
+        "authorization.refused",
+        "scripts.reloaded",
+    ] {
+        assert!(
+            actions.iter().any(|a| a.starts_with(want)),
+            "no {want} in {actions:?}"
+        );
+    }
+    // Each entry points at the one before.
+    for w in entries.windows(2) {
+        assert_eq!(w[1]["prev"], w[0]["hash"]);
+        assert_eq!(w[1]["seq"].as_u64(), w[0]["seq"].as_u64().map(|n| n + 1));
+    }
+    let submitted = entries
+        .iter()
+        .find(|e| e["action"] == "case.submitted")
+        .unwrap();
+    assert_eq!(submitted["event"]["case"], id);
+
+    let (st, v) = s.get("/api/audit/verify", &auditor).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["ok"], true, "{v}");
+    let (st, v) = s.get("/api/audit/export", &auditor).await;
+    assert_eq!(st, StatusCode::OK);
+    let lines: Vec<Value> = v
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= entries.len());
+    assert_eq!(lines[0]["seq"], 0);
+
+    // Behind the server's back: stop it, check the CLI agrees, then edit the store.
+    s.shutdown().await;
+    let data = s.data.clone();
+    let (ok, out) = verify_cli(&data);
+    assert!(ok, "{out}");
+    let db = sled::open(data.join("store")).unwrap();
+    let audit = db.open_tree("audit").unwrap();
+    let (key, value) = audit.iter().nth(3).unwrap().unwrap();
+    let seq = u64::from_be_bytes(key.as_ref().try_into().unwrap());
+    let mut entry: Value = serde_json::from_slice(&value).unwrap();
+    let original = value.to_vec();
+    entry["actor"] = json!("someone.else");
+    audit
+        .insert(&key, serde_json::to_vec(&entry).unwrap())
+        .unwrap();
+    db.flush().unwrap();
+    drop((audit, db));
+    let (ok, out) = verify_cli(&data);
+    assert!(!ok, "tampering not caught: {out}");
+    assert!(out.contains(&format!("entry {seq}")), "{out}");
+
+    // Put it back, and change a case's history instead: the entry vouching for it breaks.
+    let db = sled::open(data.join("store")).unwrap();
+    let audit = db.open_tree("audit").unwrap();
+    audit.insert(&key, original).unwrap();
+    let state = db.open_tree("state").unwrap();
+    let mut hkey = vec![b'h'];
+    hkey.extend_from_slice(&id.to_be_bytes());
+    hkey.extend_from_slice(&1u64.to_be_bytes());
+    let mut ev: Value = serde_json::from_slice(&state.get(&hkey).unwrap().unwrap()).unwrap();
+    assert_ne!(ev["action"], "submitted");
+    ev["actor"] = json!("nobody");
+    state
+        .insert(&hkey, serde_json::to_vec(&ev).unwrap())
+        .unwrap();
+    db.flush().unwrap();
+    drop((audit, state, db));
+    let (ok, out) = verify_cli(&data);
+    assert!(!ok, "history edit not caught: {out}");
+    assert!(out.contains("history event 1"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_and_revoked_tokens_are_refused() {
+    let clock = std::sync::Arc::new(guichet_core::clock::ManualClock::new(bj(
+        "2026-03-02 09:00",
+    )));
+    let s = TestServer::start_at(clock.clone()).await;
+    let (st, v) = s
+        .post(
+            "/api/admin/tokens",
+            &s.admin,
+            json!({ "subject": "li.wei", "expires_in_days": 2 }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let short = v["token"].as_str().unwrap().to_string();
+    assert!(v["record"]["expires_at"].is_string());
+    let (st, _) = s.get("/api/tasks", &short).await;
+    assert_eq!(st, StatusCode::OK);
+    set(&clock, "2026-03-04 09:01");
+    let (st, v) = s.get("/api/tasks", &short).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+
+    let other = s.token("zhao.min").await;
+    let (_, list) = s.get("/api/admin/tokens", &s.admin).await;
+    let rec = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|t| t["subject"] == "zhao.min")
+        .unwrap()
+        .clone();
+    // Listing never shows a secret.
+    assert!(!list.to_string().contains(&other));
+    let (st, _) = s
+        .call(
+            "DELETE",
+            &format!("/api/admin/tokens/{}", rec["id"].as_str().unwrap()),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s.get("/api/tasks", &other).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, v) = s
+        .post(
+            "/api/admin/tokens",
+            &s.admin,
+            json!({ "subject": "li.wei", "expires_in_days": 5000 }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+}

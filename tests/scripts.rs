@@ -24,21 +24,24 @@ fn write(dir: &Path, file: &str, text: &str) {
 const PROC_V1: &str = r#"
 procedure(#{
     id: "p", name: "P", department: "d", promised_days: 1, statutory_days: 2, intake: "g",
-    fields: [ #{ id: "mode", label: "Mode", type: "enum", values: ["ok", "spin", "deep", "huge"] } ],
+    fields: [ #{ id: "mode", label: "Mode", type: "enum", values: ["ok", "spin", "deep", "huge", "wide"] } ],
     start: "review",
     steps: [ #{ id: "review", name: "Review", group: "g",
                 next: [ #{ when: "data.mode == \"spin\"", to: "spin" },
                         #{ when: "data.mode == \"deep\"", to: "deep" },
                         #{ when: "data.mode == \"huge\"", to: "huge" },
+                        #{ when: "data.mode == \"wide\"", to: "wide" },
                         #{ to: "@approved" } ] },
              #{ id: "spin", name: "Spin", kind: "auto", run: "spin", next: "@approved" },
              #{ id: "deep", name: "Deep", kind: "auto", run: "deep", next: "@approved" },
-             #{ id: "huge", name: "Huge", kind: "auto", run: "huge", next: "@approved" } ],
+             #{ id: "huge", name: "Huge", kind: "auto", run: "huge", next: "@approved" },
+             #{ id: "wide", name: "Wide", kind: "auto", run: "wide", next: "@approved" } ],
 });
 fn spin(c) { loop { } }
 fn recurse(n) { recurse(n + 1) }
 fn deep(c) { recurse(0) }
 fn huge(c) { let s = "xxxxxxxx"; loop { s += s; } }
+fn wide(c) { let a = [1, 2, 3, 4]; loop { a += a; } }
 "#;
 
 fn submit_body(mode: &str) -> serde_json::Value {
@@ -53,7 +56,7 @@ async fn runaway_scripts_fail_the_transition_and_the_server_keeps_serving() {
     write(&scripts, "p.rhai", PROC_V1);
     let s = TestServer::start_on(scripts, tmp.path().join("data")).await;
     let a = s.token("a").await;
-    for mode in ["spin", "deep", "huge"] {
+    for mode in ["spin", "deep", "huge", "wide"] {
         let (id, _, _) = s.submit(submit_body(mode)).await;
         s.act(&a, id, "intake", "accept", json!({})).await;
         let before = s.case(id).await;
@@ -84,12 +87,13 @@ async fn runaway_scripts_fail_the_transition_and_the_server_keeps_serving() {
     let (st, v) = s.get("/api/admin/incidents", &s.admin).await;
     assert_eq!(st, StatusCode::OK);
     let list = v["incidents"].as_array().unwrap();
-    assert_eq!(list.len(), 3, "{v}");
+    assert_eq!(list.len(), 4, "{v}");
     assert!(list
         .iter()
         .all(|i| i["code"] == "script_error" && i["case"].is_u64() && i["actor"] == "a"));
     let text = v.to_string();
     assert!(text.contains("Too many operations"), "{text}");
+    assert!(text.contains("Size of array/BLOB too large"), "{text}");
     let (st, _) = s.get("/api/admin/incidents", &a).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }

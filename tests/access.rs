@@ -364,3 +364,183 @@ async fn every_route_allows_exactly_the_roles_it_declares() {
         observed.join("\n")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deputy_handles_the_tasks_of_a_colleague_on_leave_and_it_is_recorded() {
+    let clock = std::sync::Arc::new(guichet_core::clock::ManualClock::new(bj(
+        "2026-03-02 09:00",
+    )));
+    let s = TestServer::start_at(clock.clone()).await;
+    let (hu, ma, xu) = (
+        s.token("hu.bo").await,
+        s.token("ma.jun").await,
+        s.token("xu.li").await,
+    );
+    // hu.bo (grid review) goes on leave; ma.jun (supply scheme) is not in his group.
+    let (st, v) = s
+        .post(
+            "/api/delegations",
+            &xu,
+            json!({ "from": "hu.bo", "to": "ma.jun", "starts": "2026-03-03", "ends": "2026-03-05", "reason": "x" }),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "only hu.bo, his supervisor or the admin: {v}"
+    );
+    let (st, v) = s
+        .post(
+            "/api/delegations",
+            &hu,
+            json!({ "from": "hu.bo", "to": "ma.jun", "starts": "2026-03-03", "ends": "2026-03-05", "reason": "annual leave" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let d = v["delegation"]["id"].as_str().unwrap().to_string();
+    let (st, _) = s
+        .post(
+            "/api/delegations",
+            &hu,
+            json!({ "from": "hu.bo", "to": "ma.jun", "starts": "2026-03-05", "ends": "2026-03-03", "reason": "x" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // A small connection reaches the parallel grid and metering reviews.
+    let (id, _, _) = s.submit(power_case(100.0)).await;
+    let customer = s.token("zhou.qiang").await;
+    let project = s.token("wu.gang").await;
+    s.act(&customer, id, "intake", "accept", json!({})).await;
+    s.act(&project, id, "site_survey", "approve", json!({}))
+        .await;
+    s.act(&project, id, "scheme_draft", "approve", json!({}))
+        .await;
+    deputy_acts(&s, &clock, &ma, id, &d).await;
+}
+
+async fn deputy_acts(
+    s: &TestServer,
+    clock: &guichet_core::clock::ManualClock,
+    deputy: &str,
+    id: u64,
+    delegation: &str,
+) {
+    let grid = |v: &Value| {
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["group"] == "power.grid")
+            .map(|t| t["id"].as_str().unwrap().to_string())
+    };
+    let (_, list) = s.get("/api/tasks", deputy).await;
+    assert!(
+        grid(&list).is_none(),
+        "before the leave the deputy sees nothing of it: {list}"
+    );
+    set(clock, "2026-03-03 09:00");
+    let (_, list) = s.get("/api/tasks", deputy).await;
+    let task =
+        grid(&list).unwrap_or_else(|| panic!("deputy's worklist lacks the grid task: {list}"));
+    let (st, v) = s
+        .post(
+            &format!("/api/tasks/{task}/complete"),
+            deputy,
+            json!({ "outcome": "approve" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let c = s.case(id).await;
+    let ev = c["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|e| e["task"] == task.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(ev["actor"], "ma.jun");
+    assert_eq!(ev["on_behalf_of"], "hu.bo");
+    let (_, me) = s.get("/api/me", deputy).await;
+    assert_eq!(me["deputy_for"], json!(["hu.bo"]));
+    // Ended early: the deputy loses the power at once.
+    let (st, _) = s
+        .call(
+            "DELETE",
+            &format!("/api/delegations/{delegation}"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, me) = s.get("/api/me", deputy).await;
+    assert_eq!(me["deputy_for"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_reassigns_and_issues_cards_but_does_not_act() {
+    let s = TestServer::start().await;
+    let sup = s.token("qin.lan").await;
+    let (id, _, _) = s.submit(tax_case()).await;
+    let c = s.case(id).await;
+    let intake = c["tasks"][0]["id"].as_str().unwrap().to_string();
+    let (st, v) = s
+        .post(
+            &format!("/api/tasks/{intake}/reassign"),
+            &sup,
+            json!({ "staff": "wang.fang", "comment": "li.wei is overloaded" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["case"]["tasks"][0]["assignee"], "wang.fang");
+    let (st, _) = s
+        .post(
+            &format!("/api/tasks/{intake}/reassign"),
+            &sup,
+            json!({ "staff": "judge.yang" }),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not a member of the group"
+    );
+    let (st, _) = s
+        .post(
+            &format!("/api/tasks/{intake}/complete"),
+            &sup,
+            json!({ "outcome": "accept" }),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "supervisors oversee; members act"
+    );
+    let (st, v) = s
+        .post(
+            &format!("/api/cases/{id}/cards"),
+            &sup,
+            json!({ "reason": "the applicant called twice" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let wang = s.token("wang.fang").await;
+    let (_, cards) = s.get("/api/cards?answered=false", &wang).await;
+    let card = cards["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["case_id"] == id)
+        .unwrap_or_else(|| panic!("holder does not see the card: {cards}"))
+        .clone();
+    assert_eq!(card["threshold"], "manual");
+    assert_eq!(card["assignees"], json!(["wang.fang"]));
+    // The supervisor of a group sees its cases; the head of another department does not.
+    let gao = s.token("gao.lin").await;
+    let (st, _) = s.get(&format!("/api/cases/{id}"), &gao).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let sun = s.token("sun.hua").await;
+    let (st, _) = s.get(&format!("/api/cases/{id}"), &sun).await;
+    assert_eq!(st, StatusCode::OK);
+}

@@ -194,3 +194,20 @@ async fn query_code_guessing_is_stopped_and_changes_nothing() {
     assert_eq!(refused, 10);
     let _ = json!({});
 }
+
+/// Found by schemathesis: an extreme lease made chrono panic inside the handler (500).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_durations_are_refused_not_crashed_on() {
+    let s = TestServer::start().await;
+    let bot = s.token("credit.bot").await;
+    for lease in [i64::MIN, -1, 0, i64::MAX] {
+        let (st, v) = s
+            .post(
+                "/api/external-tasks/fetch-and-lock",
+                &bot,
+                json!({ "worker": "w", "topics": ["credit-check"], "lease_ms": lease }),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{lease}: {v}");
+    }
+}

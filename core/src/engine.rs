@@ -124,7 +124,7 @@ pub struct Engine {
     old_versions: Mutex<HashMap<(String, String), Arc<Procedure>>>,
     /// Valid tokens by hash, so a request does not read the store to authenticate.
     /// Revocation clears it.
-    token_cache: RwLock<HashMap<String, (Actor, Option<chrono::DateTime<chrono::Utc>>)>>,
+    token_cache: RwLock<HashMap<String, CachedToken>>,
     /// Signs applicant tokens (see `applicant_token`).
     applicant_key: std::sync::OnceLock<Vec<u8>>,
     /// Delegations of tasks to deputies (`access`), few, kept whole in memory.
@@ -134,6 +134,9 @@ pub struct Engine {
     /// What the native plugins registered.
     plugins: Arc<Registrar>,
 }
+
+/// A valid token's actor and expiry, by the hash of its secret.
+type CachedToken = (Actor, Option<chrono::DateTime<chrono::Utc>>);
 
 const QUERY_ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
 

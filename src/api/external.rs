@@ -23,6 +23,12 @@ pub(super) struct FetchBody {
     lease_ms: i64,
 }
 
+/// A duration from the wire. Clamped first: chrono panics on milliseconds it cannot hold
+/// (found by fuzzing), and the engine refuses anything outside its limits anyway.
+fn millis(ms: i64) -> chrono::Duration {
+    chrono::Duration::milliseconds(ms.clamp(-1, 30 * 24 * 3600 * 1000))
+}
+
 fn one() -> usize {
     1
 }
@@ -46,7 +52,7 @@ pub(super) async fn fetch_and_lock(
             &b.worker,
             &b.topics,
             b.max_tasks,
-            chrono::Duration::milliseconds(b.lease_ms),
+            millis(b.lease_ms),
         )
     })
     .await?;
@@ -108,7 +114,7 @@ pub(super) async fn failure(
             &task,
             &b.message,
             b.retries,
-            chrono::Duration::milliseconds(b.retry_in_ms),
+            millis(b.retry_in_ms),
         )
     })
     .await?;

@@ -51,6 +51,67 @@ pub fn warnings(rules: &crate::office::RuleSet, now: DateTime<Utc>) -> Vec<Strin
         .collect()
 }
 
+/// Who changed in the office between two rule sets: staff added or removed, group
+/// members and supervisors, department heads, office roles. Recorded in the audit log
+/// with the reload, since staff and their powers are declared in the scripts.
+pub fn office_changes(old: &crate::office::RuleSet, new: &crate::office::RuleSet) -> Vec<String> {
+    use std::collections::BTreeSet;
+    fn diff(what: &str, old: &[String], new: &[String], out: &mut Vec<String>) {
+        let (o, n): (BTreeSet<&String>, BTreeSet<&String>) =
+            (old.iter().collect(), new.iter().collect());
+        let added: Vec<&str> = n.difference(&o).map(|s| s.as_str()).collect();
+        let removed: Vec<&str> = o.difference(&n).map(|s| s.as_str()).collect();
+        if !added.is_empty() {
+            out.push(format!("{what} +{}", added.join(" +")));
+        }
+        if !removed.is_empty() {
+            out.push(format!("{what} -{}", removed.join(" -")));
+        }
+    }
+    let mut out = Vec::new();
+    let ids = |r: &crate::office::RuleSet| r.staff.keys().cloned().collect::<Vec<_>>();
+    diff("staff", &ids(old), &ids(new), &mut out);
+    let none = Vec::new();
+    for (id, g) in &new.groups {
+        let before = old.groups.get(id);
+        diff(
+            &format!("group {id} members"),
+            before.map_or(&none, |g| &g.members),
+            &g.members,
+            &mut out,
+        );
+        diff(
+            &format!("group {id} supervisors"),
+            before.map_or(&none, |g| &g.supervisors),
+            &g.supervisors,
+            &mut out,
+        );
+    }
+    for id in old.groups.keys().filter(|id| !new.groups.contains_key(*id)) {
+        out.push(format!("group {id} removed"));
+    }
+    for (id, d) in &new.departments {
+        diff(
+            &format!("department {id} heads"),
+            old.departments.get(id).map_or(&none, |d| &d.heads),
+            &d.heads,
+            &mut out,
+        );
+    }
+    let roles = |r: &crate::office::RuleSet| {
+        r.staff
+            .values()
+            .flat_map(|s| {
+                s.roles
+                    .iter()
+                    .map(move |role| format!("{}:{role:?}", s.id).to_lowercase())
+            })
+            .collect::<Vec<_>>()
+    };
+    diff("roles", &roles(old), &roles(new), &mut out);
+    out
+}
+
 /// What a call to [`Engine::reload`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {
@@ -126,6 +187,7 @@ impl Engine {
                 for w in &warns {
                     tracing::warn!(message = "calendar", warning = %w);
                 }
+                let office = office_changes(&self.rules(), &rules);
                 self.install(rules)?;
                 status.warnings = warns;
                 status.ok = true;
@@ -136,8 +198,14 @@ impl Engine {
                 status.reloads += 1;
                 status.refused_fingerprint.clear();
                 self.audit_or_warn(
-                    crate::audit::Record::new(now, who, "scripts.reloaded", "scripts")
-                        .with_detail(changed.join(", ")),
+                    crate::audit::Record::new(now, who, "scripts.reloaded", "scripts").with_detail(
+                        changed
+                            .iter()
+                            .chain(&office)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ),
                 );
                 tracing::info!(message = "scripts live", changed = %changed.join(", "), reloads = status.reloads);
                 Ok(ReloadOutcome::Live { changed })
@@ -203,5 +271,43 @@ impl Engine {
                 since: v.first_loaded,
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::office_changes;
+
+    #[test]
+    fn staff_and_their_powers_are_diffed() {
+        let load = |office: &str| {
+            crate::script::load_sources(
+                std::path::Path::new("/nonexistent"),
+                &[("office.rhai".to_string(), office.to_string())],
+            )
+            .unwrap()
+        };
+        let old = load(
+            r#"department(#{ id: "d", name: "D" });
+               staff(#{ id: "a", name: "A" }); staff(#{ id: "b", name: "B" });
+               group(#{ id: "g", name: "G", department: "d", members: ["a"] });"#,
+        );
+        let new = load(
+            r#"department(#{ id: "d", name: "D", heads: ["c"] });
+               staff(#{ id: "a", name: "A" }); staff(#{ id: "c", name: "C", roles: ["auditor"] });
+               group(#{ id: "g", name: "G", department: "d", members: ["a", "c"], supervisors: ["a"] });"#,
+        );
+        assert_eq!(
+            office_changes(&old, &new),
+            vec![
+                "staff +c",
+                "staff -b",
+                "group g members +c",
+                "group g supervisors +a",
+                "department d heads +c",
+                "roles +c:auditor",
+            ]
+        );
+        assert!(office_changes(&new, &new).is_empty());
     }
 }

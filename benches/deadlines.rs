@@ -105,11 +105,21 @@ fn main() {
             rss_mib()
         );
     }
-    // Restart: open the same store.
+    // Restart: open the same store. sled 0.34 brings its page-table snapshot up to date
+    // only when it opens a store, replaying the log written since the last open: the first
+    // start after the load pays for the whole load, a start after that does not.
     let t = Instant::now();
     let engine = guichet::server::open_with_clock(&cfg, clock.clone()).unwrap();
     println!(
-        "start on {n} open cases: {:?}; resident {:.0} MiB",
+        "start on {n} open cases (first after the load): {:?}; resident {:.0} MiB",
+        t.elapsed(),
+        rss_mib()
+    );
+    drop(engine);
+    let t = Instant::now();
+    let engine = guichet::server::open_with_clock(&cfg, clock.clone()).unwrap();
+    println!(
+        "start on {n} open cases (again): {:?}; resident {:.0} MiB",
         t.elapsed(),
         rss_mib()
     );

@@ -495,16 +495,37 @@ pub(super) async fn authorize(
         }
     };
     if let Err(e) = check(&state, &actor, permission, req.method(), &params) {
-        let who = match &actor {
-            Actor::Public => "anonymous".to_string(),
-            Actor::Applicant(id) => format!("applicant:{id}"),
-            a => a.name(),
-        };
-        refused(&state, &who, &req, &e);
+        refused(&state, &actor_name(&actor), &req, &e);
         return e.into_response();
     }
-    req.extensions_mut().insert(Caller(actor));
-    next.run(req).await
+    // A task's case is checked after the fact, and only on failure: the engine lets only
+    // members (or deputies, supervisors) act on a task, and they see its case, so the
+    // busiest routes skip a read of the case. A refusal on a hidden case becomes 404.
+    let task_case = params
+        .iter()
+        .find(|(name, _)| *name == "task")
+        .map(|(_, v)| v.split_once('-').map_or(v, |(c, _)| c).to_string());
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    req.extensions_mut().insert(Caller(actor.clone()));
+    let response = next.run(req).await;
+    if response.status() == StatusCode::FORBIDDEN {
+        // Refused by the engine's finer rules (group membership, signer, approver group).
+        audit_refusal(
+            &state,
+            &actor_name(&actor),
+            &method,
+            &path,
+            "refused by the engine",
+        );
+    }
+    if let Some(case) = task_case {
+        if !response.status().is_success() {
+            if let Err(e) = hidden(&state, &actor, permission, &case) {
+                return e.into_response();
+            }
+        }
+    }
+    response
 }
 
 fn authenticate(state: &AppState, req: &Request) -> Result<Actor, ApiError> {
@@ -576,23 +597,37 @@ fn check(
     }
     // A case named in the path must be one the caller may see; otherwise it does not
     // exist for them. (Applicant routes prove access with the query code instead.)
-    if permission != Public && !matches!(actor, Actor::Public) {
-        for (name, value) in params.iter() {
-            let reference = match name {
-                "case" => value,
-                "task" => value.split_once('-').map_or(value, |(c, _)| c),
-                _ => continue,
-            };
-            match state.engine.visible_case(actor, reference) {
-                Ok(_) => {}
-                Err(guichet_core::Error::NotFound(_)) => {
-                    return Err(ApiError::not_found(format!("{name} {value} not found")))
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+    if let Some(case) = params.iter().find(|(name, _)| *name == "case") {
+        hidden(state, actor, permission, case.1)?;
     }
     Ok(())
+}
+
+/// 404 if `reference` names a case `actor` may not see.
+fn hidden(
+    state: &AppState,
+    actor: &Actor,
+    permission: Permission,
+    reference: &str,
+) -> Result<(), ApiError> {
+    if permission == Permission::Public || matches!(actor, Actor::Public) {
+        return Ok(());
+    }
+    match state.engine.visible_case(actor, reference) {
+        Ok(_) => Ok(()),
+        Err(guichet_core::Error::NotFound(_)) => {
+            Err(ApiError::not_found(format!("case {reference} not found")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn actor_name(actor: &Actor) -> String {
+    match actor {
+        Actor::Public => "anonymous".to_string(),
+        Actor::Applicant(id) => format!("applicant:{id}"),
+        a => a.name(),
+    }
 }
 
 /// Refused authentications and authorizations go to the audit log.
@@ -600,13 +635,17 @@ fn refused(state: &AppState, who: &str, req: &Request, e: &ApiError) {
     if e.status != StatusCode::UNAUTHORIZED && e.status != StatusCode::FORBIDDEN {
         return;
     }
+    audit_refusal(state, who, req.method(), req.uri().path(), &e.message);
+}
+
+fn audit_refusal(state: &AppState, who: &str, method: &Method, path: &str, why: &str) {
     let record = Record::new(
         state.engine.now(),
         who,
         "authorization.refused",
-        format!("{} {}", req.method(), req.uri().path()),
+        format!("{method} {path}"),
     )
-    .with_detail(e.message.clone());
+    .with_detail(why.to_string());
     if let Err(err) = state.engine.audit(vec![record]) {
         tracing::error!(message = "audit entry not written", error = %err);
     }

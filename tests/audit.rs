@@ -180,3 +180,114 @@ async fn expired_and_revoked_tokens_are_refused() {
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
 }
+
+/// The real binary with debug logging: no secret reaches its log or the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_logs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = tmp.path().join("server.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--scripts")
+        .arg(example_scripts())
+        .arg("--data")
+        .arg(tmp.path().join("data"))
+        .env("GUICHET_LOG", "debug")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if client
+            .get(format!("{base}/api/health"))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "server did not start");
+    let admin = std::fs::read_to_string(tmp.path().join("data/admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let v: Value = client
+        .post(format!("{base}/api/admin/tokens"))
+        .bearer_auth(&admin)
+        .json(&json!({ "subject": "audit.zhang" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let staff = v["token"].as_str().unwrap().to_string();
+    let sub: Value = client
+        .post(format!("{base}/api/cases"))
+        .json(&power_case(100.0))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let applicant = sub["applicant_token"].as_str().unwrap().to_string();
+    let code = sub["query_code"].as_str().unwrap().to_string();
+    let number = sub["case"]["number"].as_str().unwrap().to_string();
+    for t in [
+        &staff,
+        &applicant,
+        &admin,
+        &"gch_wrong_secret_0123456789".to_string(),
+    ] {
+        let _ = client
+            .get(format!("{base}/api/me"))
+            .bearer_auth(t)
+            .send()
+            .await;
+    }
+    let _ = client
+        .get(format!("{base}/api/track/{number}?code={code}"))
+        .send()
+        .await;
+    let export = client
+        .get(format!("{base}/api/audit/export"))
+        .bearer_auth(&staff)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(export.lines().count() > 3);
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("token issued"), "debug log is empty? {text}");
+    for secret in [
+        &admin,
+        &staff,
+        &applicant,
+        &code,
+        &"gch_wrong_secret_0123456789".to_string(),
+    ] {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a secret is in the server log"
+        );
+        assert!(
+            !export.contains(secret.as_str()),
+            "a secret is in the audit log"
+        );
+    }
+}

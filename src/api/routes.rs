@@ -505,7 +505,8 @@ pub(super) async fn authorize(
         .iter()
         .find(|(name, _)| *name == "task")
         .map(|(_, v)| v.split_once('-').map_or(v, |(c, _)| c).to_string());
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    // Kept for the audit record of a refusal; cloning a `Uri` shares its bytes.
+    let (method, uri) = (req.method().clone(), req.uri().clone());
     req.extensions_mut().insert(Caller(actor.clone()));
     let response = next.run(req).await;
     if response.status() == StatusCode::FORBIDDEN {
@@ -514,7 +515,7 @@ pub(super) async fn authorize(
             &state,
             &actor_name(&actor),
             &method,
-            &path,
+            uri.path(),
             "refused by the engine",
         );
     }
@@ -575,7 +576,11 @@ fn check(
     // Staff who neither belong to a group nor supervise one (auditors) only read.
     if ok && *method != Method::GET && matches!(permission, Staff | Applicant) {
         if let Actor::Staff(s) = actor {
-            if rules.groups_of(s).is_empty()
+            let member = rules
+                .groups
+                .values()
+                .any(|g| g.members.iter().any(|m| m == s));
+            if !member
                 && rules.supervised_by(s).is_empty()
                 && state.engine.principals_of(s).is_empty()
             {

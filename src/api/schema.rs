@@ -79,6 +79,37 @@ fn error_response(description: &str) -> Value {
     })
 }
 
+/// OpenAPI links from a submission's answer to every route naming a case, its number or
+/// one of its tasks.
+fn links(routes: &[Route]) -> Value {
+    let mut out = Map::new();
+    for r in routes {
+        let mut params = Map::new();
+        for (name, at) in [
+            ("case", "$response.body#/case/id"),
+            ("number", "$response.body#/case/number"),
+            ("task", "$response.body#/case/tasks/0/id"),
+        ] {
+            if r.path.contains(&format!("{{{name}}}")) {
+                params.insert(name.into(), json!(at));
+            }
+        }
+        if params.is_empty() || r.path.contains("{card}") {
+            continue;
+        }
+        let id = operation_id(r);
+        out.insert(
+            id.replace(['/', '{', '}', ' '], "_"),
+            json!({ "operationId": id, "parameters": params }),
+        );
+    }
+    Value::Object(out)
+}
+
+fn operation_id(r: &Route) -> String {
+    format!("{} {}", r.method, r.path)
+}
+
 /// The OpenAPI 3.1 document of `routes`.
 pub fn openapi(routes: &[Route]) -> Value {
     let mut paths = Map::new();
@@ -107,7 +138,13 @@ pub fn openapi(routes: &[Route]) -> Value {
             | ("POST", "/api/delegations") => "201",
             _ => "200",
         };
-        responses.insert(ok.into(), json!({ "description": "success", "content": { "application/json": { "schema": {} } } }));
+        let mut success = json!({ "description": "success", "content": { "application/json": { "schema": {} } } });
+        if r.method == axum::http::Method::POST && r.path == "/api/cases" {
+            // Where a new case's id, number and first task lead: lets a fuzzer (and a
+            // reader) follow a submission into the routes that act on it.
+            success["links"] = links(routes);
+        }
+        responses.insert(ok.into(), success);
         responses.insert("400".into(), error_response("malformed request"));
         match r.permission {
             Permission::Public | Permission::Applicant => {}
@@ -145,7 +182,7 @@ pub fn openapi(routes: &[Route]) -> Value {
         );
         let mut op = json!({
             "summary": r.summary,
-            "operationId": format!("{} {}", r.method, r.path),
+            "operationId": operation_id(r),
             "x-permission": r.permission,
             "parameters": params,
             "responses": responses,
@@ -154,9 +191,18 @@ pub fn openapi(routes: &[Route]) -> Value {
             op["security"] = json!([{ "bearer": [] }, {}]);
         }
         if let Some(body) = r.body {
+            let mut media = json!({ "schema": body() });
+            if r.method == axum::http::Method::POST && r.path == "/api/cases" {
+                // A valid submission, so tools that follow links reach real cases.
+                if let Ok(example) =
+                    serde_json::from_str::<Value>(include_str!("../../examples/power_case.json"))
+                {
+                    media["example"] = example;
+                }
+            }
             op["requestBody"] = json!({
                 "required": true,
-                "content": { "application/json": { "schema": body() } }
+                "content": { "application/json": media }
             });
         }
         let item = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));

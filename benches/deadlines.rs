@@ -160,7 +160,7 @@ fn main() {
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let token = engine.issue_token(&guichet_core::Actor::Admin, "a", "bench", None).unwrap().1;
+        let token = engine.issue_token("admin", "a", "bench", None).unwrap().1;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server_engine = engine.clone();
         let server = tokio::spawn(async move {

@@ -339,13 +339,7 @@ fn main() {
 
         let mut tokens = std::collections::HashMap::new();
         for s in ["zhou.qiang", "wu.gang", "xu.li", "hu.bo", "guo.na"] {
-            tokens.insert(
-                s,
-                engine
-                    .issue_token(&guichet_core::Actor::Admin, s, "bench", None)
-                    .unwrap()
-                    .1,
-            );
+            tokens.insert(s, engine.issue_token("admin", s, "bench", None).unwrap().1);
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

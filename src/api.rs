@@ -721,9 +721,9 @@ async fn issue_token(
     caller: Caller,
     Body(b): Body<IssueBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.0;
+    let by = caller.0.name();
     let (rec, secret, ticket) = blocking(&s, move |e| {
-        e.issue_token(&actor, &b.subject, &b.label, b.expires_in_days)
+        e.issue_token(&by, &b.subject, &b.label, b.expires_in_days)
     })
     .await?;
     s.engine.durable(ticket).await?;

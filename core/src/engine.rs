@@ -999,7 +999,7 @@ impl Engine {
     /// (at most [`MAX_TOKEN_DAYS`]); the secret is returned once, only its hash is kept.
     pub fn issue_token(
         &self,
-        actor: &Actor,
+        by: &str,
         subject: &str,
         label: &str,
         days: Option<u32>,
@@ -1036,7 +1036,7 @@ impl Engine {
         self.store.put_token(&hash, &rec)?;
         let ticket = self.store.append_audit(vec![crate::audit::Record::new(
             now,
-            actor.name(),
+            by,
             "token.issued",
             format!("token:{}", rec.id),
         )
@@ -1123,10 +1123,9 @@ impl Engine {
         if usable {
             return Ok(None);
         }
-        let system = Actor::Staff("system".into());
         Ok(Some(
             self.issue_token(
-                &system,
+                "system",
                 "admin",
                 "created at start: no usable administrator token",
                 Some(MAX_TOKEN_DAYS),

@@ -71,6 +71,38 @@ async fn actions_are_chained_exported_and_tampering_is_caught() {
         .unwrap();
     assert_eq!(submitted["event"]["case"], id);
 
+    // An auditor's questions: what did this clerk do to cases; everything about one case.
+    let (st, v) = s
+        .get("/api/audit?actor=zhou.qiang&action=case.", &auditor)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let mine = v["entries"].as_array().unwrap();
+    assert!(!mine.is_empty());
+    assert!(mine
+        .iter()
+        .all(|e| e["actor"] == "zhou.qiang" && e["action"].as_str().unwrap().starts_with("case.")));
+    assert!(v["next"].is_null(), "the log was read to its end");
+    let (_, v) = s
+        .get(&format!("/api/audit?target=case:{id}&limit=1"), &auditor)
+        .await;
+    assert_eq!(v["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(v["entries"][0]["action"], "case.submitted");
+    let next = v["next"].as_u64().expect("more to read");
+    let (_, v) = s
+        .get(
+            &format!("/api/audit?target=case:{id}&from={next}"),
+            &auditor,
+        )
+        .await;
+    assert!(v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["target"] == format!("case:{id}")));
+    assert!(!v["entries"].as_array().unwrap().is_empty());
+    let (st, _) = s.get("/api/audit?since=yesterday", &auditor).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
     let (st, v) = s.get("/api/audit/verify", &auditor).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["ok"], true, "{v}");

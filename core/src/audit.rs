@@ -237,3 +237,84 @@ mod tests {
         assert_eq!(a.hash, a.record.clone().seal(0, GENESIS).hash);
     }
 }
+
+/// What an auditor looks for; every given field must match.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Exactly this actor (`li.wei`, `admin`, `anonymous`, ...).
+    pub actor: Option<String>,
+    /// Actions starting with this (`case.`, `token.`, `authorization.refused`).
+    pub action: Option<String>,
+    /// Exactly this target (`case:42`, `token:ab12cd34ef56`).
+    pub target: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl Filter {
+    pub fn matches(&self, e: &Entry) -> bool {
+        let r = &e.record;
+        self.actor.as_ref().is_none_or(|a| *a == r.actor)
+            && self
+                .action
+                .as_ref()
+                .is_none_or(|a| r.action.starts_with(a.as_str()))
+            && self.target.as_ref().is_none_or(|t| *t == r.target)
+            && self.since.is_none_or(|s| r.at >= s)
+            && self.until.is_none_or(|u| r.at < u)
+    }
+}
+
+/// A page of matching entries, and where to go on if the scan stopped early.
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    pub entries: Vec<Entry>,
+    /// The sequence number to pass as `from` for more; none when the log was read to
+    /// its end.
+    pub next: Option<u64>,
+}
+
+/// Entries from `from` on that match `filter`, at most `limit`, reading at most `budget`
+/// entries (so one request stays bounded on a long log).
+pub fn search(
+    store: &dyn Store,
+    filter: &Filter,
+    from: u64,
+    limit: usize,
+    budget: usize,
+) -> Result<Found> {
+    let mut entries = Vec::new();
+    let mut at = from;
+    let mut read = 0usize;
+    loop {
+        let page = store.audit_raw(at, 1000)?;
+        let Some(last) = page.last().map(|(seq, _)| *seq) else {
+            return Ok(Found {
+                entries,
+                next: None,
+            });
+        };
+        for (seq, bytes) in page {
+            read += 1;
+            let e: Entry = serde_json::from_slice(&bytes).map_err(|err| {
+                crate::error::Error::Store(format!("audit entry {seq} is unreadable: {err}"))
+            })?;
+            if filter.matches(&e) {
+                entries.push(e);
+                if entries.len() >= limit {
+                    return Ok(Found {
+                        entries,
+                        next: Some(seq + 1),
+                    });
+                }
+            }
+            if read >= budget {
+                return Ok(Found {
+                    entries,
+                    next: Some(seq + 1),
+                });
+            }
+        }
+        at = last + 1;
+    }
+}

@@ -1207,6 +1207,16 @@ impl Engine {
         }
     }
 
+    /// Audit entries matching `filter` from `from` on (see `audit::search`).
+    pub fn audit_search(
+        &self,
+        filter: &crate::audit::Filter,
+        from: u64,
+        limit: usize,
+    ) -> Result<crate::audit::Found> {
+        crate::audit::search(self.store.as_ref(), filter, from, limit, 100_000)
+    }
+
     /// Audit entries from `from`, at most `limit`, as stored.
     pub fn audit_entries(&self, from: u64, limit: usize) -> Result<Vec<serde_json::Value>> {
         self.store

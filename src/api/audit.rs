@@ -19,6 +19,19 @@ pub(super) struct Page {
     from: u64,
     #[serde(default = "hundred")]
     limit: usize,
+    /// Exactly this actor.
+    #[serde(default)]
+    actor: Option<String>,
+    /// Actions starting with this.
+    #[serde(default)]
+    action: Option<String>,
+    /// Exactly this target.
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 fn hundred() -> usize {
@@ -30,8 +43,15 @@ pub(super) async fn entries(
     Query(p): Query<Page>,
 ) -> ApiResult<Json<Value>> {
     let limit = p.limit.clamp(1, 1000);
-    let list = blocking(&s, move |e| e.audit_entries(p.from, limit)).await?;
-    Ok(Json(json!({ "entries": list })))
+    let filter = guichet_core::audit::Filter {
+        actor: p.actor,
+        action: p.action,
+        target: p.target,
+        since: p.since,
+        until: p.until,
+    };
+    let found = blocking(&s, move |e| e.audit_search(&filter, p.from, limit)).await?;
+    Ok(Json(json!(found)))
 }
 
 /// Every entry, one JSON object per line, oldest first.

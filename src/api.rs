@@ -444,7 +444,7 @@ async fn case(
     Ok(Json(v))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TrackQuery {
     #[serde(default)]
@@ -802,7 +802,7 @@ async fn migrate(
     Ok((status, Json(body)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CardQuery {
     /// `true`: answered cards only; `false`: open cards only.

@@ -69,6 +69,7 @@ pub struct BundleItem {
 /// Filters of a worklist; all optional.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WorkFilter {
     pub procedure: Option<String>,
     pub department: Option<String>,

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::{blocking, AppState, Query};
 use crate::error::ApiResult;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Page {
     /// First sequence number.

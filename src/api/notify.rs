@@ -25,7 +25,7 @@ pub(super) async fn case_notices(
     Ok(Json(json!({ "notices": list })))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct InboxQuery {
     #[serde(default)]

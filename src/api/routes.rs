@@ -52,6 +52,8 @@ pub struct Route {
     pub summary: &'static str,
     /// The JSON body's schema, for the OpenAPI document.
     pub body: Option<fn() -> serde_json::Value>,
+    /// The query string's schema (an object whose properties are the parameters).
+    pub query: Option<fn() -> serde_json::Value>,
     pub(super) handler: MethodRouter<AppState>,
 }
 
@@ -74,12 +76,18 @@ impl Route {
             permission,
             summary,
             body: None,
+            query: None,
             handler: on(filter, handler),
         }
     }
 
     fn body(mut self, schema: fn() -> serde_json::Value) -> Route {
         self.body = Some(schema);
+        self
+    }
+
+    fn query(mut self, schema: fn() -> serde_json::Value) -> Route {
+        self.query = Some(schema);
         self
     }
 }
@@ -165,7 +173,8 @@ pub fn table() -> Vec<Route> {
             Applicant,
             "Track a case with its query code or applicant token",
             track,
-        ),
+        )
+        .query(s::track_query),
         Route::new(
             post.clone(),
             "/api/track/{number}/supplement",
@@ -181,14 +190,15 @@ pub fn table() -> Vec<Route> {
             "An applicant's cases",
             applicant_cases,
         ),
-        Route::new(get.clone(), "/api/tasks", Staff, "Worklist", worklist),
+        Route::new(get.clone(), "/api/tasks", Staff, "Worklist", worklist).query(s::work_filter),
         Route::new(
             get.clone(),
             "/api/cards",
             Staff,
             "Supervision cards for my groups",
             cards,
-        ),
+        )
+        .query(s::card_query),
         Route::new(
             post.clone(),
             "/api/cases/{case}/cards",
@@ -298,7 +308,8 @@ pub fn table() -> Vec<Route> {
             "Notices of a case",
             notify::case_notices,
         ),
-        Route::new(get.clone(), "/api/inbox", Staff, "My inbox", notify::inbox),
+        Route::new(get.clone(), "/api/inbox", Staff, "My inbox", notify::inbox)
+            .query(s::inbox_query),
         Route::new(
             post.clone(),
             "/api/inbox/{id}/read",
@@ -437,7 +448,8 @@ pub fn table() -> Vec<Route> {
             Auditor,
             "Audit entries",
             audit::entries,
-        ),
+        )
+        .query(s::audit_query),
         Route::new(
             get.clone(),
             "/api/audit/export",

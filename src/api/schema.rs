@@ -68,8 +68,50 @@ pub(super) fn delegation() -> Value {
 pub(super) fn issue_token() -> Value {
     of::<super::IssueBody>()
 }
+pub(super) fn track_query() -> Value {
+    of::<super::TrackQuery>()
+}
+pub(super) fn work_filter() -> Value {
+    of::<guichet_core::engine::WorkFilter>()
+}
+pub(super) fn card_query() -> Value {
+    of::<super::CardQuery>()
+}
+pub(super) fn inbox_query() -> Value {
+    of::<super::notify::InboxQuery>()
+}
+pub(super) fn audit_query() -> Value {
+    of::<super::audit::Page>()
+}
 pub(super) fn migration() -> Value {
     of::<guichet_core::migrate::MigrationPlan>()
+}
+
+/// The schema of an optional value without its `null` alternative.
+fn not_null(mut v: Value) -> Value {
+    if let Some(m) = v.as_object_mut() {
+        if let Some(Value::Array(types)) = m.get("type").cloned() {
+            let rest: Vec<Value> = types.into_iter().filter(|t| t != "null").collect();
+            m.insert(
+                "type".into(),
+                if rest.len() == 1 {
+                    rest[0].clone()
+                } else {
+                    Value::Array(rest)
+                },
+            );
+        }
+        if let Some(Value::Array(values)) = m.get("enum").cloned() {
+            m.insert(
+                "enum".into(),
+                Value::Array(values.into_iter().filter(|x| !x.is_null()).collect()),
+            );
+        }
+        if m.get("default").is_some_and(Value::is_null) {
+            m.remove("default");
+        }
+    }
+    v
 }
 
 fn error_response(description: &str) -> Value {
@@ -123,12 +165,28 @@ pub fn openapi(routes: &[Route]) -> Value {
                 }));
             }
         }
-        if r.path == "/api/track/{number}" {
-            params.push(json!({
-                "name": "code", "in": "query", "required": false,
-                "description": "the query code printed on the receipt (or send the applicant token)",
-                "schema": { "type": "string", "maxLength": 64 }
-            }));
+        if let Some(query) = r.query {
+            let schema = query();
+            let required: Vec<&str> = schema["required"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if let Some(props) = schema["properties"].as_object() {
+                for (name, prop) in props {
+                    // A query parameter is absent rather than null.
+                    let mut prop = not_null(prop.clone());
+                    let description = prop.as_object_mut().and_then(|m| m.remove("description"));
+                    let mut p = json!({
+                        "name": name, "in": "query",
+                        "required": required.contains(&name.as_str()),
+                        "schema": prop,
+                    });
+                    if let Some(d) = description {
+                        p["description"] = d;
+                    }
+                    params.push(p);
+                }
+            }
         }
         let mut responses = Map::new();
         let ok = match (r.method.as_str(), r.path) {

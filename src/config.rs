@@ -16,6 +16,11 @@ pub struct Config {
     pub listen: String,
     /// sled page cache, in MiB.
     pub cache_mb: u64,
+    /// Checkpoint the store once this many MiB were written since the last one (0: never).
+    /// A start after a crash replays what was written since the last checkpoint.
+    pub checkpoint_mb: u64,
+    /// ...and only after this many seconds without a write; store calls wait meanwhile.
+    pub checkpoint_idle_secs: u64,
     /// Largest accepted request body, in KiB.
     pub max_body_kb: usize,
     /// Reload the scripts when they change.
@@ -104,6 +109,8 @@ impl Default for Config {
             data: PathBuf::from("data"),
             listen: "127.0.0.1:8080".into(),
             cache_mb: 256,
+            checkpoint_mb: 256,
+            checkpoint_idle_secs: 10,
             max_body_kb: 1024,
             watch: true,
             reload_debounce_ms: 150,

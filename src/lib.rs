@@ -7,12 +7,14 @@
 //! - [`http`]: the accept loop: header and idle timeouts, connection limits.
 //! - [`server`]: opening the engine on a data folder and serving until shutdown.
 //! - [`watch`]: hot reload of the scripts folder.
+//! - [`checkpoint`]: store checkpoints when the office is quiet.
 //! - [`scheduler`]: fires deadline timers (supervision cards, escalations).
 //! - [`outbox`]: delivers queued notices through the plugins' channels, with retries.
 //! - [`workers`]: runs plugins' step handlers on external tasks of their topics.
 //! - [`plugins`]: the plugins compiled in, enabled by the config.
 
 pub mod api;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -117,9 +117,18 @@ pub async fn serve(
     let scheduler = crate::scheduler::start(&engine);
     let outbox = crate::outbox::start(&engine, &config.outbox);
     let workers = crate::workers::start(&engine);
+    let checkpoint = crate::checkpoint::start(
+        &engine,
+        config.checkpoint_mb,
+        std::time::Duration::from_secs(config.checkpoint_idle_secs),
+    );
     tracing::info!(message = "listening", addr = %listener.local_addr()?);
     crate::http::serve(listener, app, &config.limits, shutdown).await?;
-    for task in workers.into_iter().chain([scheduler, outbox]) {
+    for task in workers
+        .into_iter()
+        .chain([scheduler, outbox])
+        .chain(checkpoint)
+    {
         task.abort();
         let _ = task.await;
     }

@@ -245,6 +245,24 @@ impl Engine {
         &self.store
     }
 
+    /// Makes the store's recovery point current when enough was written and the office is
+    /// quiet (see `Store::checkpoint`). Blocking: call off the async threads.
+    pub fn checkpoint(
+        &self,
+        min_bytes: u64,
+        idle: std::time::Duration,
+    ) -> Result<Option<std::time::Duration>> {
+        let took = self.store.checkpoint(min_bytes, idle)?;
+        if let Some(d) = took {
+            tracing::info!(message = "store checkpoint", took_ms = d.as_millis() as u64);
+            self.audit_or_warn(
+                crate::audit::Record::new(self.now(), "system", "store.checkpoint", "store")
+                    .with_detail(format!("{} ms", d.as_millis())),
+            );
+        }
+        Ok(took)
+    }
+
     pub async fn durable(&self, ticket: u64) -> Result<()> {
         self.store.durable(ticket).await
     }

@@ -46,7 +46,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::future::BoxFuture;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use sled::{Batch, Tree};
 
@@ -200,12 +200,21 @@ pub trait Store: Send + Sync {
     fn audit_raw(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>>;
     /// A history event exactly as stored (the audit chain vouches for these bytes).
     fn history_raw(&self, case: u64, seq: u64) -> Result<Option<Vec<u8>>>;
+    /// Makes the store's recovery point current, if at least `min_bytes` were written
+    /// since the last one and nothing for `idle`: a start after a crash then replays only
+    /// what was written since. Store calls wait meanwhile. Returns how long it took.
+    fn checkpoint(
+        &self,
+        min_bytes: u64,
+        idle: std::time::Duration,
+    ) -> Result<Option<std::time::Duration>>;
     /// Small settings the server keeps with its data (e.g. its signing secret).
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
 }
 
-pub struct SledStore {
+/// The open database and its trees. Replaced whole by a checkpoint.
+pub struct Trees {
     db: sled::Db,
     state: Tree,
     versions: Tree,
@@ -213,6 +222,33 @@ pub struct SledStore {
     incidents: Tree,
     meta: Tree,
     audit: Tree,
+}
+
+/// Access to the open trees; holds the checkpoint gate for reading while alive.
+struct Open<'a> {
+    _gate: parking_lot::RwLockReadGuard<'a, ()>,
+    trees: Arc<Trees>,
+}
+
+impl std::ops::Deref for Open<'_> {
+    type Target = Trees;
+    fn deref(&self) -> &Trees {
+        &self.trees
+    }
+}
+
+pub struct SledStore {
+    path: std::path::PathBuf,
+    cache_bytes: u64,
+    /// `None` only while a checkpoint reopens the database (the gate is then held).
+    open: parking_lot::RwLock<Option<Arc<Trees>>>,
+    /// Every store call holds it for reading (recursively: calls nest); a checkpoint
+    /// holds it for writing, so no call runs while the database is closed and reopened.
+    gate: parking_lot::RwLock<()>,
+    /// Bytes written since the last open or checkpoint (keys and values, approximately).
+    written_bytes: AtomicU64,
+    /// When the last commit was made (ms since the epoch): checkpoints wait for a lull.
+    last_write_ms: AtomicU64,
     /// Next sequence number and the last entry's hash; the lock orders the chain.
     audit_head: Mutex<Option<(u64, String)>>,
     /// Serialize commits touching the same case (by id modulo the stripe count).
@@ -229,6 +265,24 @@ impl SledStore {
     /// Opens (or creates) the store. sled allows one process per folder; a second server on
     /// the same folder gets a clear error instead of waiting.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<SledStore> {
+        let trees = Self::open_trees(path, cache_bytes)?;
+        Ok(SledStore {
+            path: path.to_path_buf(),
+            cache_bytes,
+            open: parking_lot::RwLock::new(Some(Arc::new(trees))),
+            gate: parking_lot::RwLock::new(()),
+            written_bytes: AtomicU64::new(0),
+            last_write_ms: AtomicU64::new(0),
+            audit_head: Mutex::new(None),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            counters: Mutex::new(std::collections::HashMap::new()),
+            written: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
+            flush_lock: futures_util::lock::Mutex::new(()),
+        })
+    }
+
+    fn open_trees(path: &Path, cache_bytes: u64) -> Result<Trees> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
@@ -259,21 +313,25 @@ impl SledStore {
                 ))
             }
         }
-        Ok(SledStore {
+        Ok(Trees {
             state: db.open_tree("state")?,
             versions: db.open_tree("procedure_versions")?,
             tokens: db.open_tree("tokens")?,
             incidents: db.open_tree("incidents")?,
             audit: db.open_tree("audit")?,
             meta,
-            audit_head: Mutex::new(None),
             db,
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            counters: Mutex::new(std::collections::HashMap::new()),
-            written: AtomicU64::new(0),
-            flushed: AtomicU64::new(0),
-            flush_lock: futures_util::lock::Mutex::new(()),
         })
+    }
+
+    fn t(&self) -> Result<Open<'_>> {
+        let gate = self.gate.read_recursive();
+        let trees = self
+            .open
+            .read()
+            .clone()
+            .ok_or_else(|| Error::Store("the store is closed".into()))?;
+        Ok(Open { _gate: gate, trees })
     }
 
     fn lock<'a, T>(&'a self, m: &'a Mutex<T>) -> Result<MutexGuard<'a, T>> {
@@ -283,13 +341,14 @@ impl SledStore {
 
     /// Seals `records` into the chain, in order, under the chain's lock.
     fn append_audit_impl(&self, records: Vec<crate::audit::Record>) -> Result<()> {
+        let t = self.t()?;
         if records.is_empty() {
             return Ok(());
         }
         let mut head = self.lock(&self.audit_head)?;
         let (mut seq, mut prev) = match head.take() {
             Some(h) => h,
-            None => match self.audit.last()? {
+            None => match t.audit.last()? {
                 None => (0, crate::audit::GENESIS.to_string()),
                 Some((k, v)) => {
                     let last: crate::audit::Entry = serde_json::from_slice(&v)?;
@@ -300,7 +359,7 @@ impl SledStore {
         for r in records {
             let entry = r.seal(seq, &prev);
             // Inserted under the lock, so a crash can only lose a suffix of the chain.
-            let written = self
+            let written = t
                 .audit
                 .insert(seq.to_be_bytes(), serde_json::to_vec(&entry)?);
             if let Err(e) = written {
@@ -315,11 +374,18 @@ impl SledStore {
     }
 
     fn incident_impl(&self, mut incident: Incident) -> Result<()> {
-        incident.id = self.db.generate_id()?;
-        self.incidents
+        let t = self.t()?;
+        incident.id = t.db.generate_id()?;
+        t.incidents
             .insert(incident.id.to_be_bytes(), serde_json::to_vec(&incident)?)?;
         Ok(())
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -478,13 +544,81 @@ fn decode_case(bytes: &[u8]) -> Result<Case> {
 }
 
 impl Store for SledStore {
+    fn checkpoint(
+        &self,
+        min_bytes: u64,
+        idle: std::time::Duration,
+    ) -> Result<Option<std::time::Duration>> {
+        let quiet = |s: &SledStore| {
+            now_ms().saturating_sub(s.last_write_ms.load(Ordering::Relaxed))
+                >= idle.as_millis() as u64
+        };
+        if self.written_bytes.load(Ordering::Relaxed) < min_bytes || !quiet(self) {
+            return Ok(None);
+        }
+        // Callers nest (read_recursive), so a waiting writer cannot block them: under
+        // steady traffic this gives up rather than stall the office.
+        let Some(gate) = self
+            .gate
+            .try_write_for(std::time::Duration::from_millis(500))
+        else {
+            return Ok(None);
+        };
+        if !quiet(self) {
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        let trees = self
+            .open
+            .write()
+            .take()
+            .ok_or_else(|| Error::Store("the store is closed".into()))?;
+        let target = self.written.load(Ordering::SeqCst);
+        if let Err(e) = trees.db.flush() {
+            *self.open.write() = Some(trees);
+            return Err(e.into());
+        }
+        self.flushed.fetch_max(target, Ordering::SeqCst);
+        // A flush still running in `durable` holds a handle a moment longer.
+        let mut trees = Some(trees);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while trees.as_ref().is_some_and(|t| Arc::strong_count(t) > 1) {
+            if std::time::Instant::now() > deadline {
+                *self.open.write() = trees.take();
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        drop(trees);
+        // sled's own threads release the folder's lock shortly after the last handle.
+        let reopened = loop {
+            match Self::open_trees(&self.path, self.cache_bytes) {
+                Ok(t) => break t,
+                Err(Error::Store(m)) if m.contains("in use") => {
+                    if std::time::Instant::now() > deadline {
+                        return Err(Error::Store(format!(
+                            "checkpoint could not reopen the store: {m}"
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        *self.open.write() = Some(Arc::new(reopened));
+        self.written_bytes.store(0, Ordering::Relaxed);
+        drop(gate);
+        Ok(Some(started.elapsed()))
+    }
+
     fn append_audit(&self, records: Vec<crate::audit::Record>) -> Result<u64> {
         self.append_audit_impl(records)?;
         Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
     fn audit_raw(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
-        self.audit
+        let t = self.t()?;
+        t.audit
             .range(from.to_be_bytes()..)
             .take(limit)
             .map(|kv| {
@@ -495,49 +629,56 @@ impl Store for SledStore {
     }
 
     fn history_raw(&self, case: u64, seq: u64) -> Result<Option<Vec<u8>>> {
-        Ok(self.state.get(hist_key(case, seq))?.map(|v| v.to_vec()))
+        let t = self.t()?;
+        Ok(t.state.get(hist_key(case, seq))?.map(|v| v.to_vec()))
     }
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.meta.get(key)?.map(|v| v.to_vec()))
+        let t = self.t()?;
+        Ok(t.meta.get(key)?.map(|v| v.to_vec()))
     }
 
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.meta.insert(key, value)?;
+        let t = self.t()?;
+        t.meta.insert(key, value)?;
         Ok(())
     }
 
     fn next_case_id(&self) -> Result<u64> {
-        Ok(self.db.generate_id()? + 1)
+        let t = self.t()?;
+        Ok(t.db.generate_id()? + 1)
     }
 
     fn case(&self, id: u64) -> Result<Option<Case>> {
-        match self.state.get(case_key(id))? {
+        let t = self.t()?;
+        match t.state.get(case_key(id))? {
             None => Ok(None),
             Some(v) => Ok(Some(decode_case(&v)?)),
         }
     }
 
     fn case_id_by_number(&self, number: &str) -> Result<Option<u64>> {
-        let id = self
+        let t = self.t()?;
+        let id = t
             .state
             .get(key(b'N', &[number.as_bytes()]))?
             .and_then(|v| be_u64(&v));
         // A number left by a crash before its case was written leads nowhere.
         match id {
-            Some(id) if self.state.contains_key(case_key(id))? => Ok(Some(id)),
+            Some(id) if t.state.contains_key(case_key(id))? => Ok(Some(id)),
             _ => Ok(None),
         }
     }
 
     fn history(&self, id: u64) -> Result<Vec<HistoryEvent>> {
+        let t = self.t()?;
         let Some(len) = self.case(id)?.map(|c| c.history_len) else {
             return Ok(Vec::new());
         };
         let mut prefix = vec![b'h'];
         prefix.extend_from_slice(&id.to_be_bytes());
         // Events at or past `history_len` belong to a commit that did not happen.
-        self.state
+        t.state
             .range(hist_key(id, 0)..hist_key(id, len))
             .values()
             .map(|v| Ok(serde_json::from_slice(&v?)?))
@@ -545,6 +686,7 @@ impl Store for SledStore {
     }
 
     fn commit(&self, writes: &mut [CaseWrite], outbox: Outbox<'_>) -> Result<u64> {
+        let t = self.t()?;
         // Lock every stripe involved, in order, so two commits cannot deadlock.
         let mut stripes: Vec<usize> = writes
             .iter()
@@ -562,10 +704,7 @@ impl Store for SledStore {
             None
         };
         for w in writes.iter() {
-            let current = self
-                .state
-                .get(case_key(w.after.id))?
-                .and_then(|v| be_u64(&v));
+            let current = t.state.get(case_key(w.after.id))?.and_then(|v| be_u64(&v));
             if current != w.before.as_ref().map(|b| b.rev) {
                 return Err(Error::Conflict(format!(
                     "case {} was changed by someone else; reload and try again",
@@ -672,12 +811,11 @@ impl Store for SledStore {
         if plans.len() == 1 {
             let (before_commit, record, after_commit, _, _) = &plans[0];
             for (k, v) in before_commit {
-                self.state.insert(k.as_slice(), v.as_slice())?;
+                t.state.insert(k.as_slice(), v.as_slice())?;
             }
-            self.state
-                .insert(case_key(plans[0].3.id), record.as_slice())?;
+            t.state.insert(case_key(plans[0].3.id), record.as_slice())?;
             for k in after_commit {
-                self.state.remove(k.as_slice())?;
+                t.state.remove(k.as_slice())?;
             }
         } else {
             let mut batch = Batch::default();
@@ -690,8 +828,17 @@ impl Store for SledStore {
                     batch.remove(k.as_slice());
                 }
             }
-            self.state.apply_batch(batch)?;
+            t.state.apply_batch(batch)?;
         }
+        let bytes: usize = plans
+            .iter()
+            .map(|(b, record, _, _, _)| {
+                record.len() + b.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            })
+            .sum();
+        self.written_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        self.last_write_ms.store(now_ms(), Ordering::Relaxed);
         // After the case records: a crash in between loses at most the audit entries of a
         // transition the client was never told about, never leaves an entry for a
         // transition that did not happen.
@@ -719,20 +866,36 @@ impl Store for SledStore {
                 return Ok(());
             }
             let target = self.written.load(Ordering::SeqCst);
-            self.db.flush_async().await?;
+            // Not holding the gate across the await. During a checkpoint the gate is
+            // taken; the checkpoint flushes everything, so wait for it instead.
+            let trees = loop {
+                if self.flushed.load(Ordering::SeqCst) >= ticket {
+                    return Ok(());
+                }
+                if let Some(_g) = self.gate.try_read_recursive() {
+                    if let Some(t) = self.open.read().clone() {
+                        break t;
+                    }
+                }
+                // Core has no timer of its own (no tokio). A checkpoint starts only after a
+                // lull in writes, so a flush meeting one is rare: a short blocking wait.
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            };
+            trees.db.flush_async().await?;
             self.flushed.fetch_max(target, Ordering::SeqCst);
             Ok(())
         })
     }
 
     fn closed_tasks(&self, case: u64) -> Result<Vec<Task>> {
+        let t = self.t()?;
         let Some(c) = self.case(case)? else {
             return Ok(Vec::new());
         };
         let mut prefix = vec![b't'];
         prefix.extend_from_slice(&case.to_be_bytes());
         let mut out = Vec::new();
-        for v in self.state.scan_prefix(prefix).values() {
+        for v in t.state.scan_prefix(prefix).values() {
             let t: Task = serde_json::from_slice(&v?)?;
             // A task the case still shows open was closed by a commit that did not happen.
             if c.task(&t.id).is_none() {
@@ -743,21 +906,24 @@ impl Store for SledStore {
     }
 
     fn closed_task(&self, case: u64, task: &str) -> Result<Option<Task>> {
+        let t = self.t()?;
         let Some(k) = task_key(case, task) else {
             return Ok(None);
         };
-        match self.state.get(k)? {
+        match t.state.get(k)? {
             None => Ok(None),
             Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
         }
     }
 
     fn open_tasks_of_group(&self, group: &str) -> Result<Vec<(u64, String)>> {
-        task_index(&self.state, b'g', group)
+        let t = self.t()?;
+        task_index(&t.state, b'g', group)
     }
 
     fn open_tasks_of_topic(&self, topic: &str) -> Result<Vec<(u64, String)>> {
-        task_index(&self.state, b'x', topic)
+        let t = self.t()?;
+        task_index(&t.state, b'x', topic)
     }
 
     fn cases_of_applicant(&self, applicant: &str) -> Result<Vec<u64>> {
@@ -769,17 +935,19 @@ impl Store for SledStore {
     }
 
     fn put_version(&self, rec: &VersionRecord) -> Result<bool> {
+        let t = self.t()?;
         let k = key(0, &[rec.procedure.as_bytes(), rec.version.as_bytes()]);
         let bytes = serde_json::to_vec(rec)?;
-        let prev = self
+        let prev = t
             .versions
             .compare_and_swap(&k[1..], None as Option<&[u8]>, Some(bytes))?;
         Ok(prev.is_ok())
     }
 
     fn version(&self, procedure: &str, version: &str) -> Result<Option<VersionRecord>> {
+        let t = self.t()?;
         let k = key(0, &[procedure.as_bytes(), version.as_bytes()]);
-        match self.versions.get(&k[1..])? {
+        match t.versions.get(&k[1..])? {
             None => Ok(None),
             Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
         }
@@ -790,9 +958,10 @@ impl Store for SledStore {
         now: chrono::DateTime<chrono::Utc>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, crate::case::Timer)>> {
+        let t = self.t()?;
         let mut end = vec![b'T'];
         end.extend_from_slice(&((now.timestamp_millis().max(0) as u64) + 1).to_be_bytes());
-        self.state
+        t.state
             .range(vec![b'T']..end)
             .take(limit)
             .map(|kv| {
@@ -803,7 +972,8 @@ impl Store for SledStore {
     }
 
     fn next_timer(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
-        match self.state.scan_prefix([b'T']).next() {
+        let t = self.t()?;
+        match t.state.scan_prefix([b'T']).next() {
             None => Ok(None),
             Some(kv) => {
                 let t: crate::case::Timer = serde_json::from_slice(&kv?.1)?;
@@ -813,14 +983,16 @@ impl Store for SledStore {
     }
 
     fn remove_timer(&self, key: &[u8]) -> Result<()> {
-        self.state.remove(key)?;
+        let t = self.t()?;
+        t.state.remove(key)?;
         Ok(())
     }
 
     fn cards_of_group(&self, group: &str) -> Result<Vec<(u64, String)>> {
+        let t = self.t()?;
         let mut prefix = key(b'K', &[group.as_bytes()]);
         prefix.push(0);
-        self.state
+        t.state
             .scan_prefix(&prefix)
             .keys()
             .map(|k| {
@@ -836,7 +1008,8 @@ impl Store for SledStore {
     }
 
     fn versions(&self) -> Result<Vec<VersionRecord>> {
-        let mut v: Vec<VersionRecord> = self
+        let t = self.t()?;
+        let mut v: Vec<VersionRecord> = t
             .versions
             .iter()
             .values()
@@ -847,15 +1020,16 @@ impl Store for SledStore {
     }
 
     fn open_cases_by_version(&self) -> Result<BTreeMap<(String, String), u64>> {
+        let t = self.t()?;
         let mut out = BTreeMap::new();
-        for k in self.state.scan_prefix([b'v']).keys() {
+        for k in t.state.scan_prefix([b'v']).keys() {
             let k = k?;
             let parts: Vec<&[u8]> = k[1..].splitn(3, |b| *b == 0).collect();
             let [p, v, id] = parts.as_slice() else {
                 continue;
             };
             // An entry whose case was never written is what a crash can leave; skip it.
-            if be_u64(id).is_some_and(|id| self.state.contains_key(case_key(id)).unwrap_or(false)) {
+            if be_u64(id).is_some_and(|id| t.state.contains_key(case_key(id)).unwrap_or(false)) {
                 *out.entry((
                     String::from_utf8_lossy(p).to_string(),
                     String::from_utf8_lossy(v).to_string(),
@@ -867,12 +1041,13 @@ impl Store for SledStore {
     }
 
     fn open_cases_of_version(&self, procedure: &str, version: &str) -> Result<Vec<u64>> {
+        let t = self.t()?;
         let mut prefix = key(b'v', &[procedure.as_bytes(), version.as_bytes()]);
         prefix.push(0);
         let mut out = Vec::new();
-        for k in self.state.scan_prefix(&prefix).keys() {
+        for k in t.state.scan_prefix(&prefix).keys() {
             if let Some(id) = be_u64(&k?[prefix.len()..]) {
-                if self.state.contains_key(case_key(id))? {
+                if t.state.contains_key(case_key(id))? {
                     out.push(id);
                 }
             }
@@ -881,13 +1056,14 @@ impl Store for SledStore {
     }
 
     fn put_token(&self, hash: &str, rec: &TokenRecord) -> Result<()> {
-        self.tokens
-            .insert(hash.as_bytes(), serde_json::to_vec(rec)?)?;
+        let t = self.t()?;
+        t.tokens.insert(hash.as_bytes(), serde_json::to_vec(rec)?)?;
         Ok(())
     }
 
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
-        match self.tokens.get(hash.as_bytes())? {
+        let t = self.t()?;
+        match t.tokens.get(hash.as_bytes())? {
             None => Ok(None),
             Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
         }
@@ -898,7 +1074,8 @@ impl Store for SledStore {
     }
 
     fn incidents(&self, limit: usize) -> Result<Vec<Incident>> {
-        self.incidents
+        let t = self.t()?;
+        t.incidents
             .iter()
             .rev()
             .take(limit)
@@ -907,9 +1084,10 @@ impl Store for SledStore {
     }
 
     fn notices_of_case(&self, case: u64) -> Result<Vec<Notice>> {
+        let t = self.t()?;
         let mut prefix = vec![b'o'];
         prefix.extend_from_slice(&case.to_be_bytes());
-        self.state
+        t.state
             .scan_prefix(&prefix)
             .values()
             .map(|v| Ok(serde_json::from_slice(&v?)?))
@@ -917,39 +1095,42 @@ impl Store for SledStore {
     }
 
     fn notice(&self, case: u64, seq: u64, n: u32) -> Result<Option<Notice>> {
+        let t = self.t()?;
         let mut k = vec![b'o'];
         k.extend_from_slice(&case.to_be_bytes());
         k.extend_from_slice(&seq.to_be_bytes());
         k.extend_from_slice(&n.to_be_bytes());
-        match self.state.get(k)? {
+        match t.state.get(k)? {
             None => Ok(None),
             Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
         }
     }
 
     fn put_notice(&self, notice: &Notice) -> Result<()> {
+        let t = self.t()?;
         let old = self.notice(notice.case, notice.seq, notice.n)?;
         let new_q = queue_key(notice);
         // New queue entry first: a crash in between leaves a duplicate (delivered twice,
         // deduplicated by id), never a notice out of the queue.
         if let Some(k) = &new_q {
-            self.state.insert(k.as_slice(), &[] as &[u8])?;
+            t.state.insert(k.as_slice(), &[] as &[u8])?;
         }
-        self.state
+        t.state
             .insert(notice_key(notice), serde_json::to_vec(notice)?)?;
         if let Some(k) = old.as_ref().and_then(queue_key) {
             if Some(&k) != new_q.as_ref() {
-                self.state.remove(k)?;
+                t.state.remove(k)?;
             }
         }
         Ok(())
     }
 
     fn due_notices(&self, now: chrono::DateTime<chrono::Utc>, limit: usize) -> Result<Vec<Notice>> {
+        let t = self.t()?;
         let mut end = vec![b'q'];
         end.extend_from_slice(&((now.timestamp_millis().max(0) as u64) + 1).to_be_bytes());
         let mut out = Vec::new();
-        for k in self.state.range(vec![b'q']..end).keys() {
+        for k in t.state.range(vec![b'q']..end).keys() {
             let k = k?;
             let tail = &k[9..];
             let (Some(case), Some(seq)) = (be_u64(tail), be_u64(&tail[8..])) else {
@@ -964,7 +1145,7 @@ impl Store for SledStore {
                 // The record moved on (a queue entry left by a crash in put_notice).
                 Some(rec) if queue_key(&rec).as_deref() == Some(&k[..]) => out.push(rec),
                 _ => {
-                    self.state.remove(&k)?;
+                    t.state.remove(&k)?;
                 }
             }
             if out.len() >= limit {
@@ -975,8 +1156,8 @@ impl Store for SledStore {
     }
 
     fn next_notice(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
-        Ok(self
-            .state
+        let t = self.t()?;
+        Ok(t.state
             .scan_prefix([b'q'])
             .keys()
             .next()
@@ -986,17 +1167,19 @@ impl Store for SledStore {
     }
 
     fn remove_notice(&self, notice: &Notice) -> Result<()> {
+        let t = self.t()?;
         for k in queue_key(notice).into_iter().chain(inbox_key(notice)) {
-            self.state.remove(k)?;
+            t.state.remove(k)?;
         }
-        self.state.remove(notice_key(notice))?;
+        t.state.remove(notice_key(notice))?;
         Ok(())
     }
 
     fn inbox(&self, staff: &str) -> Result<Vec<(u64, u64, u32)>> {
+        let t = self.t()?;
         let mut prefix = key(b'i', &[staff.as_bytes()]);
         prefix.push(0);
-        self.state
+        t.state
             .scan_prefix(&prefix)
             .keys()
             .map(|k| {
@@ -1013,7 +1196,8 @@ impl Store for SledStore {
     }
 
     fn tokens(&self) -> Result<Vec<(String, TokenRecord)>> {
-        self.tokens
+        let t = self.t()?;
+        t.tokens
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;
@@ -1030,14 +1214,15 @@ impl SledStore {
     /// The highest number issued in a counter scope. A number whose case was never
     /// written (a crash between the two) is removed, so numbering stays gap-free.
     fn last_number(&self, scope: &str) -> Result<u64> {
+        let t = self.t()?;
         let mut prefix = key(b'n', &[scope.as_bytes()]);
         prefix.push(0);
-        while let Some(kv) = self.state.scan_prefix(&prefix).next_back() {
+        while let Some(kv) = t.state.scan_prefix(&prefix).next_back() {
             let (k, v) = kv?;
             let n =
                 be_u64(&k[prefix.len()..]).ok_or_else(|| Error::Store("bad counter key".into()))?;
             let id = be_u64(&v).ok_or_else(|| Error::Store("bad counter value".into()))?;
-            if self.state.contains_key(case_key(id))? {
+            if t.state.contains_key(case_key(id))? {
                 return Ok(n);
             }
             tracing::warn!(
@@ -1045,17 +1230,18 @@ impl SledStore {
                 scope,
                 number = n
             );
-            self.state.remove(&k)?;
-            self.state
+            t.state.remove(&k)?;
+            t.state
                 .remove(key(b'N', &[format!("{scope}-{n:06}").as_bytes()]))?;
         }
         Ok(0)
     }
 
     fn ids_under(&self, prefix: u8, id: &str) -> Result<Vec<u64>> {
+        let t = self.t()?;
         let mut p = key(prefix, &[id.as_bytes()]);
         p.push(0);
-        self.state
+        t.state
             .scan_prefix(&p)
             .keys()
             .map(|k| {
@@ -1138,13 +1324,17 @@ mod tests {
             let s = SledStore::open(dir.path(), 1 << 20).unwrap();
             assert_eq!(submit(&s, 1).number, "P-2026-000001");
             // A crash after the number was written and before its case record.
-            s.state
+            s.t()
+                .unwrap()
+                .state
                 .insert(number_key("P-2026", 2), &99u64.to_be_bytes())
                 .unwrap();
-            s.state
+            s.t()
+                .unwrap()
+                .state
                 .insert(key(b'N', &[b"P-2026-000002"]), &99u64.to_be_bytes())
                 .unwrap();
-            s.db.flush().unwrap();
+            s.t().unwrap().db.flush().unwrap();
             assert_eq!(s.case_id_by_number("P-2026-000002").unwrap(), None);
         }
         let s = SledStore::open(dir.path(), 1 << 20).unwrap();
@@ -1163,7 +1353,9 @@ mod tests {
         // The next commit wrote its event and a closed task, then the process died.
         let mut orphan = event();
         orphan.seq = c.history_len;
-        s.state
+        s.t()
+            .unwrap()
+            .state
             .insert(
                 hist_key(7, c.history_len),
                 serde_json::to_vec(&orphan).unwrap(),
@@ -1191,10 +1383,14 @@ mod tests {
             state: crate::case::TaskState::Open,
             ..task.clone()
         });
-        s.state
+        s.t()
+            .unwrap()
+            .state
             .insert(case_key(7), encode_case(&open).unwrap())
             .unwrap();
-        s.state
+        s.t()
+            .unwrap()
+            .state
             .insert(
                 task_key(7, "7-1").unwrap(),
                 serde_json::to_vec(&task).unwrap(),
@@ -1202,6 +1398,65 @@ mod tests {
             .unwrap();
         assert_eq!(s.history(7).unwrap().len(), 1);
         assert!(s.closed_tasks(7).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_checkpoint_waits_for_a_lull_then_reopens_with_everything_in_place() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(SledStore::open(&dir.path().join("s"), 8 << 20).unwrap());
+        let a = submit(&s, 1);
+        // Not enough written, or written too recently: nothing happens.
+        assert!(s.checkpoint(u64::MAX, Duration::ZERO).unwrap().is_none());
+        assert!(s
+            .checkpoint(0, Duration::from_secs(3600))
+            .unwrap()
+            .is_none());
+        // Readers and writers on other threads meanwhile: they wait, nothing is lost.
+        let busy = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for id in 2..200u64 {
+                    submit(&s, id);
+                    assert!(s.case(1).unwrap().is_some());
+                }
+            })
+        };
+        let mut ran = 0;
+        while !busy.is_finished() || ran == 0 {
+            if s.checkpoint(0, Duration::ZERO).unwrap().is_some() {
+                ran += 1;
+            }
+        }
+        busy.join().unwrap();
+        assert!(ran >= 1);
+        assert_eq!(s.case(1).unwrap().unwrap().number, a.number);
+        let b = submit(&s, 500);
+        futures_executor_block(s.durable(s.written.load(Ordering::SeqCst)));
+        drop(s);
+        // The next open sees every case, numbered without a gap.
+        let s = loop {
+            match SledStore::open(&dir.path().join("s"), 8 << 20) {
+                Ok(s) => break s,
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        for id in (1..200u64).chain([500]) {
+            assert!(s.case(id).unwrap().is_some(), "case {id} lost");
+        }
+        assert_eq!(s.case(500).unwrap().unwrap().number, b.number);
+        assert_eq!(b.number, "P-2026-000200");
+    }
+
+    fn futures_executor_block(f: BoxFuture<'_, Result<()>>) {
+        let mut f = f;
+        loop {
+            if let Some(r) = futures_util::FutureExt::now_or_never(&mut f) {
+                r.unwrap();
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     #[test]

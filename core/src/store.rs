@@ -873,9 +873,12 @@ impl Store for SledStore {
                     return Ok(());
                 }
                 if let Some(_g) = self.gate.try_read_recursive() {
-                    if let Some(t) = self.open.read().clone() {
-                        break t;
-                    }
+                    // With the gate free and no database, a checkpoint failed to reopen.
+                    break self
+                        .open
+                        .read()
+                        .clone()
+                        .ok_or_else(|| Error::Store("the store is closed".into()))?;
                 }
                 // Core has no timer of its own (no tokio). A checkpoint starts only after a
                 // lull in writes, so a flush meeting one is rare: a short blocking wait.

@@ -217,38 +217,12 @@ async fn expired_and_revoked_tokens_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_the_logs() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let log = tmp.path().join("server.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--scripts")
-        .arg(example_scripts())
-        .arg("--data")
-        .arg(tmp.path().join("data"))
-        .env("GUICHET_LOG", "debug")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_binary(&tmp.path().join("data"), port, &[], Some(&log));
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..100 {
-        if client
-            .get(format!("{base}/api/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(up, "server did not start");
+    wait_up(&client, &base).await;
     let admin = std::fs::read_to_string(tmp.path().join("data/admin.token"))
         .unwrap()
         .trim()
@@ -302,8 +276,8 @@ async fn secrets_never_reach_the_logs() {
         .await
         .unwrap();
     assert!(export.lines().count() > 3);
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = child.0.kill();
+    let _ = child.0.wait();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("token issued"), "debug log is empty? {text}");
     for secret in [

@@ -3,62 +3,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills the server if the test fails half-way.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(data: &std::path::Path, port: u16) -> Server {
-    Server(
-        Command::new(env!("CARGO_BIN_EXE_guichet"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--scripts")
-            .arg(example_scripts())
-            .arg("--data")
-            .arg(data)
-            .env("GUICHET_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-async fn wait_up(client: &reqwest::Client, base: &str) {
-    for _ in 0..200 {
-        if client
-            .get(format!("{base}/api/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("server did not start");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_transitions_survive_a_kill() {
@@ -67,7 +17,7 @@ async fn acknowledged_transitions_survive_a_kill() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut child = spawn(&data, port);
+    let mut child = spawn_binary(&data, port, &[], None);
     wait_up(&client, &base).await;
     let admin = std::fs::read_to_string(data.join("admin.token"))
         .unwrap()
@@ -144,7 +94,7 @@ async fn acknowledged_transitions_survive_a_kill() {
         acked.len()
     );
 
-    let _child = spawn(&data, port);
+    let _child = spawn_binary(&data, port, &[], None);
     wait_up(&client, &base).await;
     let mut max_number = 0;
     for (id, number, rev) in &acked {
@@ -234,21 +184,7 @@ async fn a_notice_acknowledged_before_a_kill_is_delivered_after_the_restart() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let serve = |d: &std::path::Path| {
-        Server(
-            Command::new(env!("CARGO_BIN_EXE_guichet"))
-                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-                .args(args)
-                .arg("--scripts")
-                .arg(example_scripts())
-                .arg("--data")
-                .arg(d)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    };
+    let serve = |d: &std::path::Path| spawn_binary(d, port, &args, None);
     let mut child = serve(&data);
     wait_up(&client, &base).await;
     let r = client

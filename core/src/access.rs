@@ -301,10 +301,7 @@ impl Engine {
                 "tasks are reassigned by a supervisor of their group".into(),
             ));
         };
-        let case_id: u64 = task_id
-            .split_once('-')
-            .and_then(|(c, _)| c.parse().ok())
-            .ok_or_else(|| Error::NotFound(format!("task {task_id} not found")))?;
+        let case_id = crate::engine::task_case_id(task_id)?;
         let case = self
             .store()
             .case(case_id)?
@@ -313,8 +310,7 @@ impl Engine {
             .task(task_id)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("task {task_id} not found")))?;
-        let rules = self.rules();
-        if !rules.supervises(me, &task.group) {
+        if !self.rules().supervises(me, &task.group) {
             return Err(Error::Forbidden(format!(
                 "only a supervisor of group '{}' reassigns its tasks",
                 task.group
@@ -330,27 +326,8 @@ impl Engine {
                 "name a group or a staff member to reassign to".into(),
             ));
         }
-        let target = group.clone().unwrap_or_else(|| task.group.clone());
-        if !rules.groups.contains_key(&target) {
-            return Err(Error::Validation(format!(
-                "group '{target}' does not exist"
-            )));
-        }
-        if let Some(s) = &staff {
-            if !rules.is_member(s, &target) {
-                return Err(Error::Validation(format!(
-                    "'{s}' is not a member of group '{target}'"
-                )));
-            }
-        }
         self.act_inner(actor, case, task, "reassigned", comment, |flow, task| {
-            crate::engine::set_task(flow, &task.id, |t| {
-                t.group = target.clone();
-                t.claimed_by = None;
-                t.state = crate::case::TaskState::Open;
-                t.assignee = staff.clone();
-            });
-            Ok(None)
+            crate::engine::move_task(flow, task, group, staff)
         })
     }
 
@@ -415,18 +392,6 @@ impl Engine {
             comment: Some(reason.to_string()),
             ..crate::case::HistoryEvent::new(now, me.clone(), "card_issued")
         };
-        let mut w = [crate::store::CaseWrite {
-            before: Some(case),
-            after,
-            event,
-            number_scope: None,
-            timers: vec![],
-        }];
-        let ticket = self.commit_writes(&mut w)?;
-        let [w] = w;
-        Ok(crate::engine::Committed {
-            cases: vec![w.after],
-            ticket,
-        })
+        self.commit_change(case, after, event, vec![])
     }
 }

@@ -152,7 +152,7 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-fn task_case_id(task_id: &str) -> Result<u64> {
+pub(crate) fn task_case_id(task_id: &str) -> Result<u64> {
     task_id
         .split_once('-')
         .and_then(|(c, _)| c.parse().ok())
@@ -488,6 +488,30 @@ impl Engine {
         let ticket = self.commit_writes(&mut writes)?;
         Ok(Committed {
             cases: writes.into_iter().map(|w| w.after).collect(),
+            ticket,
+        })
+    }
+
+    /// Commits one case's change with its event: the common end of every transition that
+    /// is not a number-taking submission.
+    pub(crate) fn commit_change(
+        &self,
+        before: Case,
+        after: Case,
+        event: HistoryEvent,
+        timers: Vec<crate::case::Timer>,
+    ) -> Result<Committed> {
+        let mut w = [CaseWrite {
+            before: Some(before),
+            after,
+            event,
+            number_scope: None,
+            timers,
+        }];
+        let ticket = self.commit_writes(&mut w)?;
+        let [w] = w;
+        Ok(Committed {
+            cases: vec![w.after],
             ticket,
         })
     }
@@ -944,35 +968,13 @@ impl Engine {
         staff: Option<String>,
         comment: Option<String>,
     ) -> Result<Committed> {
-        let rules = self.rules();
         if group.is_none() && staff.is_none() {
             return Err(Error::Validation(
                 "name a group or a staff member to transfer to".into(),
             ));
         }
-        if let Some(g) = &group {
-            if !rules.groups.contains_key(g) {
-                return Err(Error::Validation(format!("group '{g}' does not exist")));
-            }
-        }
         self.act(actor, task_id, "transferred", comment, |flow, task| {
-            let target_group = group.clone().unwrap_or_else(|| task.group.clone());
-            if let Some(s) = &staff {
-                if !rules.is_member(s, &target_group) {
-                    return Err(Error::Validation(format!(
-                        "'{s}' is not a member of group '{target_group}'"
-                    )));
-                }
-            }
-            set_task(flow, &task.id, |t| {
-                t.group = target_group.clone();
-                t.claimed_by = None;
-                t.state = TaskState::Open;
-                if staff.is_some() || group.is_some() {
-                    t.assignee = staff.clone();
-                }
-            });
-            Ok(None)
+            move_task(flow, task, group, staff)
         })
     }
 
@@ -1258,6 +1260,36 @@ pub const DEFAULT_TOKEN_DAYS: u32 = 90;
 pub const MAX_TOKEN_DAYS: u32 = 366;
 const APPLICANT_TOKEN_PREFIX: &str = "gca_";
 const APPLICANT_KEY: &str = "applicant_token_key";
+
+/// Moves a task to `group` (default: its own) and, if named, to one of its members,
+/// unclaimed: what a transfer and a supervisor's reassignment do.
+pub(crate) fn move_task(
+    flow: &mut Flow,
+    task: &Task,
+    group: Option<String>,
+    staff: Option<String>,
+) -> Result<Option<String>> {
+    let target = group.unwrap_or_else(|| task.group.clone());
+    if !flow.rules.groups.contains_key(&target) {
+        return Err(Error::Validation(format!(
+            "group '{target}' does not exist"
+        )));
+    }
+    if let Some(s) = &staff {
+        if !flow.rules.is_member(s, &target) {
+            return Err(Error::Validation(format!(
+                "'{s}' is not a member of group '{target}'"
+            )));
+        }
+    }
+    set_task(flow, &task.id, |t| {
+        t.group = target;
+        t.claimed_by = None;
+        t.state = TaskState::Open;
+        t.assignee = staff;
+    });
+    Ok(None)
+}
 
 pub(crate) fn set_task(flow: &mut Flow, id: &str, f: impl FnOnce(&mut Task)) {
     if let Some(t) = flow.case.tasks.iter_mut().find(|t| t.id == id) {

@@ -11,7 +11,6 @@ use crate::error::{Error, Result};
 use crate::flow::Flow;
 use crate::form::{check_data, check_materials_partial, Filler};
 use crate::procedure::INTAKE_STEP;
-use crate::store::CaseWrite;
 
 impl Engine {
     /// Runs `f` on a flow over `case` and commits the result with one history event.
@@ -33,19 +32,7 @@ impl Engine {
             effects: flow.effects,
             ..HistoryEvent::new(flow.now, actor.name(), action)
         };
-        let mut w = [CaseWrite {
-            before: Some(case),
-            after: flow.case,
-            event,
-            number_scope: None,
-            timers: flow.timers,
-        }];
-        let ticket = self.commit_writes(&mut w)?;
-        let [w] = w;
-        Ok(Committed {
-            cases: vec![w.after],
-            ticket,
-        })
+        self.commit_change(case, flow.case, event, flow.timers)
     }
 
     /// A handler asks the applicant for everything missing, in one notice. At intake the

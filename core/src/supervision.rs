@@ -297,18 +297,6 @@ impl Engine {
             comment: Some(reason.to_string()),
             ..HistoryEvent::new(self.now(), me.clone(), "card_answered")
         };
-        let mut w = [CaseWrite {
-            before: Some(case),
-            after,
-            event,
-            number_scope: None,
-            timers: vec![],
-        }];
-        let ticket = self.commit_writes(&mut w)?;
-        let [w] = w;
-        Ok(Committed {
-            cases: vec![w.after],
-            ticket,
-        })
+        self.commit_change(case, after, event, vec![])
     }
 }

@@ -369,3 +369,60 @@ impl Receiver {
             .collect()
     }
 }
+
+// --- the real binary, for kill -9 and log inspection ------------------------------------
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `guichet serve` process; killed if the test fails half-way.
+pub struct Server(pub std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the binary on the example office, with `extra` arguments. With `log`, at debug
+/// level into that file; otherwise quiet.
+pub fn spawn_binary(data: &Path, port: u16, extra: &[&str], log: Option<&Path>) -> Server {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"));
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .arg("--scripts")
+        .arg(example_scripts())
+        .arg("--data")
+        .arg(data)
+        .stdout(std::process::Stdio::null());
+    match log {
+        Some(path) => cmd
+            .env("GUICHET_LOG", "debug")
+            .stderr(std::fs::File::create(path).unwrap()),
+        None => cmd
+            .env("GUICHET_LOG", "warn")
+            .stderr(std::process::Stdio::null()),
+    };
+    Server(cmd.spawn().unwrap())
+}
+
+pub async fn wait_up(client: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if client
+            .get(format!("{base}/api/health"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("server did not start");
+}

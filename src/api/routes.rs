@@ -54,6 +54,8 @@ pub struct Route {
     pub body: Option<fn() -> serde_json::Value>,
     /// The query string's schema (an object whose properties are the parameters).
     pub query: Option<fn() -> serde_json::Value>,
+    /// Answers 201 (it creates something) rather than 200 on success.
+    pub created: bool,
     pub(super) handler: MethodRouter<AppState>,
 }
 
@@ -77,12 +79,18 @@ impl Route {
             summary,
             body: None,
             query: None,
+            created: false,
             handler: on(filter, handler),
         }
     }
 
     fn body(mut self, schema: fn() -> serde_json::Value) -> Route {
         self.body = Some(schema);
+        self
+    }
+
+    fn created(mut self) -> Route {
+        self.created = true;
         self
     }
 
@@ -143,6 +151,7 @@ pub fn table() -> Vec<Route> {
             "Submit a bundle",
             submit_bundle,
         )
+        .created()
         .body(s::bundle_submission),
         Route::new(
             get.clone(),
@@ -151,7 +160,9 @@ pub fn table() -> Vec<Route> {
             "Cases of a submitted bundle",
             bundle_cases,
         ),
-        Route::new(post.clone(), "/api/cases", Public, "Submit a case", submit).body(s::submission),
+        Route::new(post.clone(), "/api/cases", Public, "Submit a case", submit)
+            .created()
+            .body(s::submission),
         Route::new(
             get.clone(),
             "/api/cases/{case}",
@@ -206,6 +217,7 @@ pub fn table() -> Vec<Route> {
             "Issue a supervision card",
             issue_card,
         )
+        .created()
         .body(s::reason_required),
         Route::new(
             post.clone(),
@@ -376,6 +388,7 @@ pub fn table() -> Vec<Route> {
             "Hand a staff member's tasks to a deputy",
             delegate,
         )
+        .created()
         .body(s::delegation),
         Route::new(
             Method::DELETE,
@@ -398,6 +411,7 @@ pub fn table() -> Vec<Route> {
             "Issue a token",
             issue_token,
         )
+        .created()
         .body(s::issue_token),
         Route::new(
             Method::DELETE,

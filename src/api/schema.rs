@@ -189,13 +189,7 @@ pub fn openapi(routes: &[Route]) -> Value {
             }
         }
         let mut responses = Map::new();
-        let ok = match (r.method.as_str(), r.path) {
-            ("POST", "/api/cases")
-            | ("POST", "/api/bundles/{id}/cases")
-            | ("POST", "/api/admin/tokens")
-            | ("POST", "/api/delegations") => "201",
-            _ => "200",
-        };
+        let ok = if r.created { "201" } else { "200" };
         let mut success = json!({ "description": "success", "content": { "application/json": { "schema": {} } } });
         if r.method == axum::http::Method::POST && r.path == "/api/cases" {
             // Where a new case's id, number and first task lead: lets a fuzzer (and a

@@ -81,8 +81,24 @@ fn written_bytes() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time this process has used so far, user and system, in seconds. On a shared
+/// machine this varies far less between runs than throughput does.
+fn cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 struct Report {
     written_before: u64,
+    cpu_before: f64,
     cases: usize,
     latencies: Vec<Duration>,
     elapsed: Duration,
@@ -97,15 +113,17 @@ impl Report {
         };
         let secs = self.elapsed.as_secs_f64();
         let written = written_bytes().saturating_sub(self.written_before);
+        let cpu = cpu_secs() - self.cpu_before;
         println!(
-            "{label:<9} clients={clients:<3} cases={:<6} cases/s={:>8.1} transitions/s={:>8.1} p50={:>7.2}ms p99={:>7.2}ms peak_rss={:.0}MiB disk_kib/transition={:.1}",
+            "{label:<9} clients={clients:<3} cases={:<6} cases/s={:>8.1} transitions/s={:>8.1} p50={:>7.2}ms p99={:>7.2}ms peak_rss={:.0}MiB disk_kib/transition={:.1} cpu_us/transition={:.0}",
             self.cases,
             self.cases as f64 / secs,
             self.latencies.len() as f64 / secs,
             q(0.50).as_secs_f64() * 1e3,
             q(0.99).as_secs_f64() * 1e3,
             peak_rss_mib(),
-            written as f64 / 1024.0 / self.latencies.len() as f64
+            written as f64 / 1024.0 / self.latencies.len() as f64,
+            cpu * 1e6 / self.latencies.len() as f64
         );
     }
 }
@@ -177,6 +195,7 @@ async fn embedded(
             .unwrap_or(cores * 4),
     ));
     let written_before = written_bytes();
+    let cpu_before = cpu_secs();
     let start = Instant::now();
     let mut handles = Vec::new();
     for w in 0..clients {
@@ -225,6 +244,7 @@ async fn embedded(
     }
     Report {
         written_before,
+        cpu_before,
         cases,
         latencies,
         elapsed: start.elapsed(),
@@ -243,6 +263,7 @@ async fn http(
         .build()
         .unwrap();
     let written_before = written_bytes();
+    let cpu_before = cpu_secs();
     let start = Instant::now();
     let mut handles = Vec::new();
     for w in 0..clients {
@@ -288,6 +309,7 @@ async fn http(
     }
     Report {
         written_before,
+        cpu_before,
         cases,
         latencies,
         elapsed: start.elapsed(),

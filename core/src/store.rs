@@ -6,7 +6,7 @@
 //! lock (measured: 14x slower than plain inserts, twice the bytes on disk), so a commit
 //! uses plain inserts in an order that makes the **case record the commit point**:
 //!
-//! 1. before it: the history event, closed tasks, new index entries and, for a new case,
+//! 1. before it: the history event (with the tasks it closed), new index entries and, for a new case,
 //!    its number. Left behind by a crash, these are invisible: readers only trust history
 //!    below the case's `history_len`, index entries whose task the case shows open, numbers
 //!    whose case exists (a dangling last number is removed before numbering resumes);
@@ -23,20 +23,25 @@
 //! | prefix | key | value |
 //! |---|---|---|
 //! | `c` | case id (u64 BE) | rev (u64 BE) + case JSON |
-//! | `h` | case id, seq (u64 BE each) | history event JSON |
-//! | `t` | case id, task number (u64 BE each) | a closed task's JSON |
+//! | `h` | case id, seq (u64 BE each) | history event JSON; if it closed tasks, a newline and their JSON array |
+//! | `t` | case id, task number (u64 BE each) | a closed task's JSON (format 2 only; format 3 keeps them with the event) |
 //! | `N` | case number | case id |
 //! | `n` | counter scope (`PLAN-LUP-2026`) `\0` number (u64 BE) | case id |
 //! | `g` | group `\0` case id `\0` task id | case id |
 //! | `x` | topic `\0` case id `\0` task id | case id (open external tasks) |
 //! | `a` | applicant id `\0` case id | empty |
 //! | `v` | procedure `\0` version `\0` case id | empty (open cases only) |
-//! | `T` | due time (ms since 1970, u64 BE), case id, card id | timer JSON |
+//! | `T` | due time of the earliest pending timer (ms since 1970, u64 BE), case id, history seq (u64 BE each) | JSON array of the timers one transition set ([`TimerGroup`]) |
 //! | `K` | group `\0` case id `\0` card id | empty (cards addressed to the group) |
 //! | `b` | bundle reference `\0` case id | empty |
 //! | `o` | case id, history seq (u64 BE each), n (u32 BE) | notice JSON (the outbox) |
 //! | `q` | next attempt (ms, u64 BE), case id, seq, n | empty (notices waiting for delivery) |
 //! | `i` | staff id `\0` case id, seq, n | empty (a staff member's inbox) |
+//!
+//! A transition's timers share one key (a step's warnings and breach, a case's limits):
+//! a third of all keys written per transition were timers when each had its own. Stores
+//! written before kept one timer per key (case id and card id after the time); both read
+//! alike.
 //!
 //! Separate trees: `procedure_versions`, `tokens`, `incidents`, `meta`, and `audit` (the
 //! hash chain, keyed by sequence number; see `audit`).
@@ -54,8 +59,12 @@ use crate::case::{Case, HistoryEvent, Task};
 use crate::error::{Error, Result};
 use crate::notice::{Notice, NoticeStatus};
 
-/// Bumped when the key layout changes incompatibly.
-const FORMAT_VERSION: u64 = 2;
+/// Bumped when the key layout changes: a store of a newer format is refused, one of an
+/// older format this version still reads is upgraded (its number rewritten) on open.
+const FORMAT_VERSION: u64 = 3;
+/// Format 2 kept one timer per `T` key and each closed task under its own `t` key;
+/// format 3 reads those too.
+const OLDEST_READABLE_FORMAT: u64 = 2;
 
 /// Lock stripes for the per-case conflict check.
 const STRIPES: usize = 256;
@@ -71,6 +80,14 @@ pub struct CaseWrite {
     pub number_scope: Option<String>,
     /// Timers the transition started, written before the case (a timer left by a crash
     /// finds its limit unchanged or gone, and does nothing).
+    pub timers: Vec<crate::case::Timer>,
+}
+
+/// The timers one transition set, stored under one key and due at its earliest.
+#[derive(Debug, Clone)]
+pub struct TimerGroup {
+    pub key: Vec<u8>,
+    /// Oldest first.
     pub timers: Vec<crate::case::Timer>,
 }
 
@@ -141,20 +158,23 @@ pub trait Store: Send + Sync {
     /// Resolves once every commit up to `ticket` is on disk.
     fn durable(&self, ticket: u64) -> BoxFuture<'_, Result<()>>;
     /// Tasks of a case that are completed or cancelled, in creation order. A stored case
-    /// record holds only its open tasks: closed ones are written here once, which keeps
-    /// the record that every transition rewrites small.
+    /// record holds only its open tasks: closed ones are written once, with the history
+    /// event of the transition that closed them, which keeps the record that every
+    /// transition rewrites small.
     fn closed_tasks(&self, case: u64) -> Result<Vec<Task>>;
     fn closed_task(&self, case: u64, task: &str) -> Result<Option<Task>>;
-    /// Timers due at or before `now`, oldest first, at most `limit`, with their keys.
+    /// Groups whose earliest pending timer is due at or before `now`, oldest first, at
+    /// most `limit`. A group holds all its timers, due or not.
     fn due_timers(
         &self,
         now: chrono::DateTime<chrono::Utc>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, crate::case::Timer)>>;
+    ) -> Result<Vec<TimerGroup>>;
     /// When the next timer falls due.
     fn next_timer(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>>;
-    /// Removes a fired timer (after the case it changed was committed).
-    fn remove_timer(&self, key: &[u8]) -> Result<()>;
+    /// Replaces a group by the timers of it still `pending` (after the cases its fired
+    /// timers changed were committed); none left removes it.
+    fn settle_timers(&self, group: &TimerGroup, pending: &[crate::case::Timer]) -> Result<()>;
     /// `(case id, card id)` of the cards addressed to a group.
     fn cards_of_group(&self, group: &str) -> Result<Vec<(u64, String)>>;
     /// Ids of open tasks of a group, as `(case id, task id)`.
@@ -306,12 +326,17 @@ impl SledStore {
             None => {
                 meta.insert("format_version", &FORMAT_VERSION.to_be_bytes())?;
             }
-            Some(v) if v.as_ref() == FORMAT_VERSION.to_be_bytes() => {}
-            Some(_) => {
-                return Err(Error::Store(
-                    "data folder has an unsupported format version".into(),
-                ))
-            }
+            Some(v) => match be_u64(&v) {
+                Some(FORMAT_VERSION) => {}
+                Some(n) if (OLDEST_READABLE_FORMAT..FORMAT_VERSION).contains(&n) => {
+                    meta.insert("format_version", &FORMAT_VERSION.to_be_bytes())?;
+                }
+                _ => {
+                    return Err(Error::Store(
+                        "data folder has an unsupported format version".into(),
+                    ))
+                }
+            },
         }
         Ok(Trees {
             state: db.open_tree("state")?,
@@ -412,6 +437,21 @@ fn task_key(case: u64, task: &str) -> Option<[u8; 17]> {
     Some(pair_key(b't', case, n))
 }
 
+/// A stored history event and the JSON array of the tasks it closed, if any.
+fn split_event(stored: &[u8]) -> (&[u8], Option<&[u8]>) {
+    // Compact JSON has no raw newline: the first one ends the event.
+    match stored.iter().position(|&b| b == b'\n') {
+        Some(i) => (&stored[..i], Some(&stored[i + 1..])),
+        None => (stored, None),
+    }
+}
+
+fn task_number(task: &str) -> u64 {
+    task.rsplit_once('-')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
 fn hist_key(case: u64, seq: u64) -> [u8; 17] {
     pair_key(b'h', case, seq)
 }
@@ -454,13 +494,23 @@ fn task_index(state: &Tree, prefix_byte: u8, name: &str) -> Result<Vec<(u64, Str
         .collect()
 }
 
-fn timer_key(t: &crate::case::Timer) -> Vec<u8> {
-    let ms = t.at.timestamp_millis().max(0) as u64;
-    let mut k = vec![b'T'];
+/// The key of a timer group: `T`, the earliest time, then `tail` (case id and history
+/// seq), which stays when the group moves on to its next timer.
+fn timer_key(at: chrono::DateTime<chrono::Utc>, tail: &[u8]) -> Vec<u8> {
+    let ms = at.timestamp_millis().max(0) as u64;
+    let mut k = Vec::with_capacity(9 + tail.len());
+    k.push(b'T');
     k.extend_from_slice(&ms.to_be_bytes());
-    k.extend_from_slice(&t.case.to_be_bytes());
-    k.extend_from_slice(t.card_id().as_bytes());
+    k.extend_from_slice(tail);
     k
+}
+
+/// The timers under a `T` key: a group, or a single timer as stores of format 2 wrote.
+fn decode_timers(v: &[u8]) -> Result<Vec<crate::case::Timer>> {
+    if v.first() == Some(&b'{') {
+        return Ok(vec![serde_json::from_slice(v)?]);
+    }
+    Ok(serde_json::from_slice(v)?)
 }
 
 /// Index entries of a case's cards, one per addressed group.
@@ -675,13 +725,11 @@ impl Store for SledStore {
         let Some(len) = self.case(id)?.map(|c| c.history_len) else {
             return Ok(Vec::new());
         };
-        let mut prefix = vec![b'h'];
-        prefix.extend_from_slice(&id.to_be_bytes());
         // Events at or past `history_len` belong to a commit that did not happen.
         t.state
             .range(hist_key(id, 0)..hist_key(id, len))
             .values()
-            .map(|v| Ok(serde_json::from_slice(&v?)?))
+            .map(|v| Ok(serde_json::from_slice(split_event(&v?).0)?))
             .collect()
     }
 
@@ -749,7 +797,13 @@ impl Store for SledStore {
             let (open, closed): (Vec<Task>, Vec<Task>) =
                 after.tasks.drain(..).partition(Task::is_open);
             after.tasks = open;
-            let stored_event = serde_json::to_vec(&event)?;
+            // One key for the event and the tasks it closed; the audit entry vouches
+            // for both.
+            let mut stored_event = serde_json::to_vec(&event)?;
+            if !closed.is_empty() {
+                stored_event.push(b'\n');
+                serde_json::to_writer(&mut stored_event, &closed)?;
+            }
             audit.push(crate::audit::Record::transition(
                 &after.number,
                 after.id,
@@ -757,11 +811,6 @@ impl Store for SledStore {
                 &stored_event,
             ));
             before_commit.push((hist_key(after.id, event.seq).to_vec(), stored_event));
-            for t in &closed {
-                let k = task_key(after.id, &t.id)
-                    .ok_or_else(|| Error::Store(format!("bad task id {}", t.id)))?;
-                before_commit.push((k.to_vec(), serde_json::to_vec(t)?));
-            }
             let old_keys: Vec<Vec<u8>> = w.before.as_ref().map(open_task_keys).unwrap_or_default();
             let new_keys = open_task_keys(&after);
             for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
@@ -785,8 +834,11 @@ impl Store for SledStore {
                     after_commit.push(k);
                 }
             }
-            for t in &w.timers {
-                before_commit.push((timer_key(t), serde_json::to_vec(t)?));
+            if let Some(first) = w.timers.iter().map(|t| t.at).min() {
+                let mut timers = w.timers.clone();
+                timers.sort_by_key(|t| t.at);
+                let tail = pair_key(b'T', after.id, event.seq);
+                before_commit.push((timer_key(first, &tail[1..]), serde_json::to_vec(&timers)?));
             }
             for mut n in outbox(w.before.as_ref(), &after, &event) {
                 n.case = after.id;
@@ -895,9 +947,10 @@ impl Store for SledStore {
         let Some(c) = self.case(case)? else {
             return Ok(Vec::new());
         };
+        let mut out = Vec::new();
+        // Format 2: a key per closed task.
         let mut prefix = vec![b't'];
         prefix.extend_from_slice(&case.to_be_bytes());
-        let mut out = Vec::new();
         for v in t.state.scan_prefix(prefix).values() {
             let t: Task = serde_json::from_slice(&v?)?;
             // A task the case still shows open was closed by a commit that did not happen.
@@ -905,6 +958,17 @@ impl Store for SledStore {
                 out.push(t);
             }
         }
+        // Format 3: with the events that closed them, below `history_len` (committed).
+        for v in t
+            .state
+            .range(hist_key(case, 0)..hist_key(case, c.history_len))
+            .values()
+        {
+            if let (_, Some(tasks)) = split_event(&v?) {
+                out.extend(serde_json::from_slice::<Vec<Task>>(tasks)?);
+            }
+        }
+        out.sort_by_key(|t| task_number(&t.id));
         Ok(out)
     }
 
@@ -913,10 +977,10 @@ impl Store for SledStore {
         let Some(k) = task_key(case, task) else {
             return Ok(None);
         };
-        match t.state.get(k)? {
-            None => Ok(None),
-            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+        if let Some(v) = t.state.get(k)? {
+            return Ok(Some(serde_json::from_slice(&v)?));
         }
+        Ok(self.closed_tasks(case)?.into_iter().find(|t| t.id == task))
     }
 
     fn open_tasks_of_group(&self, group: &str) -> Result<Vec<(u64, String)>> {
@@ -960,34 +1024,49 @@ impl Store for SledStore {
         &self,
         now: chrono::DateTime<chrono::Utc>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, crate::case::Timer)>> {
+    ) -> Result<Vec<TimerGroup>> {
         let t = self.t()?;
-        let mut end = vec![b'T'];
-        end.extend_from_slice(&((now.timestamp_millis().max(0) as u64) + 1).to_be_bytes());
+        let end = timer_key(now + chrono::Duration::milliseconds(1), &[]);
         t.state
             .range(vec![b'T']..end)
             .take(limit)
             .map(|kv| {
                 let (k, v) = kv?;
-                Ok((k.to_vec(), serde_json::from_slice(&v)?))
+                let mut timers = decode_timers(&v)?;
+                timers.sort_by_key(|t| t.at);
+                Ok(TimerGroup {
+                    key: k.to_vec(),
+                    timers,
+                })
             })
             .collect()
     }
 
     fn next_timer(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
         let t = self.t()?;
-        match t.state.scan_prefix([b'T']).next() {
+        match t.state.scan_prefix([b'T']).keys().next() {
             None => Ok(None),
-            Some(kv) => {
-                let t: crate::case::Timer = serde_json::from_slice(&kv?.1)?;
-                Ok(Some(t.at))
+            Some(k) => {
+                let ms = be_u64(k?.get(1..).unwrap_or_default())
+                    .ok_or_else(|| Error::Store("bad timer key".into()))?;
+                Ok(chrono::DateTime::from_timestamp_millis(ms as i64))
             }
         }
     }
 
-    fn remove_timer(&self, key: &[u8]) -> Result<()> {
+    fn settle_timers(&self, group: &TimerGroup, pending: &[crate::case::Timer]) -> Result<()> {
+        if pending.len() == group.timers.len() {
+            return Ok(());
+        }
         let t = self.t()?;
-        t.state.remove(key)?;
+        // The rest first: a crash in between leaves both, and the fired timers fire
+        // again into the cards they already issued, which does nothing.
+        if let Some(first) = pending.iter().map(|t| t.at).min() {
+            let tail = group.key.get(9..).unwrap_or_default();
+            t.state
+                .insert(timer_key(first, tail), serde_json::to_vec(pending)?)?;
+        }
+        t.state.remove(group.key.as_slice())?;
         Ok(())
     }
 
@@ -1320,6 +1399,93 @@ mod tests {
         w[0].after.clone()
     }
 
+    fn timer(case: u64, at: chrono::DateTime<chrono::Utc>, threshold: &str) -> crate::case::Timer {
+        crate::case::Timer {
+            at,
+            case,
+            limit: crate::case::Limit::Promised,
+            token: None,
+            threshold: threshold.into(),
+            limit_due: at,
+        }
+    }
+
+    #[test]
+    fn a_transitions_timers_share_a_key_that_moves_on_to_the_next_pending_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let at = |h: i64| t0 + chrono::Duration::hours(h);
+        let before = submit(&s, 1);
+        let mut after = before.clone();
+        after.status = CaseStatus::InProgress;
+        let mut w = [CaseWrite {
+            before: Some(before),
+            after,
+            event: event(),
+            number_scope: None,
+            // Out of order on purpose: the group is kept oldest first.
+            timers: vec![
+                timer(1, at(30), "breach"),
+                timer(1, at(10), "yellow"),
+                timer(1, at(20), "red"),
+            ],
+        }];
+        s.commit(&mut w, &no_notices).unwrap();
+        let keys = || s.t().unwrap().state.scan_prefix([b'T']).count();
+        assert_eq!(keys(), 1, "one key for the transition's three timers");
+        assert_eq!(s.next_timer().unwrap(), Some(at(10)));
+        assert!(s.due_timers(at(9), 10).unwrap().is_empty());
+
+        let due = s.due_timers(at(25), 10).unwrap();
+        assert_eq!(due.len(), 1);
+        let thresholds: Vec<&str> = due[0].timers.iter().map(|t| t.threshold.as_str()).collect();
+        assert_eq!(thresholds, ["yellow", "red", "breach"]);
+        // Two fired; the breach stays, under its own time now.
+        s.settle_timers(&due[0], &due[0].timers[2..]).unwrap();
+        assert_eq!(keys(), 1);
+        assert_eq!(s.next_timer().unwrap(), Some(at(30)));
+        assert!(s.due_timers(at(29), 10).unwrap().is_empty());
+        let due = s.due_timers(at(30), 10).unwrap();
+        assert_eq!(due[0].timers.len(), 1);
+        s.settle_timers(&due[0], &[]).unwrap();
+        assert_eq!(keys(), 0);
+        assert_eq!(s.next_timer().unwrap(), None);
+    }
+
+    #[test]
+    fn timers_a_format_2_store_wrote_one_per_key_still_fire_and_the_store_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        {
+            let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+            let t = s.t().unwrap();
+            let old = timer(7, t0, "breach");
+            let mut k = vec![b'T'];
+            k.extend_from_slice(&(t0.timestamp_millis() as u64).to_be_bytes());
+            k.extend_from_slice(&7u64.to_be_bytes());
+            k.extend_from_slice(old.card_id().as_bytes());
+            t.state
+                .insert(k, serde_json::to_vec(&old).unwrap())
+                .unwrap();
+            t.meta
+                .insert("format_version", &2u64.to_be_bytes())
+                .unwrap();
+            t.db.flush().unwrap();
+        }
+        let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(
+            s.meta("format_version").unwrap().as_deref(),
+            Some(&FORMAT_VERSION.to_be_bytes()[..])
+        );
+        assert_eq!(s.next_timer().unwrap(), Some(t0));
+        let due = s.due_timers(t0, 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].timers, vec![timer(7, t0, "breach")]);
+        s.settle_timers(&due[0], &[]).unwrap();
+        assert_eq!(s.next_timer().unwrap(), None);
+    }
+
     #[test]
     fn a_number_whose_case_was_never_written_is_reused_not_skipped() {
         let dir = tempfile::tempdir().unwrap();
@@ -1353,17 +1519,9 @@ mod tests {
         let s = SledStore::open(dir.path(), 1 << 20).unwrap();
         let c = submit(&s, 7);
         assert_eq!(s.history(7).unwrap().len(), 1);
-        // The next commit wrote its event and a closed task, then the process died.
+        // The next commit wrote its event with the task it closed, then the process died.
         let mut orphan = event();
         orphan.seq = c.history_len;
-        s.t()
-            .unwrap()
-            .state
-            .insert(
-                hist_key(7, c.history_len),
-                serde_json::to_vec(&orphan).unwrap(),
-            )
-            .unwrap();
         let task = Task {
             id: "7-1".into(),
             step: "s".into(),
@@ -1381,6 +1539,14 @@ mod tests {
             due: None,
             external: None,
         };
+        let mut stored = serde_json::to_vec(&orphan).unwrap();
+        stored.push(b'\n');
+        serde_json::to_writer(&mut stored, &[&task]).unwrap();
+        s.t()
+            .unwrap()
+            .state
+            .insert(hist_key(7, c.history_len), stored)
+            .unwrap();
         let mut open = c.clone();
         open.tasks.push(Task {
             state: crate::case::TaskState::Open,
@@ -1391,6 +1557,7 @@ mod tests {
             .state
             .insert(case_key(7), encode_case(&open).unwrap())
             .unwrap();
+        // A format-2 store kept closed tasks under keys of their own.
         s.t()
             .unwrap()
             .state

@@ -16,7 +16,7 @@ use crate::store::CaseWrite;
 /// What one pass of the scheduler did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FireReport {
-    /// Timers taken off the index.
+    /// Timers fired (whether or not they issued a card).
     pub timers: usize,
     /// Cards issued.
     pub cards: usize,
@@ -42,25 +42,60 @@ impl Engine {
         self.store().next_timer()
     }
 
-    /// Fires every timer due now (at most `max`), oldest first.
+    /// Fires every timer due now, oldest first, from at most `max` timer groups (the
+    /// timers one transition set).
     pub fn fire_due_timers(&self, max: usize) -> Result<FireReport> {
         let now = self.now();
         let mut report = FireReport::default();
-        for (key, timer) in self.store().due_timers(now, max)? {
-            match self.fire(&timer) {
+        let groups = self.store().due_timers(now, max)?;
+        // In time order across groups, not group by group.
+        let mut due: Vec<(usize, usize)> = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(g, group)| {
+                group
+                    .timers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| t.at <= now)
+                    .map(move |(i, _)| (g, i))
+            })
+            .collect();
+        due.sort_by_key(|&(g, i)| groups[g].timers[i].at);
+        // Per group, the first timer kept for the next pass: it and the group's later
+        // timers wait, so a group still fires in order.
+        let mut kept: Vec<Option<usize>> = vec![None; groups.len()];
+        for (g, i) in due {
+            if kept[g].is_some() {
+                continue;
+            }
+            let timer = &groups[g].timers[i];
+            match self.fire(timer) {
                 Ok(Some(ticket)) => {
                     report.cards += 1;
                     report.ticket = report.ticket.max(ticket);
                 }
                 Ok(None) => {}
                 // Someone changed the case meanwhile: keep the timer for the next pass.
-                Err(Error::Conflict(_)) => continue,
+                Err(Error::Conflict(_)) => {
+                    kept[g] = Some(i);
+                    continue;
+                }
                 Err(e) => {
                     tracing::error!(message = "timer failed; dropped", case = timer.case, error = %e)
                 }
             }
-            self.store().remove_timer(&key)?;
             report.timers += 1;
+        }
+        for (group, kept) in groups.iter().zip(kept) {
+            let pending: Vec<Timer> = group
+                .timers
+                .iter()
+                .enumerate()
+                .filter(|&(i, t)| t.at > now || kept.is_some_and(|k| i >= k))
+                .map(|(_, t)| t.clone())
+                .collect();
+            self.store().settle_timers(group, &pending)?;
         }
         if report.cards > 0 {
             tracing::info!(message = "supervision cards issued", cards = report.cards);

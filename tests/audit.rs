@@ -124,14 +124,17 @@ async fn actions_are_chained_exported_and_tampering_is_caught() {
     assert!(ok, "{out}");
     let db = sled::open(data.join("store")).unwrap();
     let audit = db.open_tree("audit").unwrap();
+    // The chain is stored in blocks (entries one per line under the first's number): edit
+    // the first entry of the fourth block.
     let (key, value) = audit.iter().nth(3).unwrap().unwrap();
     let seq = u64::from_be_bytes(key.as_ref().try_into().unwrap());
-    let mut entry: Value = serde_json::from_slice(&value).unwrap();
     let original = value.to_vec();
+    let mut lines: Vec<Vec<u8>> = value.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+    let mut entry: Value = serde_json::from_slice(&lines[0]).unwrap();
+    assert_eq!(entry["seq"], seq);
     entry["actor"] = json!("someone.else");
-    audit
-        .insert(&key, serde_json::to_vec(&entry).unwrap())
-        .unwrap();
+    lines[0] = serde_json::to_vec(&entry).unwrap();
+    audit.insert(&key, lines.join(&b'\n')).unwrap();
     db.flush().unwrap();
     drop((audit, db));
     let (ok, out) = verify_cli(&data);

@@ -44,7 +44,14 @@
 //! alike.
 //!
 //! Separate trees: `procedure_versions`, `tokens`, `incidents`, `meta`, and `audit` (the
-//! hash chain, keyed by sequence number; see `audit`).
+//! hash chain; see `audit`). Audit entries are sealed as transitions commit and written
+//! as blocks: the entries sealed since the last block, one JSON per line, under the
+//! sequence number of the first (big-endian). A block is written before every flush (so an
+//! acknowledged transition has its entry on disk), before the chain is read, when it grows
+//! large, and at a checkpoint or close; one key per flush instead of one per transition.
+//! As before, a crash can lose only a suffix of the chain, and only entries of
+//! transitions no client was told about. Stores of format 2 hold one entry per key: a
+//! block of one.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -244,6 +251,33 @@ pub struct Trees {
     audit: Tree,
 }
 
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // Entries sealed since the last flush (a login, a refusal nobody awaited).
+        let trees = self.open.get_mut().take();
+        if let Some(trees) = trees {
+            let written = self
+                .write_audit_block(&trees)
+                .and_then(|()| Ok(trees.db.flush()?));
+            if let Err(e) = written {
+                tracing::error!(message = "audit entries not written at close", error = %e);
+            }
+        }
+    }
+}
+
+/// The audit chain's head and the entries sealed but not yet written.
+#[derive(Default)]
+struct Chain {
+    /// Next sequence number and the last entry's hash; `None` until read from the tree.
+    head: Option<(u64, String)>,
+    /// First sequence number and the entries' JSON lines.
+    block: Option<(u64, Vec<u8>)>,
+}
+
+/// A block this large is written without waiting for the next flush.
+const MAX_AUDIT_BLOCK: usize = 1 << 20;
+
 /// Access to the open trees; holds the checkpoint gate for reading while alive.
 struct Open<'a> {
     _gate: parking_lot::RwLockReadGuard<'a, ()>,
@@ -269,8 +303,8 @@ pub struct SledStore {
     written_bytes: AtomicU64,
     /// When the last commit was made (ms since the epoch): checkpoints wait for a lull.
     last_write_ms: AtomicU64,
-    /// Next sequence number and the last entry's hash; the lock orders the chain.
-    audit_head: Mutex<Option<(u64, String)>>,
+    /// The audit chain's head and unwritten block; the lock orders the chain.
+    audit_chain: Mutex<Chain>,
     /// Serialize commits touching the same case (by id modulo the stripe count).
     stripes: Vec<Mutex<()>>,
     /// Last number per counter scope, loaded from the `n` index on first use. The lock
@@ -293,7 +327,7 @@ impl SledStore {
             gate: parking_lot::RwLock::new(()),
             written_bytes: AtomicU64::new(0),
             last_write_ms: AtomicU64::new(0),
-            audit_head: Mutex::new(None),
+            audit_chain: Mutex::new(Chain::default()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             counters: Mutex::new(std::collections::HashMap::new()),
             written: AtomicU64::new(0),
@@ -364,37 +398,66 @@ impl SledStore {
             .map_err(|_| Error::Store("store lock poisoned".into()))
     }
 
-    /// Seals `records` into the chain, in order, under the chain's lock.
+    /// Seals `records` into the chain, in order, under the chain's lock; they join the
+    /// block [`SledStore::write_audit_block`] writes next.
     fn append_audit_impl(&self, records: Vec<crate::audit::Record>) -> Result<()> {
         let t = self.t()?;
         if records.is_empty() {
             return Ok(());
         }
-        let mut head = self.lock(&self.audit_head)?;
-        let (mut seq, mut prev) = match head.take() {
+        let mut chain = self.lock(&self.audit_chain)?;
+        let (mut seq, mut prev) = match chain.head.take() {
             Some(h) => h,
             None => match t.audit.last()? {
                 None => (0, crate::audit::GENESIS.to_string()),
-                Some((k, v)) => {
-                    let last: crate::audit::Entry = serde_json::from_slice(&v)?;
-                    (be_u64(&k).unwrap_or(last.seq) + 1, last.hash)
+                Some((_, block)) => {
+                    let line = block.split(|&b| b == b'\n').next_back().unwrap_or_default();
+                    let last: crate::audit::Entry = serde_json::from_slice(line)?;
+                    (last.seq + 1, last.hash)
                 }
             },
         };
+        let mut lines = Vec::with_capacity(records.len());
         for r in records {
             let entry = r.seal(seq, &prev);
-            // Inserted under the lock, so a crash can only lose a suffix of the chain.
-            let written = t
-                .audit
-                .insert(seq.to_be_bytes(), serde_json::to_vec(&entry)?);
-            if let Err(e) = written {
-                // The head stays unknown: the next append reads it back from the tree.
-                return Err(e.into());
-            }
+            lines.push(serde_json::to_vec(&entry)?);
             seq += 1;
             prev = entry.hash;
         }
-        *head = Some((seq, prev));
+        let first = seq - lines.len() as u64;
+        let block = chain.block.get_or_insert_with(|| (first, Vec::new()));
+        for line in lines {
+            if !block.1.is_empty() {
+                block.1.push(b'\n');
+            }
+            block.1.extend_from_slice(&line);
+        }
+        chain.head = Some((seq, prev));
+        if chain
+            .block
+            .as_ref()
+            .is_some_and(|b| b.1.len() > MAX_AUDIT_BLOCK)
+        {
+            Self::write_block(&t, &mut chain)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the audit entries sealed since the last block. Callers hold the gate.
+    fn write_audit_block(&self, trees: &Trees) -> Result<()> {
+        let mut chain = self.lock(&self.audit_chain)?;
+        Self::write_block(trees, &mut chain)
+    }
+
+    fn write_block(trees: &Trees, chain: &mut Chain) -> Result<()> {
+        // Under the chain's lock, so blocks go to the log in order and a crash can only
+        // lose a suffix of the chain.
+        if let Some((first, bytes)) = chain.block.take() {
+            if let Err(e) = trees.audit.insert(first.to_be_bytes(), bytes.as_slice()) {
+                chain.block = Some((first, bytes));
+                return Err(e.into());
+            }
+        }
         Ok(())
     }
 
@@ -624,9 +687,12 @@ impl Store for SledStore {
             .take()
             .ok_or_else(|| Error::Store("the store is closed".into()))?;
         let target = self.written.load(Ordering::SeqCst);
-        if let Err(e) = trees.db.flush() {
+        let flushed = self
+            .write_audit_block(&trees)
+            .and_then(|()| Ok(trees.db.flush()?));
+        if let Err(e) = flushed {
             *self.open.write() = Some(trees);
-            return Err(e.into());
+            return Err(e);
         }
         self.flushed.fetch_max(target, Ordering::SeqCst);
         // A flush still running in `durable` holds a handle a moment longer.
@@ -668,14 +734,28 @@ impl Store for SledStore {
 
     fn audit_raw(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
         let t = self.t()?;
-        t.audit
-            .range(from.to_be_bytes()..)
-            .take(limit)
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok((be_u64(&k).unwrap_or(u64::MAX), v.to_vec()))
-            })
-            .collect()
+        self.write_audit_block(&t)?;
+        // The block holding `from` starts at or before it.
+        let start = match t.audit.range(..=from.to_be_bytes()).next_back() {
+            Some(kv) => kv?.0.to_vec(),
+            None => from.to_be_bytes().to_vec(),
+        };
+        let mut out = Vec::new();
+        for kv in t.audit.range(start..) {
+            let (k, block) = kv?;
+            let first = be_u64(&k).ok_or_else(|| Error::Store("bad audit key".into()))?;
+            for (i, line) in block.split(|&b| b == b'\n').enumerate() {
+                let seq = first + i as u64;
+                if seq < from {
+                    continue;
+                }
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                out.push((seq, line.to_vec()));
+            }
+        }
+        Ok(out)
     }
 
     fn history_raw(&self, case: u64, seq: u64) -> Result<Option<Vec<u8>>> {
@@ -926,11 +1006,14 @@ impl Store for SledStore {
                 }
                 if let Some(_g) = self.gate.try_read_recursive() {
                     // With the gate free and no database, a checkpoint failed to reopen.
-                    break self
+                    let trees = self
                         .open
                         .read()
                         .clone()
                         .ok_or_else(|| Error::Store("the store is closed".into()))?;
+                    // Every commit up to `target` has sealed its audit entry by now.
+                    self.write_audit_block(&trees)?;
+                    break trees;
                 }
                 // Core has no timer of its own (no tokio). A checkpoint starts only after a
                 // lull in writes, so a flush meeting one is rare: a short blocking wait.
@@ -1484,6 +1567,54 @@ mod tests {
         assert_eq!(due[0].timers, vec![timer(7, t0, "breach")]);
         s.settle_timers(&due[0], &[]).unwrap();
         assert_eq!(s.next_timer().unwrap(), None);
+    }
+
+    fn record(i: usize) -> crate::audit::Record {
+        crate::audit::Record::new(chrono::Utc::now(), "t", "token.issued", format!("t:{i}"))
+    }
+
+    #[test]
+    fn audit_entries_are_written_in_blocks_and_read_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocks = |s: &SledStore| s.t().unwrap().audit.len();
+        {
+            let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+            // A format-2 store held one entry per key: a block of one.
+            let first = record(0).seal(0, crate::audit::GENESIS);
+            s.t()
+                .unwrap()
+                .audit
+                .insert(0u64.to_be_bytes(), serde_json::to_vec(&first).unwrap())
+                .unwrap();
+            // Three appends, then a flush: one block.
+            for i in 1..4 {
+                s.append_audit(vec![record(i)]).unwrap();
+            }
+            assert_eq!(blocks(&s), 1, "sealed, not yet written");
+            let ticket = s.append_audit(vec![record(4), record(5)]).unwrap();
+            futures_executor_block(s.durable(ticket));
+            assert_eq!(blocks(&s), 2);
+            // Reading writes what is pending, so readers see every entry.
+            s.append_audit(vec![record(6)]).unwrap();
+            let all = s.audit_raw(0, 100).unwrap();
+            assert_eq!(blocks(&s), 3);
+            let seqs: Vec<u64> = all.iter().map(|(n, _)| *n).collect();
+            assert_eq!(seqs, (0..7).collect::<Vec<_>>());
+            for (n, bytes) in &all {
+                let e: crate::audit::Entry = serde_json::from_slice(bytes).unwrap();
+                assert_eq!(e.seq, *n);
+            }
+            // From the middle of a block, bounded.
+            let page: Vec<u64> = s.audit_raw(2, 3).unwrap().iter().map(|(n, _)| *n).collect();
+            assert_eq!(page, [2, 3, 4]);
+            // Sealed but unwritten at close: written by the drop.
+            s.append_audit(vec![record(7)]).unwrap();
+        }
+        let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+        s.append_audit(vec![record(8)]).unwrap();
+        let verdict = crate::audit::verify(&s).unwrap();
+        assert!(verdict.ok(), "{verdict:?}");
+        assert_eq!(verdict.entries, 9);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The deadline scheduler: sleeps until the next timer (at most 200 ms, so timers set
+//! The deadline scheduler: sleeps until the next timer (at most 50 ms, so timers set
 //! meanwhile are not late by more than that), then fires every due timer off the async
 //! threads and makes the issued cards durable. Timers live in the store, so after a
 //! restart the first pass fires everything that fell due while the server was down, in
@@ -11,8 +11,9 @@ use guichet_core::Engine;
 
 /// Longest sleep between passes: bounds how late a timer set meanwhile (or a clock that
 /// jumped) is noticed; a pass with nothing due costs microseconds.
-const MAX_SLEEP: Duration = Duration::from_millis(200);
-/// Timers handled per pass; a backlog is worked through pass after pass without pause.
+const MAX_SLEEP: Duration = Duration::from_millis(50);
+/// Timer groups handled per pass; a backlog is worked through pass after pass without
+/// pause.
 const BATCH: usize = 10_000;
 
 pub fn start(engine: &Arc<Engine>) -> tokio::task::JoinHandle<()> {
@@ -25,7 +26,7 @@ pub fn start(engine: &Arc<Engine>) -> tokio::task::JoinHandle<()> {
             let mut busy = false;
             match report {
                 Ok(Ok(r)) => {
-                    busy = r.timers == BATCH;
+                    busy = r.groups == BATCH;
                     if r.ticket > 0 {
                         if let Err(e) = engine.durable(r.ticket).await {
                             tracing::error!(message = "cannot flush issued cards", error = %e);

@@ -175,43 +175,53 @@ async fn timers_due_while_the_server_was_down_fire_once_in_order_after_restart()
     let clock = Arc::new(ManualClock::new(bj("2025-09-26 10:00")));
     let s = TestServer::start_at(clock.clone()).await;
     let filing = s.token("tang.lei").await;
-    let (id, _, _) = s.submit(court_case()).await;
-    s.act(&filing, id, "intake", "accept", json!({})).await;
+    // Enough cases for a burst the scheduler fires on several threads.
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        let (id, _, _) = s.submit(court_case()).await;
+        s.act(&filing, id, "intake", "accept", json!({})).await;
+        ids.push(id);
+    }
     let mut s = s;
     s.shutdown().await;
     // Down over the whole budget of the step.
     set(&clock, "2025-10-13 09:00");
     let s = s.restart_at(clock.clone()).await;
     // The background scheduler's first pass handles the backlog; wait for it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let c = s.case(id).await;
-        if cards_of(&c).len() == 2 {
-            break;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for &id in &ids {
+        loop {
+            let c = s.case(id).await;
+            if cards_of(&c).len() == 2 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timers did not fire after restart: {c}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timers did not fire after restart: {c}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    s.fire_timers().await;
-    let c = s.case(id).await;
-    // In order (the warning before the breach), and each once.
-    assert_eq!(
-        cards_of(&c),
-        vec![
-            ("supervision".into(), "80%".into()),
-            ("overdue".into(), "breach".into())
-        ]
-    );
-    let issued: Vec<&serde_json::Value> = c["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["actor"] == "scheduler")
-        .collect();
-    assert_eq!(issued.len(), 2);
+    let again = s.fire_timers().await;
+    assert_eq!(again.cards, 0);
+    for &id in &ids {
+        let c = s.case(id).await;
+        // In order (the warning before the breach), and each once.
+        assert_eq!(
+            cards_of(&c),
+            vec![
+                ("supervision".into(), "80%".into()),
+                ("overdue".into(), "breach".into())
+            ]
+        );
+        let issued: Vec<&serde_json::Value> = c["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["actor"] == "scheduler")
+            .collect();
+        assert_eq!(issued.len(), 2);
+    }
 }
 
 fn due_of(case: &serde_json::Value, step: &str) -> DateTime<Utc> {

@@ -11,11 +11,18 @@ use serde::Serialize;
 use crate::case::{Card, CardAnswer, CardKind, Case, Effect, HistoryEvent, Limit, Timer};
 use crate::engine::{Actor, Committed, Engine};
 use crate::error::{Error, Result};
-use crate::store::CaseWrite;
+use crate::store::{CaseWrite, TimerGroup};
+
+/// Due timers from which a pass fires on several threads.
+const PARALLEL_FROM: usize = 64;
+/// At most this many threads fire timers at once.
+const MAX_LANES: usize = 4;
 
 /// What one pass of the scheduler did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FireReport {
+    /// Timer groups taken from the index (at most the pass's `max`).
+    pub groups: usize,
     /// Timers fired (whether or not they issued a card).
     pub timers: usize,
     /// Cards issued.
@@ -42,11 +49,10 @@ impl Engine {
         self.store().next_timer()
     }
 
-    /// Fires every timer due now, oldest first, from at most `max` timer groups (the
-    /// timers one transition set).
+    /// Fires every timer due now from at most `max` timer groups (the timers one
+    /// transition set): each case's timers in time order, different cases on all cores.
     pub fn fire_due_timers(&self, max: usize) -> Result<FireReport> {
         let now = self.now();
-        let mut report = FireReport::default();
         let groups = self.store().due_timers(now, max)?;
         // In time order across groups, not group by group.
         let mut due: Vec<(usize, usize)> = groups
@@ -62,30 +68,51 @@ impl Engine {
             })
             .collect();
         due.sort_by_key(|&(g, i)| groups[g].timers[i].at);
+        // A burst (many limits ending at midnight) is worth more threads than one; a case
+        // stays on one lane, so its timers fire in order and never conflict with each other.
+        let lanes = if due.len() < PARALLEL_FROM {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_LANES))
+        };
+        let mut parts: Vec<Vec<(usize, usize)>> = vec![Vec::new(); lanes];
+        for (g, i) in due {
+            parts[(groups[g].timers[i].case % lanes as u64) as usize].push((g, i));
+        }
+        let lanes: Vec<(FireReport, Vec<(usize, usize)>)> = if parts.len() == 1 {
+            parts
+                .pop()
+                .map(|part| vec![self.fire_lane(&groups, part)])
+                .unwrap_or_default()
+        } else {
+            std::thread::scope(|scope| {
+                let running: Vec<_> = parts
+                    .into_iter()
+                    .map(|part| scope.spawn(|| self.fire_lane(&groups, part)))
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|lane| {
+                        lane.join()
+                            .map_err(|_| Error::Store("a timer lane panicked".into()))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })?
+        };
+        let mut report = FireReport {
+            groups: groups.len(),
+            ..FireReport::default()
+        };
         // Per group, the first timer kept for the next pass: it and the group's later
         // timers wait, so a group still fires in order.
         let mut kept: Vec<Option<usize>> = vec![None; groups.len()];
-        for (g, i) in due {
-            if kept[g].is_some() {
-                continue;
+        for (lane, lane_kept) in lanes {
+            report.timers += lane.timers;
+            report.cards += lane.cards;
+            report.ticket = report.ticket.max(lane.ticket);
+            for (g, i) in lane_kept {
+                kept[g] = Some(i);
             }
-            let timer = &groups[g].timers[i];
-            match self.fire(timer) {
-                Ok(Some(ticket)) => {
-                    report.cards += 1;
-                    report.ticket = report.ticket.max(ticket);
-                }
-                Ok(None) => {}
-                // Someone changed the case meanwhile: keep the timer for the next pass.
-                Err(Error::Conflict(_)) => {
-                    kept[g] = Some(i);
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!(message = "timer failed; dropped", case = timer.case, error = %e)
-                }
-            }
-            report.timers += 1;
         }
         for (group, kept) in groups.iter().zip(kept) {
             let pending: Vec<Timer> = group
@@ -101,6 +128,40 @@ impl Engine {
             tracing::info!(message = "supervision cards issued", cards = report.cards);
         }
         Ok(report)
+    }
+
+    /// Fires `due` (`(group, timer)` indexes, oldest first); returns what it did and the
+    /// first timer of each group it had to keep.
+    fn fire_lane(
+        &self,
+        groups: &[TimerGroup],
+        due: Vec<(usize, usize)>,
+    ) -> (FireReport, Vec<(usize, usize)>) {
+        let mut report = FireReport::default();
+        let mut kept: Vec<(usize, usize)> = Vec::new();
+        for (g, i) in due {
+            if kept.iter().any(|&(k, _)| k == g) {
+                continue;
+            }
+            let timer = &groups[g].timers[i];
+            match self.fire(timer) {
+                Ok(Some(ticket)) => {
+                    report.cards += 1;
+                    report.ticket = report.ticket.max(ticket);
+                }
+                Ok(None) => {}
+                // Someone changed the case meanwhile: keep the timer for the next pass.
+                Err(Error::Conflict(_)) => {
+                    kept.push((g, i));
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(message = "timer failed; dropped", case = timer.case, error = %e)
+                }
+            }
+            report.timers += 1;
+        }
+        (report, kept)
     }
 
     fn fire(&self, t: &Timer) -> Result<Option<u64>> {

@@ -34,6 +34,17 @@ async fn acknowledged_transitions_survive_a_kill() {
         .await
         .unwrap();
     let token = v["token"].as_str().unwrap().to_string();
+    let v: Value = client
+        .post(format!("{base}/api/admin/tokens"))
+        .bearer_auth(&admin)
+        .json(&json!({ "subject": "audit.zhang" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let auditor = v["token"].as_str().unwrap().to_string();
 
     // (case id, number, rev after the last acknowledged action)
     let acked: Arc<Mutex<Vec<(u64, String, u64)>>> = Arc::default();
@@ -119,7 +130,38 @@ async fn acknowledged_transitions_survive_a_kill() {
             c["history_len"].as_u64().unwrap()
         );
         max_number = max_number.max(number.rsplit('-').next().unwrap().parse::<u64>().unwrap());
+        // The audit chain is written in blocks before each flush: every acknowledged
+        // transition has its entry.
+        let v: Value = client
+            .get(format!("{base}/api/audit?target=case:{id}&limit=100"))
+            .bearer_auth(&auditor)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let transitions = v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"].as_str().unwrap().starts_with("case."))
+            .count() as u64;
+        assert!(
+            transitions >= *rev,
+            "case {number}: {transitions} audit entries for {rev} acknowledged transitions"
+        );
     }
+    let v: Value = client
+        .get(format!("{base}/api/audit/verify"))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["ok"], true, "audit chain broken by the kill: {v}");
     // No gaps: every number up to the highest acknowledged one leads to a case.
     let prefix = acked[0].1.rsplit_once('-').unwrap().0.to_string();
     for n in 1..=max_number {

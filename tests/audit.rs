@@ -233,17 +233,7 @@ async fn secrets_never_reach_the_logs() {
         .unwrap()
         .trim()
         .to_string();
-    let v: Value = client
-        .post(format!("{base}/api/admin/tokens"))
-        .bearer_auth(&admin)
-        .json(&json!({ "subject": "audit.zhang" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let staff = v["token"].as_str().unwrap().to_string();
+    let staff = issue_token(&client, &base, &admin, "audit.zhang").await;
     let sub: Value = client
         .post(format!("{base}/api/cases"))
         .json(&power_case(100.0))

@@ -23,28 +23,8 @@ async fn acknowledged_transitions_survive_a_kill() {
         .unwrap()
         .trim()
         .to_string();
-    let v: Value = client
-        .post(format!("{base}/api/admin/tokens"))
-        .bearer_auth(&admin)
-        .json(&json!({ "subject": "zhou.qiang" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = v["token"].as_str().unwrap().to_string();
-    let v: Value = client
-        .post(format!("{base}/api/admin/tokens"))
-        .bearer_auth(&admin)
-        .json(&json!({ "subject": "audit.zhang" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let auditor = v["token"].as_str().unwrap().to_string();
+    let token = issue_token(&client, &base, &admin, "zhou.qiang").await;
+    let auditor = issue_token(&client, &base, &admin, "audit.zhang").await;
 
     // (case id, number, rev after the last acknowledged action)
     let acked: Arc<Mutex<Vec<(u64, String, u64)>>> = Arc::default();
@@ -132,15 +112,8 @@ async fn acknowledged_transitions_survive_a_kill() {
         max_number = max_number.max(number.rsplit('-').next().unwrap().parse::<u64>().unwrap());
         // The audit chain is written in blocks before each flush: every acknowledged
         // transition has its entry.
-        let v: Value = client
-            .get(format!("{base}/api/audit?target=case:{id}&limit=100"))
-            .bearer_auth(&auditor)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("{base}/api/audit?target=case:{id}&limit=100");
+        let v = get_json(&client, &url, &auditor).await;
         let transitions = v["entries"]
             .as_array()
             .unwrap()
@@ -152,15 +125,7 @@ async fn acknowledged_transitions_survive_a_kill() {
             "case {number}: {transitions} audit entries for {rev} acknowledged transitions"
         );
     }
-    let v: Value = client
-        .get(format!("{base}/api/audit/verify"))
-        .bearer_auth(&auditor)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = get_json(&client, &format!("{base}/api/audit/verify"), &auditor).await;
     assert_eq!(v["ok"], true, "audit chain broken by the kill: {v}");
     // No gaps: every number up to the highest acknowledged one leads to a case.
     let prefix = acked[0].1.rsplit_once('-').unwrap().0.to_string();

@@ -149,13 +149,7 @@ async fn cards_are_issued_once_answered_with_a_reason_and_escalated_at_breach() 
     set(&clock, "2025-10-11 09:00");
     s.fire_timers().await;
     let c = s.case(id).await;
-    assert_eq!(
-        cards_of(&c),
-        vec![
-            ("supervision".into(), "80%".into()),
-            ("overdue".into(), "breach".into())
-        ]
-    );
+    assert_eq!(cards_of(&c), warned_then_overdue());
     let actions: Vec<&str> = c["history"]
         .as_array()
         .unwrap()
@@ -207,13 +201,7 @@ async fn timers_due_while_the_server_was_down_fire_once_in_order_after_restart()
     for &id in &ids {
         let c = s.case(id).await;
         // In order (the warning before the breach), and each once.
-        assert_eq!(
-            cards_of(&c),
-            vec![
-                ("supervision".into(), "80%".into()),
-                ("overdue".into(), "breach".into())
-            ]
-        );
+        assert_eq!(cards_of(&c), warned_then_overdue());
         let issued: Vec<&serde_json::Value> = c["history"]
             .as_array()
             .unwrap()
@@ -222,6 +210,14 @@ async fn timers_due_while_the_server_was_down_fire_once_in_order_after_restart()
             .collect();
         assert_eq!(issued.len(), 2);
     }
+}
+
+/// The court step's cards: the 80 % warning, then the breach.
+fn warned_then_overdue() -> Vec<(String, String)> {
+    vec![
+        ("supervision".into(), "80%".into()),
+        ("overdue".into(), "breach".into()),
+    ]
 }
 
 fn due_of(case: &serde_json::Value, step: &str) -> DateTime<Utc> {

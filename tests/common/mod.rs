@@ -426,3 +426,37 @@ pub async fn wait_up(client: &reqwest::Client, base: &str) {
     }
     panic!("server did not start");
 }
+
+/// A bearer token for `subject`, issued through the admin API of a server started with
+/// [`spawn_binary`].
+pub async fn issue_token(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    subject: &str,
+) -> String {
+    let v: Value = client
+        .post(format!("{base}/api/admin/tokens"))
+        .bearer_auth(admin)
+        .json(&json!({ "subject": subject }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// `GET url` with a bearer token, answered with JSON.
+pub async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

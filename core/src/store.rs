@@ -274,7 +274,7 @@ impl Drop for SledStore {
 #[derive(Default)]
 struct Recent {
     /// Each with the stamp of the `put` that wrote it.
-    cases: std::collections::HashMap<u64, (Case, u64)>,
+    cases: std::collections::HashMap<u64, (Arc<Case>, u64)>,
     /// `(case, stamp)`, oldest first; an entry whose stamp is no longer the case's is
     /// stale (the case was dropped or written again since) and skipped.
     order: std::collections::VecDeque<(u64, u64)>,
@@ -285,18 +285,19 @@ struct Recent {
 const RECENT_CASES: usize = 4096;
 
 impl Recent {
-    fn get(&self, id: u64) -> Option<&Case> {
-        self.cases.get(&id).map(|(c, _)| c)
+    fn get(&self, id: u64) -> Option<Arc<Case>> {
+        self.cases.get(&id).map(|(c, _)| c.clone())
     }
 
     fn drop_case(&mut self, id: u64) {
         self.cases.remove(&id);
     }
 
-    fn put(&mut self, c: &Case) {
+    /// Callers copy the case before taking the lock.
+    fn put(&mut self, c: Arc<Case>) {
         self.stamp += 1;
-        self.cases.insert(c.id, (c.clone(), self.stamp));
         self.order.push_back((c.id, self.stamp));
+        self.cases.insert(c.id, (c, self.stamp));
         while self.cases.len() > RECENT_CASES {
             let Some((id, stamp)) = self.order.pop_front() else {
                 break;
@@ -831,8 +832,9 @@ impl Store for SledStore {
     }
 
     fn case(&self, id: u64) -> Result<Option<Case>> {
-        if let Some(c) = self.lock(&self.recent)?.get(id) {
-            return Ok(Some(c.clone()));
+        let recent = self.lock(&self.recent)?.get(id);
+        if let Some(c) = recent {
+            return Ok(Some(Case::clone(&c)));
         }
         let t = self.t()?;
         match t.state.get(case_key(id))? {
@@ -1040,9 +1042,13 @@ impl Store for SledStore {
                 counters.insert(scope, n);
             }
         }
+        let copies: Vec<Arc<Case>> = plans.iter().map(|p| Arc::new(p.3.clone())).collect();
         let mut recent = self.lock(&self.recent)?;
+        for copy in copies {
+            recent.put(copy);
+        }
+        drop(recent);
         for (w, (_, _, _, after, event)) in writes.iter_mut().zip(plans) {
-            recent.put(&after);
             w.after = after;
             w.event = event;
         }
@@ -1708,7 +1714,7 @@ mod tests {
         for i in 0..(10 * RECENT_CASES as u64) {
             let id = if i % 3 == 0 { i } else { i % 7 };
             r.drop_case(id);
-            r.put(&new_case(id));
+            r.put(Arc::new(new_case(id)));
             assert!(r.cases.len() <= RECENT_CASES);
             assert!(r.order.len() <= 2 * RECENT_CASES + 1);
         }

@@ -234,15 +234,13 @@ async fn secrets_never_reach_the_logs() {
         .trim()
         .to_string();
     let staff = issue_token(&client, &base, &admin, "audit.zhang").await;
-    let sub: Value = client
-        .post(format!("{base}/api/cases"))
-        .json(&power_case(100.0))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sub = post_json(
+        &client,
+        &format!("{base}/api/cases"),
+        None,
+        &power_case(100.0),
+    )
+    .await;
     let applicant = sub["applicant_token"].as_str().unwrap().to_string();
     let code = sub["query_code"].as_str().unwrap().to_string();
     let number = sub["case"]["number"].as_str().unwrap().to_string();

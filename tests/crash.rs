@@ -139,15 +139,13 @@ async fn acknowledged_transitions_survive_a_kill() {
         assert_eq!(r.status(), StatusCode::OK, "number {n} missing");
     }
     // And numbering continues right after the last number that exists.
-    let v: Value = client
-        .post(format!("{base}/api/cases"))
-        .json(&power_case(10.0))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = post_json(
+        &client,
+        &format!("{base}/api/cases"),
+        None,
+        &power_case(10.0),
+    )
+    .await;
     let next: u64 = v["case"]["number"]
         .as_str()
         .unwrap()

@@ -435,17 +435,23 @@ pub async fn issue_token(
     admin: &str,
     subject: &str,
 ) -> String {
-    let v: Value = client
-        .post(format!("{base}/api/admin/tokens"))
-        .bearer_auth(admin)
-        .json(&json!({ "subject": subject }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("{base}/api/admin/tokens");
+    let v = post_json(client, &url, Some(admin), &json!({ "subject": subject })).await;
     v["token"].as_str().unwrap().to_string()
+}
+
+/// `POST url` with a JSON body (and a bearer token if given), answered with JSON.
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> Value {
+    let mut request = client.post(url).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap().json().await.unwrap()
 }
 
 /// `GET url` with a bearer token, answered with JSON.

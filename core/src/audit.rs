@@ -2,8 +2,8 @@
 //! logins, refused authorizations), each carrying the SHA-256 hash of the entry before it.
 //! Changing, removing or inserting an entry behind the server's back breaks the chain;
 //! [`verify`] walks it and names the first entry that does not match. An entry for a case
-//! transition also carries the digest of the history event it records, so editing a
-//! case's history is caught too.
+//! transition also carries the digest of the history event it records (as stored, with
+//! the tasks it closed), so editing a case's history or its closed tasks is caught too.
 //!
 //! The store assigns sequence numbers and hashes under one lock ([`Store::append_audit`]),
 //! so the chain's order is the order in which actions were committed.

@@ -149,17 +149,34 @@ async fn actions_are_chained_exported_and_tampering_is_caught() {
     let mut hkey = vec![b'h'];
     hkey.extend_from_slice(&id.to_be_bytes());
     hkey.extend_from_slice(&1u64.to_be_bytes());
-    let stored = state.get(&hkey).unwrap().unwrap();
-    // The event is the stored value's first line (the tasks it closed may follow).
-    let first_line = stored.split(|&b| b == b'\n').next().unwrap();
-    let mut ev: Value = serde_json::from_slice(first_line).unwrap();
+    let stored = state.get(&hkey).unwrap().unwrap().to_vec();
+    // The event is the stored value's first line; the tasks it closed follow.
+    let (event_line, closed_line) =
+        stored.split_at(stored.iter().position(|&b| b == b'\n').unwrap());
+    let mut closed: Value = serde_json::from_slice(&closed_line[1..]).unwrap();
+    assert_eq!(closed[0]["state"], "completed", "{closed}");
+    closed[0]["completed_by"] = json!("nobody");
+    let mut edited = event_line.to_vec();
+    edited.push(b'\n');
+    edited.extend(serde_json::to_vec(&closed).unwrap());
+    state.insert(&hkey, edited).unwrap();
+    db.flush().unwrap();
+    drop((audit, state, db));
+    let (ok, out) = verify_cli(&data);
+    assert!(!ok, "closed task edit not caught: {out}");
+    assert!(out.contains("history event 1"), "{out}");
+
+    // And the event itself.
+    let db = sled::open(data.join("store")).unwrap();
+    let state = db.open_tree("state").unwrap();
+    let mut ev: Value = serde_json::from_slice(event_line).unwrap();
     assert_ne!(ev["action"], "submitted");
     ev["actor"] = json!("nobody");
     state
         .insert(&hkey, serde_json::to_vec(&ev).unwrap())
         .unwrap();
     db.flush().unwrap();
-    drop((audit, state, db));
+    drop((state, db));
     let (ok, out) = verify_cli(&data);
     assert!(!ok, "history edit not caught: {out}");
     assert!(out.contains("history event 1"), "{out}");

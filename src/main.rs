@@ -219,33 +219,13 @@ fn audit(data: Option<PathBuf>, action: AuditAction) -> ExitCode {
             }
         },
         AuditAction::Export => {
-            use guichet_core::store::Store;
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            let mut from = 0;
-            loop {
-                let page = match store.audit_raw(from, 1000) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                };
-                let Some(last) = page.last().map(|(seq, _)| *seq) else {
-                    break;
-                };
-                for (_, bytes) in page {
-                    if out
-                        .write_all(&bytes)
-                        .and_then(|_| out.write_all(b"\n"))
-                        .is_err()
-                    {
-                        return ExitCode::FAILURE;
-                    }
+            match guichet_core::audit::export(&store, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
                 }
-                from = last + 1;
             }
-            ExitCode::SUCCESS
         }
     }
 }

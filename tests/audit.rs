@@ -9,8 +9,12 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 fn verify_cli(data: &std::path::Path) -> (bool, String) {
+    audit_cli("verify", data)
+}
+
+fn audit_cli(action: &str, data: &std::path::Path) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
-        .args(["audit", "verify", "--data"])
+        .args(["audit", action, "--data"])
         .arg(data)
         .output()
         .expect("run guichet");
@@ -122,6 +126,18 @@ async fn actions_are_chained_exported_and_tampering_is_caught() {
     let data = s.data.clone();
     let (ok, out) = verify_cli(&data);
     assert!(ok, "{out}");
+    // The CLI's export: the same entries the API exported, in order, and none missing.
+    let (ok, out) = audit_cli("export", &data);
+    assert!(ok, "{out}");
+    let exported: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(exported.len() >= lines.len());
+    assert_eq!(exported[..lines.len()], lines[..]);
+    for (n, e) in exported.iter().enumerate() {
+        assert_eq!(e["seq"], n as u64);
+    }
     let db = sled::open(data.join("store")).unwrap();
     let audit = db.open_tree("audit").unwrap();
     // The chain is stored in blocks (entries one per line under the first's number): edit

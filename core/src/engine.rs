@@ -501,19 +501,13 @@ impl Engine {
         event: HistoryEvent,
         timers: Vec<crate::case::Timer>,
     ) -> Result<Committed> {
-        let mut w = [CaseWrite {
+        self.commit(vec![CaseWrite {
             before: Some(before),
             after,
             event,
             number_scope: None,
             timers,
-        }];
-        let ticket = self.commit_writes(&mut w)?;
-        let [w] = w;
-        Ok(Committed {
-            cases: vec![w.after],
-            ticket,
-        })
+        }])
     }
 
     /// Commits case writes with their outbox: the events of each transition and the
@@ -872,13 +866,7 @@ impl Engine {
             on_behalf_of,
             ..HistoryEvent::new(flow.now, actor.name(), action)
         };
-        self.commit(vec![CaseWrite {
-            before: Some(case),
-            after: flow.case,
-            event,
-            number_scope: None,
-            timers: flow.timers,
-        }])
+        self.commit_change(case, flow.case, event, flow.timers)
     }
 
     pub fn claim(&self, actor: &Actor, task_id: &str) -> Result<Committed> {
@@ -1005,13 +993,7 @@ impl Engine {
             effects: flow.effects,
             ..HistoryEvent::new(flow.now, actor.name(), "withdrawn")
         };
-        self.commit(vec![CaseWrite {
-            before: Some(case),
-            after: flow.case,
-            event,
-            number_scope: None,
-            timers: flow.timers,
-        }])
+        self.commit_change(case, flow.case, event, flow.timers)
     }
 
     // --- tokens -------------------------------------------------------------------------
@@ -1238,16 +1220,11 @@ impl Engine {
         crate::audit::search(self.store.as_ref(), filter, from, limit, 100_000)
     }
 
-    /// Audit entries from `from`, at most `limit`, as stored.
-    pub fn audit_entries(&self, from: u64, limit: usize) -> Result<Vec<serde_json::Value>> {
-        self.store
-            .audit_raw(from, limit)?
-            .into_iter()
-            .map(|(seq, v)| {
-                serde_json::from_slice(&v)
-                    .map_err(|e| Error::Store(format!("audit entry {seq} is unreadable: {e}")))
-            })
-            .collect()
+    /// The whole audit log as stored, one entry per line (see `audit::export`).
+    pub fn audit_export(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        crate::audit::export(self.store.as_ref(), &mut out)?;
+        Ok(out)
     }
 
     pub fn verify_audit(&self) -> Result<crate::audit::Verdict> {

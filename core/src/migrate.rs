@@ -10,7 +10,6 @@ use crate::case::{HistoryEvent, Limit, Timer};
 use crate::engine::{Actor, Engine};
 use crate::error::{Error, Result};
 use crate::procedure::{Procedure, Step, StepKind, INTAKE_STEP};
-use crate::store::CaseWrite;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,14 +164,8 @@ impl Engine {
             return Ok(report);
         }
         for (before, (after, event, timers)) in writes {
-            let mut w = [CaseWrite {
-                before: Some(before),
-                after,
-                event,
-                number_scope: None,
-                timers,
-            }];
-            report.ticket = report.ticket.max(self.commit_writes(&mut w)?);
+            let done = self.commit_change(before, after, event, timers)?;
+            report.ticket = report.ticket.max(done.ticket);
         }
         report.applied = true;
         report.ticket = report.ticket.max(self.store().append_audit(vec![

@@ -976,11 +976,12 @@ impl Store for SledStore {
                     after_commit.push(k);
                 }
             }
-            if let Some(first) = w.timers.iter().map(|t| t.at).min() {
+            if !w.timers.is_empty() {
                 let mut timers = w.timers.clone();
                 timers.sort_by_key(|t| t.at);
                 let tail = pair_key(b'T', after.id, event.seq);
-                before_commit.push((timer_key(first, &tail[1..]), serde_json::to_vec(&timers)?));
+                let k = timer_key(timers[0].at, &tail[1..]);
+                before_commit.push((k, serde_json::to_vec(&timers)?));
             }
             for mut n in outbox(w.before.as_ref(), &after, &event) {
                 n.case = after.id;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::case::{Card, CardAnswer, CardKind, Case, Effect, HistoryEvent, Limit, Timer};
 use crate::engine::{Actor, Committed, Engine};
 use crate::error::{Error, Result};
-use crate::store::{CaseWrite, TimerGroup};
+use crate::store::TimerGroup;
 
 /// Due timers from which a pass fires on several threads.
 const PARALLEL_FROM: usize = 64;
@@ -252,14 +252,7 @@ impl Engine {
                 if breach { "overdue" } else { "card_issued" },
             )
         };
-        let mut w = [CaseWrite {
-            before: Some(case),
-            after,
-            event,
-            number_scope: None,
-            timers: vec![],
-        }];
-        Ok(Some(self.commit_writes(&mut w)?))
+        Ok(Some(self.commit_change(case, after, event, vec![])?.ticket))
     }
 
     /// A promise made at an acceptance with commitment fell due: if the items are still
@@ -287,14 +280,9 @@ impl Engine {
             effects: flow.effects,
             ..HistoryEvent::new(flow.now, "scheduler", "terminated")
         };
-        let mut w = [CaseWrite {
-            before: Some(case),
-            after: flow.case,
-            event,
-            number_scope: None,
-            timers: vec![],
-        }];
-        Ok(Some(self.commit_writes(&mut w)?))
+        Ok(Some(
+            self.commit_change(case, flow.case, event, vec![])?.ticket,
+        ))
     }
 
     /// Cards addressed to the caller's groups (every card for the administrator).

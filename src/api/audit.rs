@@ -56,23 +56,7 @@ pub(super) async fn entries(
 
 /// Every entry, one JSON object per line, oldest first.
 pub(super) async fn export(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let body = blocking(&s, |e| {
-        let mut out = Vec::new();
-        let mut from = 0;
-        loop {
-            let page = e.store().audit_raw(from, 1000)?;
-            let Some(last) = page.last().map(|(seq, _)| *seq) else {
-                break;
-            };
-            for (_, bytes) in page {
-                out.extend_from_slice(&bytes);
-                out.push(b'\n');
-            }
-            from = last + 1;
-        }
-        Ok(out)
-    })
-    .await?;
+    let body = blocking(&s, |e| e.audit_export()).await?;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body))
 }
 

@@ -348,6 +348,16 @@ pub struct Card {
     pub answer: Option<CardAnswer>,
 }
 
+impl Card {
+    /// The groups the card is addressed to: its holders and its supervisor.
+    pub fn addressed_to(&self) -> impl Iterator<Item = &str> {
+        self.holders
+            .iter()
+            .chain(&self.supervisor)
+            .map(String::as_str)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CardAnswer {
     pub by: String,

@@ -24,15 +24,15 @@
 //! |---|---|---|
 //! | `c` | case id (u64 BE) | rev (u64 BE) + case JSON |
 //! | `h` | case id, seq (u64 BE each) | history event JSON; if it closed tasks, a newline and their JSON array |
-//! | `t` | case id, task number (u64 BE each) | a closed task's JSON (format 2 only; format 3 keeps them with the event) |
+//! | `t` | case id, task number (u64 BE each) | a closed task's JSON (format 2 only; since format 3 they are kept with the event) |
 //! | `N` | case number | case id |
 //! | `n` | counter scope (`PLAN-LUP-2026`) `\0` number (u64 BE) | case id |
 //! | `g` | group `\0` case id `\0` task id | case id |
 //! | `x` | topic `\0` case id `\0` task id | case id (open external tasks) |
 //! | `a` | applicant id `\0` case id | empty |
 //! | `v` | procedure `\0` version `\0` case id | empty (open cases only) |
-//! | `T` | due time of the earliest pending timer (ms since 1970, u64 BE), case id, history seq (u64 BE each) | JSON array of the timers one transition set ([`TimerGroup`]) |
-//! | `K` | group `\0` case id `\0` card id | empty (cards addressed to the group) |
+//! | `T` | due time of the earliest pending timer (ms since 1970, u64 BE), case id, history seq (u64 BE each) | the timers one transition set ([`TimerGroup`]), binary (see `encode_timers`) |
+//! | `K` | group `\0` case id | empty (the case has cards addressed to the group) |
 //! | `b` | bundle reference `\0` case id | empty |
 //! | `o` | case id, history seq (u64 BE each), n (u32 BE) | notice JSON (the outbox) |
 //! | `q` | next attempt (ms, u64 BE), case id, seq, n | empty (notices waiting for delivery) |
@@ -40,8 +40,9 @@
 //!
 //! A transition's timers share one key (a step's warnings and breach, a case's limits):
 //! a third of all keys written per transition were timers when each had its own. Stores
-//! written before kept one timer per key (case id and card id after the time); both read
-//! alike.
+//! of format 2 kept one timer per key (case id and card id after the time), format 3 a
+//! JSON array; all read alike. Format 3 also kept a `K` key per card (the card id after
+//! the case id); read alike too.
 //!
 //! Separate trees: `procedure_versions`, `tokens`, `incidents`, `meta`, and `audit` (the
 //! hash chain; see `audit`). Audit entries are sealed as transitions commit and written
@@ -68,9 +69,9 @@ use crate::notice::{Notice, NoticeStatus};
 
 /// Bumped when the key layout changes: a store of a newer format is refused, one of an
 /// older format this version still reads is upgraded (its number rewritten) on open.
-const FORMAT_VERSION: u64 = 3;
-/// Format 2 kept one timer per `T` key and each closed task under its own `t` key;
-/// format 3 reads those too.
+const FORMAT_VERSION: u64 = 4;
+/// Format 2 kept one timer per `T` key and each closed task under its own `t` key; format
+/// 3 wrote timer groups as JSON and a `K` key per card. Format 4 reads all of those.
 const OLDEST_READABLE_FORMAT: u64 = 2;
 
 /// Lock stripes for the per-case conflict check.
@@ -182,8 +183,8 @@ pub trait Store: Send + Sync {
     /// Replaces a group by the timers of it still `pending` (after the cases its fired
     /// timers changed were committed); none left removes it.
     fn settle_timers(&self, group: &TimerGroup, pending: &[crate::case::Timer]) -> Result<()>;
-    /// `(case id, card id)` of the cards addressed to a group.
-    fn cards_of_group(&self, group: &str) -> Result<Vec<(u64, String)>>;
+    /// Ids of the cases with cards addressed to a group, ascending.
+    fn cases_with_cards_for(&self, group: &str) -> Result<Vec<u64>>;
     /// Ids of open tasks of a group, as `(case id, task id)`.
     fn open_tasks_of_group(&self, group: &str) -> Result<Vec<(u64, String)>>;
     /// Ids of open external tasks of a topic, as `(case id, task id)`.
@@ -620,23 +621,128 @@ fn timer_key(at: chrono::DateTime<chrono::Utc>, tail: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The timers under a `T` key: a group, or a single timer as stores of format 2 wrote.
-fn decode_timers(v: &[u8]) -> Result<Vec<crate::case::Timer>> {
-    if v.first() == Some(&b'{') {
-        return Ok(vec![serde_json::from_slice(v)?]);
+/// First byte of a timer group in the binary encoding (JSON starts with `[` or `{`).
+const TIMERS_BINARY: u8 = 1;
+
+/// A timer group as written since format 4: [`TIMERS_BINARY`], the count (u32 BE), then
+/// per timer its time
+/// and its limit's end (seconds i64 and nanoseconds u32, BE), case id (u64 BE), limit (u8),
+/// token (u8 flag, u32 BE) and threshold (u16 BE length, UTF-8). A quarter of the JSON's size,
+/// and read without parsing dates: a deadline burst reads and rewrites ten thousand groups.
+fn encode_timers(timers: &[crate::case::Timer]) -> Vec<u8> {
+    use crate::case::Limit;
+    let mut v = Vec::with_capacity(1 + timers.len() * 48);
+    v.push(TIMERS_BINARY);
+    v.extend_from_slice(&(timers.len() as u32).to_be_bytes());
+    let time = |v: &mut Vec<u8>, t: chrono::DateTime<chrono::Utc>| {
+        v.extend_from_slice(&t.timestamp().to_be_bytes());
+        v.extend_from_slice(&t.timestamp_subsec_nanos().to_be_bytes());
+    };
+    for t in timers {
+        time(&mut v, t.at);
+        time(&mut v, t.limit_due);
+        v.extend_from_slice(&t.case.to_be_bytes());
+        v.push(match t.limit {
+            Limit::Step => 0,
+            Limit::Promised => 1,
+            Limit::Statutory => 2,
+            Limit::Commitment => 3,
+        });
+        match t.token {
+            Some(k) => {
+                v.push(1);
+                v.extend_from_slice(&k.to_be_bytes());
+            }
+            None => v.extend_from_slice(&[0; 5]),
+        }
+        // Thresholds are short labels (`75%`, `10d`, `breach`) the engine makes.
+        let n = t.threshold.len().min(u16::MAX as usize);
+        v.extend_from_slice(&(n as u16).to_be_bytes());
+        v.extend_from_slice(&t.threshold.as_bytes()[..n]);
     }
-    Ok(serde_json::from_slice(v)?)
+    v
 }
 
-/// Index entries of a case's cards, one per addressed group.
+/// The timers under a `T` key: a binary group (format 4), a JSON group (format 3), or a
+/// single JSON timer as stores of format 2 wrote.
+fn decode_timers(v: &[u8]) -> Result<Vec<crate::case::Timer>> {
+    use crate::case::Limit;
+    match v.first() {
+        Some(&b'{') => return Ok(vec![serde_json::from_slice(v)?]),
+        Some(&TIMERS_BINARY) => {}
+        _ => return Ok(serde_json::from_slice(v)?),
+    }
+    let mut r = Reader { v, pos: 1 };
+    let count = u32::from_be_bytes(r.array()?);
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let at = r.time()?;
+        let limit_due = r.time()?;
+        let case = u64::from_be_bytes(r.array()?);
+        let limit = match r.take(1)?[0] {
+            0 => Limit::Step,
+            1 => Limit::Promised,
+            2 => Limit::Statutory,
+            3 => Limit::Commitment,
+            _ => return Err(Reader::bad()),
+        };
+        let flag = r.take(1)?[0];
+        let token = u32::from_be_bytes(r.array()?);
+        let token = (flag != 0).then_some(token);
+        let n = u16::from_be_bytes(r.array()?) as usize;
+        let threshold = std::str::from_utf8(r.take(n)?)
+            .map_err(|_| Reader::bad())?
+            .to_string();
+        out.push(crate::case::Timer {
+            at,
+            case,
+            limit,
+            token,
+            threshold,
+            limit_due,
+        });
+    }
+    if r.pos != v.len() {
+        return Err(Reader::bad());
+    }
+    Ok(out)
+}
+
+/// Reads a binary timer group field by field; running short is an error, not a panic.
+struct Reader<'a> {
+    v: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn bad() -> Error {
+        Error::Store("bad timer group value".into())
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let field = self.v.get(self.pos..self.pos + n).ok_or_else(Self::bad)?;
+        self.pos += n;
+        Ok(field)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        self.take(N)?.try_into().map_err(|_| Self::bad())
+    }
+
+    fn time(&mut self) -> Result<chrono::DateTime<chrono::Utc>> {
+        let secs = i64::from_be_bytes(self.array()?);
+        let nanos = u32::from_be_bytes(self.array()?);
+        chrono::DateTime::from_timestamp(secs, nanos).ok_or_else(Self::bad)
+    }
+}
+
+/// Index entries of a case's cards: one per group any of them is addressed to, so a
+/// later card to the same groups (the breach after the warning) writes no key.
 fn card_keys(c: &Case) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for card in &c.cards {
-        for g in card.holders.iter().chain(&card.supervisor) {
-            out.push(key(
-                b'K',
-                &[g.as_bytes(), &c.id.to_be_bytes(), card.id.as_bytes()],
-            ));
+        for g in card.addressed_to() {
+            out.push(key(b'K', &[g.as_bytes(), &c.id.to_be_bytes()]));
         }
     }
     out.sort();
@@ -981,7 +1087,7 @@ impl Store for SledStore {
                 timers.sort_by_key(|t| t.at);
                 let tail = pair_key(b'T', after.id, event.seq);
                 let k = timer_key(timers[0].at, &tail[1..]);
-                before_commit.push((k, serde_json::to_vec(&timers)?));
+                before_commit.push((k, encode_timers(&timers)));
             }
             for mut n in outbox(w.before.as_ref(), &after, &event) {
                 n.case = after.id;
@@ -1216,29 +1322,27 @@ impl Store for SledStore {
         if let Some(first) = pending.iter().map(|t| t.at).min() {
             let tail = group.key.get(9..).unwrap_or_default();
             t.state
-                .insert(timer_key(first, tail), serde_json::to_vec(pending)?)?;
+                .insert(timer_key(first, tail), encode_timers(pending))?;
         }
         t.state.remove(group.key.as_slice())?;
         Ok(())
     }
 
-    fn cards_of_group(&self, group: &str) -> Result<Vec<(u64, String)>> {
+    fn cases_with_cards_for(&self, group: &str) -> Result<Vec<u64>> {
         let t = self.t()?;
         let mut prefix = key(b'K', &[group.as_bytes()]);
         prefix.push(0);
-        t.state
+        // Stores before format 4 had a key per card (the card id after the case id).
+        let mut ids = t
+            .state
             .scan_prefix(&prefix)
             .keys()
             .map(|k| {
-                let k = k?;
-                let rest = &k[prefix.len()..];
-                let case = be_u64(rest).ok_or_else(|| Error::Store("bad card index key".into()))?;
-                Ok((
-                    case,
-                    String::from_utf8_lossy(rest.get(9..).unwrap_or_default()).to_string(),
-                ))
+                be_u64(&k?[prefix.len()..]).ok_or_else(|| Error::Store("bad card index key".into()))
             })
-            .collect()
+            .collect::<Result<Vec<u64>>>()?;
+        ids.dedup();
+        Ok(ids)
     }
 
     fn versions(&self) -> Result<Vec<VersionRecord>> {
@@ -1636,6 +1740,92 @@ mod tests {
         assert_eq!(due[0].timers, vec![timer(7, t0, "breach")]);
         s.settle_timers(&due[0], &[]).unwrap();
         assert_eq!(s.next_timer().unwrap(), None);
+    }
+
+    #[test]
+    fn timer_groups_are_binary_keep_every_field_and_read_json_groups_of_format_3() {
+        let at = chrono::DateTime::from_timestamp(1_800_000_000, 123_456_789).unwrap();
+        let group = vec![
+            crate::case::Timer {
+                token: Some(u32::MAX),
+                limit: crate::case::Limit::Step,
+                ..timer(u64::MAX, at, "75%")
+            },
+            crate::case::Timer {
+                limit_due: at + chrono::Duration::days(3),
+                limit: crate::case::Limit::Commitment,
+                ..timer(2, at, "十日")
+            },
+            timer(3, at, ""),
+        ];
+        let bytes = encode_timers(&group);
+        assert_eq!(decode_timers(&bytes).unwrap(), group);
+        assert!(bytes.len() < serde_json::to_vec(&group).unwrap().len() / 2);
+        assert_eq!(decode_timers(&encode_timers(&[])).unwrap(), vec![]);
+        // Cut anywhere, a group is an error, never a panic or a shorter group.
+        for n in 1..bytes.len() {
+            assert!(decode_timers(&bytes[..n]).is_err(), "cut at {n}");
+        }
+        let mut wrong_limit = bytes.clone();
+        wrong_limit[5 + 24 + 8] = 9;
+        assert!(decode_timers(&wrong_limit).is_err());
+        // Format 3 wrote a JSON array.
+        assert_eq!(
+            decode_timers(&serde_json::to_vec(&group).unwrap()).unwrap(),
+            group
+        );
+    }
+
+    #[test]
+    fn the_card_index_has_one_key_per_case_and_group_and_reads_format_3_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let card = |id: &str, holders: &[&str], supervisor: &str| crate::case::Card {
+            id: id.into(),
+            kind: crate::case::CardKind::Supervision,
+            limit: crate::case::Limit::Promised,
+            step: None,
+            threshold: id.into(),
+            due: chrono::Utc::now(),
+            issued_at: chrono::Utc::now(),
+            holders: holders.iter().map(|h| h.to_string()).collect(),
+            assignees: vec![],
+            supervisor: Some(supervisor.into()),
+            answer: None,
+        };
+        let keys = || s.t().unwrap().state.scan_prefix([b'K']).count();
+        let mut before = submit(&s, 1);
+        for (n, c) in [
+            card("75%", &["review"], "chief"),
+            // The breach to the same groups writes no key; an escalation group one.
+            card("breach", &["review"], "chief"),
+            card("breach-2", &["review"], "board"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut after = before.clone();
+            after.cards.push(c);
+            let mut w = [CaseWrite {
+                before: Some(before),
+                after,
+                event: event(),
+                number_scope: None,
+                timers: vec![],
+            }];
+            s.commit(&mut w, &no_notices).unwrap();
+            assert_eq!(keys(), [2, 2, 3][n]);
+            before = w[0].after.clone();
+        }
+        // Format 3: a key per card, the card id after the case id.
+        let mut old = key(b'K', &[b"review", &9u64.to_be_bytes(), b"75%"]);
+        s.t().unwrap().state.insert(old.clone(), vec![]).unwrap();
+        old.truncate(old.len() - 2);
+        old.extend_from_slice(b"breach");
+        s.t().unwrap().state.insert(old, vec![]).unwrap();
+        assert_eq!(s.cases_with_cards_for("review").unwrap(), [1, 9]);
+        assert_eq!(s.cases_with_cards_for("board").unwrap(), [1]);
+        assert!(s.cases_with_cards_for("nobody").unwrap().is_empty());
     }
 
     fn record(i: usize) -> crate::audit::Record {

@@ -54,7 +54,60 @@ impl Engine {
     pub fn fire_due_timers(&self, max: usize) -> Result<FireReport> {
         let now = self.now();
         let groups = self.store().due_timers(now, max)?;
-        // In time order across groups, not group by group.
+        // A burst (many limits ending at midnight) is worth more threads than one. A
+        // case's groups all go to one lane, so its timers fire in order, never conflict
+        // with each other, and the lane settles the groups it fired.
+        let lanes = if groups.len() < PARALLEL_FROM {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_LANES))
+        };
+        let mut parts: Vec<Vec<&TimerGroup>> = vec![Vec::new(); lanes];
+        for group in &groups {
+            let case = group.timers.first().map_or(0, |t| t.case);
+            parts[(case % lanes as u64) as usize].push(group);
+        }
+        let reports: Vec<Result<FireReport>> = if parts.len() == 1 {
+            parts.iter().map(|part| self.fire_lane(now, part)).collect()
+        } else {
+            std::thread::scope(|scope| {
+                let running: Vec<_> = parts
+                    .iter()
+                    .map(|part| scope.spawn(move || self.fire_lane(now, part)))
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|lane| {
+                        lane.join()
+                            .unwrap_or_else(|_| Err(Error::Store("a timer lane panicked".into())))
+                    })
+                    .collect()
+            })
+        };
+        let mut report = FireReport {
+            groups: groups.len(),
+            ..FireReport::default()
+        };
+        for lane in reports {
+            let lane = lane?;
+            report.timers += lane.timers;
+            report.cards += lane.cards;
+            report.ticket = report.ticket.max(lane.ticket);
+        }
+        if report.cards > 0 {
+            tracing::info!(message = "supervision cards issued", cards = report.cards);
+        }
+        Ok(report)
+    }
+
+    /// Fires the due timers of `groups` oldest first, then settles each group: what did
+    /// not fall due, and a timer kept because its case changed meanwhile together with
+    /// the group's later timers (so a group still fires in order), wait for a later pass.
+    fn fire_lane(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        groups: &[&TimerGroup],
+    ) -> Result<FireReport> {
         let mut due: Vec<(usize, usize)> = groups
             .iter()
             .enumerate()
@@ -67,80 +120,12 @@ impl Engine {
                     .map(move |(i, _)| (g, i))
             })
             .collect();
+        // In time order across groups, not group by group.
         due.sort_by_key(|&(g, i)| groups[g].timers[i].at);
-        // A burst (many limits ending at midnight) is worth more threads than one; a case
-        // stays on one lane, so its timers fire in order and never conflict with each other.
-        let lanes = if due.len() < PARALLEL_FROM {
-            1
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_LANES))
-        };
-        let mut parts: Vec<Vec<(usize, usize)>> = vec![Vec::new(); lanes];
-        for (g, i) in due {
-            parts[(groups[g].timers[i].case % lanes as u64) as usize].push((g, i));
-        }
-        let lanes: Vec<(FireReport, Vec<(usize, usize)>)> = if parts.len() == 1 {
-            parts
-                .pop()
-                .map(|part| vec![self.fire_lane(&groups, part)])
-                .unwrap_or_default()
-        } else {
-            std::thread::scope(|scope| {
-                let running: Vec<_> = parts
-                    .into_iter()
-                    .map(|part| scope.spawn(|| self.fire_lane(&groups, part)))
-                    .collect();
-                running
-                    .into_iter()
-                    .map(|lane| {
-                        lane.join()
-                            .map_err(|_| Error::Store("a timer lane panicked".into()))
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })?
-        };
-        let mut report = FireReport {
-            groups: groups.len(),
-            ..FireReport::default()
-        };
-        // Per group, the first timer kept for the next pass: it and the group's later
-        // timers wait, so a group still fires in order.
-        let mut kept: Vec<Option<usize>> = vec![None; groups.len()];
-        for (lane, lane_kept) in lanes {
-            report.timers += lane.timers;
-            report.cards += lane.cards;
-            report.ticket = report.ticket.max(lane.ticket);
-            for (g, i) in lane_kept {
-                kept[g] = Some(i);
-            }
-        }
-        for (group, kept) in groups.iter().zip(kept) {
-            let pending: Vec<Timer> = group
-                .timers
-                .iter()
-                .enumerate()
-                .filter(|&(i, t)| t.at > now || kept.is_some_and(|k| i >= k))
-                .map(|(_, t)| t.clone())
-                .collect();
-            self.store().settle_timers(group, &pending)?;
-        }
-        if report.cards > 0 {
-            tracing::info!(message = "supervision cards issued", cards = report.cards);
-        }
-        Ok(report)
-    }
-
-    /// Fires `due` (`(group, timer)` indexes, oldest first); returns what it did and the
-    /// first timer of each group it had to keep.
-    fn fire_lane(
-        &self,
-        groups: &[TimerGroup],
-        due: Vec<(usize, usize)>,
-    ) -> (FireReport, Vec<(usize, usize)>) {
         let mut report = FireReport::default();
-        let mut kept: Vec<(usize, usize)> = Vec::new();
+        let mut kept: Vec<Option<usize>> = vec![None; groups.len()];
         for (g, i) in due {
-            if kept.iter().any(|&(k, _)| k == g) {
+            if kept[g].is_some() {
                 continue;
             }
             let timer = &groups[g].timers[i];
@@ -152,7 +137,7 @@ impl Engine {
                 Ok(None) => {}
                 // Someone changed the case meanwhile: keep the timer for the next pass.
                 Err(Error::Conflict(_)) => {
-                    kept.push((g, i));
+                    kept[g] = Some(i);
                     continue;
                 }
                 Err(e) => {
@@ -161,7 +146,17 @@ impl Engine {
             }
             report.timers += 1;
         }
-        (report, kept)
+        for (group, kept) in groups.iter().zip(kept) {
+            let pending: Vec<Timer> = group
+                .timers
+                .iter()
+                .enumerate()
+                .filter(|&(i, t)| t.at > now || kept.is_some_and(|k| i >= k))
+                .map(|(_, t)| t.clone())
+                .collect();
+            self.store().settle_timers(group, &pending)?;
+        }
+        Ok(report)
     }
 
     fn fire(&self, t: &Timer) -> Result<Option<u64>> {
@@ -302,19 +297,21 @@ impl Engine {
                 return Err(Error::Forbidden("a staff token is required".into()))
             }
         };
-        let mut seen = std::collections::BTreeSet::new();
+        let mut cases: Vec<u64> = Vec::new();
+        for g in &groups {
+            cases.extend(self.store().cases_with_cards_for(g)?);
+        }
+        cases.sort_unstable();
+        cases.dedup();
         let mut out = Vec::new();
-        for g in groups {
-            for (case_id, card_id) in self.store().cards_of_group(&g)? {
-                if !seen.insert((case_id, card_id.clone())) {
+        for case_id in cases {
+            let Some(case) = self.store().case(case_id)? else {
+                continue;
+            };
+            for card in &case.cards {
+                if !card.addressed_to().any(|a| groups.iter().any(|g| g == a)) {
                     continue;
                 }
-                let Some(case) = self.store().case(case_id)? else {
-                    continue;
-                };
-                let Some(card) = case.cards.iter().find(|c| c.id == card_id) else {
-                    continue;
-                };
                 if answered.is_some_and(|a| a != card.answer.is_some()) {
                     continue;
                 }

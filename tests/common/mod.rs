@@ -71,7 +71,22 @@ impl TestServer {
             ..Config::default()
         };
         tune(&mut cfg);
-        let engine = server::open_with_clock(&cfg, clock).expect("open server");
+        // A restart here is in the same process: sled's own threads let go of the
+        // folder's lock a moment after the last handle (a real restart is a new process,
+        // whose old one released the lock on exit).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let engine = loop {
+            match server::open_with_clock(&cfg, clock.clone()) {
+                Ok(engine) => break engine,
+                Err(e)
+                    if format!("{e:#}").contains("in use")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("open server: {e:#}"),
+            }
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -13,7 +13,7 @@ use crate::engine::{Actor, Committed, Engine};
 use crate::error::{Error, Result};
 use crate::store::TimerGroup;
 
-/// Due timers from which a pass fires on several threads.
+/// Due timer groups from which a pass fires on several threads.
 const PARALLEL_FROM: usize = 64;
 /// At most this many threads fire timers at once.
 const MAX_LANES: usize = 4;

@@ -172,6 +172,11 @@ async fn call(
     f: impl FnOnce(&Engine) -> guichet_core::Result<Committed> + Send + 'static,
 ) -> Committed {
     let _permit = workers.acquire().await.unwrap();
+    // Diagnostic: the engine call on the async worker itself, to measure what the hand-off
+    // to the blocking pool costs (the server always hands off: a hook may run long).
+    if std::env::var_os("GUICHET_BENCH_INLINE").is_some() {
+        return f(engine).unwrap();
+    }
     let e = engine.clone();
     tokio::task::spawn_blocking(move || f(&e))
         .await

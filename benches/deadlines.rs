@@ -18,36 +18,14 @@ use guichet_core::clock::{Clock, ManualClock};
 use guichet_core::engine::Submission;
 use guichet_core::{Actor, Engine};
 
+mod common;
+use common::{cpu_secs, q, status_mib};
+
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn rss_mib() -> f64 {
     status_mib("VmRSS:")
-}
-
-fn status_mib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// CPU time of the whole process (user and system) so far.
-fn cpu_secs() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            // Fields after the command name, which is in parentheses and may hold spaces.
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / 100.0)
-        })
-        .unwrap_or(0.0)
 }
 
 fn start_at() -> DateTime<Utc> {
@@ -75,14 +53,6 @@ fn open_case(engine: &Engine) -> u64 {
         )
         .unwrap();
     c.id
-}
-
-fn q(v: &mut [Duration], p: f64) -> Duration {
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    v.sort();
-    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
 }
 
 /// Opens the office, retrying while sled's own threads still hold the folder's lock (they

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use guichet::config::Config;
 use serde_json::{json, Value};
 
+mod common;
+use common::q;
+
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -28,11 +31,6 @@ fn write_office(dir: &std::path::Path) {
             .replace("\"PWR-NC\"", &format!("\"GEN-{i:03}\""));
         std::fs::write(dir.join(format!("generated/p{i:03}.rhai")), src).unwrap();
     }
-}
-
-fn q(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
 }
 
 fn main() {

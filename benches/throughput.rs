@@ -19,6 +19,9 @@ use guichet_core::engine::{Committed, Submission};
 use guichet_core::{Actor, Engine};
 use serde_json::json;
 
+mod common;
+use common::{cpu_secs, status_mib};
+
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -55,20 +58,6 @@ fn submission() -> Submission {
     .expect("submission")
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
 /// Bytes this process has caused to be written to storage so far.
 fn written_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/io")
@@ -79,21 +68,6 @@ fn written_bytes() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
-}
-
-/// CPU time this process has used so far, user and system, in seconds. On a shared
-/// machine this varies far less between runs than throughput does.
-fn cpu_secs() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            // Fields after the command name, which is in parentheses and may hold spaces.
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / 100.0)
-        })
-        .unwrap_or(0.0)
 }
 
 struct Report {
@@ -121,7 +95,7 @@ impl Report {
             self.latencies.len() as f64 / secs,
             q(0.50).as_secs_f64() * 1e3,
             q(0.99).as_secs_f64() * 1e3,
-            peak_rss_mib(),
+            status_mib("VmHWM:"),
             written as f64 / 1024.0 / self.latencies.len() as f64,
             cpu * 1e6 / self.latencies.len() as f64
         );

@@ -162,6 +162,37 @@ async fn cards_are_issued_once_answered_with_a_reason_and_escalated_at_breach() 
             && actions.contains(&"overdue"),
         "{actions:?}"
     );
+
+    // The case moves on to the judge; its judgment step's card goes to the judges. A
+    // group sees a case's cards addressed to it, not every card of a case it has one on.
+    s.act(&clerk, id, "serve_complaint", "approve", json!({}))
+        .await;
+    s.act(&judge, id, "hearing", "approve", json!({})).await;
+    set(&clock, "2025-10-24 18:00");
+    s.fire_timers().await;
+    let steps = |v: &serde_json::Value| -> Vec<String> {
+        v["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["step"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let (_, to_judges) = s.get("/api/cards", &judge).await;
+    // Its 10 working days end on the 24th in the morning: warning and breach.
+    assert_eq!(steps(&to_judges), ["judgment", "judgment"], "{to_judges}");
+    let (_, to_clerks) = s.get("/api/cards", &clerk).await;
+    assert_eq!(
+        steps(&to_clerks),
+        ["serve_complaint", "serve_complaint"],
+        "{to_clerks}"
+    );
+    let (_, to_filing) = s.get("/api/cards", &filing).await;
+    assert_eq!(
+        to_filing["cards"].as_array().unwrap().len(),
+        4,
+        "{to_filing}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

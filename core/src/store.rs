@@ -631,7 +631,7 @@ const TIMERS_BINARY: u8 = 1;
 /// A timer group as written since format 4: [`TIMERS_BINARY`], the count (u32 BE), then
 /// per timer its time
 /// and its limit's end (seconds i64 and nanoseconds u32, BE), case id (u64 BE), limit (u8),
-/// token (u8 flag, u32 BE) and threshold (u16 BE length, UTF-8). A quarter of the JSON's size,
+/// token (u8 flag, u32 BE) and threshold (u32 BE length, UTF-8). A quarter of the JSON's size,
 /// and read without parsing dates: a deadline burst reads and rewrites ten thousand groups.
 fn encode_timers(timers: &[crate::case::Timer]) -> Vec<u8> {
     use crate::case::Limit;
@@ -659,10 +659,10 @@ fn encode_timers(timers: &[crate::case::Timer]) -> Vec<u8> {
             }
             None => v.extend_from_slice(&[0; 5]),
         }
-        // Thresholds are short labels (`75%`, `10d`, `breach`) the engine makes.
-        let n = t.threshold.len().min(u16::MAX as usize);
-        v.extend_from_slice(&(n as u16).to_be_bytes());
-        v.extend_from_slice(&t.threshold.as_bytes()[..n]);
+        // Thresholds are short labels (`75%`, `10d`, `breach`); written whole whatever
+        // their length, so a group always reads back as written.
+        v.extend_from_slice(&(t.threshold.len() as u32).to_be_bytes());
+        v.extend_from_slice(t.threshold.as_bytes());
     }
     v
 }
@@ -693,7 +693,7 @@ fn decode_timers(v: &[u8]) -> Result<Vec<crate::case::Timer>> {
         let flag = r.take(1)?[0];
         let token = u32::from_be_bytes(r.array()?);
         let token = (flag != 0).then_some(token);
-        let n = u16::from_be_bytes(r.array()?) as usize;
+        let n = u32::from_be_bytes(r.array()?) as usize;
         let threshold = std::str::from_utf8(r.take(n)?)
             .map_err(|_| Reader::bad())?
             .to_string();
@@ -1289,19 +1289,45 @@ impl Store for SledStore {
     ) -> Result<Vec<TimerGroup>> {
         let t = self.t()?;
         let end = timer_key(now + chrono::Duration::milliseconds(1), &[]);
-        t.state
-            .range(vec![b'T']..end)
-            .take(limit)
-            .map(|kv| {
-                let (k, v) = kv?;
-                let mut timers = decode_timers(&v)?;
-                timers.sort_by_key(|t| t.at);
-                Ok(TimerGroup {
-                    key: k.to_vec(),
-                    timers,
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for kv in t.state.range(vec![b'T']..end) {
+            if out.len() == limit {
+                break;
+            }
+            let (k, v) = kv?;
+            match decode_timers(&v) {
+                Ok(mut timers) => {
+                    timers.sort_by_key(|t| t.at);
+                    out.push(TimerGroup {
+                        key: k.to_vec(),
+                        timers,
+                    });
+                }
+                // A value that cannot be read would stay first in the index and stop
+                // every timer behind it: move it out of the way, where an administrator
+                // sees it.
+                Err(e) => {
+                    let case = k.get(9..17).and_then(be_u64);
+                    tracing::error!(message = "unreadable timer group removed", case = ?case, error = %e);
+                    self.incident_impl(Incident {
+                        id: 0,
+                        at: chrono::Utc::now(),
+                        code: "bad_timer".into(),
+                        message: format!(
+                            "unreadable timer group removed ({e}); its warnings and escalations will not come: {}",
+                            hex::encode(&v[..v.len().min(256)])
+                        ),
+                        actor: "scheduler".into(),
+                        action: "timers".into(),
+                        procedure: None,
+                        case,
+                        task: None,
+                    })?;
+                    t.state.remove(&k)?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn next_timer(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
@@ -1659,6 +1685,19 @@ mod tests {
         w[0].after.clone()
     }
 
+    /// Commits `before` → `after` with `timers`; returns the case as written.
+    fn change(s: &SledStore, before: Case, after: Case, timers: Vec<crate::case::Timer>) -> Case {
+        let mut w = [CaseWrite {
+            before: Some(before),
+            after,
+            event: event(),
+            number_scope: None,
+            timers,
+        }];
+        s.commit(&mut w, &no_notices).unwrap();
+        w[0].after.clone()
+    }
+
     fn timer(case: u64, at: chrono::DateTime<chrono::Utc>, threshold: &str) -> crate::case::Timer {
         crate::case::Timer {
             at,
@@ -1679,19 +1718,13 @@ mod tests {
         let before = submit(&s, 1);
         let mut after = before.clone();
         after.status = CaseStatus::InProgress;
-        let mut w = [CaseWrite {
-            before: Some(before),
-            after,
-            event: event(),
-            number_scope: None,
-            // Out of order on purpose: the group is kept oldest first.
-            timers: vec![
-                timer(1, at(30), "breach"),
-                timer(1, at(10), "yellow"),
-                timer(1, at(20), "red"),
-            ],
-        }];
-        s.commit(&mut w, &no_notices).unwrap();
+        // Out of order on purpose: the group is kept oldest first.
+        let timers = vec![
+            timer(1, at(30), "breach"),
+            timer(1, at(10), "yellow"),
+            timer(1, at(20), "red"),
+        ];
+        change(&s, before, after, timers);
         let keys = || s.t().unwrap().state.scan_prefix([b'T']).count();
         assert_eq!(keys(), 1, "one key for the transition's three timers");
         assert_eq!(s.next_timer().unwrap(), Some(at(10)));
@@ -1781,6 +1814,33 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_timer_group_is_moved_to_the_incidents_and_the_rest_still_fire() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let before = submit(&s, 1);
+        let after = before.clone();
+        change(&s, before, after, vec![timer(1, t0, "breach")]);
+        // Earlier in the index than the good group, and not a timer group at all.
+        let mut bad = encode_timers(&[timer(2, t0, "75%")]);
+        bad.truncate(bad.len() - 1);
+        let tail = pair_key(b'T', 2, 0);
+        s.t()
+            .unwrap()
+            .state
+            .insert(timer_key(t0 - chrono::Duration::hours(1), &tail[1..]), bad)
+            .unwrap();
+        let due = s.due_timers(t0, 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].timers, vec![timer(1, t0, "breach")]);
+        assert_eq!(s.t().unwrap().state.scan_prefix([b'T']).count(), 1);
+        let incidents = s.incidents(10).unwrap();
+        assert_eq!(incidents.len(), 1);
+        assert_eq!(incidents[0].code, "bad_timer");
+        assert_eq!(incidents[0].case, Some(2));
+    }
+
+    #[test]
     fn the_card_index_has_one_key_per_case_and_group_and_reads_format_3_keys() {
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(dir.path(), 1 << 20).unwrap();
@@ -1810,16 +1870,8 @@ mod tests {
         {
             let mut after = before.clone();
             after.cards.push(c);
-            let mut w = [CaseWrite {
-                before: Some(before),
-                after,
-                event: event(),
-                number_scope: None,
-                timers: vec![],
-            }];
-            s.commit(&mut w, &no_notices).unwrap();
+            before = change(&s, before, after, vec![]);
             assert_eq!(keys(), [2, 2, 3][n]);
-            before = w[0].after.clone();
         }
         // Format 3: a key per card, the card id after the case id.
         let mut old = key(b'K', &[b"review", &9u64.to_be_bytes(), b"75%"]);
@@ -1890,14 +1942,7 @@ mod tests {
             "capacity_kva": 1000, "ratio": 0.5, "when": "2026-11-27", "nested": { "a": [1, "x", null] }
         }))
         .unwrap();
-        let mut w = [CaseWrite {
-            before: Some(before),
-            after,
-            event: event(),
-            number_scope: None,
-            timers: vec![],
-        }];
-        s.commit(&mut w, &no_notices).unwrap();
+        change(&s, before, after, vec![]);
         let recent = serde_json::to_value(s.case(3).unwrap().unwrap()).unwrap();
         s.recent.lock().unwrap().cases.clear();
         let stored = serde_json::to_value(s.case(3).unwrap().unwrap()).unwrap();

@@ -1,0 +1,41 @@
+//! What the benches read of their own process (memory, CPU) and how they summarise
+//! latencies; each bench uses some of it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+/// A `/proc/self/status` figure in MiB (`VmRSS:`, `VmHWM:` for the peak).
+pub fn status_mib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// CPU time of the whole process (user and system) so far, in seconds. On a shared
+/// machine CPU per unit of work varies far less between runs than throughput does.
+pub fn cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// The `p` quantile of `v` (sorts it); zero when empty.
+pub fn q(v: &mut [Duration], p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v.sort();
+    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+}

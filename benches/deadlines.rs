@@ -113,7 +113,7 @@ fn main() {
             open_case(&engine);
             clock.advance(step);
         }
-        futures_flush(&engine);
+        engine.flush().unwrap();
         println!(
             "loaded {n} open cases in {:?}; resident {:.0} MiB",
             t.elapsed(),
@@ -166,7 +166,7 @@ fn main() {
     for _ in 0..burst {
         open_case(&engine);
     }
-    futures_flush(&engine);
+    engine.flush().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -257,12 +257,4 @@ fn main() {
         drop(server);
     });
     println!("peak resident {:.0} MiB", status_mib("VmHWM:"));
-}
-
-fn futures_flush(engine: &Engine) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(engine.flush()).unwrap();
 }

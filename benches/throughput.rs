@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guichet::config::Config;
+use guichet::pool::Pool;
 use guichet_core::case::{Case, Data};
 use guichet_core::engine::{Committed, Submission};
 use guichet_core::{Actor, Engine};
@@ -139,25 +140,6 @@ impl Pace {
     }
 }
 
-/// Runs one engine call on the blocking pool, holding a worker permit as the server does.
-async fn call(
-    workers: &tokio::sync::Semaphore,
-    engine: &Arc<Engine>,
-    f: impl FnOnce(&Engine) -> guichet_core::Result<Committed> + Send + 'static,
-) -> Committed {
-    let _permit = workers.acquire().await.unwrap();
-    // Diagnostic: the engine call on the async worker itself, to measure what the hand-off
-    // to the blocking pool costs (the server always hands off: a hook may run long).
-    if std::env::var_os("GUICHET_BENCH_INLINE").is_some() {
-        return f(engine).unwrap();
-    }
-    let e = engine.clone();
-    tokio::task::spawn_blocking(move || f(&e))
-        .await
-        .unwrap()
-        .unwrap()
-}
-
 async fn embedded(
     engine: Arc<Engine>,
     cases: usize,
@@ -165,33 +147,30 @@ async fn embedded(
     flush: bool,
     rate: Option<f64>,
 ) -> Report {
-    // As the server does: no more engine calls at once than four per core.
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let workers = Arc::new(tokio::sync::Semaphore::new(
-        std::env::var("BENCH_WORKERS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(cores * 4),
-    ));
+    // As the server does: engine calls on the engine threads, commits answered once durable.
+    let threads = std::env::var("BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(Pool::default_threads);
+    let pool = Pool::start(engine.clone(), threads);
     let written_before = written_bytes();
     let cpu_before = cpu_secs();
     let start = Instant::now();
     let mut handles = Vec::new();
+    // Without flushes (diagnosis): the commit counts as answered at once.
+    let ticket = move |c: &Committed| if flush { c.ticket } else { 0 };
     for w in 0..clients {
-        let (engine, workers) = (engine.clone(), workers.clone());
+        let pool = pool.clone();
         let n = cases / clients + usize::from(w < cases % clients);
         handles.push(tokio::spawn(async move {
             let mut pace = Pace::new(rate, clients, w);
             let mut lat = Vec::new();
             for _ in 0..n {
                 let t = pace.due().await;
-                let done = call(&workers, &engine, |e| {
-                    e.submit(&Actor::Public, submission())
-                })
-                .await;
-                if flush {
-                    engine.durable(done.ticket).await.unwrap();
-                }
+                let done = pool
+                    .commit(|e| e.submit(&Actor::Public, submission()), ticket)
+                    .await
+                    .unwrap();
                 lat.push(t.elapsed());
                 let mut case = done.cases.into_iter().next().unwrap();
                 while let Some((task, step)) = next_task(&case) {
@@ -202,13 +181,13 @@ async fn embedded(
                     };
                     let t = pace.due().await;
                     let actor = Actor::Staff(holder(&step).into());
-                    let done = call(&workers, &engine, move |e| {
-                        e.complete(&actor, &task, outcome, None, Data::new())
-                    })
-                    .await;
-                    if flush {
-                        engine.durable(done.ticket).await.unwrap();
-                    }
+                    let done = pool
+                        .commit(
+                            move |e| e.complete(&actor, &task, outcome, None, Data::new()),
+                            ticket,
+                        )
+                        .await
+                        .unwrap();
                     lat.push(t.elapsed());
                     case = done.cases.into_iter().next().unwrap();
                 }
@@ -221,12 +200,16 @@ async fn embedded(
     for h in handles {
         latencies.extend(h.await.unwrap());
     }
+    let elapsed = start.elapsed();
+    tokio::task::spawn_blocking(move || pool.shutdown())
+        .await
+        .unwrap();
     Report {
         written_before,
         cpu_before,
         cases,
         latencies,
-        elapsed: start.elapsed(),
+        elapsed,
     }
 }
 

@@ -35,9 +35,8 @@ pub struct AppState {
     pub inflight: Arc<guard::Inflight>,
     /// Deepest JSON nesting accepted.
     pub max_json_depth: usize,
-    /// Bounds engine calls running at once (four per core measured best): more only add context
-    /// switches and allocator contention (measured), never throughput.
-    pub workers: Arc<tokio::sync::Semaphore>,
+    /// The engine threads every engine call runs on; they also group commits' flushes.
+    pub pool: Arc<crate::pool::Pool>,
 }
 
 impl AppState {
@@ -47,14 +46,13 @@ impl AppState {
         self
     }
 
-    pub fn new(engine: Arc<Engine>) -> AppState {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    pub fn new(engine: Arc<Engine>, pool: Arc<crate::pool::Pool>) -> AppState {
         AppState {
             engine,
+            pool,
             guesses: Arc::new(guard::Guesses::default()),
             inflight: Arc::new(guard::Inflight::new(128)),
             max_json_depth: 32,
-            workers: Arc::new(tokio::sync::Semaphore::new(cores * 4)),
         }
     }
 }
@@ -196,39 +194,29 @@ impl Caller {
     }
 }
 
-/// Runs engine work on the blocking pool: scripts are CPU-bound and sled is synchronous.
+/// Runs engine work on the engine threads: scripts are CPU-bound and sled is synchronous.
 async fn blocking<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Engine) -> guichet_core::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
-    let engine = state.engine.clone();
-    let _permit = state.workers.acquire().await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "server is shutting down",
-        )
-    })?;
-    tokio::task::spawn_blocking(move || f(&engine))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "worker failed",
-            )
-        })?
-        .map_err(ApiError::from)
+    Ok(state.pool.call(f).await?)
 }
 
-/// Commits through the engine and answers only once the write is on disk.
+/// Runs engine work that commits, and answers only once the write is on disk.
+async fn commit<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Engine) -> guichet_core::Result<T> + Send + 'static,
+    ticket: impl FnOnce(&T) -> u64 + Send + 'static,
+) -> ApiResult<T> {
+    Ok(state.pool.commit(f, ticket).await?)
+}
+
+/// Commits a transition through the engine and answers only once it is on disk.
 async fn mutate(
     state: &AppState,
     f: impl FnOnce(&Engine) -> guichet_core::Result<Committed> + Send + 'static,
 ) -> ApiResult<Committed> {
-    let done = blocking(state, f).await?;
-    state.engine.durable(done.ticket).await?;
-    Ok(done)
+    commit(state, f, |c| c.ticket).await
 }
 
 // --- wire shapes ---------------------------------------------------------------------
@@ -718,11 +706,12 @@ async fn issue_token(
     Body(b): Body<IssueBody>,
 ) -> ApiResult<impl IntoResponse> {
     let by = caller.0.name();
-    let (rec, secret, ticket) = blocking(&s, move |e| {
-        e.issue_token(&by, &b.subject, &b.label, b.expires_in_days)
-    })
+    let (rec, secret, _) = commit(
+        &s,
+        move |e| e.issue_token(&by, &b.subject, &b.label, b.expires_in_days),
+        |r| r.2,
+    )
     .await?;
-    s.engine.durable(ticket).await?;
     tracing::info!(message = "token issued", id = %rec.id, subject = %rec.subject);
     Ok((
         StatusCode::CREATED,
@@ -736,8 +725,7 @@ async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let actor = caller.0;
-    let (rec, ticket) = blocking(&s, move |e| e.revoke_token(&actor, &id)).await?;
-    s.engine.durable(ticket).await?;
+    let (rec, _) = commit(&s, move |e| e.revoke_token(&actor, &id), |r| r.1).await?;
     tracing::info!(message = "token revoked", id = %rec.id, subject = %rec.subject);
     Ok(Json(json!({ "record": rec })))
 }
@@ -780,10 +768,12 @@ async fn migrate(
     Body(plan): Body<guichet_core::migrate::MigrationPlan>,
 ) -> ApiResult<axum::response::Response> {
     let actor = caller.0;
-    let report = blocking(&s, move |e| e.migrate(&actor, plan)).await?;
-    if report.applied {
-        s.engine.durable(report.ticket).await?;
-    }
+    let report = commit(
+        &s,
+        move |e| e.migrate(&actor, plan),
+        |r| if r.applied { r.ticket } else { 0 },
+    )
+    .await?;
     let refused = !report.dry_run && !report.applied;
     let body = if refused {
         json!({ "code": "migration_refused", "message": "some cases cannot move; nothing was changed", "report": report })
@@ -1036,8 +1026,7 @@ async fn delegate(
     Body(b): Body<guichet_core::access::DelegationRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let actor = caller.0;
-    let (d, ticket) = blocking(&s, move |e| e.delegate(&actor, b)).await?;
-    s.engine.durable(ticket).await?;
+    let (d, _) = commit(&s, move |e| e.delegate(&actor, b), |r| r.1).await?;
     Ok((StatusCode::CREATED, Json(json!({ "delegation": d }))))
 }
 
@@ -1047,7 +1036,6 @@ async fn revoke_delegation(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let actor = caller.0;
-    let (d, ticket) = blocking(&s, move |e| e.revoke_delegation(&actor, &id)).await?;
-    s.engine.durable(ticket).await?;
+    let (d, _) = commit(&s, move |e| e.revoke_delegation(&actor, &id), |r| r.1).await?;
     Ok(Json(json!({ "delegation": d })))
 }

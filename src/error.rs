@@ -67,3 +67,25 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<crate::pool::PoolError> for ApiError {
+    fn from(e: crate::pool::PoolError) -> Self {
+        use crate::pool::PoolError;
+        match e {
+            PoolError::Engine(e) => e.into(),
+            PoolError::Closed => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "server is shutting down",
+            ),
+            PoolError::Panicked => {
+                tracing::error!(message = "an engine call panicked");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "worker failed",
+                )
+            }
+        }
+    }
+}

@@ -6,6 +6,7 @@
 //! - [`config`]: configuration file and defaults.
 //! - [`http`]: the accept loop: header and idle timeouts, connection limits.
 //! - [`server`]: opening the engine on a data folder and serving until shutdown.
+//! - [`pool`]: the engine threads every request's engine call runs on; group commit.
 //! - [`watch`]: hot reload of the scripts folder.
 //! - [`checkpoint`]: store checkpoints when the office is quiet.
 //! - [`scheduler`]: fires deadline timers (supervision cards, escalations).
@@ -20,6 +21,7 @@ pub mod error;
 pub mod http;
 pub mod outbox;
 pub mod plugins;
+pub mod pool;
 pub mod scheduler;
 pub mod server;
 pub mod watch;

@@ -22,17 +22,18 @@ pub fn start(engine: &Arc<Engine>) -> tokio::task::JoinHandle<()> {
         loop {
             let Some(engine) = weak.upgrade() else { return };
             let e = engine.clone();
-            let report = tokio::task::spawn_blocking(move || e.fire_due_timers(BATCH)).await;
+            // Flushed on the same thread: the issued cards are one group of their own.
+            let report = tokio::task::spawn_blocking(move || {
+                let r = e.fire_due_timers(BATCH)?;
+                if let Err(err) = e.durable(r.ticket) {
+                    tracing::error!(message = "cannot flush issued cards", error = %err);
+                }
+                Ok::<_, guichet_core::Error>(r)
+            })
+            .await;
             let mut busy = false;
             match report {
-                Ok(Ok(r)) => {
-                    busy = r.groups == BATCH;
-                    if r.ticket > 0 {
-                        if let Err(e) = engine.durable(r.ticket).await {
-                            tracing::error!(message = "cannot flush issued cards", error = %e);
-                        }
-                    }
-                }
+                Ok(Ok(r)) => busy = r.groups == BATCH,
                 Ok(Err(e)) => tracing::error!(message = "scheduler pass failed", error = %e),
                 Err(e) => tracing::error!(message = "scheduler pass panicked", error = %e),
             }

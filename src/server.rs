@@ -97,7 +97,8 @@ pub async fn serve(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = AppState::new(engine.clone()).with_limits(&config.limits);
+    let pool = crate::pool::Pool::start(engine.clone(), crate::pool::Pool::default_threads());
+    let state = AppState::new(engine.clone(), pool.clone()).with_limits(&config.limits);
     let app = router(state, config.max_body_kb * 1024).layer(
         tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -133,7 +134,10 @@ pub async fn serve(
         let _ = task.await;
     }
     drop(_watch);
-    engine.flush().await?;
+    // Runs what is queued, answers every commit after a last flush, releases the engine.
+    tokio::task::spawn_blocking(move || pool.shutdown()).await?;
+    let e = engine.clone();
+    tokio::task::spawn_blocking(move || e.flush()).await??;
     // A reload started by the watcher just before shutdown may still hold the engine (and
     // with it the store's lock): return only once this is the last reference, so a new
     // server can open the same folder at once.

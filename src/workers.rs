@@ -28,15 +28,15 @@ pub fn start(engine: &Arc<Engine>) -> Vec<tokio::task::JoinHandle<()>> {
                     let Some(engine) = weak.upgrade() else { return };
                     let e = engine.clone();
                     let (t, w) = (vec![topic.clone()], worker.clone());
+                    // Locked durably before the handler runs, as for a worker over HTTP.
                     let fetched = tokio::task::spawn_blocking(move || {
-                        e.fetch_for_plugin(&w, &t, 16, LEASE)
+                        let (jobs, ticket) = e.fetch_for_plugin(&w, &t, 16, LEASE)?;
+                        e.durable(ticket)?;
+                        Ok::<_, guichet_core::Error>(jobs)
                     })
                     .await;
                     let jobs = match fetched {
-                        Ok(Ok((jobs, ticket))) => {
-                            let _ = engine.durable(ticket).await;
-                            jobs
-                        }
+                        Ok(Ok(jobs)) => jobs,
                         Ok(Err(e)) => {
                             tracing::error!(message = "fetching external tasks failed", topic = %topic, error = %e);
                             Vec::new()
@@ -51,24 +51,26 @@ pub fn start(engine: &Arc<Engine>) -> Vec<tokio::task::JoinHandle<()>> {
                             .unwrap_or_else(|_| Err("the handler did not finish within its lease".into()));
                         let e = engine.clone();
                         let (w, task) = (worker.clone(), locked.job.task.clone());
-                        let done = tokio::task::spawn_blocking(move || match result {
-                            // A result the step refuses (an unknown outcome, data of the
-                            // wrong type) counts as a failure of the handler, with the reason.
-                            Ok(r) => e
-                                .complete_for_plugin(&w, &task, r.outcome, r.data)
-                                .or_else(|err| match err {
-                                    guichet_core::Error::Validation(m) => {
-                                        e.fail_for_plugin(&w, &task, &m, RETRY_IN)
-                                    }
-                                    other => Err(other),
-                                }),
-                            Err(msg) => e.fail_for_plugin(&w, &task, &msg, RETRY_IN),
+                        let done = tokio::task::spawn_blocking(move || {
+                            let c = match result {
+                                // A result the step refuses (an unknown outcome, data of
+                                // the wrong type) counts as a failure of the handler, with
+                                // the reason.
+                                Ok(r) => e
+                                    .complete_for_plugin(&w, &task, r.outcome, r.data)
+                                    .or_else(|err| match err {
+                                        guichet_core::Error::Validation(m) => {
+                                            e.fail_for_plugin(&w, &task, &m, RETRY_IN)
+                                        }
+                                        other => Err(other),
+                                    }),
+                                Err(msg) => e.fail_for_plugin(&w, &task, &msg, RETRY_IN),
+                            }?;
+                            e.durable(c.ticket)
                         })
                         .await;
                         match done {
-                            Ok(Ok(c)) => {
-                                let _ = engine.durable(c.ticket).await;
-                            }
+                            Ok(Ok(())) => {}
                             Ok(Err(e)) => tracing::warn!(message = "external task not settled", task = %locked.job.task, error = %e),
                             Err(_) => tracing::error!(message = "settling an external task panicked"),
                         }

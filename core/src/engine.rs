@@ -263,8 +263,24 @@ impl Engine {
         Ok(took)
     }
 
-    pub async fn durable(&self, ticket: u64) -> Result<()> {
-        self.store.durable(ticket).await
+    /// Returns once the commit with `ticket` is on disk, flushing on this thread if it is
+    /// not yet. Servers group commits through [`Engine::flush`] and [`Engine::flushed`]
+    /// instead of calling this once per commit.
+    pub fn durable(&self, ticket: u64) -> Result<()> {
+        if self.store.flushed() < ticket {
+            self.store.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Makes every commit so far durable; returns the ticket it covers (blocking).
+    pub fn flush(&self) -> Result<u64> {
+        self.store.flush()
+    }
+
+    /// The highest ticket on disk.
+    pub fn flushed(&self) -> u64 {
+        self.store.flushed()
     }
 
     /// The procedure version a case runs on, even if its file has changed since.
@@ -1305,10 +1321,5 @@ impl Engine {
 
     pub fn incidents(&self, limit: usize) -> Result<Vec<Incident>> {
         self.store.incidents(limit)
-    }
-
-    /// Makes every write so far durable (used after writes outside case commits).
-    pub async fn flush(&self) -> Result<()> {
-        self.store.durable(u64::MAX).await
     }
 }

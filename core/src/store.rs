@@ -17,8 +17,9 @@
 //! before it. Commits of several cases at once (bundles) use one sled batch instead, to be
 //! all-or-nothing. Conflicts are checked under an in-process lock per case (sled
 //! guarantees a single process per folder). sled makes writes durable only on flush;
-//! [`Store::durable`] is awaited before a client is answered and batches concurrent
-//! callers into one flush (group commit).
+//! [`Store::flush`] makes every commit so far durable at once, and callers answer a client
+//! only once the flushed ticket covers its commit, so one flush serves every commit made
+//! before it (group commit; the server's engine threads decide when to flush).
 //!
 //! | prefix | key | value |
 //! |---|---|---|
@@ -58,7 +59,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures_util::future::BoxFuture;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sled::{Batch, Tree};
@@ -161,10 +161,13 @@ pub trait Store: Send + Sync {
     fn case_id_by_number(&self, number: &str) -> Result<Option<u64>>;
     fn history(&self, id: u64) -> Result<Vec<HistoryEvent>>;
     /// Writes all cases atomically. Fails with `Conflict` if any case changed since it was
-    /// read. Returns a ticket for [`Store::durable`].
+    /// read. Returns a ticket: the commit is durable once [`Store::flushed`] reaches it.
     fn commit(&self, writes: &mut [CaseWrite], outbox: Outbox<'_>) -> Result<u64>;
-    /// Resolves once every commit up to `ticket` is on disk.
-    fn durable(&self, ticket: u64) -> BoxFuture<'_, Result<()>>;
+    /// Makes every commit made so far durable, on the calling thread, and returns the
+    /// ticket it covers. Concurrent callers take turns.
+    fn flush(&self) -> Result<u64>;
+    /// The highest ticket on disk: every commit with a ticket up to it is durable.
+    fn flushed(&self) -> u64;
     /// Tasks of a case that are completed or cancelled, in creation order. A stored case
     /// record holds only its open tasks: closed ones are written once, with the history
     /// event of the transition that closed them, which keeps the record that every
@@ -222,7 +225,7 @@ pub trait Store: Send + Sync {
     /// `(case, seq, n)` of the inbox notices of a staff member, oldest first.
     fn inbox(&self, staff: &str) -> Result<Vec<(u64, u64, u32)>>;
     /// Appends records to the audit chain (commits append their transitions themselves).
-    /// Returns a ticket for [`Store::durable`].
+    /// Returns a ticket, as [`Store::commit`] does.
     fn append_audit(&self, records: Vec<crate::audit::Record>) -> Result<u64>;
     /// Audit entries as stored, from sequence number `from`, at most `limit`.
     fn audit_raw(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>>;
@@ -368,7 +371,9 @@ pub struct SledStore {
     counters: Mutex<std::collections::HashMap<String, u64>>,
     written: AtomicU64,
     flushed: AtomicU64,
-    flush_lock: futures_util::lock::Mutex<()>,
+    /// Takes turns between flushing threads: one sled flush at a time, and `flushed`
+    /// only grows.
+    flush_lock: Mutex<()>,
 }
 
 impl SledStore {
@@ -389,7 +394,7 @@ impl SledStore {
             counters: Mutex::new(std::collections::HashMap::new()),
             written: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
-            flush_lock: futures_util::lock::Mutex::new(()),
+            flush_lock: Mutex::new(()),
         })
     }
 
@@ -1166,42 +1171,25 @@ impl Store for SledStore {
         Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
-    fn durable(&self, ticket: u64) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            if self.flushed.load(Ordering::SeqCst) >= ticket {
-                return Ok(());
-            }
-            let _guard = self.flush_lock.lock().await;
-            // Someone else's flush may have covered us while we waited.
-            if self.flushed.load(Ordering::SeqCst) >= ticket {
-                return Ok(());
-            }
-            let target = self.written.load(Ordering::SeqCst);
-            // Not holding the gate across the await. During a checkpoint the gate is
-            // taken; the checkpoint flushes everything, so wait for it instead.
-            let trees = loop {
-                if self.flushed.load(Ordering::SeqCst) >= ticket {
-                    return Ok(());
-                }
-                if let Some(_g) = self.gate.try_read_recursive() {
-                    // With the gate free and no database, a checkpoint failed to reopen.
-                    let trees = self
-                        .open
-                        .read()
-                        .clone()
-                        .ok_or_else(|| Error::Store("the store is closed".into()))?;
-                    // Every commit up to `target` has sealed its audit entry by now.
-                    self.write_audit_block(&trees)?;
-                    break trees;
-                }
-                // Core has no timer of its own (no tokio). A checkpoint starts only after a
-                // lull in writes, so a flush meeting one is rare: a short blocking wait.
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            };
-            trees.db.flush_async().await?;
-            self.flushed.fetch_max(target, Ordering::SeqCst);
-            Ok(())
-        })
+    fn flush(&self) -> Result<u64> {
+        let _turn = self.lock(&self.flush_lock)?;
+        // A checkpoint holds the gate for writing, flushes everything itself and reopens
+        // the database: wait for it rather than flush a database being closed.
+        let _gate = self.gate.read_recursive();
+        let trees = self
+            .open
+            .read()
+            .clone()
+            .ok_or_else(|| Error::Store("the store is closed".into()))?;
+        // Every commit up to `target` has sealed its audit entry by now.
+        let target = self.written.load(Ordering::SeqCst);
+        self.write_audit_block(&trees)?;
+        trees.db.flush()?;
+        Ok(self.flushed.fetch_max(target, Ordering::SeqCst).max(target))
+    }
+
+    fn flushed(&self) -> u64 {
+        self.flushed.load(Ordering::SeqCst)
     }
 
     fn closed_tasks(&self, case: u64) -> Result<Vec<Task>> {
@@ -1907,7 +1895,7 @@ mod tests {
             }
             assert_eq!(blocks(&s), 1, "sealed, not yet written");
             let ticket = s.append_audit(vec![record(4), record(5)]).unwrap();
-            futures_executor_block(s.durable(ticket));
+            assert!(s.flush().unwrap() >= ticket);
             assert_eq!(blocks(&s), 2);
             // Reading writes what is pending, so readers see every entry.
             s.append_audit(vec![record(6)]).unwrap();
@@ -2080,7 +2068,7 @@ mod tests {
         assert!(ran >= 1);
         assert_eq!(s.case(1).unwrap().unwrap().number, a.number);
         let b = submit(&s, 500);
-        futures_executor_block(s.durable(s.written.load(Ordering::SeqCst)));
+        s.flush().unwrap();
         drop(s);
         // The next open sees every case, numbered without a gap.
         let s = loop {
@@ -2094,17 +2082,6 @@ mod tests {
         }
         assert_eq!(s.case(500).unwrap().unwrap().number, b.number);
         assert_eq!(b.number, "P-2026-000200");
-    }
-
-    fn futures_executor_block(f: BoxFuture<'_, Result<()>>) {
-        let mut f = f;
-        loop {
-            if let Some(r) = futures_util::FutureExt::now_or_never(&mut f) {
-                r.unwrap();
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use guichet_core::case::Data;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{blocking, case_body, mutate, AppState, Body, Caller};
+use super::{blocking, case_body, commit, mutate, AppState, Body, Caller};
 use crate::error::{ApiError, ApiResult};
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -46,17 +46,20 @@ pub(super) async fn fetch_and_lock(
             "max_tasks must be between 1 and 100",
         ));
     }
-    let (tasks, ticket) = blocking(&s, move |e| {
-        e.fetch_and_lock(
-            &actor,
-            &b.worker,
-            &b.topics,
-            b.max_tasks,
-            millis(b.lease_ms),
-        )
-    })
+    let (tasks, _) = commit(
+        &s,
+        move |e| {
+            e.fetch_and_lock(
+                &actor,
+                &b.worker,
+                &b.topics,
+                b.max_tasks,
+                millis(b.lease_ms),
+            )
+        },
+        |r| r.1,
+    )
     .await?;
-    s.engine.durable(ticket).await?;
     Ok(Json(json!({ "tasks": tasks })))
 }
 

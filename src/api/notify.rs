@@ -6,8 +6,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{blocking, AppState, Caller, Query};
+use super::{blocking, commit, AppState, Caller, Query};
 use crate::error::ApiResult;
+use crate::pool::NEXT_FLUSH;
 
 /// Every notice a case caused, with channel, recipient and delivery status.
 pub(super) async fn case_notices(
@@ -49,8 +50,7 @@ pub(super) async fn mark_read(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let actor = caller.staff_or_admin()?.clone();
-    let n = blocking(&s, move |e| e.mark_read(&actor, &id)).await?;
-    s.engine.flush().await?;
+    let n = commit(&s, move |e| e.mark_read(&actor, &id), |_| NEXT_FLUSH).await?;
     Ok(Json(json!({ "notice": n })))
 }
 
@@ -61,7 +61,6 @@ pub(super) async fn retry_notice(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let actor = caller.0;
-    let n = blocking(&s, move |e| e.retry_notice(&actor, &id)).await?;
-    s.engine.flush().await?;
+    let n = commit(&s, move |e| e.retry_notice(&actor, &id), |_| NEXT_FLUSH).await?;
     Ok(Json(json!({ "notice": n })))
 }

@@ -131,12 +131,15 @@ impl TestServer {
         let engine = self.engine.clone().expect("running");
         let r = tokio::task::spawn_blocking({
             let e = engine.clone();
-            move || e.fire_due_timers(100_000)
+            move || {
+                let r = e.fire_due_timers(100_000)?;
+                e.durable(r.ticket)?;
+                Ok::<_, guichet_core::Error>(r)
+            }
         })
         .await
         .expect("join")
         .expect("fire");
-        engine.durable(r.ticket).await.expect("durable");
         r
     }
 

@@ -1,0 +1,177 @@
+//! The engine threads (`guichet::pool`) on the example office and a real store: a commit
+//! is answered only once it is on disk, a long call does not hold back other commits'
+//! answers, a caller that gave up is not run, a panicking call answers its caller and
+//! the threads go on, and shutdown runs what was queued before it refuses new calls.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use guichet::config::Config;
+use guichet::pool::{Pool, PoolError};
+use guichet_core::engine::Submission;
+use guichet_core::{Actor, Engine};
+use serde_json::json;
+
+mod common;
+
+fn open() -> (tempfile::TempDir, Arc<Engine>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        scripts: common::example_scripts(),
+        data: tmp.path().join("data"),
+        ..Config::default()
+    };
+    let engine = guichet::server::open(&cfg).unwrap();
+    (tmp, engine)
+}
+
+fn submission() -> Submission {
+    serde_json::from_value(json!({
+        "procedure": "power.connection",
+        "applicant": { "id": "91310000MA1FL0001X", "name": "Pool Co." },
+        "data": { "project": "Pool", "capacity_kva": 400, "supply_points": 1, "voltage": "10kV" },
+        "materials": [ { "id": "licence", "file": "l.pdf" }, { "id": "site_plan", "file": "p.pdf" } ],
+    }))
+    .unwrap()
+}
+
+/// A call that holds its engine thread until `release` is sent; returns once it runs.
+async fn occupy(pool: &Arc<Pool>) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (started, running) = tokio::sync::oneshot::channel::<()>();
+    let p = pool.clone();
+    let handle = tokio::spawn(async move {
+        p.call(move |_| {
+            let _ = started.send(());
+            let _ = held.recv();
+            Ok(())
+        })
+        .await
+        .unwrap();
+    });
+    running.await.unwrap();
+    (release, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_commit_is_answered_only_once_it_is_on_disk() {
+    let (_tmp, engine) = open();
+    let pool = Pool::start(engine.clone(), 4);
+    let mut clients = Vec::new();
+    for _ in 0..200 {
+        let (pool, engine) = (pool.clone(), engine.clone());
+        clients.push(tokio::spawn(async move {
+            let c = pool
+                .commit(|e| e.submit(&Actor::Public, submission()), |c| c.ticket)
+                .await
+                .unwrap();
+            // Read when the answer arrives: the flush that covers it is already done.
+            assert!(engine.flushed() >= c.ticket, "answered before its flush");
+            c.ticket
+        }));
+    }
+    let mut tickets = Vec::new();
+    for c in clients {
+        tickets.push(c.await.unwrap());
+    }
+    tickets.sort();
+    tickets.dedup();
+    assert_eq!(tickets.len(), 200);
+    pool.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_call_does_not_hold_back_other_commits() {
+    let (_tmp, engine) = open();
+    let pool = Pool::start(engine.clone(), 2);
+    let (release, slow) = occupy(&pool).await;
+    // The other thread commits; nothing is queued, but a call is still running, so only
+    // the commit's age can start its flush.
+    let c = tokio::time::timeout(
+        Duration::from_secs(5),
+        pool.commit(|e| e.submit(&Actor::Public, submission()), |c| c.ticket),
+    )
+    .await
+    .expect("answered while the long call still runs")
+    .unwrap();
+    assert!(engine.flushed() >= c.ticket);
+    release.send(()).unwrap();
+    slow.await.unwrap();
+    pool.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_caller_gave_up_before_it_started_is_not_run() {
+    let (_tmp, engine) = open();
+    let pool = Pool::start(engine, 1);
+    let (release, slow) = occupy(&pool).await;
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(50),
+        pool.commit(
+            move |e| {
+                r.store(true, Ordering::SeqCst);
+                e.submit(&Actor::Public, submission())
+            },
+            |c| c.ticket,
+        ),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the only thread is busy");
+    release.send(()).unwrap();
+    slow.await.unwrap();
+    // The queue is worked in order: once this call ran, the abandoned one was passed.
+    pool.call(|_| Ok(())).await.unwrap();
+    assert!(!ran.load(Ordering::SeqCst));
+    pool.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_call_answers_its_caller_and_the_threads_go_on() {
+    let (_tmp, engine) = open();
+    let pool = Pool::start(engine, 1);
+    let r = pool
+        .call(|_| -> guichet_core::Result<()> { panic!("a bug in an engine call") })
+        .await;
+    assert!(matches!(r, Err(PoolError::Panicked)), "{r:?}");
+    let c = pool
+        .commit(|e| e.submit(&Actor::Public, submission()), |c| c.ticket)
+        .await
+        .unwrap();
+    assert_eq!(c.cases.len(), 1);
+    pool.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_runs_what_was_queued_then_refuses_calls() {
+    let (_tmp, engine) = open();
+    let pool = Pool::start(engine.clone(), 1);
+    let (release, slow) = occupy(&pool).await;
+    let mut queued = Vec::new();
+    for _ in 0..5 {
+        let p = pool.clone();
+        queued.push(tokio::spawn(async move {
+            p.commit(|e| e.submit(&Actor::Public, submission()), |c| c.ticket)
+                .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let p = pool.clone();
+    let stopping = tokio::task::spawn_blocking(move || p.shutdown());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(matches!(
+        pool.call(|_| Ok(())).await,
+        Err(PoolError::Closed)
+    ));
+    release.send(()).unwrap();
+    slow.await.unwrap();
+    stopping.await.unwrap();
+    for q in queued {
+        let c = q.await.unwrap().expect("queued before the shutdown");
+        assert!(engine.flushed() >= c.ticket);
+    }
+    // The threads let go of the engine.
+    assert_eq!(Arc::strong_count(&engine), 1);
+}

@@ -71,6 +71,7 @@ fn open_retrying(cfg: &Config, clock: &Arc<ManualClock>) -> (Arc<guichet_core::E
 }
 
 fn main() {
+    guichet::server::disable_huge_pages();
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())

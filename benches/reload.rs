@@ -34,6 +34,7 @@ fn write_office(dir: &std::path::Path) {
 }
 
 fn main() {
+    guichet::server::disable_huge_pages();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -286,6 +286,7 @@ fn main() {
     let cases = args.first().copied().unwrap_or(3000);
     let clients = args.get(1).copied().unwrap_or(64);
     let rate = args.get(2).map(|r| *r as f64);
+    guichet::server::disable_huge_pages();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -96,6 +96,7 @@ enum TokenAction {
 }
 
 fn main() -> ExitCode {
+    guichet::server::disable_huge_pages();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GUICHET_LOG")

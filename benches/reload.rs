@@ -23,7 +23,10 @@ const SAVES: usize = 10;
 fn write_office(dir: &std::path::Path) {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
     std::fs::create_dir_all(dir.join("generated")).unwrap();
-    std::fs::copy(repo.join("office.rhai"), dir.join("office.rhai")).unwrap();
+    // The office, its calendar and the modules procedures import (`notices`).
+    for f in ["office.rhai", "calendar.rhai", "notices.rhai"] {
+        std::fs::copy(repo.join(f), dir.join(f)).unwrap();
+    }
     let power = std::fs::read_to_string(repo.join("power/new_connection.rhai")).unwrap();
     for i in 0..PROCEDURES {
         let src = power

@@ -9,6 +9,11 @@
 //! the maximum throughput (and latency at saturation). With RATE (transitions per second
 //! over all clients) they also run open-loop at that rate, and latency is measured from
 //! when each action was due, not when it was sent, so falling behind shows in p99.
+//!
+//! "Embedded" runs the engine calls through the server's engine threads (`guichet::pool`)
+//! without HTTP; `GUICHET_BENCH_THREADS=N` changes their number (default two per core), and
+//! `GUICHET_BENCH_NO_FLUSH=1` adds a diagnostic run that answers without waiting for
+//! the disk.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -148,7 +153,7 @@ async fn embedded(
     rate: Option<f64>,
 ) -> Report {
     // As the server does: engine calls on the engine threads, commits answered once durable.
-    let threads = std::env::var("BENCH_THREADS")
+    let threads = std::env::var("GUICHET_BENCH_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(Pool::default_threads);

@@ -1,5 +1,5 @@
 //! The HTTP API: routes, JSON extractors, and the wire shapes of responses. Handlers are
-//! thin: authenticate, call the engine on the blocking pool (scripts may run), wait for
+//! thin: authenticate, call the engine on the engine threads (scripts may run), wait for
 //! the commit to be durable, answer.
 
 use std::sync::Arc;

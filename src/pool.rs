@@ -173,11 +173,22 @@ impl Pool {
         Ok(())
     }
 
-    /// Refuses new calls, runs those queued, answers every commit after a last flush and
-    /// stops the threads (which then release the engine).
-    pub fn shutdown(&self) {
+    /// Calls waiting for a thread.
+    pub fn queued(&self) -> usize {
+        self.shared.state.lock().queue.len()
+    }
+
+    /// Refuses new calls from now on; those queued still run and are answered. Returns at
+    /// once ([`Pool::shutdown`] waits for the threads).
+    pub fn close(&self) {
         self.shared.state.lock().closed = true;
         self.shared.wake.notify_all();
+    }
+
+    /// Closes, runs what was queued, answers every commit after a last flush and stops the
+    /// threads (which then release the engine).
+    pub fn shutdown(&self) {
+        self.close();
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
         }

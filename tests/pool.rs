@@ -157,17 +157,20 @@ async fn shutdown_runs_what_was_queued_then_refuses_calls() {
                 .await
         }));
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let p = pool.clone();
-    let stopping = tokio::task::spawn_blocking(move || p.shutdown());
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    while pool.queued() < 5 {
+        tokio::task::yield_now().await;
+    }
+    pool.close();
     assert!(matches!(
         pool.call(|_| Ok(())).await,
         Err(PoolError::Closed)
     ));
     release.send(()).unwrap();
     slow.await.unwrap();
-    stopping.await.unwrap();
+    let p = pool.clone();
+    tokio::task::spawn_blocking(move || p.shutdown())
+        .await
+        .unwrap();
     for q in queued {
         let c = q.await.unwrap().expect("queued before the shutdown");
         assert!(engine.flushed() >= c.ticket);

@@ -195,7 +195,7 @@ impl Caller {
 }
 
 /// Runs engine work on the engine threads: scripts are CPU-bound and sled is synchronous.
-async fn blocking<T: Send + 'static>(
+async fn call<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Engine) -> guichet_core::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
@@ -391,7 +391,7 @@ async fn bundle_cases(
     Path(reference): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let actor = caller.staff_or_admin()?.clone();
-    let cases = blocking(&s, move |e| {
+    let cases = call(&s, move |e| {
         let all = e.bundle_cases(&reference)?;
         Ok(all
             .into_iter()
@@ -406,7 +406,7 @@ async fn bundle_cases(
 
 async fn case(State(s): State<AppState>, Path(reference): Path<String>) -> ApiResult<Json<Value>> {
     // The permission middleware has already hidden cases the caller may not see.
-    let (case, closed, history, notices) = blocking(&s, move |e| {
+    let (case, closed, history, notices) = call(&s, move |e| {
         let id = e.case_id(&reference)?;
         let case = e.case(id)?;
         let notices = e.notices(&case)?;
@@ -447,7 +447,7 @@ async fn applicant_case(
 ) -> ApiResult<guichet_core::case::Case> {
     if let Actor::Applicant(id) = caller.0 {
         let number = number.to_string();
-        let case = blocking(s, move |e| {
+        let case = call(s, move |e| {
             let case = e.case(e.case_id(&number)?)?;
             if case.id == id {
                 Ok(case)
@@ -463,13 +463,13 @@ async fn applicant_case(
     if matches!(caller.0, Actor::Staff(_) | Actor::Admin) {
         // Staff who may see the case (at the window, on the phone) need no code.
         let (actor, n) = (caller.0.clone(), number.to_string());
-        if let Ok(case) = blocking(s, move |e| e.visible_case(&actor, &n)).await {
+        if let Ok(case) = call(s, move |e| e.visible_case(&actor, &n)).await {
             return Ok(case);
         }
     }
     s.guesses.check(&client.0, number)?;
     let (n, c) = (number.to_string(), code.unwrap_or_default().to_string());
-    match blocking(s, move |e| e.track(&n, &c)).await {
+    match call(s, move |e| e.track(&n, &c)).await {
         Err(e) if e.status == StatusCode::NOT_FOUND => {
             s.guesses.failed(&client.0, number);
             let record = guichet_core::audit::Record::new(
@@ -500,7 +500,7 @@ async fn track(
     Query(q): Query<TrackQuery>,
 ) -> ApiResult<Json<Value>> {
     let case = applicant_case(&s, &caller, &client, &number, q.code.as_deref()).await?;
-    let (case, history, notices) = blocking(&s, move |e| {
+    let (case, history, notices) = call(&s, move |e| {
         let h = e.history(case.id)?;
         let n = e.notices(&case)?;
         Ok((case, h, n))
@@ -542,7 +542,7 @@ async fn withdraw(
 ) -> ApiResult<axum::response::Response> {
     if caller.0 == Actor::Public {
         // The applicant proves it is theirs with the query code, under the guess limits.
-        let number = blocking(&s, {
+        let number = call(&s, {
             let r = reference.clone();
             move |e| Ok(e.case(e.case_id(&r)?)?.number)
         })
@@ -572,7 +572,7 @@ async fn applicant_cases(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let actor = caller.staff_or_admin()?.clone();
-    let cases = blocking(&s, move |e| {
+    let cases = call(&s, move |e| {
         let all = e.applicant_cases(&id)?;
         Ok(all
             .into_iter()
@@ -591,7 +591,7 @@ async fn worklist(
     Query(f): Query<WorkFilter>,
 ) -> ApiResult<Json<Value>> {
     let actor = caller.staff_or_admin()?.clone();
-    let items = blocking(&s, move |e| e.worklist(&actor, &f)).await?;
+    let items = call(&s, move |e| e.worklist(&actor, &f)).await?;
     Ok(Json(json!({ "tasks": items })))
 }
 
@@ -684,7 +684,7 @@ async fn transfer(
 }
 
 async fn tokens(State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    let list = blocking(&s, |e| e.tokens()).await?;
+    let list = call(&s, |e| e.tokens()).await?;
     Ok(Json(json!({ "tokens": list })))
 }
 
@@ -732,7 +732,7 @@ async fn revoke_token(
 
 /// Script failures that were refused without changing a case, newest first.
 async fn incidents(State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    let list = blocking(&s, |e| e.incidents(200)).await?;
+    let list = call(&s, |e| e.incidents(200)).await?;
     Ok(Json(json!({ "incidents": list })))
 }
 
@@ -745,7 +745,7 @@ async fn scripts_status(State(s): State<AppState>) -> ApiResult<Json<Value>> {
 /// problems; the live rule set stays.
 async fn scripts_reload(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let who = caller.0.name();
-    let outcome = blocking(&s, move |e| e.reload_as(&who)).await?;
+    let outcome = call(&s, move |e| e.reload_as(&who)).await?;
     let changed = match outcome {
         guichet_core::reload::ReloadOutcome::Unchanged => Vec::new(),
         guichet_core::reload::ReloadOutcome::Live { changed } => changed,
@@ -757,7 +757,7 @@ async fn scripts_reload(State(s): State<AppState>, caller: Caller) -> ApiResult<
 
 /// Every procedure version ever loaded: since when, whether live, open cases on it.
 async fn versions(State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    let list = blocking(&s, |e| e.versions()).await?;
+    let list = call(&s, |e| e.versions()).await?;
     Ok(Json(json!({ "versions": list })))
 }
 
@@ -803,7 +803,7 @@ async fn cards(
     Query(q): Query<CardQuery>,
 ) -> ApiResult<Json<Value>> {
     let actor = caller.staff_or_admin()?.clone();
-    let list = blocking(&s, move |e| e.cards(&actor, q.answered)).await?;
+    let list = call(&s, move |e| e.cards(&actor, q.answered)).await?;
     Ok(Json(json!({ "cards": list })))
 }
 
@@ -878,7 +878,7 @@ async fn supply(
     let done = mutate(&s, move |e| e.supply(&number, &code, b.data, b.materials)).await?;
     let history = {
         let id = done.case().id;
-        blocking(&s, move |e| e.history(id)).await?
+        call(&s, move |e| e.history(id)).await?
     };
     Ok(Json(applicant_view(done.case(), &history)))
 }

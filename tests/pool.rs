@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use guichet::config::Config;
 use guichet::pool::{Pool, PoolError};
-use guichet_core::engine::Submission;
+use guichet_core::engine::{Committed, Submission};
 use guichet_core::{Actor, Engine};
-use serde_json::json;
 
 mod common;
 
@@ -27,13 +26,13 @@ fn open() -> (tempfile::TempDir, Arc<Engine>) {
 }
 
 fn submission() -> Submission {
-    serde_json::from_value(json!({
-        "procedure": "power.connection",
-        "applicant": { "id": "91310000MA1FL0001X", "name": "Pool Co." },
-        "data": { "project": "Pool", "capacity_kva": 400, "supply_points": 1, "voltage": "10kV" },
-        "materials": [ { "id": "licence", "file": "l.pdf" }, { "id": "site_plan", "file": "p.pdf" } ],
-    }))
-    .unwrap()
+    serde_json::from_value(common::power_case(400.0)).unwrap()
+}
+
+/// Submits a power case through the pool, answered once durable.
+async fn submit(pool: &Pool) -> Result<Committed, PoolError> {
+    pool.commit(|e| e.submit(&Actor::Public, submission()), |c| c.ticket)
+        .await
 }
 
 /// A call that holds its engine thread until `release` is sent; returns once it runs.
@@ -62,10 +61,7 @@ async fn every_commit_is_answered_only_once_it_is_on_disk() {
     for _ in 0..200 {
         let (pool, engine) = (pool.clone(), engine.clone());
         clients.push(tokio::spawn(async move {
-            let c = pool
-                .commit(|e| e.submit(&Actor::Public, submission()), |c| c.ticket)
-                .await
-                .unwrap();
+            let c = submit(&pool).await.unwrap();
             // Read when the answer arrives: the flush that covers it is already done.
             assert!(engine.flushed() >= c.ticket, "answered before its flush");
             c.ticket
@@ -88,13 +84,10 @@ async fn a_long_call_does_not_hold_back_other_commits() {
     let (release, slow) = occupy(&pool).await;
     // The other thread commits; nothing is queued, but a call is still running, so only
     // the commit's age can start its flush.
-    let c = tokio::time::timeout(
-        Duration::from_secs(5),
-        pool.commit(|e| e.submit(&Actor::Public, submission()), |c| c.ticket),
-    )
-    .await
-    .expect("answered while the long call still runs")
-    .unwrap();
+    let c = tokio::time::timeout(Duration::from_secs(5), submit(&pool))
+        .await
+        .expect("answered while the long call still runs")
+        .unwrap();
     assert!(engine.flushed() >= c.ticket);
     release.send(()).unwrap();
     slow.await.unwrap();
@@ -136,10 +129,7 @@ async fn a_panicking_call_answers_its_caller_and_the_threads_go_on() {
         .call(|_| -> guichet_core::Result<()> { panic!("a bug in an engine call") })
         .await;
     assert!(matches!(r, Err(PoolError::Panicked)), "{r:?}");
-    let c = pool
-        .commit(|e| e.submit(&Actor::Public, submission()), |c| c.ticket)
-        .await
-        .unwrap();
+    let c = submit(&pool).await.unwrap();
     assert_eq!(c.cases.len(), 1);
     pool.shutdown();
 }
@@ -152,10 +142,7 @@ async fn shutdown_runs_what_was_queued_then_refuses_calls() {
     let mut queued = Vec::new();
     for _ in 0..5 {
         let p = pool.clone();
-        queued.push(tokio::spawn(async move {
-            p.commit(|e| e.submit(&Actor::Public, submission()), |c| c.ticket)
-                .await
-        }));
+        queued.push(tokio::spawn(async move { submit(&p).await }));
     }
     while pool.queued() < 5 {
         tokio::task::yield_now().await;

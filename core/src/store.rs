@@ -260,10 +260,7 @@ impl Drop for SledStore {
         // Entries sealed since the last flush (a login, a refusal nobody awaited).
         let trees = self.open.get_mut().take();
         if let Some(trees) = trees {
-            let written = self
-                .write_audit_block(&trees)
-                .and_then(|()| Ok(trees.db.flush()?));
-            if let Err(e) = written {
+            if let Err(e) = self.flush_trees(&trees) {
                 tracing::error!(message = "audit entries not written at close", error = %e);
             }
         }
@@ -354,6 +351,8 @@ pub struct SledStore {
     path: std::path::PathBuf,
     cache_bytes: u64,
     /// `None` only while a checkpoint reopens the database (the gate is then held).
+    /// Handles are lent only with the gate held (`t()`), so a checkpoint holding the gate
+    /// holds the only one.
     open: parking_lot::RwLock<Option<Arc<Trees>>>,
     /// Every store call holds it for reading (recursively: calls nest); a checkpoint
     /// holds it for writing, so no call runs while the database is closed and reopened.
@@ -506,6 +505,16 @@ impl SledStore {
     }
 
     /// Writes the audit entries sealed since the last block. Callers hold the gate.
+    /// Writes the audit block and flushes: every commit so far is then durable. Returns
+    /// the ticket it covers.
+    fn flush_trees(&self, trees: &Trees) -> Result<u64> {
+        // Read first: every commit up to `target` has sealed its audit entry by now.
+        let target = self.written.load(Ordering::SeqCst);
+        self.write_audit_block(trees)?;
+        trees.db.flush()?;
+        Ok(self.flushed.fetch_max(target, Ordering::SeqCst).max(target))
+    }
+
     fn write_audit_block(&self, trees: &Trees) -> Result<()> {
         let mut chain = self.lock(&self.audit_chain)?;
         Self::write_block(trees, &mut chain)
@@ -853,26 +862,13 @@ impl Store for SledStore {
             .write()
             .take()
             .ok_or_else(|| Error::Store("the store is closed".into()))?;
-        let target = self.written.load(Ordering::SeqCst);
-        let flushed = self
-            .write_audit_block(&trees)
-            .and_then(|()| Ok(trees.db.flush()?));
-        if let Err(e) = flushed {
+        if let Err(e) = self.flush_trees(&trees) {
             *self.open.write() = Some(trees);
             return Err(e);
         }
-        self.flushed.fetch_max(target, Ordering::SeqCst);
-        // A flush still running in `durable` holds a handle a moment longer.
-        let mut trees = Some(trees);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while trees.as_ref().is_some_and(|t| Arc::strong_count(t) > 1) {
-            if std::time::Instant::now() > deadline {
-                *self.open.write() = trees.take();
-                return Ok(None);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        // The only handle: every other is lent with the gate held (`t()`).
         drop(trees);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         // sled's own threads release the folder's lock shortly after the last handle.
         let reopened = loop {
             match Self::open_trees(&self.path, self.cache_bytes) {
@@ -1173,19 +1169,10 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<u64> {
         let _turn = self.lock(&self.flush_lock)?;
-        // A checkpoint holds the gate for writing, flushes everything itself and reopens
-        // the database: wait for it rather than flush a database being closed.
-        let _gate = self.gate.read_recursive();
-        let trees = self
-            .open
-            .read()
-            .clone()
-            .ok_or_else(|| Error::Store("the store is closed".into()))?;
-        // Every commit up to `target` has sealed its audit entry by now.
-        let target = self.written.load(Ordering::SeqCst);
-        self.write_audit_block(&trees)?;
-        trees.db.flush()?;
-        Ok(self.flushed.fetch_max(target, Ordering::SeqCst).max(target))
+        // Holds the gate: a checkpoint (which flushes everything itself) waits for this
+        // flush, or this flush for it, never a flush of a database being closed.
+        let t = self.t()?;
+        self.flush_trees(&t)
     }
 
     fn flushed(&self) -> u64 {

@@ -8,7 +8,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{blocking, AppState, Query};
+use super::{call, AppState, Query};
 use crate::error::ApiResult;
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -50,17 +50,17 @@ pub(super) async fn entries(
         since: p.since,
         until: p.until,
     };
-    let found = blocking(&s, move |e| e.audit_search(&filter, p.from, limit)).await?;
+    let found = call(&s, move |e| e.audit_search(&filter, p.from, limit)).await?;
     Ok(Json(json!(found)))
 }
 
 /// Every entry, one JSON object per line, oldest first.
 pub(super) async fn export(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let body = blocking(&s, |e| e.audit_export()).await?;
+    let body = call(&s, |e| e.audit_export()).await?;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body))
 }
 
 pub(super) async fn verify(State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    let verdict = blocking(&s, |e| e.verify_audit()).await?;
+    let verdict = call(&s, |e| e.verify_audit()).await?;
     Ok(Json(json!({ "ok": verdict.ok(), "verdict": verdict })))
 }

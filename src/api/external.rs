@@ -8,7 +8,7 @@ use guichet_core::case::Data;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{blocking, case_body, commit, mutate, AppState, Body, Caller};
+use super::{call, case_body, commit, mutate, AppState, Body, Caller};
 use crate::error::{ApiError, ApiResult};
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -128,7 +128,7 @@ pub(super) async fn failure(
 
 /// External tasks whose retries ran out, waiting for the administrator.
 pub(super) async fn incidents(State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    let list = blocking(&s, |e| e.external_incidents()).await?;
+    let list = call(&s, |e| e.external_incidents()).await?;
     let items: Vec<Value> = list
         .iter()
         .map(|(c, t)| {

@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{blocking, commit, AppState, Caller, Query};
+use super::{call, commit, AppState, Caller, Query};
 use crate::error::ApiResult;
 use crate::pool::NEXT_FLUSH;
 
@@ -17,7 +17,7 @@ pub(super) async fn case_notices(
     Path(reference): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.staff_or_admin()?;
-    let list = blocking(&s, move |e| {
+    let list = call(&s, move |e| {
         let id = e.case_id(&reference)?;
         let case = e.case(id)?;
         e.notices(&case)
@@ -40,7 +40,7 @@ pub(super) async fn inbox(
     Query(q): Query<InboxQuery>,
 ) -> ApiResult<Json<Value>> {
     let actor = caller.staff_or_admin()?.clone();
-    let list = blocking(&s, move |e| e.inbox(&actor, q.unread)).await?;
+    let list = call(&s, move |e| e.inbox(&actor, q.unread)).await?;
     Ok(Json(json!({ "notices": list })))
 }
 

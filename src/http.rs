@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -27,7 +28,7 @@ struct Slot(Arc<PerClient>, IpAddr);
 
 impl PerClient {
     fn take(this: &Arc<PerClient>, ip: IpAddr, max: usize) -> Option<Slot> {
-        let mut m = this.0.lock().ok()?;
+        let mut m = this.0.lock();
         let n = m.entry(ip).or_insert(0);
         if *n >= max {
             return None;
@@ -39,12 +40,11 @@ impl PerClient {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut m) = self.0 .0.lock() {
-            if let Some(n) = m.get_mut(&self.1) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&self.1);
-                }
+        let mut m = self.0 .0.lock();
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
             }
         }
     }

@@ -138,27 +138,17 @@ impl Engine {
         let today = self.rules().calendar.local_date(self.now());
         self.delegations
             .read()
-            .map(|ds| {
-                ds.iter()
-                    .filter(|d| {
-                        d.to == deputy
-                            && d.revoked_at.is_none()
-                            && d.starts <= today
-                            && today <= d.ends
-                    })
-                    .map(|d| d.from.clone())
-                    .collect()
+            .iter()
+            .filter(|d| {
+                d.to == deputy && d.revoked_at.is_none() && d.starts <= today && today <= d.ends
             })
-            .unwrap_or_default()
+            .map(|d| d.from.clone())
+            .collect()
     }
 
     /// Every delegation, newest first.
     pub fn delegations(&self) -> Vec<Delegation> {
-        let mut v = self
-            .delegations
-            .read()
-            .map(|d| d.clone())
-            .unwrap_or_default();
+        let mut v = self.delegations.read().clone();
         v.reverse();
         v
     }
@@ -204,10 +194,7 @@ impl Engine {
                 "a reason is required (at most 1000 bytes)".into(),
             ));
         }
-        let mut all = self
-            .delegations
-            .write()
-            .map_err(|_| Error::Store("delegation lock poisoned".into()))?;
+        let mut all = self.delegations.write();
         let d = Delegation {
             id: format!("d{}", all.len() + 1),
             from: req.from,
@@ -241,10 +228,7 @@ impl Engine {
     /// administrator).
     pub fn revoke_delegation(&self, actor: &Actor, id: &str) -> Result<(Delegation, u64)> {
         let rules = self.rules();
-        let mut all = self
-            .delegations
-            .write()
-            .map_err(|_| Error::Store("delegation lock poisoned".into()))?;
+        let mut all = self.delegations.write();
         let pos = all
             .iter()
             .position(|d| d.id == id)

@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -188,11 +190,7 @@ impl Engine {
             delegations: RwLock::new(Vec::new()),
             reload: Mutex::new(crate::reload::ReloadStatus::default()),
         };
-        *engine
-            .delegations
-            .write()
-            .map_err(|_| Error::Store("delegation lock poisoned".into()))? =
-            Self::load_delegations(engine.store.as_ref())?;
+        *engine.delegations.write() = Self::load_delegations(engine.store.as_ref())?;
         // Startup takes the same path as every later reload.
         engine.reload()?;
         Ok(engine)
@@ -230,15 +228,12 @@ impl Engine {
                 tracing::info!(message = "procedure version recorded", procedure = %p.id, version = %p.version, file = %p.file);
             }
         }
-        *self
-            .rules
-            .write()
-            .map_err(|_| Error::Store("rule set lock poisoned".into()))? = Arc::new(rules);
+        *self.rules.write() = Arc::new(rules);
         Ok(())
     }
 
     pub fn rules(&self) -> Arc<RuleSet> {
-        self.rules.read().map(|r| r.clone()).unwrap_or_default()
+        self.rules.read().clone()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -300,12 +295,7 @@ impl Engine {
             }
         }
         let key = (procedure.to_string(), version.to_string());
-        if let Some(p) = self
-            .old_versions
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&key).cloned())
-        {
+        if let Some(p) = self.old_versions.lock().get(&key).cloned() {
             return Ok(p);
         }
         let rec = self.store.version(procedure, version)?.ok_or_else(|| {
@@ -323,9 +313,7 @@ impl Engine {
             procedure: procedure.to_string(),
             message,
         })?;
-        if let Ok(mut m) = self.old_versions.lock() {
-            m.insert(key, p.clone());
-        }
+        self.old_versions.lock().insert(key, p.clone());
         Ok(p)
     }
 
@@ -1071,11 +1059,7 @@ impl Engine {
         }
         let hash = hash_secret(secret);
         let now = self.clock.now();
-        let cached = self
-            .token_cache
-            .read()
-            .ok()
-            .and_then(|c| c.get(&hash).cloned());
+        let cached = self.token_cache.read().get(&hash).cloned();
         if let Some((a, expires)) = cached {
             return Ok(expires.is_none_or(|e| now < e).then_some(a));
         }
@@ -1090,9 +1074,9 @@ impl Engine {
         } else {
             Actor::Staff(rec.subject.clone())
         };
-        if let Ok(mut c) = self.token_cache.write() {
-            c.insert(hash, (actor.clone(), rec.expires_at));
-        }
+        self.token_cache
+            .write()
+            .insert(hash, (actor.clone(), rec.expires_at));
         self.audit_or_warn(crate::audit::Record::new(
             now,
             actor.name(),
@@ -1119,9 +1103,7 @@ impl Engine {
             rec.revoked_at = Some(self.clock.now());
             self.store.put_token(&hash, &rec)?;
         }
-        if let Ok(mut c) = self.token_cache.write() {
-            c.remove(&hash);
-        }
+        self.token_cache.write().remove(&hash);
         let ticket = self.store.append_audit(vec![crate::audit::Record::new(
             self.clock.now(),
             actor.name(),

@@ -147,21 +147,17 @@ impl Engine {
         let attempted = files.as_ref().map(|f| fingerprint(f)).unwrap_or_default();
         let loaded = files.and_then(|files| {
             let fp = fingerprint(&files);
-            let live = self
-                .reload
-                .lock()
-                .map(|s| (s.ok, s.live_fingerprint.clone()))
-                .unwrap_or_default();
+            let live = {
+                let s = self.reload.lock();
+                (s.ok, s.live_fingerprint.clone())
+            };
             if live == (true, fp.clone()) {
                 return Ok(None);
             }
             script::load_sources_with(self.scripts_dir(), &files, &self.plugins().modules)
                 .map(|rules| Some((rules, fp)))
         });
-        let mut status = self
-            .reload
-            .lock()
-            .map_err(|_| Error::Store("reload lock poisoned".into()))?;
+        let mut status = self.reload.lock();
         status.attempted_at = Some(now);
         match loaded {
             Ok(None) => Ok(ReloadOutcome::Unchanged),
@@ -230,7 +226,7 @@ impl Engine {
     }
 
     pub fn reload_status(&self) -> ReloadStatus {
-        self.reload.lock().map(|s| s.clone()).unwrap_or_default()
+        self.reload.lock().clone()
     }
 }
 

@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use rhai::module_resolvers::FileModuleResolver;
 use rhai::{Dynamic, EvalAltResult, NativeCallContext, Position, AST};
@@ -143,7 +145,7 @@ fn loader_engine(root: &Path, modules: &Modules, col: Arc<Mutex<Collector>>) -> 
             move |ctx: NativeCallContext, m: rhai::Map| -> Result<(), Box<EvalAltResult>> {
                 let value: Value = rhai::serde::from_dynamic(&Dynamic::from_map(m))?;
                 let pos = ctx.call_position();
-                let mut c = col.lock().map_err(|_| "loader poisoned")?;
+                let mut c = col.lock();
                 let at = location(&c.file, pos);
                 c.decls.push(Decl { kind, value, at });
                 Ok(())
@@ -276,9 +278,7 @@ pub fn load_sources_with(
                 continue;
             }
         };
-        if let Ok(mut c) = col.lock() {
-            c.file = file.clone();
-        }
+        col.lock().file = file.clone();
         if let Err(e) = loader.run_ast(&ast) {
             let pos = e.position();
             problems.push(problem(
@@ -297,7 +297,7 @@ pub fn load_sources_with(
             }),
         );
     }
-    let decls = std::mem::take(&mut col.lock().map_err(|_| Vec::new())?.decls);
+    let decls = std::mem::take(&mut col.lock().decls);
     let mut rules = RuleSet::default();
     let mut office_seen = false;
     let mut calendar_seen = false;
@@ -534,7 +534,7 @@ pub fn load_version(
     let loader = loader_engine(root, modules, col.clone());
     let ast = loader.compile(source).map_err(|e| e.to_string())?;
     loader.run_ast(&ast).map_err(|e| e.to_string())?;
-    let decls = std::mem::take(&mut col.lock().map_err(|_| "loader poisoned".to_string())?.decls);
+    let decls = std::mem::take(&mut col.lock().decls);
     let value = decls
         .into_iter()
         .find(|d| {

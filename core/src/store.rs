@@ -59,7 +59,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use sled::{Batch, Tree};
 
@@ -454,11 +456,6 @@ impl SledStore {
         Ok(Open { _gate: gate, trees })
     }
 
-    fn lock<'a, T>(&'a self, m: &'a Mutex<T>) -> Result<MutexGuard<'a, T>> {
-        m.lock()
-            .map_err(|_| Error::Store("store lock poisoned".into()))
-    }
-
     /// Seals `records` into the chain, in order, under the chain's lock; they join the
     /// block [`SledStore::write_audit_block`] writes next.
     fn append_audit_impl(&self, records: Vec<crate::audit::Record>) -> Result<()> {
@@ -466,7 +463,7 @@ impl SledStore {
         if records.is_empty() {
             return Ok(());
         }
-        let mut chain = self.lock(&self.audit_chain)?;
+        let mut chain = self.audit_chain.lock();
         let (mut seq, mut prev) = match chain.head.take() {
             Some(h) => h,
             None => match t.audit.last()? {
@@ -516,7 +513,7 @@ impl SledStore {
     }
 
     fn write_audit_block(&self, trees: &Trees) -> Result<()> {
-        let mut chain = self.lock(&self.audit_chain)?;
+        let mut chain = self.audit_chain.lock();
         Self::write_block(trees, &mut chain)
     }
 
@@ -943,7 +940,7 @@ impl Store for SledStore {
     }
 
     fn case(&self, id: u64) -> Result<Option<Case>> {
-        let recent = self.lock(&self.recent)?.get(id);
+        let recent = self.recent.lock().get(id);
         if let Some(c) = recent {
             return Ok(Some(Case::clone(&c)));
         }
@@ -991,16 +988,16 @@ impl Store for SledStore {
         stripes.dedup();
         let _case_locks = stripes
             .iter()
-            .map(|&i| self.lock(&self.stripes[i]))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|&i| self.stripes[i].lock())
+            .collect::<Vec<_>>();
         {
-            let mut recent = self.lock(&self.recent)?;
+            let mut recent = self.recent.lock();
             for w in writes.iter() {
                 recent.drop_case(w.after.id);
             }
         }
         let mut counters = if writes.iter().any(|w| w.number_scope.is_some()) {
-            Some(self.lock(&self.counters)?)
+            Some(self.counters.lock())
         } else {
             None
         };
@@ -1155,7 +1152,7 @@ impl Store for SledStore {
             }
         }
         let copies: Vec<Arc<Case>> = plans.iter().map(|p| Arc::new(p.3.clone())).collect();
-        let mut recent = self.lock(&self.recent)?;
+        let mut recent = self.recent.lock();
         for copy in copies {
             recent.put(copy);
         }
@@ -1168,7 +1165,7 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<u64> {
-        let _turn = self.lock(&self.flush_lock)?;
+        let _turn = self.flush_lock.lock();
         // Holds the gate: a checkpoint (which flushes everything itself) waits for this
         // flush, or this flush for it, never a flush of a database being closed.
         let t = self.t()?;
@@ -1919,7 +1916,7 @@ mod tests {
         .unwrap();
         change(&s, before, after, vec![]);
         let recent = serde_json::to_value(s.case(3).unwrap().unwrap()).unwrap();
-        s.recent.lock().unwrap().cases.clear();
+        s.recent.lock().cases.clear();
         let stored = serde_json::to_value(s.case(3).unwrap().unwrap()).unwrap();
         assert_eq!(recent, stored);
 
@@ -2018,7 +2015,7 @@ mod tests {
             )
             .unwrap();
         // As after the crash: the process that cached the case is gone.
-        s.recent.lock().unwrap().cases.clear();
+        s.recent.lock().cases.clear();
         assert_eq!(s.history(7).unwrap().len(), 1);
         assert!(s.closed_tasks(7).unwrap().is_empty());
     }

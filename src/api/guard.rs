@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+// Locks that cannot poison: a panic elsewhere must not switch these limits off.
+use parking_lot::Mutex;
 
 use crate::error::ApiError;
 
@@ -29,9 +30,7 @@ pub struct Guesses {
 impl Guesses {
     /// Refuses if the client or the case is over its limit.
     pub fn check(&self, client: &str, case: &str) -> Result<(), ApiError> {
-        let Ok(mut m) = self.counts.lock() else {
-            return Ok(());
-        };
+        let mut m = self.counts.lock();
         let now = Instant::now();
         for (key, limit) in [
             (format!("c:{client}"), PER_CLIENT),
@@ -55,9 +54,7 @@ impl Guesses {
 
     /// Counts a wrong code against the client and the case.
     pub fn failed(&self, client: &str, case: &str) {
-        let Ok(mut m) = self.counts.lock() else {
-            return;
-        };
+        let mut m = self.counts.lock();
         let now = Instant::now();
         if m.len() >= MAX_KEYS {
             m.retain(|_, (since, _)| now.duration_since(*since) < WINDOW);
@@ -105,6 +102,24 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_while_counting_does_not_switch_the_limit_off() {
+        let g = Guesses::default();
+        for i in 0..PER_CLIENT {
+            g.failed("1.2.3.4", &format!("N-{i}"));
+        }
+        // A thread that panics holding the lock would poison a std Mutex, and the limiter
+        // used to treat a poisoned lock as "no limit".
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _held = g.counts.lock();
+            panic!("while counting");
+        }));
+        assert_eq!(
+            g.check("1.2.3.4", "N-new").unwrap_err().status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+
+    #[test]
     fn a_case_is_protected_from_many_clients() {
         let g = Guesses::default();
         for i in 0..PER_CASE {
@@ -138,12 +153,11 @@ struct InflightSlot<'a>(&'a Inflight, std::net::IpAddr);
 
 impl Drop for InflightSlot<'_> {
     fn drop(&mut self) {
-        if let Ok(mut m) = self.0.counts.lock() {
-            if let Some(n) = m.get_mut(&self.1) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&self.1);
-                }
+        let mut m = self.0.counts.lock();
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
             }
         }
     }
@@ -163,9 +177,7 @@ pub(super) async fn per_client(
         return next.run(req).await;
     };
     let slot = {
-        let Ok(mut m) = inflight.counts.lock() else {
-            return next.run(req).await;
-        };
+        let mut m = inflight.counts.lock();
         let n = m.entry(ip).or_insert(0);
         if *n >= inflight.max {
             drop(m);

@@ -113,6 +113,14 @@ impl Record {
     }
 }
 
+impl Entry {
+    /// The entry as one JSON line, as the store keeps it. Strings, numbers and an
+    /// optional nested struct: serializing cannot fail.
+    pub fn to_line(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
 pub fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

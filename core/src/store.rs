@@ -11,7 +11,14 @@
 //!    below the case's `history_len`, index entries whose task the case shows open, numbers
 //!    whose case exists (a dangling last number is removed before numbering resumes);
 //! 2. the case record itself, one insert;
-//! 3. after it: removal of index entries of tasks that closed (stale ones are filtered).
+//! 3. after it: removal of index entries of tasks that closed (stale ones are filtered),
+//!    the number counter, the audit entry (sealed in memory, written with the next flush).
+//!    Nothing after the record can fail the commit: the transition happened, and the
+//!    caller is told so.
+//!
+//! Timer groups are written before the record too: [`Store::due_timers`] skips a group
+//! while a commit of its case is under way and removes one whose transition never reached
+//! its record.
 //!
 //! sled recovers a prefix of its log, so a case record on disk implies everything written
 //! before it. Commits of several cases at once (bundles) use one sled batch instead, to be
@@ -106,6 +113,18 @@ pub struct TimerGroup {
 /// (the outbox) are written before the case record; one left by a crash (its `seq` not
 /// below the case's `history_len`) is never delivered.
 pub type Outbox<'a> = &'a (dyn Fn(Option<&Case>, &Case, &HistoryEvent) -> Vec<Notice> + Sync);
+
+/// Where a commit is, for [`SledStore::set_fault`]: before the case record (the commit
+/// point), or just after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitStage {
+    BeforeRecord,
+    AfterRecord,
+}
+
+/// A fault injected into commits (tests of crash states and failed writes): called at each
+/// [`CommitStage`]; an error fails the write at that point, a pause holds the commit there.
+pub type Fault = Arc<dyn Fn(CommitStage) -> Result<()> + Send + Sync>;
 
 /// An outbox that sends nothing.
 pub fn no_notices(_: Option<&Case>, _: &Case, _: &HistoryEvent) -> Vec<Notice> {
@@ -375,6 +394,8 @@ pub struct SledStore {
     /// Takes turns between flushing threads: one sled flush at a time, and `flushed`
     /// only grows.
     flush_lock: Mutex<()>,
+    /// Tests only (see [`SledStore::set_fault`]); `None` in production.
+    fault: parking_lot::RwLock<Option<Fault>>,
 }
 
 impl SledStore {
@@ -396,7 +417,15 @@ impl SledStore {
             written: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             flush_lock: Mutex::new(()),
+            fault: parking_lot::RwLock::new(None),
         })
+    }
+
+    /// Injects a fault into every later commit (`None` removes it). For tests of what a
+    /// failed write or a crash between two writes leaves behind.
+    #[doc(hidden)]
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        *self.fault.write() = fault;
     }
 
     fn open_trees(path: &Path, cache_bytes: u64) -> Result<Trees> {
@@ -456,29 +485,40 @@ impl SledStore {
         Ok(Open { _gate: gate, trees })
     }
 
-    /// Seals `records` into the chain, in order, under the chain's lock; they join the
-    /// block [`SledStore::write_audit_block`] writes next.
-    fn append_audit_impl(&self, records: Vec<crate::audit::Record>) -> Result<()> {
-        let t = self.t()?;
-        if records.is_empty() {
-            return Ok(());
-        }
+    /// Reads the chain's head from the tree if it is not known yet. A commit calls it
+    /// before its commit point, so that sealing its entry after it cannot fail.
+    fn load_chain_head(&self, t: &Trees) -> Result<()> {
         let mut chain = self.audit_chain.lock();
-        let (mut seq, mut prev) = match chain.head.take() {
-            Some(h) => h,
-            None => match t.audit.last()? {
+        if chain.head.is_none() {
+            chain.head = Some(match t.audit.last()? {
                 None => (0, crate::audit::GENESIS.to_string()),
                 Some((_, block)) => {
                     let line = block.split(|&b| b == b'\n').next_back().unwrap_or_default();
                     let last: crate::audit::Entry = serde_json::from_slice(line)?;
                     (last.seq + 1, last.hash)
                 }
-            },
-        };
+            });
+        }
+        Ok(())
+    }
+
+    /// Seals `records` into the chain, in order, under the chain's lock; they join the
+    /// block [`SledStore::write_audit_block`] writes next. Cannot fail once the head is
+    /// loaded: a block too large to wait is written here, and if that write fails the
+    /// block stays for the next flush (which then fails, so nobody is told it is durable).
+    fn seal_audit(&self, t: &Trees, records: Vec<crate::audit::Record>) {
+        if records.is_empty() {
+            return;
+        }
+        let mut chain = self.audit_chain.lock();
+        let (mut seq, mut prev) = chain
+            .head
+            .take()
+            .unwrap_or_else(|| (0, crate::audit::GENESIS.to_string()));
         let mut lines = Vec::with_capacity(records.len());
         for r in records {
             let entry = r.seal(seq, &prev);
-            lines.push(serde_json::to_vec(&entry)?);
+            lines.push(entry.to_line());
             seq += 1;
             prev = entry.hash;
         }
@@ -496,8 +536,16 @@ impl SledStore {
             .as_ref()
             .is_some_and(|b| b.1.len() > MAX_AUDIT_BLOCK)
         {
-            Self::write_block(&t, &mut chain)?;
+            if let Err(e) = Self::write_block(t, &mut chain) {
+                tracing::error!(message = "audit block not written; kept for the next flush", error = %e);
+            }
         }
+    }
+
+    fn append_audit_impl(&self, records: Vec<crate::audit::Record>) -> Result<()> {
+        let t = self.t()?;
+        self.load_chain_head(&t)?;
+        self.seal_audit(&t, records);
         Ok(())
     }
 
@@ -527,6 +575,34 @@ impl SledStore {
             }
         }
         Ok(())
+    }
+
+    /// Whether the transition that set a timer group (`seq` of `case`) is committed. Its
+    /// timers are written just before its case record: `Some(false)` while a commit of
+    /// the case is under way, `None` if none is and the record never came (a crash or a
+    /// failed write left the group).
+    fn timers_committed(&self, t: &Trees, case: u64, seq: u64) -> Result<Option<bool>> {
+        let committed = |s: &SledStore| -> Result<bool> {
+            let history_len = match s.recent.lock().get(case) {
+                Some(c) => c.history_len,
+                None => t
+                    .state
+                    .get(case_key(case))?
+                    .map(|v| decode_case(&v))
+                    .transpose()?
+                    .map_or(0, |c| c.history_len),
+            };
+            Ok(history_len > seq)
+        };
+        if committed(self)? {
+            return Ok(Some(true));
+        }
+        // A commit holds its case's stripe from before its first write to after its case
+        // record; holding it here, a record still missing is missing for good.
+        let Some(_stripe) = self.stripes[(case % STRIPES as u64) as usize].try_lock() else {
+            return Ok(Some(false));
+        };
+        Ok(committed(self)?.then_some(true))
     }
 
     fn incident_impl(&self, mut incident: Incident) -> Result<()> {
@@ -1111,14 +1187,30 @@ impl Store for SledStore {
             let record = encode_case(&after)?;
             plans.push((before_commit, record, after_commit, after, event));
         }
+        self.load_chain_head(&t)?;
+        let fault = self.fault.read().clone();
         if plans.len() == 1 {
             let (before_commit, record, after_commit, _, _) = &plans[0];
             for (k, v) in before_commit {
                 t.state.insert(k.as_slice(), v.as_slice())?;
             }
+            if let Some(f) = &fault {
+                f(CommitStage::BeforeRecord)?;
+            }
+            // The commit point.
             t.state.insert(case_key(plans[0].3.id), record.as_slice())?;
-            for k in after_commit {
-                t.state.remove(k.as_slice())?;
+            // From here on the transition happened: what follows cannot turn it into an
+            // error. Stale index entries that stay are filtered by their readers.
+            let stale = fault
+                .as_ref()
+                .map_or(Ok(()), |f| f(CommitStage::AfterRecord))
+                .and_then(|()| {
+                    after_commit.iter().try_for_each(|k| {
+                        t.state.remove(k.as_slice()).map(drop).map_err(Error::from)
+                    })
+                });
+            if let Err(e) = stale {
+                tracing::warn!(message = "stale index entries left after a commit", case = plans[0].3.id, error = %e);
             }
         } else {
             let mut batch = Batch::default();
@@ -1131,7 +1223,16 @@ impl Store for SledStore {
                     batch.remove(k.as_slice());
                 }
             }
+            if let Some(f) = &fault {
+                f(CommitStage::BeforeRecord)?;
+            }
             t.state.apply_batch(batch)?;
+        }
+        // Numbers first: the next submission must not reuse one whatever happens below.
+        if let Some(counters) = counters.as_mut() {
+            for (scope, n) in taken {
+                counters.insert(scope, n);
+            }
         }
         let bytes: usize = plans
             .iter()
@@ -1145,12 +1246,7 @@ impl Store for SledStore {
         // After the case records: a crash in between loses at most the audit entries of a
         // transition the client was never told about, never leaves an entry for a
         // transition that did not happen.
-        self.append_audit_impl(audit)?;
-        if let Some(counters) = counters.as_mut() {
-            for (scope, n) in taken {
-                counters.insert(scope, n);
-            }
-        }
+        self.seal_audit(&t, audit);
         let copies: Vec<Arc<Case>> = plans.iter().map(|p| Arc::new(p.3.clone())).collect();
         let mut recent = self.recent.lock();
         for copy in copies {
@@ -1269,6 +1365,30 @@ impl Store for SledStore {
             let (k, v) = kv?;
             match decode_timers(&v) {
                 Ok(mut timers) => {
+                    // Format 2 kept a card id after the case, not a sequence number.
+                    let set_by = matches!(v.first(), Some(&TIMERS_BINARY) | Some(b'['))
+                        .then(|| {
+                            k.get(9..17)
+                                .and_then(be_u64)
+                                .zip(k.get(17..25).and_then(be_u64))
+                        })
+                        .flatten();
+                    if let Some((case, seq)) = set_by {
+                        match self.timers_committed(&t, case, seq)? {
+                            Some(true) => {}
+                            // Its transition is being committed: the next pass sees it.
+                            Some(false) => continue,
+                            None => {
+                                tracing::warn!(
+                                    message = "timers of a transition that never committed removed",
+                                    case,
+                                    seq
+                                );
+                                t.state.remove(&k)?;
+                                continue;
+                            }
+                        }
+                    }
                     timers.sort_by_key(|t| t.at);
                     out.push(TimerGroup {
                         key: k.to_vec(),
@@ -1932,6 +2052,58 @@ mod tests {
         }
         // The hot cases are still there.
         assert!((1..7).all(|id| r.get(id).is_some()));
+    }
+
+    fn fail_at(stage: CommitStage) -> Fault {
+        Arc::new(move |at| {
+            if at == stage {
+                Err(Error::Store("injected write failure".into()))
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn try_submit(s: &SledStore, id: u64) -> Result<Case> {
+        let mut w = [CaseWrite {
+            before: None,
+            after: new_case(id),
+            event: event(),
+            number_scope: Some("P-2026".into()),
+            timers: vec![],
+        }];
+        s.commit(&mut w, &no_notices)?;
+        Ok(w[0].after.clone())
+    }
+
+    #[test]
+    fn a_write_that_fails_after_the_case_record_is_a_commit_and_its_number_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+        s.set_fault(Some(fail_at(CommitStage::AfterRecord)));
+        // The case record is on disk: the answer is that it happened.
+        let first = try_submit(&s, 1).expect("the case was written");
+        assert_eq!(first.number, "P-2026-000001");
+        assert_eq!(s.case_id_by_number("P-2026-000001").unwrap(), Some(1));
+        s.set_fault(None);
+        assert_eq!(submit(&s, 2).number, "P-2026-000002");
+        // And the audit chain holds both submissions.
+        let entries = s.audit_raw(0, 10).unwrap();
+        assert_eq!(entries.len(), 2);
+    }
+
+    #[test]
+    fn a_write_that_fails_before_the_case_record_changes_nothing_and_takes_no_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(submit(&s, 1).number, "P-2026-000001");
+        s.set_fault(Some(fail_at(CommitStage::BeforeRecord)));
+        assert!(try_submit(&s, 2).is_err());
+        assert_eq!(s.case(2).unwrap().map(|c| c.id), None);
+        assert_eq!(s.case_id_by_number("P-2026-000002").unwrap(), None);
+        assert_eq!(s.audit_raw(0, 10).unwrap().len(), 1);
+        s.set_fault(None);
+        assert_eq!(submit(&s, 3).number, "P-2026-000002");
     }
 
     #[test]

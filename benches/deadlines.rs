@@ -62,7 +62,12 @@ fn open_retrying(cfg: &Config, clock: &Arc<ManualClock>) -> (Arc<guichet_core::E
         let t = Instant::now();
         match guichet::server::open_with_clock(cfg, clock.clone()) {
             Ok(e) => return (e, t),
-            Err(e) if format!("{e:#}").contains("in use") => {
+            Err(e)
+                if matches!(
+                    e.downcast_ref::<guichet_core::Error>(),
+                    Some(guichet_core::Error::InUse(_))
+                ) =>
+            {
                 std::thread::sleep(Duration::from_millis(20))
             }
             Err(e) => panic!("{e:#}"),

@@ -78,6 +78,11 @@ pub fn router(state: AppState, max_body: usize) -> Router {
             "method not allowed on this route",
         )
     })
+    // Inside the per-client cap: a body still arriving holds its address's share.
+    .layer(axum::middleware::from_fn_with_state(
+        max_body,
+        guard::whole_body,
+    ))
     .layer(axum::middleware::from_fn_with_state(
         state.inflight.clone(),
         guard::per_client,
@@ -276,8 +281,21 @@ fn applicant_view(c: &Case, history: &[HistoryEvent]) -> Value {
 
 // --- handlers ------------------------------------------------------------------------
 
+/// Liveness: the process answers.
 async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the store is open and a rule set is live (a load balancer sends no traffic
+/// to a node that answers 503 here).
+async fn ready(State(s): State<AppState>) -> axum::response::Response {
+    let r = s.engine.readiness();
+    let status = if r.ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "ready": r.ready(), "checks": r }))).into_response()
 }
 
 async fn me(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {

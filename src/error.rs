@@ -44,7 +44,8 @@ impl From<Error> for ApiError {
             Error::Conflict(_) | Error::InvalidTransition(_) => StatusCode::CONFLICT,
             // A refused reload is the administrator's input being invalid.
             Error::Load(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Store(_) | Error::InUse(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(message = "request failed", error = %e);

@@ -211,3 +211,103 @@ async fn extreme_durations_are_refused_not_crashed_on() {
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{lease}: {v}");
     }
 }
+
+/// Sends one request on `conn` and reads its answer: (status line and headers, body).
+async fn exchange(conn: &mut tokio::net::TcpStream, request: &str) -> (String, String) {
+    exchange_in_parts(conn, &[request]).await
+}
+
+/// As `exchange`, sending the request in parts a moment apart (as TCP may deliver them).
+async fn exchange_in_parts(conn: &mut tokio::net::TcpStream, parts: &[&str]) -> (String, String) {
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        conn.write_all(part.as_bytes()).await.unwrap();
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "connection closed before an answer");
+        got.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).to_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    while got.len() < head_end + len {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed mid-body");
+        got.extend_from_slice(&buf[..n]);
+    }
+    (
+        head,
+        String::from_utf8_lossy(&got[head_end..head_end + len]).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_sent_with_a_small_body_keep_their_connection() {
+    let s = TestServer::start().await;
+    let clerk = s.token("zhou.qiang").await;
+    let (id, _, _) = s.submit(power_case(100.0)).await;
+    let task = s.task_at(&clerk, id, "intake").await;
+    let mut conn = tokio::net::TcpStream::connect(addr(&s)).await.unwrap();
+    for i in 0..6 {
+        let action = if i % 2 == 0 { "claim" } else { "release" };
+        // The body after the headers, in a packet of its own.
+        let (head, body) = exchange_in_parts(
+            &mut conn,
+            &[
+                &format!(
+                    "POST /api/tasks/{task}/{action} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {clerk}\r\n\
+                     Content-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+                ),
+                "{}",
+            ],
+        )
+        .await;
+        assert!(head.starts_with("http/1.1 200"), "{action}: {head}{body}");
+        assert!(!head.contains("connection: close"), "{action} #{i}: {head}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_length_over_the_limit_is_refused_at_once() {
+    let s = TestServer::start().await;
+    let mut conn = tokio::net::TcpStream::connect(addr(&s)).await.unwrap();
+    let started = std::time::Instant::now();
+    let (head, body) = exchange(
+        &mut conn,
+        "POST /api/cases HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 99999999999\r\n\r\n{}",
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 413"), "{head}{body}");
+    assert!(body.contains("payload_too_large"), "{body}");
+    // Not after the request timeout (30 s): the body is never waited for.
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorization_scheme_is_case_insensitive() {
+    let s = TestServer::start().await;
+    let clerk = s.token("zhou.qiang").await;
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/api/me", s.base))
+            .header("authorization", format!("{scheme} {clerk}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{scheme}");
+    }
+}

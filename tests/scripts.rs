@@ -176,9 +176,13 @@ async fn a_second_server_on_the_same_data_folder_fails_clearly() {
         .err()
         .expect("second open must fail");
     assert!(
-        format!("{err:#}").contains("in use by another Guichet process"),
+        matches!(
+            err.downcast_ref::<guichet_core::Error>(),
+            Some(guichet_core::Error::InUse(_))
+        ),
         "{err:#}"
     );
+    assert!(format!("{err:#}").contains("in use by another Guichet process"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -105,6 +105,22 @@ pub struct WorkItem {
     pub level: crate::limits::Level,
 }
 
+/// What [`Engine::readiness`] found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    pub store_open: bool,
+    pub rules_live: bool,
+    /// False when the scripts folder was refused and an earlier rule set stays live:
+    /// the server still serves, an administrator should look.
+    pub last_reload_ok: bool,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.store_open && self.rules_live
+    }
+}
+
 /// The result of a mutation, to be made durable before it is reported.
 #[derive(Debug)]
 pub struct Committed {
@@ -230,6 +246,16 @@ impl Engine {
         }
         *self.rules.write() = Arc::new(rules);
         Ok(())
+    }
+
+    /// Whether the engine can serve requests: its store is open and a rule set is live.
+    pub fn readiness(&self) -> Readiness {
+        let status = self.reload.lock();
+        Readiness {
+            store_open: self.store.available(),
+            rules_live: status.live_since.is_some(),
+            last_reload_ok: status.ok,
+        }
     }
 
     pub fn rules(&self) -> Arc<RuleSet> {

@@ -49,6 +49,13 @@ pub enum Error {
     Script { procedure: String, message: String },
     #[error("store: {0}")]
     Store(String),
+    /// Another process holds the data folder (sled allows one per folder).
+    #[error("the data folder {0} is in use by another Guichet process")]
+    InUse(String),
+    /// The store is closed for a moment (a checkpoint could not reopen it yet); nothing
+    /// was changed, and the same request may be sent again.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl Error {
@@ -63,6 +70,8 @@ impl Error {
             Error::InvalidTransition(_) => "invalid_transition",
             Error::Script { .. } => "script_error",
             Error::Store(_) => "store_error",
+            Error::InUse(_) => "store_in_use",
+            Error::Unavailable(_) => "unavailable",
         }
     }
 }

@@ -83,6 +83,12 @@ const FORMAT_VERSION: u64 = 4;
 /// 3 wrote timer groups as JSON and a `K` key per card. Format 4 reads all of those.
 const OLDEST_READABLE_FORMAT: u64 = 2;
 
+/// How long opening waits for sled's own lock, released by the threads of a handle of
+/// this process shortly after it is dropped.
+const REOPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+/// While a checkpoint could not reopen the store, calls try again at most this often.
+const REOPEN_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Lock stripes for the per-case conflict check.
 const STRIPES: usize = 256;
 
@@ -114,17 +120,18 @@ pub struct TimerGroup {
 /// below the case's `history_len`) is never delivered.
 pub type Outbox<'a> = &'a (dyn Fn(Option<&Case>, &Case, &HistoryEvent) -> Vec<Notice> + Sync);
 
-/// Where a commit is, for [`SledStore::set_fault`]: before the case record (the commit
-/// point), or just after it.
+/// Where a fault can be injected ([`SledStore::set_fault`]): in a commit, before the case
+/// record (the commit point) or just after it; when a checkpoint reopens the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommitStage {
+pub enum FaultPoint {
     BeforeRecord,
     AfterRecord,
+    Reopen,
 }
 
-/// A fault injected into commits (tests of crash states and failed writes): called at each
-/// [`CommitStage`]; an error fails the write at that point, a pause holds the commit there.
-pub type Fault = Arc<dyn Fn(CommitStage) -> Result<()> + Send + Sync>;
+/// A fault injected for tests of crash states and failed writes: called at each
+/// [`FaultPoint`]; an error fails the write at that point, a pause holds it there.
+pub type Fault = Arc<dyn Fn(FaultPoint) -> Result<()> + Send + Sync>;
 
 /// An outbox that sends nothing.
 pub fn no_notices(_: Option<&Case>, _: &Case, _: &HistoryEvent) -> Vec<Notice> {
@@ -260,6 +267,8 @@ pub trait Store: Send + Sync {
         min_bytes: u64,
         idle: std::time::Duration,
     ) -> Result<Option<std::time::Duration>>;
+    /// Whether calls can be served now (false while the store is being reopened).
+    fn available(&self) -> bool;
     /// Small settings the server keeps with its data (e.g. its signing secret).
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
@@ -396,14 +405,36 @@ pub struct SledStore {
     flush_lock: Mutex<()>,
     /// Tests only (see [`SledStore::set_fault`]); `None` in production.
     fault: parking_lot::RwLock<Option<Fault>>,
+    /// The folder's lock file, locked while the store is open: a second process gets a
+    /// clear [`Error::InUse`], and sled's own lock is only ever contended by this process.
+    _lock: std::fs::File,
+    /// When a call last tried to reopen a store a checkpoint left closed.
+    reopen_tried: Mutex<Option<std::time::Instant>>,
 }
 
 impl SledStore {
     /// Opens (or creates) the store. sled allows one process per folder; a second server on
     /// the same folder gets a clear error instead of waiting.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<SledStore> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| Error::Store(format!("cannot create {}: {e}", path.display())))?;
+        let lock_path = path.join("guichet.lock");
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::Store(format!("cannot open {}: {e}", lock_path.display())))?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => Error::InUse(path.display().to_string()),
+            std::fs::TryLockError::Error(e) => {
+                Error::Store(format!("cannot lock {}: {e}", lock_path.display()))
+            }
+        })?;
         let trees = Self::open_trees(path, cache_bytes)?;
         Ok(SledStore {
+            _lock: lock,
+            reopen_tried: Mutex::new(None),
             recent: Mutex::new(Recent::default()),
             path: path.to_path_buf(),
             cache_bytes,
@@ -428,25 +459,34 @@ impl SledStore {
         *self.fault.write() = fault;
     }
 
+    /// Opens the database. The caller holds the folder's lock file, so no other process
+    /// has it open; sled's own lock may still be held for a moment by the threads of a
+    /// handle of ours just dropped (a checkpoint, a restart in the same process), so a
+    /// failure is tried again for a short while.
     fn open_trees(path: &Path, cache_bytes: u64) -> Result<Trees> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            // Every acknowledged write is flushed by `durable`; a background flush
-            // on a timer would only compete with it.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
-                // sled wraps the flock failure in an io::Error of its own; its text is all we have.
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    Error::Store(format!(
-                        "the data folder {} is in use by another Guichet process (sled allows one process per folder)",
-                        path.display()
-                    ))
+        let deadline = std::time::Instant::now() + REOPEN_PATIENCE;
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(path)
+                .cache_capacity(cache_bytes)
+                .mode(sled::Mode::HighThroughput)
+                // Every acknowledged write is flushed by `durable`; a background flush
+                // on a timer would only compete with it.
+                .flush_every_ms(None)
+                .open();
+            match opened {
+                Ok(db) => break db,
+                Err(sled::Error::Io(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
                 }
-                other => Error::Store(format!("cannot open data folder {}: {other}", path.display())),
-            })?;
+                Err(e) => {
+                    return Err(Error::Store(format!(
+                        "cannot open data folder {}: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        };
         let meta = db.open_tree("meta")?;
         match meta.get("format_version")? {
             None => {
@@ -477,12 +517,52 @@ impl SledStore {
 
     fn t(&self) -> Result<Open<'_>> {
         let gate = self.gate.read_recursive();
-        let trees = self
-            .open
-            .read()
-            .clone()
-            .ok_or_else(|| Error::Store("the store is closed".into()))?;
+        if let Some(trees) = self.open.read().clone() {
+            return Ok(Open { _gate: gate, trees });
+        }
+        drop(gate);
+        self.reopen()?;
+        let gate = self.gate.read_recursive();
+        let trees = self.open.read().clone().ok_or_else(closed)?;
         Ok(Open { _gate: gate, trees })
+    }
+
+    /// Tries again to open a store that a checkpoint could not reopen, at most every
+    /// [`REOPEN_RETRY`]; meanwhile every call answers [`Error::Unavailable`].
+    fn reopen(&self) -> Result<()> {
+        {
+            let mut tried = self.reopen_tried.lock();
+            if tried.is_some_and(|t| t.elapsed() < REOPEN_RETRY) {
+                return Err(closed());
+            }
+            *tried = Some(std::time::Instant::now());
+        }
+        // A call nested in another holds the gate for reading: it cannot wait for it.
+        let Some(_gate) = self
+            .gate
+            .try_write_for(std::time::Duration::from_millis(100))
+        else {
+            return Err(closed());
+        };
+        if self.open.read().is_some() {
+            return Ok(());
+        }
+        let trees = self.open_checked()?;
+        *self.open.write() = Some(Arc::new(trees));
+        tracing::info!(message = "store reopened");
+        Ok(())
+    }
+
+    fn open_checked(&self) -> Result<Trees> {
+        if let Some(f) = self.fault.read().clone() {
+            f(FaultPoint::Reopen)?;
+        }
+        Self::open_trees(&self.path, self.cache_bytes)
+    }
+
+    /// Whether the store is open (false while a checkpoint could not reopen it).
+    pub fn is_open(&self) -> bool {
+        self.open.read().is_some()
     }
 
     /// Reads the chain's head from the tree if it is not known yet. A commit calls it
@@ -612,6 +692,10 @@ impl SledStore {
             .insert(incident.id.to_be_bytes(), serde_json::to_vec(&incident)?)?;
         Ok(())
     }
+}
+
+fn closed() -> Error {
+    Error::Unavailable("the store is being reopened after a checkpoint".into())
 }
 
 fn now_ms() -> u64 {
@@ -930,33 +1014,20 @@ impl Store for SledStore {
             return Ok(None);
         }
         let started = std::time::Instant::now();
-        let trees = self
-            .open
-            .write()
-            .take()
-            .ok_or_else(|| Error::Store("the store is closed".into()))?;
+        let trees = self.open.write().take().ok_or_else(closed)?;
         if let Err(e) = self.flush_trees(&trees) {
             *self.open.write() = Some(trees);
             return Err(e);
         }
         // The only handle: every other is lent with the gate held (`t()`).
         drop(trees);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        // sled's own threads release the folder's lock shortly after the last handle.
-        let reopened = loop {
-            match Self::open_trees(&self.path, self.cache_bytes) {
-                Ok(t) => break t,
-                Err(Error::Store(m)) if m.contains("in use") => {
-                    if std::time::Instant::now() > deadline {
-                        return Err(Error::Store(format!(
-                            "checkpoint could not reopen the store: {m}"
-                        )));
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        // If this fails the store stays closed: calls answer `Unavailable` and try to
+        // reopen it again (`t()`), and readiness reports it.
+        *self.reopen_tried.lock() = Some(std::time::Instant::now());
+        let reopened = self.open_checked().map_err(|e| {
+            tracing::error!(message = "checkpoint could not reopen the store; retrying on use", error = %e);
+            e
+        })?;
         *self.open.write() = Some(Arc::new(reopened));
         self.written_bytes.store(0, Ordering::Relaxed);
         drop(gate);
@@ -997,6 +1068,10 @@ impl Store for SledStore {
     fn history_raw(&self, case: u64, seq: u64) -> Result<Option<Vec<u8>>> {
         let t = self.t()?;
         Ok(t.state.get(hist_key(case, seq))?.map(|v| v.to_vec()))
+    }
+
+    fn available(&self) -> bool {
+        self.is_open()
     }
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -1195,7 +1270,7 @@ impl Store for SledStore {
                 t.state.insert(k.as_slice(), v.as_slice())?;
             }
             if let Some(f) = &fault {
-                f(CommitStage::BeforeRecord)?;
+                f(FaultPoint::BeforeRecord)?;
             }
             // The commit point.
             t.state.insert(case_key(plans[0].3.id), record.as_slice())?;
@@ -1203,7 +1278,7 @@ impl Store for SledStore {
             // error. Stale index entries that stay are filtered by their readers.
             let stale = fault
                 .as_ref()
-                .map_or(Ok(()), |f| f(CommitStage::AfterRecord))
+                .map_or(Ok(()), |f| f(FaultPoint::AfterRecord))
                 .and_then(|()| {
                     after_commit.iter().try_for_each(|k| {
                         t.state.remove(k.as_slice()).map(drop).map_err(Error::from)
@@ -1224,7 +1299,7 @@ impl Store for SledStore {
                 }
             }
             if let Some(f) = &fault {
-                f(CommitStage::BeforeRecord)?;
+                f(FaultPoint::BeforeRecord)?;
             }
             t.state.apply_batch(batch)?;
         }
@@ -2054,7 +2129,7 @@ mod tests {
         assert!((1..7).all(|id| r.get(id).is_some()));
     }
 
-    fn fail_at(stage: CommitStage) -> Fault {
+    fn fail_at(stage: FaultPoint) -> Fault {
         Arc::new(move |at| {
             if at == stage {
                 Err(Error::Store("injected write failure".into()))
@@ -2080,7 +2155,7 @@ mod tests {
     fn a_write_that_fails_after_the_case_record_is_a_commit_and_its_number_is_taken() {
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(dir.path(), 1 << 20).unwrap();
-        s.set_fault(Some(fail_at(CommitStage::AfterRecord)));
+        s.set_fault(Some(fail_at(FaultPoint::AfterRecord)));
         // The case record is on disk: the answer is that it happened.
         let first = try_submit(&s, 1).expect("the case was written");
         assert_eq!(first.number, "P-2026-000001");
@@ -2097,7 +2172,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(submit(&s, 1).number, "P-2026-000001");
-        s.set_fault(Some(fail_at(CommitStage::BeforeRecord)));
+        s.set_fault(Some(fail_at(FaultPoint::BeforeRecord)));
         assert!(try_submit(&s, 2).is_err());
         assert_eq!(s.case(2).unwrap().map(|c| c.id), None);
         assert_eq!(s.case_id_by_number("P-2026-000002").unwrap(), None);
@@ -2227,17 +2302,43 @@ mod tests {
         s.flush().unwrap();
         drop(s);
         // The next open sees every case, numbered without a gap.
-        let s = loop {
-            match SledStore::open(&dir.path().join("s"), 8 << 20) {
-                Ok(s) => break s,
-                Err(_) => std::thread::sleep(Duration::from_millis(10)),
-            }
-        };
+        let s = SledStore::open(&dir.path().join("s"), 8 << 20).unwrap();
         for id in (1..200u64).chain([500]) {
             assert!(s.case(id).unwrap().is_some(), "case {id} lost");
         }
         assert_eq!(s.case(500).unwrap().unwrap().number, b.number);
         assert_eq!(b.number, "P-2026-000200");
+    }
+
+    #[test]
+    fn a_checkpoint_that_cannot_reopen_leaves_the_store_unavailable_until_a_retry_succeeds() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path(), 8 << 20).unwrap();
+        let a = submit(&s, 1);
+        s.set_fault(Some(fail_at(FaultPoint::Reopen)));
+        assert!(s.checkpoint(0, Duration::ZERO).is_err());
+        assert!(!s.is_open());
+        // Every call refuses with a typed, retryable error; nothing panics or hangs.
+        assert!(matches!(s.history(1), Err(Error::Unavailable(_))));
+        assert!(matches!(s.flush(), Err(Error::Unavailable(_))));
+        s.set_fault(None);
+        // Calls try again at most every REOPEN_RETRY.
+        std::thread::sleep(REOPEN_RETRY + Duration::from_millis(50));
+        assert_eq!(s.history(1).unwrap().len(), 1);
+        assert!(s.is_open());
+        assert_eq!(s.case(1).unwrap().unwrap().number, a.number);
+        assert_eq!(submit(&s, 2).number, "P-2026-000002");
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_folder_is_refused_as_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let _s = SledStore::open(dir.path(), 1 << 20).unwrap();
+        assert!(matches!(
+            SledStore::open(dir.path(), 1 << 20),
+            Err(Error::InUse(_))
+        ));
     }
 
     #[test]

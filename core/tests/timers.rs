@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use guichet_core::case::{Applicant, CardKind, Case, Data};
 use guichet_core::clock::ManualClock;
 use guichet_core::engine::Submission;
-use guichet_core::store::{CommitStage, SledStore};
+use guichet_core::store::{FaultPoint, SledStore};
 use guichet_core::{Actor, Engine};
 
 /// An immediate item: a 0-day promised limit whose 50 % card is due the moment the case
@@ -76,7 +76,7 @@ fn accept_while_the_scheduler_runs(at: DateTime<Utc>) -> (Case, usize) {
     let wait = Mutex::new(wait);
     let armed = AtomicBool::new(true);
     store.set_fault(Some(Arc::new(move |stage| {
-        if stage == CommitStage::BeforeRecord && armed.swap(false, Ordering::SeqCst) {
+        if stage == FaultPoint::BeforeRecord && armed.swap(false, Ordering::SeqCst) {
             at_point.send(()).unwrap();
             wait.lock().unwrap().recv().unwrap();
         }
@@ -133,7 +133,7 @@ fn timers_of_a_transition_that_failed_before_its_case_record_are_removed() {
     let c = submit(&e);
     // The acceptance fails between its timers and its case record, as in a crash.
     store.set_fault(Some(Arc::new(|stage| {
-        if stage == CommitStage::BeforeRecord {
+        if stage == FaultPoint::BeforeRecord {
             Err(guichet_core::Error::Store("injected crash".into()))
         } else {
             Ok(())

@@ -196,6 +196,58 @@ pub(super) async fn per_client(
     response
 }
 
+/// Reads every request body before the router sees it, up to `max` bytes. Handlers that
+/// take no body (claim, release) would otherwise leave it unread, and hyper closes a
+/// kept-alive connection whose request body was not consumed. A declared length over the
+/// limit is answered 413 at once, without waiting for a body that may never come.
+pub(super) async fn whole_body(
+    axum::extract::State(max): axum::extract::State<usize>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is too large (at most {max} bytes)"),
+        )
+        .into_response()
+    };
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return too_large();
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, max).await {
+        Ok(b) => b,
+        Err(e) => {
+            // A chunked body past the limit, or a client that went away mid-body.
+            let over = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if over {
+                too_large()
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "the request body could not be read",
+                )
+                .into_response()
+            };
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}
+
 /// The nesting depth of a JSON text if it exceeds `max` (strings skipped), else `None`.
 /// Runs before parsing, in one pass over the bytes.
 pub fn too_deep(bytes: &[u8], max: usize) -> Option<usize> {

@@ -111,6 +111,13 @@ pub fn table() -> Vec<Route> {
         Route::new(get.clone(), "/api/health", Public, "Liveness", health),
         Route::new(
             get.clone(),
+            "/api/ready",
+            Public,
+            "Readiness: store open and a rule set live (503 otherwise)",
+            ready,
+        ),
+        Route::new(
+            get.clone(),
             "/api/openapi.json",
             Public,
             "This API as an OpenAPI 3.1 document",
@@ -559,11 +566,13 @@ fn authenticate(state: &AppState, req: &Request) -> Result<Actor, ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(Actor::Public);
     };
+    // The scheme is case-insensitive (RFC 9110, 11.1).
     let secret = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, secret)| secret.trim())
         .filter(|s| !s.is_empty() && s.len() <= 200)
         .ok_or_else(ApiError::unauthorized)?;
     // Served from the engine's token cache after the first use.
@@ -599,8 +608,9 @@ fn check(
         Admin => matches!(actor, Actor::Admin),
         Auditor => matches!(actor, Actor::Staff(s) if rules.is_auditor(s)),
     };
-    // Staff who neither belong to a group nor supervise one (auditors) only read.
-    if ok && *method != Method::GET && matches!(permission, Staff | Applicant) {
+    // Staff who neither belong to a group nor supervise one (auditors) only read: they
+    // submit no case either (a submission with a staff token is made at the window).
+    if ok && *method != Method::GET && matches!(permission, Staff | Applicant | Public) {
         if let Actor::Staff(s) = actor {
             let member = rules
                 .groups

@@ -71,22 +71,10 @@ impl TestServer {
             ..Config::default()
         };
         tune(&mut cfg);
-        // A restart here is in the same process: sled's own threads let go of the
-        // folder's lock a moment after the last handle (a real restart is a new process,
-        // whose old one released the lock on exit).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let engine = loop {
-            match server::open_with_clock(&cfg, clock.clone()) {
-                Ok(engine) => break engine,
-                Err(e)
-                    if format!("{e:#}").contains("in use")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-                Err(e) => panic!("open server: {e:#}"),
-            }
-        };
+        // A restart here is in the same process: `serve` returns once the engine (and
+        // with it the store and its folder lock) is released.
+        let engine = server::open_with_clock(&cfg, clock.clone())
+            .unwrap_or_else(|e| panic!("open server: {e:#}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

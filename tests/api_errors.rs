@@ -196,6 +196,19 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
         );
     }
     assert_eq!(rev(&s, id).await, before);
+    // Returning an accepted case to the window says why not (it did pass intake).
+    let (st, v) = s
+        .post(
+            &format!("/api/tasks/{survey}/return"),
+            &project,
+            json!({ "to": "intake" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    let why = v["message"].as_str().unwrap();
+    assert!(!why.contains("has not been passed"), "{why}");
+    assert!(why.contains("supplement"), "{why}");
+    assert_eq!(rev(&s, id).await, before);
 
     // Claimed by someone else: 409 for the other.
     let (st, _) = s

@@ -106,6 +106,24 @@ async fn actions_are_chained_exported_and_tampering_is_caught() {
     assert!(!v["entries"].as_array().unwrap().is_empty());
     let (st, _) = s.get("/api/audit?since=yesterday", &auditor).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
+    // A page larger than the documented maximum is refused, not silently shortened.
+    for limit in [0, 1001, 100_000_000] {
+        let (st, v) = s.get(&format!("/api/audit?limit={limit}"), &auditor).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{limit}: {v}");
+        assert_eq!(v["code"], "bad_query");
+    }
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/audit/export", s.base))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap();
+    let media = resp.headers()["content-type"].to_str().unwrap().to_string();
+    let (_, doc) = s.call("GET", "/api/openapi.json", None, None).await;
+    let declared = doc["paths"]["/api/audit/export"]["get"]["responses"]["200"]["content"]
+        .as_object()
+        .unwrap();
+    assert!(declared.contains_key(&media), "{media} not in {declared:?}");
 
     let (st, v) = s.get("/api/audit/verify", &auditor).await;
     assert_eq!(st, StatusCode::OK);

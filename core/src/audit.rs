@@ -331,16 +331,31 @@ pub fn search(
 /// API and the CLI offer).
 pub fn export(store: &dyn Store, out: &mut impl std::io::Write) -> Result<()> {
     let broken = |e: std::io::Error| crate::error::Error::Store(format!("export interrupted: {e}"));
-    let mut from = 0;
-    loop {
-        let page = store.audit_raw(from, 1000)?;
-        let Some(last) = page.last().map(|(seq, _)| *seq) else {
-            return Ok(());
-        };
-        for (_, bytes) in page {
-            out.write_all(&bytes).map_err(broken)?;
-            out.write_all(b"\n").map_err(broken)?;
-        }
-        from = last + 1;
+    let mut from = Some(0);
+    while let Some(at) = from {
+        let (lines, next) = export_page(store, at)?;
+        out.write_all(&lines).map_err(broken)?;
+        from = next;
     }
+    Ok(())
+}
+
+/// Entries exported per page.
+pub const EXPORT_PAGE: usize = 1000;
+
+/// One page of [`export`]: the lines of the entries from sequence number `from` (at most
+/// [`EXPORT_PAGE`]), and where the next page starts (`None` after the last entry). A
+/// streaming reader takes the log page by page and never holds it whole.
+pub fn export_page(store: &dyn Store, from: u64) -> Result<(Vec<u8>, Option<u64>)> {
+    let page = store.audit_raw(from, EXPORT_PAGE)?;
+    let Some(last) = page.last().map(|(seq, _)| *seq) else {
+        return Ok((Vec::new(), None));
+    };
+    let mut out = Vec::with_capacity(page.iter().map(|(_, b)| b.len() + 1).sum());
+    for (_, bytes) in &page {
+        out.extend_from_slice(bytes);
+        out.push(b'\n');
+    }
+    let next = (page.len() == EXPORT_PAGE).then_some(last + 1);
+    Ok((out, next))
 }

@@ -1244,11 +1244,10 @@ impl Engine {
         crate::audit::search(self.store.as_ref(), filter, from, limit, 100_000)
     }
 
-    /// The whole audit log as stored, one entry per line (see `audit::export`).
-    pub fn audit_export(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        crate::audit::export(self.store.as_ref(), &mut out)?;
-        Ok(out)
+    /// One page of the audit log as stored, one entry per line, and where the next page
+    /// starts (see `audit::export_page`).
+    pub fn audit_export_page(&self, from: u64) -> Result<(Vec<u8>, Option<u64>)> {
+        crate::audit::export_page(self.store.as_ref(), from)
     }
 
     pub fn verify_audit(&self) -> Result<crate::audit::Verdict> {

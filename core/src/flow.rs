@@ -747,6 +747,13 @@ impl<'a> Flow<'a> {
                 "an intake task cannot return the case".into(),
             ));
         }
+        if target == INTAKE_STEP {
+            return Err(Error::InvalidTransition(
+                "an accepted case cannot return to intake: acceptance is not undone by a return; \
+                 to get more from the applicant, ask for a supplement"
+                    .into(),
+            ));
+        }
         if !self.case.visited.iter().any(|v| v == target) {
             return Err(Error::InvalidTransition(format!(
                 "step '{target}' has not been passed in this case, so the case cannot return to it"

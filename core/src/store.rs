@@ -2100,6 +2100,35 @@ mod tests {
     }
 
     #[test]
+    fn the_audit_export_comes_page_by_page_in_order_and_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path(), 8 << 20).unwrap();
+        let n = 2 * crate::audit::EXPORT_PAGE + 17;
+        s.append_audit((0..n).map(record).collect()).unwrap();
+        let (mut from, mut pages, mut seqs) = (Some(0), 0, Vec::new());
+        while let Some(at) = from {
+            let (lines, next) = crate::audit::export_page(&s, at).unwrap();
+            for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let e: crate::audit::Entry = serde_json::from_slice(line).unwrap();
+                seqs.push(e.seq);
+            }
+            pages += 1;
+            from = next;
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(seqs, (0..n as u64).collect::<Vec<_>>());
+        let mut whole = Vec::new();
+        crate::audit::export(&s, &mut whole).unwrap();
+        assert_eq!(
+            whole
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count(),
+            n
+        );
+    }
+
+    #[test]
     fn a_case_read_after_its_commit_is_the_case_as_stored_and_the_copies_are_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(dir.path(), 1 << 20).unwrap();

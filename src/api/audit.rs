@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{call, AppState, Query};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
+use axum::http::StatusCode;
+use futures_util::StreamExt;
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -17,7 +19,9 @@ pub(super) struct Page {
     /// First sequence number.
     #[serde(default)]
     from: u64,
+    /// Entries per page, 1 to 1000.
     #[serde(default = "hundred")]
+    #[schemars(range(min = 1, max = 1000))]
     limit: usize,
     /// Exactly this actor.
     #[serde(default)]
@@ -34,6 +38,8 @@ pub(super) struct Page {
     until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+const MAX_PAGE: usize = 1000;
+
 fn hundred() -> usize {
     100
 }
@@ -42,7 +48,14 @@ pub(super) async fn entries(
     State(s): State<AppState>,
     Query(p): Query<Page>,
 ) -> ApiResult<Json<Value>> {
-    let limit = p.limit.clamp(1, 1000);
+    if !(1..=MAX_PAGE).contains(&p.limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let limit = p.limit;
     let filter = guichet_core::audit::Filter {
         actor: p.actor,
         action: p.action,
@@ -54,10 +67,25 @@ pub(super) async fn entries(
     Ok(Json(json!(found)))
 }
 
-/// Every entry, one JSON object per line, oldest first.
+/// Every entry, one JSON object per line, oldest first, streamed a page at a time (one
+/// engine call per page), so the log is never held whole in memory.
 pub(super) async fn export(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let body = call(&s, |e| e.audit_export()).await?;
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body))
+    // The first page before the answer starts, so a failing store is still a JSON error.
+    let (first, next) = call(&s, |e| e.audit_export_page(0)).await?;
+    let rest = futures_util::stream::unfold((s, next), |(s, from)| async move {
+        let from = from?;
+        match call(&s, move |e| e.audit_export_page(from)).await {
+            Ok((lines, next)) => Some((Ok(lines), (s, next))),
+            // Headers are gone: the client sees a cut connection, not a short log.
+            Err(e) => Some((Err(std::io::Error::other(e.message)), (s, None))),
+        }
+    });
+    let pages =
+        futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest);
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(pages),
+    ))
 }
 
 pub(super) async fn verify(State(s): State<AppState>) -> ApiResult<Json<Value>> {

@@ -56,6 +56,8 @@ pub struct Route {
     pub query: Option<fn() -> serde_json::Value>,
     /// Answers 201 (it creates something) rather than 200 on success.
     pub created: bool,
+    /// The media type of a success.
+    pub produces: &'static str,
     pub(super) handler: MethodRouter<AppState>,
 }
 
@@ -80,6 +82,7 @@ impl Route {
             body: None,
             query: None,
             created: false,
+            produces: "application/json",
             handler: on(filter, handler),
         }
     }
@@ -91,6 +94,11 @@ impl Route {
 
     fn created(mut self) -> Route {
         self.created = true;
+        self
+    }
+
+    fn produces(mut self, media_type: &'static str) -> Route {
+        self.produces = media_type;
         self
     }
 
@@ -477,7 +485,8 @@ pub fn table() -> Vec<Route> {
             Auditor,
             "The audit log as JSON lines",
             audit::export,
-        ),
+        )
+        .produces("application/x-ndjson"),
         Route::new(
             get.clone(),
             "/api/audit/verify",

@@ -190,7 +190,8 @@ pub fn openapi(routes: &[Route]) -> Value {
         }
         let mut responses = Map::new();
         let ok = if r.created { "201" } else { "200" };
-        let mut success = json!({ "description": "success", "content": { "application/json": { "schema": {} } } });
+        let mut success =
+            json!({ "description": "success", "content": { r.produces: { "schema": {} } } });
         if r.method == axum::http::Method::POST && r.path == "/api/cases" {
             // Where a new case's id, number and first task lead: lets a fuzzer (and a
             // reader) follow a submission into the routes that act on it.
@@ -198,15 +199,17 @@ pub fn openapi(routes: &[Route]) -> Value {
         }
         responses.insert(ok.into(), success);
         responses.insert("400".into(), error_response("malformed request"));
-        match r.permission {
-            Permission::Public | Permission::Applicant => {}
-            _ => {
-                responses.insert("401".into(), error_response("no valid token"));
-                responses.insert(
-                    "403".into(),
-                    error_response("the token's role may not do this"),
-                );
-            }
+        // Public routes too: a token that is sent must be valid.
+        responses.insert(
+            "401".into(),
+            error_response("a token is required, or the one sent is not valid"),
+        );
+        // Read-only staff (auditors) are refused every change, public routes included.
+        if r.permission != Permission::Public || r.method != axum::http::Method::GET {
+            responses.insert(
+                "403".into(),
+                error_response("the token's role may not do this"),
+            );
         }
         responses.insert(
             "404".into(),
@@ -217,17 +220,27 @@ pub fn openapi(routes: &[Route]) -> Value {
                 "409".into(),
                 error_response("conflict with the current state"),
             );
-            responses.insert("413".into(), error_response("body too large"));
             responses.insert("415".into(), error_response("not JSON"));
             responses.insert(
                 "422".into(),
                 error_response("invalid input; nothing changed"),
             );
         }
-        if r.permission == Permission::Applicant {
-            responses.insert("401".into(), error_response("invalid token"));
-            responses.insert("429".into(), error_response("too many wrong query codes"));
-        }
+        // Every request's body is read against the limit, and a request may outlive its
+        // time (an empty answer).
+        responses.insert("413".into(), error_response("body too large"));
+        responses.insert(
+            "408".into(),
+            json!({ "description": "the request took longer than limits.request_timeout_ms" }),
+        );
+        responses.insert(
+            "429".into(),
+            error_response(if r.permission == Permission::Applicant {
+                "too many wrong query codes, or requests in progress from this address"
+            } else {
+                "too many requests in progress from this address"
+            }),
+        );
         responses.insert(
             "503".into(),
             error_response("busy or shutting down; retry later"),

@@ -147,7 +147,9 @@ pub async fn serve(
         task.abort();
         let _ = task.await;
     }
-    drop(_watch);
+    if let Some(w) = _watch {
+        tokio::task::spawn_blocking(move || w.stop()).await?;
+    }
     // Runs what is queued, answers every commit after a last flush, releases the engine.
     tokio::task::spawn_blocking(move || pool.shutdown()).await?;
     let e = engine.clone();

@@ -476,3 +476,75 @@ async fn the_periodic_rescan_catches_what_the_watcher_misses() {
     let v = until(&s, "the rescan", |v| v["procedures"]["p"] != v1.as_str()).await;
     assert_eq!(v["ok"], true);
 }
+
+/// How many times the server has read the folder to compare or load it.
+async fn attempts(s: &TestServer) -> u64 {
+    let (_, v) = s.get("/api/admin/scripts", &s.admin).await;
+    v["attempts"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_the_scripts_does_not_trigger_a_reload() {
+    let (s, _tmp) = start().await;
+    // One real change, so the watcher has reloaded (and read every file) once.
+    save(&s.scripts, "p.rhai", &proc_src("p", TWO_STEPS));
+    until(&s, "the change", |v| v["reloads"] == 2).await;
+    let settled = attempts(&s).await;
+    // inotify reports the reload's own reads (opens and closes) as events; counting
+    // them made an idle server reload itself several times a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(attempts(&s).await, settled, "an idle server reloaded");
+
+    // A broken file is compiled once, not again and again.
+    save(&s.scripts, "p.rhai", "procedure(#{ id: ");
+    until(&s, "the refusal", |v| v["ok"] == false).await;
+    let refused = attempts(&s).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(attempts(&s).await, refused, "a refused folder was reloaded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_a_broken_script_runs_on_the_last_good_rule_set() {
+    let (s, _tmp) = start().await;
+    let (_, before) = s.get("/api/admin/scripts", &s.admin).await;
+    let v1 = before["procedures"]["p"].as_str().unwrap().to_string();
+    let (open_case, _, _) = s.submit(submit("p")).await;
+    // The file breaks while the server is down; an import it needs breaks too.
+    let mut s = s;
+    s.shutdown().await;
+    save(&s.scripts, "p.rhai", "procedure(#{ id: \"p\", \n  name: ");
+    let s = TestServer::start_on(s.scripts.clone(), s.data.clone()).await;
+    let (st, v) = s.get("/api/admin/scripts", &s.admin).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["problems"][0]["location"]["file"], "p.rhai", "{v}");
+    assert_eq!(v["procedures"]["p"], v1.as_str(), "{v}");
+    let (st, _) = s.call("GET", "/api/ready", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    // The office works: new cases on the last good version, old ones go on.
+    let (new, _, _) = s.submit(submit("p")).await;
+    assert_eq!(s.case(new).await["version"], v1.as_str());
+    let a = s.token("a").await;
+    s.act(&a, open_case, "intake", "accept", json!({})).await;
+    // Once the folder validates it goes live.
+    save(&s.scripts, "p.rhai", &proc_src("p", TWO_STEPS));
+    let v = until(&s, "the fixed folder", |v| v["ok"] == true).await;
+    assert_ne!(v["procedures"]["p"], v1.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_with_a_broken_folder_is_refused_with_its_problems() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scripts = tmp.path().join("scripts");
+    save(&scripts, "office.rhai", OFFICE);
+    save(&scripts, "p.rhai", "procedure(#{ id: ");
+    let cfg = guichet::config::Config {
+        scripts,
+        data: tmp.path().join("data"),
+        ..Default::default()
+    };
+    let err = guichet::server::open(&cfg)
+        .err()
+        .expect("nothing to run on");
+    assert!(format!("{err:#}").contains("p.rhai:1"), "{err:#}");
+}

@@ -150,6 +150,8 @@ pub struct Engine {
     pub(crate) delegations: RwLock<Vec<crate::access::Delegation>>,
     /// Outcome of the last load of the scripts folder (see `reload`).
     pub(crate) reload: Mutex<crate::reload::ReloadStatus>,
+    /// Held for a whole reload, compile included (see `reload`).
+    pub(crate) reloading: Mutex<()>,
     /// What the native plugins registered.
     plugins: Arc<Registrar>,
 }
@@ -205,10 +207,13 @@ impl Engine {
             applicant_key: std::sync::OnceLock::new(),
             delegations: RwLock::new(Vec::new()),
             reload: Mutex::new(crate::reload::ReloadStatus::default()),
+            reloading: Mutex::new(()),
         };
         *engine.delegations.write() = Self::load_delegations(engine.store.as_ref())?;
         // Startup takes the same path as every later reload.
-        engine.reload()?;
+        if let Err(e) = engine.reload() {
+            engine.start_on_last_good(e)?;
+        }
         Ok(engine)
     }
 

@@ -29,6 +29,8 @@ pub struct ReloadStatus {
     pub procedures: BTreeMap<String, String>,
     /// How many reloads went live since start (the first load counts).
     pub reloads: u64,
+    /// How many times the folder was read to be compared or loaded since start.
+    pub attempts: u64,
     /// Things that load but deserve attention (e.g. a year without a holiday table).
     pub warnings: Vec<String>,
     /// Files of the last refused attempt: the same refusal is audited once, not on every
@@ -121,6 +123,9 @@ pub enum ReloadOutcome {
     Live { changed: Vec<String> },
 }
 
+/// The store's meta key of the last rule set that went live: its files, as JSON.
+const LAST_GOOD: &str = "last_good_scripts";
+
 fn fingerprint(files: &[(String, String)]) -> String {
     let mut h = Sha256::new();
     for (path, src) in files {
@@ -142,87 +147,155 @@ impl Engine {
 
     /// As [`Engine::reload`], recording `who` asked for it in the audit log.
     pub fn reload_as(&self, who: &str) -> Result<ReloadOutcome> {
+        // One reload at a time, compile included: two saves in quick succession must not
+        // install the older rule set last.
+        let _one = self.reloading.lock();
         let now = self.now();
-        let files = script::read_dir(self.scripts_dir());
-        let attempted = files.as_ref().map(|f| fingerprint(f)).unwrap_or_default();
-        let loaded = files.and_then(|files| {
-            let fp = fingerprint(&files);
-            let live = {
-                let s = self.reload.lock();
-                (s.ok, s.live_fingerprint.clone())
-            };
-            if live == (true, fp.clone()) {
-                return Ok(None);
+        let files = match script::read_dir(self.scripts_dir()) {
+            Ok(files) => files,
+            Err(problems) => return Err(self.refused(who, now, String::new(), problems)),
+        };
+        let fp = fingerprint(&files);
+        {
+            let mut status = self.reload.lock();
+            status.attempts += 1;
+            status.attempted_at = Some(now);
+            if status.live_fingerprint == fp && status.ok {
+                return Ok(ReloadOutcome::Unchanged);
             }
-            script::load_sources_with(self.scripts_dir(), &files, &self.plugins().modules)
-                .map(|rules| Some((rules, fp)))
-        });
-        let mut status = self.reload.lock();
-        status.attempted_at = Some(now);
-        match loaded {
-            Ok(None) => Ok(ReloadOutcome::Unchanged),
-            Ok(Some((rules, fp))) => {
-                let versions: BTreeMap<String, String> = rules
-                    .procedures
-                    .values()
-                    .map(|p| (p.id.clone(), p.version.clone()))
-                    .collect();
-                let mut changed: Vec<String> = versions
-                    .iter()
-                    .filter(|(id, v)| status.procedures.get(*id) != Some(*v))
-                    .map(|(id, v)| format!("{id}@{v}"))
-                    .collect();
-                changed.extend(
-                    status
-                        .procedures
-                        .keys()
-                        .filter(|id| !versions.contains_key(*id))
-                        .map(|id| format!("{id} removed")),
-                );
-                let warns = warnings(&rules, now);
-                for w in &warns {
-                    tracing::warn!(message = "calendar", warning = %w);
-                }
-                let office = office_changes(&self.rules(), &rules);
-                self.install(rules)?;
-                status.warnings = warns;
-                status.ok = true;
-                status.problems.clear();
-                status.live_since = Some(now);
-                status.live_fingerprint = fp;
-                status.procedures = versions;
-                status.reloads += 1;
-                status.refused_fingerprint.clear();
-                self.audit_or_warn(
-                    crate::audit::Record::new(now, who, "scripts.reloaded", "scripts").with_detail(
-                        changed
-                            .iter()
-                            .chain(&office)
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    ),
-                );
-                tracing::info!(message = "scripts live", changed = %changed.join(", "), reloads = status.reloads);
-                Ok(ReloadOutcome::Live { changed })
-            }
-            Err(problems) => {
-                status.ok = false;
-                status.problems = problems.clone();
-                if status.refused_fingerprint != attempted {
-                    status.refused_fingerprint = attempted;
-                    let first = problems.first().map(|p| p.to_string()).unwrap_or_default();
-                    self.audit_or_warn(
-                        crate::audit::Record::new(now, who, "scripts.refused", "scripts")
-                            .with_detail(format!("{} problem(s); first: {first}", problems.len())),
-                    );
-                }
-                for p in &problems {
-                    tracing::warn!(message = "scripts refused; the previous rule set stays live", problem = %p);
-                }
-                Err(Error::Load(problems))
+            // The same files refused again: same answer, nothing compiled.
+            if status.refused_fingerprint == fp && !status.ok {
+                return Err(Error::Load(status.problems.clone()));
             }
         }
+        match script::load_sources_with(self.scripts_dir(), &files, &self.plugins().modules) {
+            Ok(rules) => self.go_live(who, now, rules, fp, Some(&files)),
+            Err(problems) => Err(self.refused(who, now, fp, problems)),
+        }
+    }
+
+    /// Makes `rules` live and records it; `files` (the folder it came from) are kept in
+    /// the store as the last good rule set, which a start with a broken folder runs on.
+    fn go_live(
+        &self,
+        who: &str,
+        now: DateTime<Utc>,
+        rules: crate::office::RuleSet,
+        fp: String,
+        files: Option<&[(String, String)]>,
+    ) -> Result<ReloadOutcome> {
+        let previous = self.reload.lock().procedures.clone();
+        let versions: BTreeMap<String, String> = rules
+            .procedures
+            .values()
+            .map(|p| (p.id.clone(), p.version.clone()))
+            .collect();
+        let mut changed: Vec<String> = versions
+            .iter()
+            .filter(|(id, v)| previous.get(*id) != Some(*v))
+            .map(|(id, v)| format!("{id}@{v}"))
+            .collect();
+        changed.extend(
+            previous
+                .keys()
+                .filter(|id| !versions.contains_key(*id))
+                .map(|id| format!("{id} removed")),
+        );
+        let warns = warnings(&rules, now);
+        for w in &warns {
+            tracing::warn!(message = "calendar", warning = %w);
+        }
+        let office = office_changes(&self.rules(), &rules);
+        if let Some(files) = files {
+            self.store()
+                .put_meta(LAST_GOOD, &serde_json::to_vec(files)?)?;
+        }
+        self.install(rules)?;
+        let mut status = self.reload.lock();
+        status.warnings = warns;
+        status.ok = files.is_some();
+        if files.is_some() {
+            status.problems.clear();
+            status.refused_fingerprint.clear();
+        }
+        status.live_since = Some(now);
+        status.live_fingerprint = fp;
+        status.procedures = versions;
+        status.reloads += 1;
+        self.audit_or_warn(
+            crate::audit::Record::new(now, who, "scripts.reloaded", "scripts").with_detail(
+                changed
+                    .iter()
+                    .chain(&office)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        );
+        tracing::info!(message = "scripts live", changed = %changed.join(", "), reloads = status.reloads);
+        Ok(ReloadOutcome::Live { changed })
+    }
+
+    /// Records a refused folder: the live rule set stays. Logged and audited once per
+    /// version of the files, not at every rescan.
+    fn refused(
+        &self,
+        who: &str,
+        now: DateTime<Utc>,
+        fp: String,
+        problems: Vec<ScriptProblem>,
+    ) -> Error {
+        let mut status = self.reload.lock();
+        status.ok = false;
+        status.problems = problems.clone();
+        if fp.is_empty() || status.refused_fingerprint != fp {
+            status.refused_fingerprint = fp;
+            let first = problems.first().map(|p| p.to_string()).unwrap_or_default();
+            self.audit_or_warn(
+                crate::audit::Record::new(now, who, "scripts.refused", "scripts")
+                    .with_detail(format!("{} problem(s); first: {first}", problems.len())),
+            );
+            for p in &problems {
+                tracing::warn!(message = "scripts refused; the previous rule set stays live", problem = %p);
+            }
+        }
+        Error::Load(problems)
+    }
+
+    /// At start, when the scripts folder does not load: runs on the last rule set that
+    /// went live (kept in the store), so a bad edit cannot keep the office closed. The
+    /// folder's problems stay in the status; the watcher makes the folder live once it
+    /// validates. Without a stored rule set (a first start) the folder's error stands.
+    pub(crate) fn start_on_last_good(&self, folder: Error) -> Result<()> {
+        let Error::Load(problems) = folder else {
+            return Err(folder);
+        };
+        let Some(bytes) = self.store().meta(LAST_GOOD)? else {
+            return Err(Error::Load(problems));
+        };
+        let files: Vec<(String, String)> = serde_json::from_slice(&bytes)?;
+        let rules = script::load_sources_with(self.scripts_dir(), &files, &self.plugins().modules)
+            .map_err(|stored| {
+                tracing::error!(
+                    message = "the stored rule set does not load either",
+                    problems = stored.len()
+                );
+                Error::Load(problems.clone())
+            })?;
+        let now = self.now();
+        tracing::warn!(
+            message =
+                "scripts folder refused at start; running on the last rule set that went live",
+            problems = problems.len()
+        );
+        self.go_live("system", now, rules, fingerprint(&files), None)?;
+        let mut status = self.reload.lock();
+        status.ok = false;
+        status.problems = problems;
+        if let Ok(current) = script::read_dir(self.scripts_dir()) {
+            status.refused_fingerprint = fingerprint(&current);
+        }
+        Ok(())
     }
 
     pub fn reload_status(&self) -> ReloadStatus {

@@ -158,6 +158,42 @@ fn routing_must_be_able_to_end() {
 }
 
 #[test]
+fn conditions_may_call_only_functions_that_exist() {
+    let route = |cond: &str| {
+        format!(
+            r#"#{{ id: "s1", name: "S1", group: "g", next: [ #{{ when: "{cond}", to: "@approved" }}, #{{ to: "@rejected" }} ] }}"#
+        )
+    };
+    check_err(
+        &procedure(&route("no_such_fn(data.x)"), r#""s1""#, ""),
+        "condition `no_such_fn(data.x)` calls no_such_fn/1, which does not exist",
+    );
+    check_err(
+        &procedure(&route("data.name.no_such_method() > 3"), r#""s1""#, ""),
+        "calls no_such_method/1",
+    );
+    // Wrong arity of a real function is as wrong as a missing one.
+    check_err(
+        &procedure(&route("len(data.x, 2) > 1"), r#""s1""#, ""),
+        "len/2",
+    );
+    // Standard functions, methods and the script's own functions are fine.
+    check_ok(&procedure(
+        &route("data.name.len() > 3 && abs(data.x) > 1"),
+        r#""s1""#,
+        "",
+    ));
+    check_ok(
+        &procedure(
+            &route("data.tags.contains(1) || 2 in data.tags || big(data)"),
+            r#""s1""#,
+            "",
+        )
+        .replace("fn hook(c)", "fn big(d) { d.x > 100 }\nfn hook(c)"),
+    );
+}
+
+#[test]
 fn parallel_branches_join() {
     let par = r#"
         #{ id: "fork", name: "Fork", kind: "parallel", branches: ["b1", "b2"], next: "@approved" },

@@ -92,13 +92,17 @@ impl TestServer {
             .expect("admin token file")
             .trim()
             .to_string();
+        let client = reqwest::Client::new();
+        // Serving means started: the watcher and the background loops start before the
+        // accept loop, so a test's first edit or timer is never missed.
+        wait_up(&client, &base).await;
         TestServer {
             base,
             data,
             scripts,
             admin,
             engine: Some(kept),
-            client: reqwest::Client::new(),
+            client,
             stop: Some(tx),
             handle: Some(handle),
             _tmp: None,

@@ -1,109 +1,26 @@
-//! Rhai: the sandboxed engine, the loader that turns a scripts folder into a validated
-//! [`RuleSet`], and the runtime calls of hooks, automatic steps and routing conditions.
-//!
-//! A script declares the office by calling `office`, `department`, `group`, `staff`,
-//! `procedure` and `bundle` with object maps; the loader records each call with its file and
-//! position, so every later validation error points at the declaration that caused it.
+//! The loader: reads a scripts folder, runs each file with the declaration functions
+//! (`office`, `department`, `group`, `staff`, `procedure`, `bundle`, `calendar`) that
+//! record each call with its file and position, and builds and validates the
+//! [`RuleSet`], so every error points at the declaration that caused it. All problems of
+//! a folder are reported together.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Component, Path, PathBuf};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-
-use rhai::module_resolvers::FileModuleResolver;
 use rhai::{Dynamic, EvalAltResult, NativeCallContext, Position, AST};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::runtime::ProcedureScript;
+use super::sandbox::{sandboxed_engine_over, with_budget, Modules};
+
+/// Time one file may take to run at load (declarations are quick; a loop is a mistake).
+const LOAD_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::error::{Location, ScriptProblem};
 use crate::office::{Bundle, Department, Group, OfficeInfo, RuleSet, Staff};
 use crate::procedure::{Procedure, Route, StepKind};
-
-/// Limits that keep a script from taking the server down (PITFALLS.md: all off by default).
-const MAX_OPERATIONS: u64 = 1_000_000;
-const MAX_CALL_LEVELS: usize = 32;
-const MAX_STRING: usize = 1 << 20;
-const MAX_ARRAY: usize = 10_000;
-const MAX_MAP: usize = 10_000;
-
-/// The compiled script behind one procedure version.
-#[derive(Debug)]
-pub struct ProcedureScript {
-    pub source: String,
-    ast: AST,
-    conditions: HashMap<String, AST>,
-    engine: Arc<rhai::Engine>,
-}
-
-/// Resolves `import` only to files inside the scripts folder.
-struct SandboxResolver {
-    root: PathBuf,
-    inner: FileModuleResolver,
-}
-
-impl rhai::ModuleResolver for SandboxResolver {
-    fn resolve(
-        &self,
-        engine: &rhai::Engine,
-        source: Option<&str>,
-        path: &str,
-        pos: Position,
-    ) -> Result<rhai::Shared<rhai::Module>, Box<EvalAltResult>> {
-        let rel = Path::new(path);
-        let escapes = rel.is_absolute()
-            || rel
-                .components()
-                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
-        let inside = !escapes
-            && self
-                .root
-                .join(format!("{path}.rhai"))
-                .canonicalize()
-                .is_ok_and(|p| p.starts_with(&self.root));
-        if !inside {
-            // Not ErrorModuleNotFound: Rhai swallows that one into a generic message.
-            return Err(EvalAltResult::ErrorRuntime(
-                format!("import \"{path}\": imports must stay inside the scripts folder").into(),
-                pos,
-            )
-            .into());
-        }
-        let _ = source;
-        self.inner.resolve(engine, None, path, pos)
-    }
-}
-
-/// Rhai modules from plugins, callable from scripts as `name::function(...)`.
-pub type Modules = [(String, rhai::Shared<rhai::Module>)];
-
-/// A Rhai engine with every limit set, `import` confined to `root`, and the plugins'
-/// modules.
-pub fn sandboxed_engine(root: &Path, modules: &Modules) -> rhai::Engine {
-    let mut e = rhai::Engine::new();
-    for (name, m) in modules {
-        e.register_static_module(name.as_str(), m.clone());
-    }
-    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    e.set_module_resolver(SandboxResolver {
-        inner: FileModuleResolver::new_with_path(root.clone()),
-        root,
-    });
-    e.set_max_operations(MAX_OPERATIONS)
-        .set_max_call_levels(MAX_CALL_LEVELS)
-        .set_max_expr_depths(64, 32)
-        .set_max_string_size(MAX_STRING)
-        .set_max_array_size(MAX_ARRAY)
-        .set_max_map_size(MAX_MAP)
-        .set_max_modules(32)
-        .set_max_variables(1_000)
-        .set_max_functions(1_000);
-    e.on_print(|s| tracing::info!(target: "guichet::script", message = s));
-    e.on_debug(
-        |s, src, pos| tracing::debug!(target: "guichet::script", message = s, source = src, %pos),
-    );
-    e
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DeclKind {
@@ -128,8 +45,13 @@ struct Collector {
     decls: Vec<Decl>,
 }
 
-fn loader_engine(root: &Path, modules: &Modules, col: Arc<Mutex<Collector>>) -> rhai::Engine {
-    let mut e = sandboxed_engine(root, modules);
+fn loader_engine(
+    root: &Path,
+    modules: &Modules,
+    files: Arc<HashMap<String, String>>,
+    col: Arc<Mutex<Collector>>,
+) -> rhai::Engine {
+    let mut e = sandboxed_engine_over(root, modules, files);
     for (name, kind) in [
         ("office", DeclKind::Office),
         ("department", DeclKind::Department),
@@ -261,8 +183,11 @@ pub fn load_sources_with(
     modules: &Modules,
 ) -> Result<RuleSet, Vec<ScriptProblem>> {
     let col = Arc::new(Mutex::new(Collector::default()));
-    let loader = loader_engine(root, modules, col.clone());
-    let runtime = Arc::new(sandboxed_engine(root, modules));
+    // Imports resolve among the files being loaded: a rule set loaded from the store is
+    // exactly the one that was saved, whatever the folder holds now.
+    let sources: Arc<HashMap<String, String>> = Arc::new(files.iter().cloned().collect());
+    let loader = loader_engine(root, modules, sources.clone(), col.clone());
+    let runtime = Arc::new(sandboxed_engine_over(root, modules, sources));
     let mut problems = Vec::new();
     let mut scripts: BTreeMap<String, Arc<FileScript>> = BTreeMap::new();
     for (file, source) in files {
@@ -279,7 +204,7 @@ pub fn load_sources_with(
             }
         };
         col.lock().file = file.clone();
-        if let Err(e) = loader.run_ast(&ast) {
+        if let Err(e) = with_budget(LOAD_BUDGET, || loader.run_ast(&ast)) {
             let pos = e.position();
             problems.push(problem(
                 file,
@@ -481,6 +406,8 @@ fn build_procedure(
             need_fn(&s.run, &format!("{ctx} run"));
         }
     }
+    let functions = file.ast.clone_functions_only();
+    let known = known_functions(&engine);
     let mut conditions = HashMap::new();
     let mut routes: Vec<(&str, &Route)> = vec![("start", &p.start)];
     for s in &p.steps {
@@ -492,6 +419,13 @@ fn build_procedure(
             for cond in rules.iter().filter_map(|r| r.when.as_ref()) {
                 match engine.compile_expression(cond) {
                     Ok(ast) => {
+                        let ast = functions.merge(&ast);
+                        for call in unknown_calls(&known, &ast) {
+                            errs.push(format!(
+                                "procedure '{}': step '{ctx}': condition `{cond}` calls {call}, which does not exist",
+                                p.id
+                            ));
+                        }
                         conditions.insert(cond.clone(), ast);
                     }
                     Err(e) => errs.push(format!(
@@ -531,7 +465,7 @@ pub fn load_version(
         file: file.to_string(),
         decls: Vec::new(),
     }));
-    let loader = loader_engine(root, modules, col.clone());
+    let loader = loader_engine(root, modules, Arc::default(), col.clone());
     let ast = loader.compile(source).map_err(|e| e.to_string())?;
     loader.run_ast(&ast).map_err(|e| e.to_string())?;
     let decls = std::mem::take(&mut col.lock().decls);
@@ -547,11 +481,15 @@ pub fn load_version(
         source: source.to_string(),
         ast,
     };
-    let mut p = build_procedure(value, &fs, file, Arc::new(sandboxed_engine(root, modules)))
-        .map_err(|e| e.join("; "))?;
+    let runtime = Arc::new(sandboxed_engine_over(root, modules, Arc::default()));
+    let mut p = build_procedure(value, &fs, file, runtime).map_err(|e| e.join("; "))?;
     for f in &mut p.fields {
         if let Some(pat) = &f.pattern {
-            f.regex = regex::Regex::new(&format!("^(?:{pat})$")).ok();
+            // It compiled when this version was live; a regex crate that no longer
+            // accepts it must refuse the version, never drop the field's check.
+            let re = regex::Regex::new(&format!("^(?:{pat})$"))
+                .map_err(|e| format!("field '{}': pattern: {e}", f.id))?;
+            f.regex = Some(re);
         }
     }
     p.scopes = crate::procedure::compute_scopes(&p).map_err(|e| e.join("; "))?;
@@ -562,46 +500,81 @@ pub fn load_version(
     Ok(p)
 }
 
-impl ProcedureScript {
-    /// Calls `name(arg)`. Errors, including exceeded limits, come back as text for the
-    /// engine to report; nothing here can panic or hang.
-    pub fn call(&self, name: &str, arg: &Value) -> Result<Value, String> {
-        let arg = rhai::serde::to_dynamic(arg).map_err(|e| e.to_string())?;
-        let mut scope = rhai::Scope::new();
-        let opts = rhai::CallFnOptions::new()
-            .eval_ast(false)
-            .rewind_scope(true);
-        let out: Dynamic = self
-            .engine
-            .call_fn_with_options(opts, &mut scope, &self.ast, name, (arg,))
-            .map_err(|e| format!("{name}: {e}"))?;
-        if out.is_unit() {
-            return Ok(Value::Null);
-        }
-        rhai::serde::from_dynamic(&out)
-            .map_err(|e| format!("{name} returned a value that is not data: {e}"))
-    }
+/// Every function a script running on `engine` can call, as `(name, parameters)`; names
+/// of plugin modules' functions are qualified (`idcard::valid`).
+fn known_functions(engine: &rhai::Engine) -> HashSet<(String, usize)> {
+    engine
+        .collect_fn_metadata(
+            None,
+            |info| {
+                let name = if info.namespace.is_empty() {
+                    info.metadata.name.to_string()
+                } else {
+                    format!("{}::{}", info.namespace, info.metadata.name)
+                };
+                Some((name, info.metadata.num_params))
+            },
+            true,
+        )
+        .into_iter()
+        .collect()
+}
 
-    /// Evaluates a routing condition over the case data and applicant.
-    pub fn condition(&self, expr: &str, data: &Value, applicant: &Value) -> Result<bool, String> {
-        let ast = self
-            .conditions
-            .get(expr)
-            .ok_or_else(|| format!("condition `{expr}` was not compiled"))?;
-        let mut scope = rhai::Scope::new();
-        scope.push_dynamic(
-            "data",
-            rhai::serde::to_dynamic(data).map_err(|e| e.to_string())?,
-        );
-        scope.push_dynamic(
-            "applicant",
-            rhai::serde::to_dynamic(applicant).map_err(|e| e.to_string())?,
-        );
-        let out: Dynamic = self
-            .engine
-            .eval_ast_with_scope(&mut scope, ast)
-            .map_err(|e| format!("condition `{expr}`: {e}"))?;
-        out.as_bool()
-            .map_err(|t| format!("condition `{expr}` gave a {t}, not true or false"))
-    }
+/// Keywords Rhai handles itself rather than as registered functions.
+const BUILT_IN: &[&str] = &[
+    "type_of",
+    "print",
+    "debug",
+    "Fn",
+    "call",
+    "curry",
+    "is_def_var",
+    "is_def_fn",
+    "is_shared",
+    "eval",
+];
+
+/// Calls in `ast` (outside the functions it defines) of functions that exist neither
+/// among `known` nor in `ast` itself, named as `name/arity`. A condition that calls one
+/// would fail every case at run time.
+fn unknown_calls(known: &HashSet<(String, usize)>, ast: &AST) -> Vec<String> {
+    use rhai::{ASTNode, Expr, FnCallExpr, Stmt};
+    let named = |call: &FnCallExpr| {
+        if call.namespace.is_empty() {
+            call.name.to_string()
+        } else {
+            format!("{}::{}", call.namespace, call.name)
+        }
+    };
+    let defined: HashSet<(String, usize)> = ast
+        .iter_functions()
+        .map(|f| (f.name.to_string(), f.params.len()))
+        .collect();
+    let exists = |name: &str, arity: usize| {
+        let key = (name.to_string(), arity);
+        BUILT_IN.contains(&name) || known.contains(&key) || defined.contains(&key)
+    };
+    let mut missing = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        let call =
+            match path.last() {
+                // A call is a statement of its own when it is the whole expression.
+                Some(
+                    ASTNode::Expr(Expr::FnCall(call, _)) | ASTNode::Stmt(Stmt::FnCall(call, _)),
+                ) if !call.is_operator_call() => Some((named(call), call.args.len())),
+                // `x.f(a)` calls `f(x, a)`.
+                Some(ASTNode::Expr(Expr::MethodCall(call, _))) => {
+                    Some((call.name.to_string(), call.args.len() + 1))
+                }
+                _ => None,
+            };
+        if let Some((name, arity)) = call {
+            let shown = format!("{name}/{arity}");
+            if !exists(&name, arity) && !missing.contains(&shown) {
+                missing.push(shown);
+            }
+        }
+        true
+    });
+    missing
 }

@@ -37,12 +37,15 @@ pub struct AppState {
     pub max_json_depth: usize,
     /// The engine threads every engine call runs on; they also group commits' flushes.
     pub pool: Arc<crate::pool::Pool>,
+    /// Time a request may take before it is answered 408 (unless a write has started).
+    pub request_timeout: std::time::Duration,
 }
 
 impl AppState {
     pub fn with_limits(mut self, limits: &crate::config::LimitsConfig) -> AppState {
         self.inflight = Arc::new(guard::Inflight::new(limits.requests_per_client));
         self.max_json_depth = limits.max_json_depth;
+        self.request_timeout = std::time::Duration::from_millis(limits.request_timeout_ms.max(1));
         self
     }
 
@@ -53,6 +56,7 @@ impl AppState {
             guesses: Arc::new(guard::Guesses::default()),
             inflight: Arc::new(guard::Inflight::new(128)),
             max_json_depth: 32,
+            request_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -86,6 +90,11 @@ pub fn router(state: AppState, max_body: usize) -> Router {
     .layer(axum::middleware::from_fn_with_state(
         state.inflight.clone(),
         guard::per_client,
+    ))
+    // Outermost: the request's time includes its body and its wait for a slot.
+    .layer(axum::middleware::from_fn_with_state(
+        state.request_timeout,
+        guard::deadline,
     ))
     .layer(axum::extract::DefaultBodyLimit::max(max_body))
     .with_state(state)
@@ -763,7 +772,7 @@ async fn scripts_status(State(s): State<AppState>) -> ApiResult<Json<Value>> {
 /// problems; the live rule set stays.
 async fn scripts_reload(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let who = caller.0.name();
-    let outcome = call(&s, move |e| e.reload_as(&who)).await?;
+    let outcome = s.pool.call_heavy(move |e| e.reload_as(&who)).await?;
     let changed = match outcome {
         guichet_core::reload::ReloadOutcome::Unchanged => Vec::new(),
         guichet_core::reload::ReloadOutcome::Live { changed } => changed,

@@ -77,8 +77,12 @@ pub struct LimitsConfig {
     /// Time a client has to send a request's headers, and the longest a kept-alive
     /// connection may sit idle between requests.
     pub header_timeout_ms: u64,
-    /// Time a request may take in all, body upload included (answer 408).
+    /// Time a request may take in all, body upload included (answer 408). A request whose
+    /// engine call has started is answered with what that call did, however long it takes.
     pub request_timeout_ms: u64,
+    /// Time the scripts of one engine call (hooks, conditions, automatic steps) may run
+    /// in all; past it the call fails with `script_error` and changes nothing.
+    pub script_ms: u64,
     /// Connections open at once; more wait in the kernel's backlog.
     pub max_connections: usize,
     /// Connections one client address may hold open at once; more are closed at once.
@@ -94,6 +98,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             header_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
+            script_ms: 1_000,
             max_connections: 2048,
             connections_per_client: 256,
             requests_per_client: 128,

@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,8 +36,20 @@ pub enum PoolError {
     Engine(#[from] guichet_core::Error),
     #[error("the server is shutting down")]
     Closed,
+    /// The call panicked (its sender was dropped unanswered). A call skipped because its
+    /// request gave up is never awaited, so it cannot be mistaken for this.
     #[error("an engine call failed unexpectedly")]
     Panicked,
+}
+
+/// Whether a call may run scripts. Calls that may (commits, reloads) run on all threads
+/// but one, so reads are answered even while every other thread runs a slow script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weight {
+    /// Reads: no script runs.
+    Light,
+    /// Transitions and other calls that may run scripts.
+    Heavy,
 }
 
 /// Sends a commit's answer once its flush is done (or failed).
@@ -45,31 +58,117 @@ type Answer = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// the next flush.
 type Job = Box<dyn FnOnce(&Engine) -> Option<Answer> + Send>;
 
+tokio::task_local! {
+    /// The gate of the request being served, set by [`within`].
+    static GATE: Arc<Gate>;
+}
+
+/// Between a request's deadline and its engine calls: either the request gives up before
+/// any call that may write has started (it is answered 408 and nothing happened), or such
+/// a call has started and the request is answered with what it did, however late.
+#[derive(Default)]
+pub struct Gate(AtomicU8);
+
+const OPEN: u8 = 0;
+const WRITING: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Gate {
+    /// The request's time ran out: true if it may be answered 408 now (no write started;
+    /// none will).
+    pub fn abandon(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(OPEN, ABANDONED, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => true,
+            Err(now) => now == ABANDONED,
+        }
+    }
+
+    /// A write is about to start: false if the request already gave up.
+    fn start_write(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(OPEN, WRITING, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => true,
+            Err(now) => now == WRITING,
+        }
+    }
+
+    fn abandoned(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == ABANDONED
+    }
+}
+
+/// Runs `request` (a request's handling) under `gate`, so the engine calls it makes
+/// through a [`Pool`] see whether it gave up.
+pub async fn within<F: std::future::Future>(gate: Arc<Gate>, request: F) -> F::Output {
+    GATE.scope(gate, request).await
+}
+
+fn current_gate() -> Option<Arc<Gate>> {
+    GATE.try_with(Arc::clone).ok()
+}
+
 #[derive(Default)]
 struct State {
-    queue: VecDeque<Job>,
+    /// Calls waiting for a thread, each with its arrival number (older runs first).
+    light: VecDeque<(u64, Job)>,
+    heavy: VecDeque<(u64, Job)>,
+    arrivals: u64,
     /// Commits made and not yet covered by a flush that started after them.
     waiting: Vec<Answer>,
     /// When the oldest of `waiting` was made.
     since: Option<Instant>,
     running: usize,
+    running_heavy: usize,
+    /// Heavy calls that may run at once: one thread is kept for light ones.
+    max_heavy: usize,
     flushing: bool,
     closed: bool,
 }
 
 impl State {
+    fn queued(&self) -> usize {
+        self.light.len() + self.heavy.len()
+    }
+
     fn flush_due(&self) -> bool {
         !self.flushing
             && !self.waiting.is_empty()
-            && ((self.queue.is_empty() && self.running == 0)
+            && ((self.queued() == 0 && self.running == 0)
                 || self.waiting.len() >= MAX_GROUP
                 || self.since.is_some_and(|t| t.elapsed() >= MAX_WAIT))
+    }
+
+    /// The oldest call this thread may run now.
+    fn next(&mut self) -> Option<(Weight, Job)> {
+        let light = self.light.front().map(|j| j.0);
+        let heavy = self
+            .heavy
+            .front()
+            .map(|j| j.0)
+            .filter(|_| self.running_heavy < self.max_heavy);
+        let take_heavy = match (light, heavy) {
+            (Some(l), Some(h)) => h < l,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if take_heavy {
+            self.heavy.pop_front().map(|(_, j)| (Weight::Heavy, j))
+        } else {
+            self.light.pop_front().map(|(_, j)| (Weight::Light, j))
+        }
     }
 }
 
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    /// Time the scripts of one call may take (see `guichet_core::script::with_budget`).
+    budget: Duration,
 }
 
 pub struct Pool {
@@ -78,13 +177,23 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts `threads` engine threads (at least one).
+    /// Starts `threads` engine threads (at least one) with the default script budget.
     pub fn start(engine: Arc<Engine>, threads: usize) -> Arc<Pool> {
+        Self::start_with(engine, threads, guichet_core::script::DEFAULT_BUDGET)
+    }
+
+    /// Starts `threads` engine threads whose calls' scripts may run `budget` each.
+    pub fn start_with(engine: Arc<Engine>, threads: usize, budget: Duration) -> Arc<Pool> {
+        let threads = threads.max(1);
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                max_heavy: (threads - 1).max(1),
+                ..State::default()
+            }),
             wake: Condvar::new(),
+            budget,
         });
-        let handles = (0..threads.max(1))
+        let handles = (0..threads)
             .map(|i| {
                 let (shared, engine) = (shared.clone(), engine.clone());
                 std::thread::Builder::new()
@@ -106,68 +215,99 @@ impl Pool {
         std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
     }
 
-    /// Runs `f` on an engine thread and answers without waiting for the disk (reads, and
-    /// writes nobody needs durable before the answer).
+    /// Runs `f` (a read: no script, no write) on an engine thread and answers without
+    /// waiting for the disk.
     pub async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Engine) -> guichet_core::Result<T> + Send + 'static,
     ) -> Result<T, PoolError> {
+        self.run(Weight::Light, f).await
+    }
+
+    /// Runs `f` on an engine thread as [`Pool::call`] does, counted as a call that may run
+    /// scripts (a reload, a dry run) and answered without waiting for the disk.
+    pub async fn call_heavy<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Engine) -> guichet_core::Result<T> + Send + 'static,
+    ) -> Result<T, PoolError> {
+        self.run(Weight::Heavy, f).await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        weight: Weight,
+        f: impl FnOnce(&Engine) -> guichet_core::Result<T> + Send + 'static,
+    ) -> Result<T, PoolError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.push(Box::new(move |e| {
-            // The caller gave up (a request timeout) before the call started.
-            if !tx.is_closed() {
-                let _ = tx.send(f(e).map_err(PoolError::from));
-            }
-            None
-        }))?;
+        let gate = current_gate();
+        self.push(
+            weight,
+            Box::new(move |e| {
+                // The caller gave up (a request timeout) before the call started.
+                if !tx.is_closed() && !gate.is_some_and(|g| g.abandoned()) {
+                    let _ = tx.send(f(e).map_err(PoolError::from));
+                }
+                None
+            }),
+        )?;
         rx.await.map_err(|_| PoolError::Panicked)?
     }
 
     /// Runs `f` on an engine thread and answers once the commit whose ticket `ticket`
     /// reads from the result is on disk ([`NEXT_FLUSH`] for writes without a ticket; 0
-    /// for results that committed nothing).
+    /// for results that committed nothing). Once it starts, the request that made it is
+    /// answered with its result even past its deadline.
     pub async fn commit<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Engine) -> guichet_core::Result<T> + Send + 'static,
         ticket: impl FnOnce(&T) -> u64 + Send + 'static,
     ) -> Result<T, PoolError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.push(Box::new(move |e| {
-            if tx.is_closed() {
-                return None;
-            }
-            match f(e) {
-                Err(err) => {
-                    let _ = tx.send(Err(err.into()));
-                    None
+        let gate = current_gate();
+        self.push(
+            Weight::Heavy,
+            Box::new(move |e| {
+                if tx.is_closed() || gate.is_some_and(|g| !g.start_write()) {
+                    return None;
                 }
-                Ok(v) => {
-                    let t = ticket(&v);
-                    let answer: Answer = Box::new(move |flushed| {
-                        let _ = tx.send(
-                            flushed
-                                .map(|()| v)
-                                .map_err(|m| guichet_core::Error::Store(m).into()),
-                        );
-                    });
-                    if t <= e.flushed() {
-                        answer(Ok(()));
+                match f(e) {
+                    Err(err) => {
+                        let _ = tx.send(Err(err.into()));
                         None
-                    } else {
-                        Some(answer)
+                    }
+                    Ok(v) => {
+                        let t = ticket(&v);
+                        let answer: Answer = Box::new(move |flushed| {
+                            let _ = tx.send(
+                                flushed
+                                    .map(|()| v)
+                                    .map_err(|m| guichet_core::Error::Store(m).into()),
+                            );
+                        });
+                        if t <= e.flushed() {
+                            answer(Ok(()));
+                            None
+                        } else {
+                            Some(answer)
+                        }
                     }
                 }
-            }
-        }))?;
+            }),
+        )?;
         rx.await.map_err(|_| PoolError::Panicked)?
     }
 
-    fn push(&self, job: Job) -> Result<(), PoolError> {
+    fn push(&self, weight: Weight, job: Job) -> Result<(), PoolError> {
         let mut st = self.shared.state.lock();
         if st.closed {
             return Err(PoolError::Closed);
         }
-        st.queue.push_back(job);
+        st.arrivals += 1;
+        let n = st.arrivals;
+        match weight {
+            Weight::Light => st.light.push_back((n, job)),
+            Weight::Heavy => st.heavy.push_back((n, job)),
+        }
         drop(st);
         self.shared.wake.notify_one();
         Ok(())
@@ -175,7 +315,7 @@ impl Pool {
 
     /// Calls waiting for a thread.
     pub fn queued(&self) -> usize {
-        self.shared.state.lock().queue.len()
+        self.shared.state.lock().queued()
     }
 
     /// Refuses new calls from now on; those queued still run and are answered. Returns at
@@ -219,13 +359,26 @@ fn work(shared: &Shared, engine: &Engine) {
             st.flushing = false;
             continue;
         }
-        if let Some(job) = st.queue.pop_front() {
+        if let Some((weight, job)) = st.next() {
             st.running += 1;
+            if weight == Weight::Heavy {
+                st.running_heavy += 1;
+            }
             drop(st);
-            // A panic drops the job's sender: its caller gets `Panicked`, the thread lives.
-            let waits = catch_unwind(AssertUnwindSafe(|| job(engine))).unwrap_or(None);
+            // A panic drops the job's sender: its caller gets an error, the thread lives.
+            let waits = catch_unwind(AssertUnwindSafe(|| {
+                guichet_core::script::with_budget(shared.budget, || job(engine))
+            }))
+            .unwrap_or(None);
             st = shared.state.lock();
             st.running -= 1;
+            if weight == Weight::Heavy {
+                st.running_heavy -= 1;
+                if !st.heavy.is_empty() {
+                    // A heavy call may have waited for this one's place.
+                    shared.wake.notify_one();
+                }
+            }
             if let Some(answer) = waits {
                 if st.waiting.is_empty() {
                     st.since = Some(Instant::now());
@@ -234,7 +387,8 @@ fn work(shared: &Shared, engine: &Engine) {
             }
             continue;
         }
-        if st.closed && st.running == 0 && st.waiting.is_empty() && !st.flushing {
+        if st.closed && st.queued() == 0 && st.running == 0 && st.waiting.is_empty() && !st.flushing
+        {
             break;
         }
         // Nothing to run. Commits wait either for the calls still running (whose thread

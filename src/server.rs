@@ -111,14 +111,13 @@ pub async fn serve(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let pool = crate::pool::Pool::start(engine.clone(), crate::pool::Pool::default_threads());
-    let state = AppState::new(engine.clone(), pool.clone()).with_limits(&config.limits);
-    let app = router(state, config.max_body_kb * 1024).layer(
-        tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            std::time::Duration::from_millis(config.limits.request_timeout_ms.max(1)),
-        ),
+    let pool = crate::pool::Pool::start_with(
+        engine.clone(),
+        crate::pool::Pool::default_threads(),
+        std::time::Duration::from_millis(config.limits.script_ms.max(1)),
     );
+    let state = AppState::new(engine.clone(), pool.clone()).with_limits(&config.limits);
+    let app = router(state, config.max_body_kb * 1024);
     let _watch = if config.watch {
         Some(crate::watch::start(
             engine.clone(),

@@ -165,3 +165,124 @@ async fn shutdown_runs_what_was_queued_then_refuses_calls() {
     // The threads let go of the engine.
     assert_eq!(Arc::strong_count(&engine), 1);
 }
+
+/// A call that may run scripts and holds its thread until `release` is sent; returns once
+/// it runs.
+async fn occupy_heavy(
+    pool: &Arc<Pool>,
+) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (started, running) = tokio::sync::oneshot::channel::<()>();
+    let p = pool.clone();
+    let handle = tokio::spawn(async move {
+        p.call_heavy(move |_| {
+            let _ = started.send(());
+            let _ = held.recv();
+            Ok(())
+        })
+        .await
+        .unwrap();
+    });
+    running.await.unwrap();
+    (release, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_answered_while_slow_scripts_hold_every_other_thread() {
+    let (_tmp, engine) = open();
+    let pool = Pool::start(engine, 3);
+    let (r1, h1) = occupy_heavy(&pool).await;
+    let (r2, h2) = occupy_heavy(&pool).await;
+    // A third call that may run scripts waits: the last thread is kept for reads.
+    let third = {
+        let p = pool.clone();
+        tokio::spawn(async move { p.call_heavy(|_| Ok(())).await })
+    };
+    while pool.queued() < 1 {
+        tokio::task::yield_now().await;
+    }
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        pool.call(|e| Ok(e.rules().procedures.len())),
+    )
+    .await
+    .expect("a read is answered while scripts hold the other threads")
+    .unwrap();
+    assert!(read > 0);
+    assert!(!third.is_finished());
+    r1.send(()).unwrap();
+    r2.send(()).unwrap();
+    h1.await.unwrap();
+    h2.await.unwrap();
+    third.await.unwrap().unwrap();
+    pool.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_gives_up_before_its_write_starts_changes_nothing() {
+    use guichet::pool::{within, Gate};
+    let (_tmp, engine) = open();
+    let pool = Pool::start(engine.clone(), 1);
+    let (release, slow) = occupy(&pool).await;
+    let ran = Arc::new(AtomicBool::new(false));
+    let gate = Arc::new(Gate::default());
+    let request = {
+        let (p, r, g) = (pool.clone(), ran.clone(), gate.clone());
+        tokio::spawn(within(g, async move {
+            p.commit(
+                move |e| {
+                    r.store(true, Ordering::SeqCst);
+                    e.submit(&Actor::Public, submission())
+                },
+                |c| c.ticket,
+            )
+            .await
+        }))
+    };
+    while pool.queued() < 1 {
+        tokio::task::yield_now().await;
+    }
+    // Its time runs out while the write still waits for a thread: 408 is the truth.
+    assert!(gate.abandon());
+    release.send(()).unwrap();
+    slow.await.unwrap();
+    pool.call(|_| Ok(())).await.unwrap();
+    assert!(
+        !ran.load(Ordering::SeqCst),
+        "a write ran after its request gave up"
+    );
+    request.abort();
+    pool.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_started_is_answered_even_past_the_deadline() {
+    use guichet::pool::{within, Gate};
+    let (_tmp, engine) = open();
+    let pool = Pool::start(engine.clone(), 2);
+    let gate = Arc::new(Gate::default());
+    let (started, running) = tokio::sync::oneshot::channel::<()>();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let request = {
+        let (p, g) = (pool.clone(), gate.clone());
+        tokio::spawn(within(g, async move {
+            p.commit(
+                move |e| {
+                    let _ = started.send(());
+                    let _ = held.recv();
+                    e.submit(&Actor::Public, submission())
+                },
+                |c| c.ticket,
+            )
+            .await
+        }))
+    };
+    running.await.unwrap();
+    // The write is under way: the request may not be answered 408 any more...
+    assert!(!gate.abandon());
+    release.send(()).unwrap();
+    // ...and is answered with what happened.
+    let c = request.await.unwrap().unwrap();
+    assert!(engine.case(c.case().id).is_ok());
+    pool.shutdown();
+}

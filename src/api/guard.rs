@@ -196,6 +196,30 @@ pub(super) async fn per_client(
     response
 }
 
+/// Answers 408 once a request has taken `timeout`, unless an engine call of it that may
+/// write has started: then it is answered with what that call did, however late, so a
+/// client is never told "timed out" about a change that happened (see `pool::Gate`).
+pub(super) async fn deadline(
+    axum::extract::State(timeout): axum::extract::State<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let gate = std::sync::Arc::new(crate::pool::Gate::default());
+    let handling = crate::pool::within(gate.clone(), next.run(req));
+    tokio::pin!(handling);
+    tokio::select! {
+        answer = &mut handling => answer,
+        () = tokio::time::sleep(timeout) => {
+            if gate.abandon() {
+                StatusCode::REQUEST_TIMEOUT.into_response()
+            } else {
+                handling.await
+            }
+        }
+    }
+}
+
 /// Reads every request body before the router sees it, up to `max` bytes. Handlers that
 /// take no body (claim, release) would otherwise leave it unread, and hyper closes a
 /// kept-alive connection whose request body was not consumed. A declared length over the

@@ -33,7 +33,7 @@ impl ProcedureScript {
             self.engine
                 .call_fn_with_options(opts, &mut scope, &self.ast, name, (arg,))
         })
-        .map_err(|e| format!("{name}: {e}"))?;
+        .map_err(|e| format!("{name}: {}", describe(&e)))?;
         if out.is_unit() {
             return Ok(Value::Null);
         }
@@ -59,8 +59,18 @@ impl ProcedureScript {
         let out: Dynamic = with_budget(DEFAULT_BUDGET, || {
             self.engine.eval_ast_with_scope(&mut scope, ast)
         })
-        .map_err(|e| format!("condition `{expr}`: {e}"))?;
+        .map_err(|e| format!("condition `{expr}`: {}", describe(&e)))?;
         out.as_bool()
             .map_err(|t| format!("condition `{expr}` gave a {t}, not true or false"))
+    }
+}
+
+/// What went wrong, in words an administrator acts on.
+fn describe(e: &rhai::EvalAltResult) -> String {
+    match e {
+        rhai::EvalAltResult::ErrorTerminated(..) => {
+            "the script took longer than its time budget (limits.script_ms) and was stopped".into()
+        }
+        other => other.to_string(),
     }
 }

@@ -216,6 +216,17 @@ async fn call<T: Send + 'static>(
     Ok(state.pool.call(f).await?)
 }
 
+/// Appends an audit record on an engine thread without waiting for it (a refusal, a wrong
+/// query code: the answer does not depend on it).
+pub(crate) fn audit_later(state: &AppState, record: guichet_core::audit::Record) {
+    let pool = state.pool.clone();
+    tokio::spawn(async move {
+        if let Err(e) = pool.call(move |e| e.audit(vec![record])).await {
+            tracing::error!(message = "audit entry not written", error = %e);
+        }
+    });
+}
+
 /// Runs engine work that commits, and answers only once the write is on disk.
 async fn commit<T: Send + 'static>(
     state: &AppState,
@@ -375,9 +386,17 @@ async fn submit(
     Body(sub): Body<Submission>,
 ) -> ApiResult<impl IntoResponse> {
     let actor = caller.0;
-    let done = mutate(&s, move |e| e.submit(&actor, sub)).await?;
+    let (done, token) = commit(
+        &s,
+        move |e| {
+            let done = e.submit(&actor, sub)?;
+            let token = e.applicant_token(done.case().id)?;
+            Ok((done, token))
+        },
+        |(done, _)| done.ticket,
+    )
+    .await?;
     let c = done.case();
-    let token = s.engine.applicant_token(c.id)?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "case": case_json(c), "query_code": c.query_code, "applicant_token": token })),
@@ -431,20 +450,23 @@ async fn bundle_cases(
     ))
 }
 
-async fn case(State(s): State<AppState>, Path(reference): Path<String>) -> ApiResult<Json<Value>> {
-    // The permission middleware has already hidden cases the caller may not see.
-    let (case, closed, history, notices) = call(&s, move |e| {
-        let id = e.case_id(&reference)?;
-        let case = e.case(id)?;
+async fn case(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(reference): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let actor = caller.0;
+    let (case, closed, history, notices, level) = call(&s, move |e| {
+        let case = e.visible_case(&actor, &reference)?;
+        let id = case.id;
         let notices = e.notices(&case)?;
-        Ok((case, e.closed_tasks(id)?, e.history(id)?, notices))
+        let level = e
+            .procedure_of(&case)
+            .ok()
+            .map(|p| e.case_level(&e.rules(), &p, &case));
+        Ok((case, e.closed_tasks(id)?, e.history(id)?, notices, level))
     })
     .await?;
-    let level = s
-        .engine
-        .procedure_of(&case)
-        .ok()
-        .map(|p| s.engine.case_level(&s.engine.rules(), &p, &case));
     let mut v = case_json(&case);
     if let Value::Object(m) = &mut v {
         m.insert("level".into(), json!(level));
@@ -462,58 +484,40 @@ struct TrackQuery {
     code: Option<String>,
 }
 
-/// Finds the case an applicant reaches by number and query code, or with the case's
-/// applicant token. Wrong codes are counted per client and per case; past the limit the
-/// answer is 429 until the window passes, and every wrong code is audited.
-async fn applicant_case(
+/// Whether a request reaches its case with a query code, whose wrong guesses count (an
+/// applicant token reaches its own case without one).
+fn guesses_code(caller: &Caller) -> bool {
+    !matches!(caller.0, Actor::Applicant(_))
+}
+
+/// What an applicant route's engine call answered; a `not_found` that may have come from a
+/// wrong query code is counted against the client and the case (past the limit the answer
+/// is 429 until the window passes) and audited.
+fn after_code<T>(
     s: &AppState,
     caller: &Caller,
     client: &guard::Client,
-    number: &str,
-    code: Option<&str>,
-) -> ApiResult<guichet_core::case::Case> {
-    if let Actor::Applicant(id) = caller.0 {
-        let number = number.to_string();
-        let case = call(s, move |e| {
-            let case = e.case(e.case_id(&number)?)?;
-            if case.id == id {
-                Ok(case)
-            } else {
-                Err(guichet_core::Error::NotFound(format!(
-                    "case {number} not found"
-                )))
-            }
-        })
-        .await?;
-        return Ok(case);
-    }
-    if matches!(caller.0, Actor::Staff(_) | Actor::Admin) {
-        // Staff who may see the case (at the window, on the phone) need no code.
-        let (actor, n) = (caller.0.clone(), number.to_string());
-        if let Ok(case) = call(s, move |e| e.visible_case(&actor, &n)).await {
-            return Ok(case);
-        }
-    }
-    s.guesses.check(&client.0, number)?;
-    let (n, c) = (number.to_string(), code.unwrap_or_default().to_string());
-    match call(s, move |e| e.track(&n, &c)).await {
-        Err(e) if e.status == StatusCode::NOT_FOUND => {
-            s.guesses.failed(&client.0, number);
-            let record = guichet_core::audit::Record::new(
-                s.engine.now(),
-                caller.0.name(),
-                "applicant.code_refused",
-                format!(
-                    "case-number:{}",
-                    number.chars().take(64).collect::<String>()
-                ),
-            )
-            .with_detail(format!("client {}", client.0));
-            if let Err(err) = s.engine.audit(vec![record]) {
-                tracing::error!(message = "audit entry not written", error = %err);
-            }
+    reference: &str,
+    answer: ApiResult<T>,
+) -> ApiResult<T> {
+    match answer {
+        Err(e) if e.status == StatusCode::NOT_FOUND && guesses_code(caller) => {
+            s.guesses.failed(&client.0, reference);
+            audit_later(
+                s,
+                guichet_core::audit::Record::new(
+                    s.engine.now(),
+                    caller.0.name(),
+                    "applicant.code_refused",
+                    format!(
+                        "case-number:{}",
+                        reference.chars().take(64).collect::<String>()
+                    ),
+                )
+                .with_detail(format!("client {}", client.0)),
+            );
             tracing::warn!(message = "wrong query code", client = %client.0);
-            Err(e)
+            Err(ApiError::not_found("no such case with that query code"))
         }
         other => other,
     }
@@ -526,13 +530,18 @@ async fn track(
     Path(number): Path<String>,
     Query(q): Query<TrackQuery>,
 ) -> ApiResult<Json<Value>> {
-    let case = applicant_case(&s, &caller, &client, &number, q.code.as_deref()).await?;
-    let (case, history, notices) = call(&s, move |e| {
+    if guesses_code(&caller) {
+        s.guesses.check(&client.0, &number)?;
+    }
+    let (actor, n) = (caller.0.clone(), number.clone());
+    let answer = call(&s, move |e| {
+        let case = e.applicant_access(&actor, &n, q.code.as_deref())?;
         let h = e.history(case.id)?;
         let n = e.notices(&case)?;
         Ok((case, h, n))
     })
-    .await?;
+    .await;
+    let (case, history, notices) = after_code(&s, &caller, &client, &number, answer)?;
     let mut v = applicant_view(&case, &history);
     if let Value::Object(m) = &mut v {
         // What the office sent the applicant, and whether it arrived.
@@ -567,29 +576,16 @@ async fn withdraw(
     Path(reference): Path<String>,
     Body(b): Body<WithdrawBody>,
 ) -> ApiResult<axum::response::Response> {
-    if caller.0 == Actor::Public {
-        // The applicant proves it is theirs with the query code, under the guess limits.
-        let number = call(&s, {
-            let r = reference.clone();
-            move |e| Ok(e.case(e.case_id(&r)?)?.number)
-        })
-        .await
-        .map_err(|_| ApiError::not_found("no such case with that query code"))?;
-        applicant_case(&s, &caller, &client, &number, b.code.as_deref()).await?;
+    if guesses_code(&caller) {
+        s.guesses.check(&client.0, &reference)?;
     }
-    let actor = caller.0;
-    let done = mutate(&s, move |e| {
-        let id = e.case_id(&reference)?;
-        e.withdraw(&actor, id, b.code.as_deref(), b.reason)
+    let (actor, r) = (caller.0.clone(), reference.clone());
+    let answer = mutate(&s, move |e| {
+        let case = e.applicant_access(&actor, &r, b.code.as_deref())?;
+        e.withdraw(&actor, case.id, b.code.as_deref(), b.reason)
     })
-    .await
-    .map_err(|e| {
-        if e.status == StatusCode::NOT_FOUND {
-            ApiError::not_found("no such case with that query code")
-        } else {
-            e
-        }
-    })?;
+    .await;
+    let done = after_code(&s, &caller, &client, &reference, answer)?;
     Ok(case_body(done.case()).into_response())
 }
 
@@ -848,7 +844,7 @@ async fn answer_card(
 ) -> ApiResult<axum::response::Response> {
     let actor = caller.staff_or_admin()?.clone();
     let done = mutate(&s, move |e| {
-        let id = e.case_id(&reference)?;
+        let id = e.visible_case_id(&actor, &reference)?;
         e.answer_card(&actor, id, &card, &b.reason)
     })
     .await?;
@@ -900,13 +896,22 @@ async fn supply(
     Path(number): Path<String>,
     Body(b): Body<SupplyBody>,
 ) -> ApiResult<Json<Value>> {
-    let case = applicant_case(&s, &caller, &client, &number, b.code.as_deref()).await?;
-    let code = case.query_code.clone();
-    let done = mutate(&s, move |e| e.supply(&number, &code, b.data, b.materials)).await?;
-    let history = {
-        let id = done.case().id;
-        call(&s, move |e| e.history(id)).await?
-    };
+    if guesses_code(&caller) {
+        s.guesses.check(&client.0, &number)?;
+    }
+    let (actor, n) = (caller.0.clone(), number.clone());
+    let answer = commit(
+        &s,
+        move |e| {
+            let case = e.applicant_access(&actor, &n, b.code.as_deref())?;
+            let done = e.supply(&case.number, &case.query_code, b.data, b.materials)?;
+            let history = e.history(done.case().id)?;
+            Ok((done, history))
+        },
+        |(done, _)| done.ticket,
+    )
+    .await;
+    let (done, history) = after_code(&s, &caller, &client, &number, answer)?;
     Ok(Json(applicant_view(done.case(), &history)))
 }
 
@@ -926,7 +931,7 @@ async fn suspend(
 ) -> ApiResult<axum::response::Response> {
     let actor = caller.staff_or_admin()?.clone();
     let done = mutate(&s, move |e| {
-        let id = e.case_id(&reference)?;
+        let id = e.visible_case_id(&actor, &reference)?;
         e.suspend(&actor, id, b.reason.as_deref().unwrap_or_default())
     })
     .await?;
@@ -942,7 +947,7 @@ async fn resume(
 ) -> ApiResult<axum::response::Response> {
     let actor = caller.staff_or_admin()?.clone();
     let done = mutate(&s, move |e| {
-        let id = e.case_id(&reference)?;
+        let id = e.visible_case_id(&actor, &reference)?;
         e.resume(&actor, id, b.reason)
     })
     .await?;
@@ -958,7 +963,7 @@ async fn extend(
 ) -> ApiResult<axum::response::Response> {
     let actor = caller.staff_or_admin()?.clone();
     let done = mutate(&s, move |e| {
-        let id = e.case_id(&reference)?;
+        let id = e.visible_case_id(&actor, &reference)?;
         e.extend(&actor, id, b.reason.as_deref().unwrap_or_default())
     })
     .await?;
@@ -1001,7 +1006,7 @@ async fn issue_card(
 ) -> ApiResult<axum::response::Response> {
     let actor = caller.0;
     let done = mutate(&s, move |e| {
-        let id = e.case_id(&reference)?;
+        let id = e.visible_case_id(&actor, &reference)?;
         e.issue_card(&actor, id, &b.reason)
     })
     .await?;

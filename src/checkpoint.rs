@@ -8,20 +8,22 @@ use std::time::Duration;
 
 use guichet_core::Engine;
 
+use crate::background::Stopping;
+
 const EVERY: Duration = Duration::from_secs(1);
 
 pub fn start(
     engine: &Arc<Engine>,
     after_mb: u64,
     idle: Duration,
+    mut stopping: Stopping,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if after_mb == 0 {
         return None;
     }
     let weak: Weak<Engine> = Arc::downgrade(engine);
     Some(tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(EVERY).await;
+        while stopping.sleep(EVERY).await {
             let Some(engine) = weak.upgrade() else { return };
             let r =
                 tokio::task::spawn_blocking(move || engine.checkpoint(after_mb << 20, idle)).await;

@@ -51,7 +51,7 @@ impl Drop for Slot {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open requests finish
-/// (at most 30 s).
+/// (at most 30 s) and closes what is left. When this returns no connection holds `app`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -66,7 +66,10 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(limits.header_timeout_ms.max(1)));
     tokio::pin!(shutdown);
+    let mut open = tokio::task::JoinSet::new();
     loop {
+        // Reap finished connections as we go.
+        while open.try_join_next().is_some() {}
         let permit = tokio::select! {
             p = connections.clone().acquire_owned() => match p {
                 Ok(p) => p,
@@ -98,7 +101,7 @@ pub async fn serve(
             router.clone().oneshot(req)
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
+        open.spawn(async move {
             let _ = conn.await;
             drop(slot);
             drop(permit);
@@ -111,5 +114,6 @@ pub async fn serve(
             tracing::warn!(message = "connections still open after 30 s; closing");
         }
     }
+    open.shutdown().await;
     Ok(())
 }

@@ -15,6 +15,7 @@
 //! - [`plugins`]: the plugins compiled in, enabled by the config.
 
 pub mod api;
+pub mod background;
 pub mod checkpoint;
 pub mod config;
 pub mod error;

@@ -13,6 +13,7 @@ use guichet_core::notice::Notice;
 use guichet_core::plugin::{Delivered, DeliveryError};
 use guichet_core::Engine;
 
+use crate::background::Stopping;
 use crate::config::OutboxConfig;
 
 /// Longest sleep between passes: how late a notice queued meanwhile may start.
@@ -20,7 +21,11 @@ const MAX_SLEEP: Duration = Duration::from_millis(200);
 /// Notices delivered per pass, concurrently.
 const BATCH: usize = 64;
 
-pub fn start(engine: &Arc<Engine>, config: &OutboxConfig) -> tokio::task::JoinHandle<()> {
+pub fn start(
+    engine: &Arc<Engine>,
+    config: &OutboxConfig,
+    mut stopping: Stopping,
+) -> tokio::task::JoinHandle<()> {
     let weak: Weak<Engine> = Arc::downgrade(engine);
     let policy = config.policy();
     let timeout = Duration::from_millis(config.timeout_ms.max(1));
@@ -44,6 +49,8 @@ pub fn start(engine: &Arc<Engine>, config: &OutboxConfig) -> tokio::task::JoinHa
             let results = join_all(due.iter().map(|n| deliver(&engine, n, timeout))).await;
             let e = engine.clone();
             let policy = policy.clone();
+            // Recording the results and reading when the next notice is due, off the
+            // async threads.
             let settled = tokio::task::spawn_blocking(move || {
                 for (n, r) in due.into_iter().zip(results) {
                     let id = n.id.clone();
@@ -51,24 +58,26 @@ pub fn start(engine: &Arc<Engine>, config: &OutboxConfig) -> tokio::task::JoinHa
                         tracing::error!(message = "cannot record a delivery", notice = %id, error = %err);
                     }
                 }
-            })
-            .await;
-            if settled.is_err() {
-                tracing::error!(message = "recording deliveries panicked");
-            }
-            let sleep = if busy {
-                Duration::ZERO
-            } else {
-                match engine.next_notice() {
-                    Ok(Some(at)) => (at - engine.now())
+                if busy {
+                    return Duration::ZERO;
+                }
+                match e.next_notice() {
+                    Ok(Some(at)) => (at - e.now())
                         .to_std()
                         .unwrap_or(Duration::ZERO)
                         .min(MAX_SLEEP),
                     _ => MAX_SLEEP,
                 }
-            };
+            })
+            .await;
+            let sleep = settled.unwrap_or_else(|_| {
+                tracing::error!(message = "recording deliveries panicked");
+                MAX_SLEEP
+            });
             drop(engine);
-            tokio::time::sleep(sleep.max(Duration::from_millis(1))).await;
+            if !stopping.sleep(sleep.max(Duration::from_millis(1))).await {
+                return;
+            }
         }
     })
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use guichet_core::Engine;
 
+use crate::background::Stopping;
+
 /// Longest sleep between passes: bounds how late a timer set meanwhile (or a clock that
 /// jumped) is noticed; a pass with nothing due costs microseconds.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
@@ -16,40 +18,46 @@ const MAX_SLEEP: Duration = Duration::from_millis(50);
 /// pause.
 const BATCH: usize = 10_000;
 
-pub fn start(engine: &Arc<Engine>) -> tokio::task::JoinHandle<()> {
+pub fn start(engine: &Arc<Engine>, mut stopping: Stopping) -> tokio::task::JoinHandle<()> {
     let weak: Weak<Engine> = Arc::downgrade(engine);
     tokio::spawn(async move {
         loop {
             let Some(engine) = weak.upgrade() else { return };
-            let e = engine.clone();
-            // Flushed on the same thread: the issued cards are one group of their own.
-            let report = tokio::task::spawn_blocking(move || {
-                let r = e.fire_due_timers(BATCH)?;
-                if let Err(err) = e.durable(r.ticket) {
+            // A pass and the reading of the next timer, off the async threads. Flushed on
+            // the same thread: the issued cards are one group of their own.
+            let pass = tokio::task::spawn_blocking(move || {
+                let r = engine.fire_due_timers(BATCH)?;
+                if let Err(err) = engine.durable(r.ticket) {
                     tracing::error!(message = "cannot flush issued cards", error = %err);
                 }
-                Ok::<_, guichet_core::Error>(r)
+                let sleep = if r.groups == BATCH {
+                    Duration::ZERO
+                } else {
+                    match engine.next_timer()? {
+                        Some(at) => (at - engine.now())
+                            .to_std()
+                            .unwrap_or(Duration::ZERO)
+                            .min(MAX_SLEEP),
+                        None => MAX_SLEEP,
+                    }
+                };
+                Ok::<_, guichet_core::Error>(sleep)
             })
             .await;
-            let mut busy = false;
-            match report {
-                Ok(Ok(r)) => busy = r.groups == BATCH,
-                Ok(Err(e)) => tracing::error!(message = "scheduler pass failed", error = %e),
-                Err(e) => tracing::error!(message = "scheduler pass panicked", error = %e),
-            }
-            let sleep = if busy {
-                Duration::ZERO
-            } else {
-                match engine.next_timer() {
-                    Ok(Some(at)) => (at - engine.now())
-                        .to_std()
-                        .unwrap_or(Duration::ZERO)
-                        .min(MAX_SLEEP),
-                    _ => MAX_SLEEP,
+            let sleep = match pass {
+                Ok(Ok(sleep)) => sleep,
+                Ok(Err(e)) => {
+                    tracing::error!(message = "scheduler pass failed", error = %e);
+                    MAX_SLEEP
+                }
+                Err(e) => {
+                    tracing::error!(message = "scheduler pass panicked", error = %e);
+                    MAX_SLEEP
                 }
             };
-            drop(engine);
-            tokio::time::sleep(sleep.max(Duration::from_millis(1))).await;
+            if !stopping.sleep(sleep.max(Duration::from_millis(1))).await {
+                return;
+            }
         }
     })
 }

@@ -118,7 +118,7 @@ pub async fn serve(
     );
     let state = AppState::new(engine.clone(), pool.clone()).with_limits(&config.limits);
     let app = router(state, config.max_body_kb * 1024);
-    let _watch = if config.watch {
+    let watch = if config.watch {
         Some(crate::watch::start(
             engine.clone(),
             &config.scripts,
@@ -128,37 +128,46 @@ pub async fn serve(
     } else {
         None
     };
-    let scheduler = crate::scheduler::start(&engine);
-    let outbox = crate::outbox::start(&engine, &config.outbox);
-    let workers = crate::workers::start(&engine);
-    let checkpoint = crate::checkpoint::start(
+    let (stop, stopping) = crate::background::channel();
+    let mut loops = crate::workers::start(&engine, &stopping);
+    loops.push(crate::scheduler::start(&engine, stopping.clone()));
+    loops.push(crate::outbox::start(
+        &engine,
+        &config.outbox,
+        stopping.clone(),
+    ));
+    loops.extend(crate::checkpoint::start(
         &engine,
         config.checkpoint_mb,
         std::time::Duration::from_secs(config.checkpoint_idle_secs),
-    );
+        stopping,
+    ));
     tracing::info!(message = "listening", addr = %listener.local_addr()?);
     crate::http::serve(listener, app, &config.limits, shutdown).await?;
-    for task in workers
-        .into_iter()
-        .chain([scheduler, outbox])
-        .chain(checkpoint)
-    {
-        task.abort();
-        let _ = task.await;
+    // Every loop finishes the pass it is in, then returns.
+    stop.stop();
+    for task in loops {
+        if let Err(e) = task.await {
+            tracing::error!(message = "a background loop failed", error = %e);
+        }
     }
-    if let Some(w) = _watch {
-        tokio::task::spawn_blocking(move || w.stop()).await?;
-    }
-    // Runs what is queued, answers every commit after a last flush, releases the engine.
-    tokio::task::spawn_blocking(move || pool.shutdown()).await?;
-    let e = engine.clone();
-    tokio::task::spawn_blocking(move || e.flush()).await??;
-    // A reload started by the watcher just before shutdown may still hold the engine (and
-    // with it the store's lock): return only once this is the last reference, so a new
-    // server can open the same folder at once.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while Arc::strong_count(&engine) > 1 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    // The watcher (a reload under way finishes), the engine threads (what was queued runs
+    // and is answered after a last flush), a last flush for the background loops' writes:
+    // blocking, so on a thread of its own, which finishes even if this runtime is being
+    // dropped (nobody then awaits it). The engine is released when it is done.
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("shutdown".into())
+        .spawn(move || {
+            if let Some(w) = watch {
+                w.stop();
+            }
+            pool.shutdown();
+            drop(pool);
+            let flushed = engine.flush().map(drop);
+            drop(engine);
+            let _ = done.send(flushed);
+        })?;
+    finished.await??;
     Ok(())
 }

@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use guichet_core::Engine;
 
+use crate::background::Stopping;
+
 const POLL: Duration = Duration::from_millis(200);
 const LEASE: chrono::Duration = chrono::Duration::minutes(5);
 /// Wait before a failed job is fetched again.
 const RETRY_IN: chrono::Duration = chrono::Duration::seconds(5);
 
-pub fn start(engine: &Arc<Engine>) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn start(engine: &Arc<Engine>, stopping: &Stopping) -> Vec<tokio::task::JoinHandle<()>> {
     engine
         .plugins()
         .handlers()
@@ -22,6 +24,7 @@ pub fn start(engine: &Arc<Engine>) -> Vec<tokio::task::JoinHandle<()>> {
             let weak: Weak<Engine> = Arc::downgrade(engine);
             let topic = topic.clone();
             let handler = handler.clone();
+            let mut stopping = stopping.clone();
             tokio::spawn(async move {
                 let worker = format!("in-process:{topic}");
                 loop {
@@ -76,8 +79,9 @@ pub fn start(engine: &Arc<Engine>) -> Vec<tokio::task::JoinHandle<()>> {
                         }
                     }
                     drop(engine);
-                    if idle {
-                        tokio::time::sleep(POLL).await;
+                    let pause = if idle { POLL } else { Duration::ZERO };
+                    if !stopping.sleep(pause).await {
+                        return;
                     }
                 }
             })

@@ -76,6 +76,11 @@ impl Engine {
         }
     }
 
+    /// The id of a case by id or number, if `actor` may see it (see [`Engine::visible_case`]).
+    pub fn visible_case_id(&self, actor: &Actor, reference: &str) -> Result<u64> {
+        self.visible_case(actor, reference).map(|c| c.id)
+    }
+
     /// The roles `actor` holds, as `/api/me` shows them.
     pub fn roles(&self, actor: &Actor) -> Vec<&'static str> {
         match actor {
@@ -295,10 +300,13 @@ impl Engine {
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("task {task_id} not found")))?;
         if !self.rules().supervises(me, &task.group) {
-            return Err(Error::Forbidden(format!(
+            let refused = Error::Forbidden(format!(
                 "only a supervisor of group '{}' reassigns its tasks",
                 task.group
-            )));
+            ));
+            return Err(self.hide(actor, &case, refused, || {
+                format!("task {task_id} not found")
+            }));
         }
         if task.external.is_some() {
             return Err(Error::InvalidTransition(format!(

@@ -12,6 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::case::{Applicant, Case, CaseStatus, Data, HistoryEvent, MaterialRef, Task, TaskState};
 use crate::clock::Clock;
@@ -210,6 +211,8 @@ impl Engine {
             reloading: Mutex::new(()),
         };
         *engine.delegations.write() = Self::load_delegations(engine.store.as_ref())?;
+        // Loaded now, so that checking an applicant token never reads the store.
+        engine.applicant_key()?;
         // Startup takes the same path as every later reload.
         if let Err(e) = engine.reload() {
             engine.start_on_last_good(e)?;
@@ -595,19 +598,48 @@ impl Engine {
         self.store.history(id)
     }
 
+    /// The case an applicant reaches: with its applicant token, by its number (or id) and
+    /// query code, or, for staff, because they may see it. Anything else is `NotFound`,
+    /// exactly as for a case that does not exist.
+    pub fn applicant_access(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        code: Option<&str>,
+    ) -> Result<Case> {
+        let missing = || Error::NotFound(format!("no case {reference} with that query code"));
+        match actor {
+            Actor::Applicant(id) => {
+                let case = self.case(self.case_id(reference).map_err(|_| missing())?)?;
+                return if case.id == *id {
+                    Ok(case)
+                } else {
+                    Err(missing())
+                };
+            }
+            // At the window or on the phone, staff who may see the case need no code.
+            Actor::Staff(_) | Actor::Admin => {
+                if let Ok(case) = self.visible_case(actor, reference) {
+                    return Ok(case);
+                }
+            }
+            Actor::Public => {}
+        }
+        let number = match self.case_id(reference).and_then(|id| self.case(id)) {
+            Ok(case) => case.number,
+            Err(_) => reference.to_string(),
+        };
+        self.track(&number, code.unwrap_or_default())
+    }
+
     /// An applicant's view by number and query code. A wrong code looks like a missing case.
     pub fn track(&self, number: &str, code: &str) -> Result<Case> {
         let missing = || Error::NotFound(format!("no case {number} with that query code"));
         let id = self.store.case_id_by_number(number)?.ok_or_else(missing)?;
         let case = self.case(id)?;
-        let a = case.query_code.as_bytes();
-        let b = code.trim().to_ascii_uppercase();
+        let given = code.trim().to_ascii_uppercase();
         // Constant-time comparison: the code is a secret.
-        let same = a.len() == b.len()
-            && a.iter()
-                .zip(b.as_bytes())
-                .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-                == 0;
+        let same: bool = case.query_code.as_bytes().ct_eq(given.as_bytes()).into();
         if !same {
             return Err(missing());
         }
@@ -781,6 +813,30 @@ impl Engine {
             .store
             .case(task_case_id(task_id)?)?
             .ok_or_else(|| Error::NotFound(format!("task {task_id} not found")))?;
+        // Whoever may not see the case learns nothing of its tasks, not even why not.
+        // Checked on refusal only: those who may act on a task see its case.
+        match self.task_of(actor, &case, task_id) {
+            Ok((task, on_behalf)) => Ok((case, task, on_behalf)),
+            Err(e) => Err(self.hide(actor, &case, e, || format!("task {task_id} not found"))),
+        }
+    }
+
+    /// `e` for a caller who may see `case`; otherwise the `NotFound` a missing case gets.
+    pub(crate) fn hide(
+        &self,
+        actor: &Actor,
+        case: &Case,
+        e: Error,
+        missing: impl FnOnce() -> String,
+    ) -> Error {
+        if matches!(e, Error::NotFound(_)) || self.can_see(actor, case) {
+            e
+        } else {
+            Error::NotFound(missing())
+        }
+    }
+
+    fn task_of(&self, actor: &Actor, case: &Case, task_id: &str) -> Result<(Task, Option<String>)> {
         let task = match case.task(task_id) {
             Some(t) => t.clone(),
             None => {
@@ -845,7 +901,7 @@ impl Engine {
             )));
         }
         let on_behalf = (principal != *staff).then_some(principal);
-        Ok((case, task, on_behalf))
+        Ok((task, on_behalf))
     }
 
     /// Runs `f` on a flow over the task's case and commits the result with one event.
@@ -1082,6 +1138,20 @@ impl Engine {
         Ok((rec, secret, ticket))
     }
 
+    /// What [`Engine::authenticate`] answers, from memory only: `None` when the token
+    /// must be looked up in the store (a staff token's first use since start).
+    pub fn authenticate_cached(&self, secret: &str) -> Option<Option<Actor>> {
+        if let Some(rest) = secret.strip_prefix(APPLICANT_TOKEN_PREFIX) {
+            return Some(self.applicant_token_case(rest).map(Actor::Applicant));
+        }
+        let (actor, expires) = self.token_cache.read().get(&hash_secret(secret)).cloned()?;
+        Some(
+            expires
+                .is_none_or(|e| self.clock.now() < e)
+                .then_some(actor),
+        )
+    }
+
     /// The actor a bearer secret stands for, if it is valid, not revoked and not expired.
     /// A staff token's first use after each start is audited as a login.
     pub fn authenticate(&self, secret: &str) -> Result<Option<Actor>> {
@@ -1187,20 +1257,7 @@ impl Engine {
 
     fn applicant_mac(&self, case: u64) -> Result<String> {
         let key = self.applicant_key()?;
-        // HMAC-SHA256 (RFC 2104) over the case id: a token costs no write per submission.
-        let mut k = [0u8; 64];
-        k[..key.len().min(64)].copy_from_slice(&key[..key.len().min(64)]);
-        let inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-        let outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-        let ih = Sha256::new()
-            .chain_update(&inner)
-            .chain_update(case.to_be_bytes())
-            .finalize();
-        let oh = Sha256::new()
-            .chain_update(&outer)
-            .chain_update(ih)
-            .finalize();
-        Ok(hex::encode(&oh[..20]))
+        Ok(mac_of(&key, case))
     }
 
     /// A bearer token that reaches one case as its applicant, handed out at submission.
@@ -1211,17 +1268,13 @@ impl Engine {
         ))
     }
 
+    /// The case an applicant token reaches, checked against the key in memory (loaded
+    /// at open): no store read.
     fn applicant_token_case(&self, rest: &str) -> Option<u64> {
         let (id, mac) = rest.split_once('_')?;
         let id: u64 = id.parse().ok()?;
-        let want = self.applicant_mac(id).ok()?;
-        (want.len() == mac.len()
-            && want
-                .bytes()
-                .zip(mac.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0)
-            .then_some(id)
+        let want = mac_of(self.applicant_key.get()?, id);
+        bool::from(want.as_bytes().ct_eq(mac.as_bytes())).then_some(id)
     }
 
     // --- audit ----------------------------------------------------------------------------
@@ -1264,6 +1317,18 @@ impl Engine {
 pub const DEFAULT_TOKEN_DAYS: u32 = 90;
 pub const MAX_TOKEN_DAYS: u32 = 366;
 const APPLICANT_TOKEN_PREFIX: &str = "gca_";
+
+/// HMAC-SHA256 (RFC 2104) of a case id under the applicant key, the first 20 bytes in
+/// hex: a token costs no write per submission.
+fn mac_of(key: &[u8], case: u64) -> String {
+    use hmac::Mac;
+    // HMAC takes a key of any length.
+    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(&case.to_be_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..20])
+}
 const APPLICANT_KEY: &str = "applicant_token_key";
 
 /// Moves a task to `group` (default: its own) and, if named, to one of its members,
@@ -1333,5 +1398,31 @@ impl Engine {
 
     pub fn incidents(&self, limit: usize) -> Result<Vec<Incident>> {
         self.store.incidents(limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha256};
+
+    /// Applicant tokens handed out before the `hmac` crate was used must stay valid: the
+    /// MAC is the same HMAC-SHA256 the server computed by hand (RFC 2104).
+    #[test]
+    fn applicant_macs_are_rfc_2104_hmac_sha256() {
+        let key = [7u8; 32];
+        let case = 42u64;
+        let mut k = [0u8; 64];
+        k[..32].copy_from_slice(&key);
+        let inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
+        let outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
+        let ih = Sha256::new()
+            .chain_update(&inner)
+            .chain_update(case.to_be_bytes())
+            .finalize();
+        let oh = Sha256::new()
+            .chain_update(&outer)
+            .chain_update(ih)
+            .finalize();
+        assert_eq!(super::mac_of(&key, case), hex::encode(&oh[..20]));
     }
 }

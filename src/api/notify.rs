@@ -16,10 +16,9 @@ pub(super) async fn case_notices(
     caller: Caller,
     Path(reference): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.staff_or_admin()?;
+    let actor = caller.staff_or_admin()?.clone();
     let list = call(&s, move |e| {
-        let id = e.case_id(&reference)?;
-        let case = e.case(id)?;
+        let case = e.visible_case(&actor, &reference)?;
         e.notices(&case)
     })
     .await?;

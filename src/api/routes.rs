@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::handler::Handler;
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
@@ -513,10 +513,12 @@ pub(super) fn permissions(routes: &[Route]) -> Permissions {
 pub struct Caller(pub Actor);
 
 /// Authenticates the caller and enforces the route's permission before the handler runs.
+/// Memory only (a token's first use since start reads the store on an engine thread):
+/// whether the caller may see a case or a task named in the path is the engine's to say,
+/// inside the handler's engine call, which answers 404 for a case the caller may not see.
 pub(super) async fn authorize(
     State((state, perms)): State<(AppState, Permissions)>,
     matched: MatchedPath,
-    params: RawPathParams,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -529,24 +531,18 @@ pub(super) async fn authorize(
         )
         .into_response();
     };
-    let actor = match authenticate(&state, &req) {
+    let credentials = req.headers().get(header::AUTHORIZATION).cloned();
+    let actor = match authenticate(&state, credentials).await {
         Ok(a) => a,
         Err(e) => {
             refused(&state, "anonymous", &req, &e);
             return e.into_response();
         }
     };
-    if let Err(e) = check(&state, &actor, permission, req.method(), &params) {
+    if let Err(e) = check(&state, &actor, permission, req.method()) {
         refused(&state, &actor_name(&actor), &req, &e);
         return e.into_response();
     }
-    // A task's case is checked after the fact, and only on failure: the engine lets only
-    // members (or deputies, supervisors) act on a task, and they see its case, so the
-    // busiest routes skip a read of the case. A refusal on a hidden case becomes 404.
-    let task_case = params
-        .iter()
-        .find(|(name, _)| *name == "task")
-        .map(|(_, v)| v.split_once('-').map_or(v, |(c, _)| c).to_string());
     // Kept for the audit record of a refusal; cloning a `Uri` shares its bytes.
     let (method, uri) = (req.method().clone(), req.uri().clone());
     req.extensions_mut().insert(Caller(actor.clone()));
@@ -561,18 +557,14 @@ pub(super) async fn authorize(
             "refused by the engine",
         );
     }
-    if let Some(case) = task_case {
-        if !response.status().is_success() {
-            if let Err(e) = hidden(&state, &actor, permission, &case) {
-                return e.into_response();
-            }
-        }
-    }
     response
 }
 
-fn authenticate(state: &AppState, req: &Request) -> Result<Actor, ApiError> {
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+async fn authenticate(
+    state: &AppState,
+    credentials: Option<header::HeaderValue>,
+) -> Result<Actor, ApiError> {
+    let Some(value) = credentials else {
         return Ok(Actor::Public);
     };
     // The scheme is case-insensitive (RFC 9110, 11.1).
@@ -584,11 +576,14 @@ fn authenticate(state: &AppState, req: &Request) -> Result<Actor, ApiError> {
         .map(|(_, secret)| secret.trim())
         .filter(|s| !s.is_empty() && s.len() <= 200)
         .ok_or_else(ApiError::unauthorized)?;
-    // Served from the engine's token cache after the first use.
-    state
-        .engine
-        .authenticate(secret)?
-        .ok_or_else(ApiError::unauthorized)
+    let known = match state.engine.authenticate_cached(secret) {
+        Some(known) => known,
+        None => {
+            let secret = secret.to_string();
+            state.pool.call(move |e| e.authenticate(&secret)).await?
+        }
+    };
+    known.ok_or_else(ApiError::unauthorized)
 }
 
 fn forbidden(message: &str) -> ApiError {
@@ -600,7 +595,6 @@ fn check(
     actor: &Actor,
     permission: Permission,
     method: &Method,
-    params: &RawPathParams,
 ) -> Result<(), ApiError> {
     use Permission::*;
     let rules = state.engine.rules();
@@ -645,31 +639,7 @@ fn check(
             _ => forbidden("a staff token is required"),
         });
     }
-    // A case named in the path must be one the caller may see; otherwise it does not
-    // exist for them. (Applicant routes prove access with the query code instead.)
-    if let Some(case) = params.iter().find(|(name, _)| *name == "case") {
-        hidden(state, actor, permission, case.1)?;
-    }
     Ok(())
-}
-
-/// 404 if `reference` names a case `actor` may not see.
-fn hidden(
-    state: &AppState,
-    actor: &Actor,
-    permission: Permission,
-    reference: &str,
-) -> Result<(), ApiError> {
-    if permission == Permission::Public || matches!(actor, Actor::Public) {
-        return Ok(());
-    }
-    match state.engine.visible_case(actor, reference) {
-        Ok(_) => Ok(()),
-        Err(guichet_core::Error::NotFound(_)) => {
-            Err(ApiError::not_found(format!("case {reference} not found")))
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 fn actor_name(actor: &Actor) -> String {
@@ -688,6 +658,7 @@ fn refused(state: &AppState, who: &str, req: &Request, e: &ApiError) {
     audit_refusal(state, who, req.method(), req.uri().path(), &e.message);
 }
 
+/// Records a refusal in the audit log on an engine thread; the answer does not wait.
 fn audit_refusal(state: &AppState, who: &str, method: &Method, path: &str, why: &str) {
     let record = Record::new(
         state.engine.now(),
@@ -696,7 +667,5 @@ fn audit_refusal(state: &AppState, who: &str, method: &Method, path: &str, why: 
         format!("{method} {path}"),
     )
     .with_detail(why.to_string());
-    if let Err(err) = state.engine.audit(vec![record]) {
-        tracing::error!(message = "audit entry not written", error = %err);
-    }
+    super::audit_later(state, record);
 }

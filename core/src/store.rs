@@ -78,9 +78,11 @@ use crate::notice::{Notice, NoticeStatus};
 
 /// Bumped when the key layout changes: a store of a newer format is refused, one of an
 /// older format this version still reads is upgraded (its number rewritten) on open.
-const FORMAT_VERSION: u64 = 4;
+const FORMAT_VERSION: u64 = 5;
 /// Format 2 kept one timer per `T` key and each closed task under its own `t` key; format
 /// 3 wrote timer groups as JSON and a `K` key per card. Format 4 reads all of those.
+/// Format 5 prunes the card index (closed cases whose cards are all answered leave it);
+/// opening an older store prunes it once.
 const OLDEST_READABLE_FORMAT: u64 = 2;
 
 /// How long opening waits for sled's own lock, released by the threads of a handle of
@@ -410,7 +412,13 @@ pub struct SledStore {
     _lock: std::fs::File,
     /// When a call last tried to reopen a store a checkpoint left closed.
     reopen_tried: Mutex<Option<std::time::Instant>>,
+    /// Open cases per procedure version: counted from the index on first use, then kept
+    /// current by every commit (the versions list no longer reads every open case).
+    version_counts: Mutex<Option<std::collections::HashMap<VersionOf, u64>>>,
 }
+
+/// A procedure version: `(procedure, version)`.
+type VersionOf = (String, String);
 
 impl SledStore {
     /// Opens (or creates) the store. sled allows one process per folder; a second server on
@@ -435,6 +443,7 @@ impl SledStore {
         Ok(SledStore {
             _lock: lock,
             reopen_tried: Mutex::new(None),
+            version_counts: Mutex::new(None),
             recent: Mutex::new(Recent::default()),
             path: path.to_path_buf(),
             cache_bytes,
@@ -495,6 +504,7 @@ impl SledStore {
             Some(v) => match be_u64(&v) {
                 Some(FORMAT_VERSION) => {}
                 Some(n) if (OLDEST_READABLE_FORMAT..FORMAT_VERSION).contains(&n) => {
+                    prune_card_index(&db.open_tree("state")?)?;
                     meta.insert("format_version", &FORMAT_VERSION.to_be_bytes())?;
                 }
                 _ => {
@@ -913,9 +923,50 @@ impl<'a> Reader<'a> {
 
 /// Index entries of a case's cards: one per group any of them is addressed to, so a
 /// later card to the same groups (the breach after the warning) writes no key.
+/// Rebuilds the card index from the cases it names: entries of cases with no live card
+/// for the group go, format-3 entries (a key per card) become one per case and group.
+/// Stores of format 4 and older kept every entry for ever.
+fn prune_card_index(state: &Tree) -> Result<()> {
+    let mut old = Vec::new();
+    let mut cases = std::collections::BTreeSet::new();
+    for k in state.scan_prefix([b'K']).keys() {
+        let k = k?;
+        // `K`, group, `\0`, case id, and in format 3 the card id.
+        let id = k[1..]
+            .iter()
+            .position(|b| *b == 0)
+            .and_then(|z| k.get(z + 2..z + 10))
+            .and_then(be_u64);
+        cases.extend(id);
+        old.push(k);
+    }
+    let mut live = std::collections::BTreeSet::new();
+    for id in cases {
+        if let Some(v) = state.get(case_key(id))? {
+            live.extend(card_keys(&decode_case(&v)?));
+        }
+    }
+    let mut pruned = 0;
+    for k in old {
+        if !live.contains(k.as_ref()) {
+            state.remove(k)?;
+            pruned += 1;
+        }
+    }
+    for k in live {
+        state.insert(k, vec![])?;
+    }
+    tracing::info!(message = "card index rebuilt", entries_removed = pruned);
+    Ok(())
+}
+
+/// The card index of a case: its groups with cards still to be dealt with, those of an
+/// open case or not yet answered. A closed case whose cards are all answered leaves the
+/// index (its cards stay on the case), so listing cards reads only live ones.
 fn card_keys(c: &Case) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for card in &c.cards {
+    let open = c.status.is_open();
+    for card in c.cards.iter().filter(|card| open || card.answer.is_none()) {
         for g in card.addressed_to() {
             out.push(key(b'K', &[g.as_bytes(), &c.id.to_be_bytes()]));
         }
@@ -1167,6 +1218,8 @@ impl Store for SledStore {
         }
         // Work out every key first, so nothing is written if anything fails.
         let mut plans = Vec::with_capacity(writes.len());
+        // Open cases leaving one procedure version and joining another.
+        let mut moved: Vec<(Option<VersionOf>, Option<VersionOf>)> = Vec::new();
         let mut taken: Vec<(String, u64)> = Vec::new();
         let mut audit = Vec::with_capacity(writes.len());
         for w in writes.iter() {
@@ -1234,6 +1287,11 @@ impl Store for SledStore {
                 if let Some(k) = old_v {
                     after_commit.push(k);
                 }
+                let of = |c: &Case| (c.procedure.clone(), c.version.clone());
+                moved.push((
+                    w.before.as_ref().filter(|b| b.status.is_open()).map(of),
+                    Some(&after).filter(|a| a.status.is_open()).map(of),
+                ));
             }
             if !w.timers.is_empty() {
                 let mut timers = w.timers.clone();
@@ -1253,12 +1311,11 @@ impl Store for SledStore {
                 }
             }
             let old_cards: Vec<Vec<u8>> = w.before.as_ref().map(card_keys).unwrap_or_default();
-            for k in card_keys(&after)
-                .into_iter()
-                .filter(|k| !old_cards.contains(k))
-            {
-                before_commit.push((k, vec![]));
+            let new_cards = card_keys(&after);
+            for k in new_cards.iter().filter(|k| !old_cards.contains(k)) {
+                before_commit.push((k.clone(), vec![]));
             }
+            after_commit.extend(old_cards.into_iter().filter(|k| !new_cards.contains(k)));
             let record = encode_case(&after)?;
             plans.push((before_commit, record, after_commit, after, event));
         }
@@ -1307,6 +1364,18 @@ impl Store for SledStore {
         if let Some(counters) = counters.as_mut() {
             for (scope, n) in taken {
                 counters.insert(scope, n);
+            }
+        }
+        if !moved.is_empty() {
+            if let Some(counts) = self.version_counts.lock().as_mut() {
+                for (left, joined) in moved {
+                    if let Some(n) = left.and_then(|v| counts.get_mut(&v)) {
+                        *n = n.saturating_sub(1);
+                    }
+                    if let Some(v) = joined {
+                        *counts.entry(v).or_insert(0) += 1;
+                    }
+                }
             }
         }
         let bytes: usize = plans
@@ -1555,7 +1624,18 @@ impl Store for SledStore {
     }
 
     fn open_cases_by_version(&self) -> Result<BTreeMap<(String, String), u64>> {
-        let t = self.t()?;
+        if let Some(counts) = self.version_counts.lock().as_ref() {
+            return Ok(counts
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| (k.clone(), *n))
+                .collect());
+        }
+        // Counted once per process, with no commit under way (they hold the gate for
+        // reading); every commit after keeps the counts current.
+        let _alone = self.gate.write();
+        let trees = self.open.read().clone().ok_or_else(closed)?;
+        let t = &trees;
         let mut out = BTreeMap::new();
         for k in t.state.scan_prefix([b'v']).keys() {
             let k = k?;
@@ -1572,6 +1652,7 @@ impl Store for SledStore {
                 .or_insert(0) += 1;
             }
         }
+        *self.version_counts.lock() = Some(out.clone().into_iter().collect());
         Ok(out)
     }
 
@@ -2049,6 +2130,83 @@ mod tests {
         assert_eq!(s.cases_with_cards_for("review").unwrap(), [1, 9]);
         assert_eq!(s.cases_with_cards_for("board").unwrap(), [1]);
         assert!(s.cases_with_cards_for("nobody").unwrap().is_empty());
+    }
+
+    #[test]
+    fn closed_cases_whose_cards_are_answered_leave_the_card_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let card = |answered: bool| crate::case::Card {
+            id: "75%".into(),
+            kind: crate::case::CardKind::Supervision,
+            limit: crate::case::Limit::Promised,
+            step: None,
+            threshold: "75%".into(),
+            due: chrono::Utc::now(),
+            issued_at: chrono::Utc::now(),
+            holders: vec!["review".into()],
+            assignees: vec![],
+            supervisor: None,
+            answer: answered.then(|| crate::case::CardAnswer {
+                by: "a".into(),
+                at: chrono::Utc::now(),
+                reason: "done".into(),
+            }),
+        };
+        {
+            let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+            let mut cases = Vec::new();
+            for id in 1..=3 {
+                let before = submit(&s, id);
+                let mut after = before.clone();
+                after.cards.push(card(id != 2));
+                cases.push(change(&s, before, after, vec![]));
+            }
+            assert_eq!(s.cases_with_cards_for("review").unwrap(), [1, 2, 3]);
+            // Case 1 closes with its card answered: it leaves. Case 2 closes with its card
+            // unanswered: it stays until answered.
+            for c in cases.drain(..2) {
+                let mut after = c.clone();
+                after.status = CaseStatus::Approved;
+                change(&s, c, after, vec![]);
+            }
+            assert_eq!(s.cases_with_cards_for("review").unwrap(), [2, 3]);
+            // A store of format 4 kept the entry of a closed case: opened, it is pruned.
+            s.t()
+                .unwrap()
+                .state
+                .insert(key(b'K', &[b"review", &1u64.to_be_bytes()]), vec![])
+                .unwrap();
+            s.t()
+                .unwrap()
+                .meta
+                .insert("format_version", &4u64.to_be_bytes())
+                .unwrap();
+            s.flush().unwrap();
+        }
+        let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.cases_with_cards_for("review").unwrap(), [2, 3]);
+    }
+
+    #[test]
+    fn open_cases_per_version_are_counted_once_then_kept_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let v = ("p".to_string(), "v".to_string());
+        let open = |s: &SledStore| s.open_cases_by_version().unwrap().get(&v).copied();
+        let a = submit(&s, 1);
+        submit(&s, 2);
+        // A submission that failed before its record left its index entry behind.
+        s.set_fault(Some(fail_at(FaultPoint::BeforeRecord)));
+        assert!(try_submit(&s, 3).is_err());
+        s.set_fault(None);
+        assert_eq!(open(&s), Some(2));
+        // Kept current from now on, without another count.
+        submit(&s, 4);
+        let mut closed = a.clone();
+        closed.status = CaseStatus::Approved;
+        change(&s, a, closed, vec![]);
+        assert_eq!(open(&s), Some(2));
+        assert_eq!(s.open_cases_of_version("p", "v").unwrap(), [2, 4]);
     }
 
     fn record(i: usize) -> crate::audit::Record {

@@ -26,7 +26,10 @@ use guichet_core::{Actor, Engine};
 use serde_json::json;
 
 mod common;
-use common::{cpu_secs, status_mib};
+use common::{cpu_secs, status_mib, threads_cpu_secs};
+
+/// Thread name of the bench's clients (the server's threads have their own names).
+const CLIENT_THREADS: &str = "bench-client";
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -79,6 +82,7 @@ fn written_bytes() -> u64 {
 struct Report {
     written_before: u64,
     cpu_before: f64,
+    client_cpu_before: f64,
     cases: usize,
     latencies: Vec<Duration>,
     elapsed: Duration,
@@ -94,8 +98,9 @@ impl Report {
         let secs = self.elapsed.as_secs_f64();
         let written = written_bytes().saturating_sub(self.written_before);
         let cpu = cpu_secs() - self.cpu_before;
+        let server_cpu = cpu - (threads_cpu_secs(CLIENT_THREADS) - self.client_cpu_before);
         println!(
-            "{label:<9} clients={clients:<3} cases={:<6} cases/s={:>8.1} transitions/s={:>8.1} p50={:>7.2}ms p99={:>7.2}ms peak_rss={:.0}MiB disk_kib/transition={:.1} cpu_us/transition={:.0}",
+            "{label:<9} clients={clients:<3} cases={:<6} cases/s={:>8.1} transitions/s={:>8.1} p50={:>7.2}ms p99={:>7.2}ms peak_rss={:.0}MiB disk_kib/transition={:.1} cpu_us/transition={:.0} server_cpu_us/transition={:.0}",
             self.cases,
             self.cases as f64 / secs,
             self.latencies.len() as f64 / secs,
@@ -103,7 +108,8 @@ impl Report {
             q(0.99).as_secs_f64() * 1e3,
             status_mib("VmHWM:"),
             written as f64 / 1024.0 / self.latencies.len() as f64,
-            cpu * 1e6 / self.latencies.len() as f64
+            cpu * 1e6 / self.latencies.len() as f64,
+            server_cpu * 1e6 / self.latencies.len() as f64
         );
     }
 }
@@ -160,6 +166,7 @@ async fn embedded(
     let pool = Pool::start(engine.clone(), threads);
     let written_before = written_bytes();
     let cpu_before = cpu_secs();
+    let client_cpu_before = threads_cpu_secs(CLIENT_THREADS);
     let start = Instant::now();
     let mut handles = Vec::new();
     // Without flushes (diagnosis): the commit counts as answered at once.
@@ -212,6 +219,7 @@ async fn embedded(
     Report {
         written_before,
         cpu_before,
+        client_cpu_before,
         cases,
         latencies,
         elapsed,
@@ -231,6 +239,7 @@ async fn http(
         .unwrap();
     let written_before = written_bytes();
     let cpu_before = cpu_secs();
+    let client_cpu_before = threads_cpu_secs(CLIENT_THREADS);
     let start = Instant::now();
     let mut handles = Vec::new();
     for w in 0..clients {
@@ -277,6 +286,7 @@ async fn http(
     Report {
         written_before,
         cpu_before,
+        client_cpu_before,
         cases,
         latencies,
         elapsed: start.elapsed(),
@@ -298,7 +308,15 @@ fn main() {
     // build's pages went out), which measures the build, not the server.
     // SAFETY: sync(2) takes no arguments and touches no memory of ours.
     unsafe { libc::sync() };
+    // The clients on a runtime of their own, named so that their CPU can be told from
+    // the server's; the server on another, as in its own process.
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name(CLIENT_THREADS)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("server")
         .enable_all()
         .build()
         .unwrap();
@@ -337,10 +355,13 @@ fn main() {
         for s in ["zhou.qiang", "wu.gang", "xu.li", "hu.bo", "guo.na"] {
             tokens.insert(s, engine.issue_token("admin", s, "bench", None).unwrap().1);
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
+        let server = server_rt.spawn(async move {
+            // Registered with the server's runtime.
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             guichet::server::serve(listener, engine, &cfg, async {
                 let _ = rx.await;
             })

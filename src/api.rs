@@ -26,44 +26,51 @@ mod notify;
 mod routes;
 mod schema;
 
+/// What every handler shares; cloned for each request (one reference count).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub engine: Arc<Engine>,
     /// Wrong query codes per client and per case (see `guard`).
-    pub guesses: Arc<guard::Guesses>,
-    /// Requests in progress per client address (see `guard::Inflight`).
-    pub inflight: Arc<guard::Inflight>,
+    pub guesses: guard::Guesses,
+    /// Deadline, share per address and body limit of every request (see `guard::admit`).
+    pub limits: guard::RequestLimits,
     /// Deepest JSON nesting accepted.
     pub max_json_depth: usize,
     /// The engine threads every engine call runs on; they also group commits' flushes.
     pub pool: Arc<crate::pool::Pool>,
-    /// Time a request may take before it is answered 408 (unless a write has started).
-    pub request_timeout: std::time::Duration,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
-    pub fn with_limits(mut self, limits: &crate::config::LimitsConfig) -> AppState {
-        self.inflight = Arc::new(guard::Inflight::new(limits.requests_per_client));
-        self.max_json_depth = limits.max_json_depth;
-        self.request_timeout = std::time::Duration::from_millis(limits.request_timeout_ms.max(1));
-        self
-    }
-
-    pub fn new(engine: Arc<Engine>, pool: Arc<crate::pool::Pool>) -> AppState {
-        AppState {
+    /// The state of a server with `limits` and a body limit of `max_body` bytes.
+    pub fn new(
+        engine: Arc<Engine>,
+        pool: Arc<crate::pool::Pool>,
+        limits: &crate::config::LimitsConfig,
+        max_body: usize,
+    ) -> AppState {
+        AppState(Arc::new(Shared {
             engine,
             pool,
-            guesses: Arc::new(guard::Guesses::default()),
-            inflight: Arc::new(guard::Inflight::new(128)),
-            max_json_depth: 32,
-            request_timeout: std::time::Duration::from_secs(30),
-        }
+            guesses: guard::Guesses::default(),
+            limits: guard::RequestLimits::new(limits, max_body),
+            max_json_depth: limits.max_json_depth,
+        }))
     }
 }
 
 pub use routes::{table, Caller, Permission, Route};
 
-pub fn router(state: AppState, max_body: usize) -> Router {
+pub fn router(state: AppState) -> Router {
+    let max_body = state.limits.max_body;
     let routes = table();
     let perms = routes::permissions(&routes);
     let mut r = Router::new();
@@ -82,20 +89,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
             "method not allowed on this route",
         )
     })
-    // Inside the per-client cap: a body still arriving holds its address's share.
-    .layer(axum::middleware::from_fn_with_state(
-        max_body,
-        guard::whole_body,
-    ))
-    .layer(axum::middleware::from_fn_with_state(
-        state.inflight.clone(),
-        guard::per_client,
-    ))
-    // Outermost: the request's time includes its body and its wait for a slot.
-    .layer(axum::middleware::from_fn_with_state(
-        state.request_timeout,
-        guard::deadline,
-    ))
+    .layer(axum::middleware::from_fn_with_state(state.clone(), guard::admit))
     .layer(axum::extract::DefaultBodyLimit::max(max_body))
     .with_state(state)
 }
@@ -396,11 +390,26 @@ async fn submit(
         |(done, _)| done.ticket,
     )
     .await?;
+    /// Serialized straight from the case, without an intermediate JSON tree.
+    #[derive(serde::Serialize)]
+    struct Submitted<'a> {
+        case: CaseView<'a>,
+        query_code: &'a str,
+        applicant_token: String,
+    }
     let c = done.case();
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "case": case_json(c), "query_code": c.query_code, "applicant_token": token })),
-    ))
+        Json(Submitted {
+            case: CaseView {
+                case: c,
+                current_steps: c.current_steps(),
+            },
+            query_code: &c.query_code,
+            applicant_token: token,
+        }),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

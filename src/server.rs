@@ -116,8 +116,13 @@ pub async fn serve(
         crate::pool::Pool::default_threads(),
         std::time::Duration::from_millis(config.limits.script_ms.max(1)),
     );
-    let state = AppState::new(engine.clone(), pool.clone()).with_limits(&config.limits);
-    let app = router(state, config.max_body_kb * 1024);
+    let state = AppState::new(
+        engine.clone(),
+        pool.clone(),
+        &config.limits,
+        config.max_body_kb * 1024,
+    );
+    let app = router(state);
     let watch = if config.watch {
         Some(crate::watch::start(
             engine.clone(),

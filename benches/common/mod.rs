@@ -31,6 +31,27 @@ pub fn cpu_secs() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// CPU time (user and system, seconds) of this process's threads whose name starts with
+/// `prefix`: what the bench's own clients cost, to tell the server's share from the
+/// whole process's.
+pub fn threads_cpu_secs(prefix: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    dir.flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter_map(|s| {
+            let (head, rest) = s.rsplit_once(')')?;
+            let name = head.split_once('(')?.1;
+            if !name.starts_with(prefix) {
+                return None;
+            }
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+        })
+        .sum()
+}
+
 /// The `p` quantile of `v` (sorts it); zero when empty.
 pub fn q(v: &mut [Duration], p: f64) -> Duration {
     if v.is_empty() {

@@ -163,50 +163,53 @@ impl Drop for InflightSlot<'_> {
     }
 }
 
-pub(super) async fn per_client(
-    axum::extract::State(inflight): axum::extract::State<std::sync::Arc<Inflight>>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let Some(ip) = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-    else {
-        return next.run(req).await;
-    };
-    let slot = {
-        let mut m = inflight.counts.lock();
-        let n = m.entry(ip).or_insert(0);
-        if *n >= inflight.max {
-            drop(m);
-            return ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_requests",
-                "too many requests in progress from this address; retry shortly",
-            )
-            .into_response();
-        }
-        *n += 1;
-        InflightSlot(&inflight, ip)
-    };
-    let response = next.run(req).await;
-    drop(slot);
-    response
+/// The limits every request meets before it is routed.
+pub struct RequestLimits {
+    /// Requests in progress per client address.
+    pub inflight: Inflight,
+    /// Bytes of a request body at most.
+    pub max_body: usize,
+    /// Time a request may take before it is answered 408 (unless a write has started).
+    pub timeout: Duration,
 }
 
-/// Answers 408 once a request has taken `timeout`, unless an engine call of it that may
-/// write has started: then it is answered with what that call did, however late, so a
-/// client is never told "timed out" about a change that happened (see `pool::Gate`).
-pub(super) async fn deadline(
-    axum::extract::State(timeout): axum::extract::State<Duration>,
+impl RequestLimits {
+    pub fn new(limits: &crate::config::LimitsConfig, max_body: usize) -> RequestLimits {
+        RequestLimits {
+            inflight: Inflight::new(limits.requests_per_client),
+            max_body,
+            timeout: Duration::from_millis(limits.request_timeout_ms.max(1)),
+        }
+    }
+}
+
+/// Every request, before routing, in one layer:
+/// - its deadline: answered 408 once it has taken `timeout`, unless an engine call of it
+///   that may write has started; then it is answered with what that call did, however
+///   late, so a client is never told "timed out" about a change that happened (see
+///   `pool::Gate`). The time counts the body and the wait for a slot;
+/// - its address's share of requests in progress (429 past it), held while the body
+///   arrives;
+/// - its whole body, read before the router sees it (see [`read_body`]).
+pub(super) async fn admit(
+    axum::extract::State(state): axum::extract::State<super::AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let gate = std::sync::Arc::new(crate::pool::Gate::default());
-    let handling = crate::pool::within(gate.clone(), next.run(req));
+    let timeout = state.limits.timeout;
+    let handling = crate::pool::within(gate.clone(), async move {
+        let limits = &state.limits;
+        let _slot = match limits.inflight.enter(&req) {
+            Ok(slot) => slot,
+            Err(refused) => return refused.into_response(),
+        };
+        match read_body(req, limits.max_body).await {
+            Ok(req) => next.run(req).await,
+            Err(refused) => refused.into_response(),
+        }
+    });
     tokio::pin!(handling);
     tokio::select! {
         answer = &mut handling => answer,
@@ -220,23 +223,44 @@ pub(super) async fn deadline(
     }
 }
 
-/// Reads every request body before the router sees it, up to `max` bytes. Handlers that
-/// take no body (claim, release) would otherwise leave it unread, and hyper closes a
-/// kept-alive connection whose request body was not consumed. A declared length over the
-/// limit is answered 413 at once, without waiting for a body that may never come.
-pub(super) async fn whole_body(
-    axum::extract::State(max): axum::extract::State<usize>,
+impl Inflight {
+    /// A place for one more request from the caller's address, given back when dropped.
+    fn enter(&self, req: &axum::extract::Request) -> Result<Option<InflightSlot<'_>>, ApiError> {
+        let Some(ip) = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+        else {
+            return Ok(None);
+        };
+        let mut m = self.counts.lock();
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "too many requests in progress from this address; retry shortly",
+            ));
+        }
+        *n += 1;
+        Ok(Some(InflightSlot(self, ip)))
+    }
+}
+
+/// Reads a request's whole body, up to `max` bytes. Handlers that take no body (claim,
+/// release) would otherwise leave it unread, and hyper closes a kept-alive connection
+/// whose request body was not consumed. A declared length over the limit is answered 413
+/// at once, without waiting for a body that may never come.
+async fn read_body(
     req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
+    max: usize,
+) -> Result<axum::extract::Request, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("request body is too large (at most {max} bytes)"),
         )
-        .into_response()
     };
     let declared = req
         .headers()
@@ -244,16 +268,22 @@ pub(super) async fn whole_body(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return too_large();
+        return Err(too_large());
+    }
+    if declared == Some(0) {
+        return Ok(req);
     }
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, max).await {
-        Ok(b) => b,
+    match axum::body::to_bytes(body, max).await {
+        Ok(bytes) => Ok(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(bytes),
+        )),
         Err(e) => {
             // A chunked body past the limit, or a client that went away mid-body.
             let over = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            return if over {
+            Err(if over {
                 too_large()
             } else {
                 ApiError::new(
@@ -261,15 +291,9 @@ pub(super) async fn whole_body(
                     "bad_request",
                     "the request body could not be read",
                 )
-                .into_response()
-            };
+            })
         }
-    };
-    next.run(axum::extract::Request::from_parts(
-        parts,
-        axum::body::Body::from(bytes),
-    ))
-    .await
+    }
 }
 
 /// The nesting depth of a JSON text if it exceeds `max` (strings skipped), else `None`.

@@ -89,7 +89,10 @@ pub fn router(state: AppState) -> Router {
             "method not allowed on this route",
         )
     })
-    .layer(axum::middleware::from_fn_with_state(state.clone(), guard::admit))
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        guard::admit,
+    ))
     .layer(axum::extract::DefaultBodyLimit::max(max_body))
     .with_state(state)
 }

@@ -107,6 +107,18 @@ impl Default for LimitsConfig {
     }
 }
 
+impl Config {
+    /// The store this configuration names: the embedded store in `<data>/store`.
+    pub fn store(&self) -> guichet_core::store::StoreConfig {
+        guichet_core::store::StoreConfig::Embedded {
+            path: self.data.join("store"),
+            cache_bytes: self.cache_mb * 1024 * 1024,
+            checkpoint_bytes: self.checkpoint_mb << 20,
+            checkpoint_idle: std::time::Duration::from_secs(self.checkpoint_idle_secs),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {

@@ -8,7 +8,7 @@
 //! - [`server`]: opening the engine on a data folder and serving until shutdown.
 //! - [`pool`]: the engine threads every request's engine call runs on; group commit.
 //! - [`watch`]: hot reload of the scripts folder.
-//! - [`checkpoint`]: store checkpoints when the office is quiet.
+//! - [`maintenance`]: the store's upkeep (checkpoints when the office is quiet).
 //! - [`scheduler`]: fires deadline timers (supervision cards, escalations).
 //! - [`outbox`]: delivers queued notices through the plugins' channels, with retries.
 //! - [`workers`]: runs plugins' step handlers on external tasks of their topics.
@@ -16,10 +16,10 @@
 
 pub mod api;
 pub mod background;
-pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod maintenance;
 pub mod outbox;
 pub mod plugins;
 pub mod pool;

@@ -191,7 +191,12 @@ fn check(dir: &std::path::Path) -> ExitCode {
 
 fn audit(data: Option<PathBuf>, action: AuditAction) -> ExitCode {
     let data = data.unwrap_or_else(|| PathBuf::from("data"));
-    let store = match guichet_core::store::SledStore::open(&data.join("store"), 64 * 1024 * 1024) {
+    let cfg = guichet::config::Config {
+        data,
+        cache_mb: 64,
+        ..Default::default()
+    };
+    let store = match guichet_core::store::open(&cfg.store()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -199,7 +204,7 @@ fn audit(data: Option<PathBuf>, action: AuditAction) -> ExitCode {
         }
     };
     match action {
-        AuditAction::Verify => match guichet_core::audit::verify(&store) {
+        AuditAction::Verify => match guichet_core::audit::verify(store.as_ref()) {
             Ok(v) => match &v.broken {
                 None => {
                     println!("ok: {} entries, chain intact; head {}", v.entries, v.head);
@@ -220,7 +225,7 @@ fn audit(data: Option<PathBuf>, action: AuditAction) -> ExitCode {
             }
         },
         AuditAction::Export => {
-            match guichet_core::audit::export(&store, &mut std::io::stdout().lock()) {
+            match guichet_core::audit::export(store.as_ref(), &mut std::io::stdout().lock()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use guichet_core::clock::SystemClock;
 use guichet_core::plugin::{Plugin, Registrar};
-use guichet_core::store::SledStore;
 use guichet_core::Engine;
 use tokio::net::TcpListener;
 
@@ -57,8 +56,8 @@ pub fn open_with(
 ) -> anyhow::Result<Arc<Engine>> {
     let registrar = plugin_registrar(config, extra)?;
     std::fs::create_dir_all(&config.data)?;
-    let store = SledStore::open(&config.data.join("store"), config.cache_mb * 1024 * 1024)?;
-    let engine = Engine::open_with(Arc::new(store), &config.scripts, clock, Arc::new(registrar))?;
+    let store = guichet_core::store::open(&config.store())?;
+    let engine = Engine::open_with(store, &config.scripts, clock, Arc::new(registrar))?;
     if let Some(secret) = engine.bootstrap_admin()? {
         let path = admin_token_path(&config.data);
         write_private(&path, &secret)?;
@@ -141,12 +140,7 @@ pub async fn serve(
         &config.outbox,
         stopping.clone(),
     ));
-    loops.extend(crate::checkpoint::start(
-        &engine,
-        config.checkpoint_mb,
-        std::time::Duration::from_secs(config.checkpoint_idle_secs),
-        stopping,
-    ));
+    loops.push(crate::maintenance::start(&engine, stopping));
     tracing::info!(message = "listening", addr = %listener.local_addr()?);
     crate::http::serve(listener, app, &config.limits, shutdown).await?;
     // Every loop finishes the pass it is in, then returns.

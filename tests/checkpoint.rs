@@ -35,7 +35,7 @@ async fn a_quiet_server_checkpoints_and_keeps_serving() {
     }
     let checkpointed = async {
         loop {
-            let (_, v) = s.get("/api/audit?action=store.checkpoint", &auditor).await;
+            let (_, v) = s.get("/api/audit?action=store.maintained", &auditor).await;
             if !v["entries"].as_array().unwrap().is_empty() {
                 return;
             }

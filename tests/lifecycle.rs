@@ -12,7 +12,7 @@ use common::*;
 use guichet::config::Config;
 use guichet_core::clock::SystemClock;
 use guichet_core::engine::Submission;
-use guichet_core::store::{FaultPoint, SledStore};
+use guichet_core::store::{FaultPoint, SledStore, Store};
 use guichet_core::{Actor, Engine};
 use reqwest::StatusCode;
 
@@ -85,8 +85,8 @@ async fn a_store_held_up_by_a_checkpoint_does_not_stall_the_async_threads() {
         Ok(())
     })));
     let checkpoint = {
-        let e = engine.clone();
-        std::thread::spawn(move || e.checkpoint(0, Duration::ZERO))
+        let store = store.clone();
+        std::thread::spawn(move || store.checkpoint(0, Duration::ZERO))
     };
     tokio::task::spawn_blocking(move || holding.recv().unwrap())
         .await

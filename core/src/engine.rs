@@ -274,22 +274,19 @@ impl Engine {
         &self.store
     }
 
-    /// Makes the store's recovery point current when enough was written and the office is
-    /// quiet (see `Store::checkpoint`). Blocking: call off the async threads.
-    pub fn checkpoint(
-        &self,
-        min_bytes: u64,
-        idle: std::time::Duration,
-    ) -> Result<Option<std::time::Duration>> {
-        let took = self.store.checkpoint(min_bytes, idle)?;
-        if let Some(d) = took {
-            tracing::info!(message = "store checkpoint", took_ms = d.as_millis() as u64);
+    /// The store's own upkeep (the embedded store's checkpoint: see `Store::maintain`),
+    /// recorded in the log and the audit chain when it did something. Blocking: call off
+    /// the async threads.
+    pub fn maintain_store(&self) -> Result<Option<String>> {
+        let done = self.store.maintain()?;
+        if let Some(what) = &done {
+            tracing::info!(message = "store maintenance", done = %what);
             self.audit_or_warn(
-                crate::audit::Record::new(self.now(), "system", "store.checkpoint", "store")
-                    .with_detail(format!("{} ms", d.as_millis())),
+                crate::audit::Record::new(self.now(), "system", "store.maintained", "store")
+                    .with_detail(what.clone()),
             );
         }
-        Ok(took)
+        Ok(done)
     }
 
     /// Returns once the commit with `ticket` is on disk, flushing on this thread if it is

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use guichet_core::case::{Applicant, CardKind, Case, Data};
 use guichet_core::clock::ManualClock;
 use guichet_core::engine::Submission;
-use guichet_core::store::{FaultPoint, SledStore};
+use guichet_core::store::{CaseTable, FaultPoint, SledStore, Store};
 use guichet_core::{Actor, Engine};
 
 /// An immediate item: a 0-day promised limit whose 50 % card is due the moment the case
@@ -156,6 +156,5 @@ fn timers_of_a_transition_that_failed_before_its_case_record_are_removed() {
 }
 
 fn store_case(store: &SledStore, id: u64) -> Case {
-    use guichet_core::store::Store;
     store.case(id).unwrap().unwrap()
 }

@@ -1,0 +1,38 @@
+//! Which backend a server runs on, from its configuration.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{SledStore, Store};
+use crate::error::Result;
+
+/// The store a server opens.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// The embedded store: sled in a folder of the machine, one process per folder.
+    Embedded {
+        path: PathBuf,
+        /// sled's page cache, in bytes.
+        cache_bytes: u64,
+        /// A checkpoint runs once this much was written (0: never) ...
+        checkpoint_bytes: u64,
+        /// ... and nothing was written for this long.
+        checkpoint_idle: std::time::Duration,
+    },
+}
+
+/// Opens the configured backend.
+pub fn open(config: &StoreConfig) -> Result<Arc<dyn Store>> {
+    match config {
+        StoreConfig::Embedded {
+            path,
+            cache_bytes,
+            checkpoint_bytes,
+            checkpoint_idle,
+        } => {
+            let store = SledStore::open(path, *cache_bytes)?
+                .with_checkpoints(*checkpoint_bytes, *checkpoint_idle);
+            Ok(Arc::new(store))
+        }
+    }
+}

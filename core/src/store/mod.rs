@@ -1,0 +1,243 @@
+//! The storage boundary: narrow tables ([`CaseTable`], [`IndexTable`], [`TimerTable`],
+//! [`NoticeTable`], [`AuditTable`], [`OfficeTable`]) that every backend implements, and
+//! [`open`], which picks the backend from the configuration. The engine sees only these
+//! traits; one backend exists today, the embedded sled store ([`embedded`]).
+//!
+//! What every backend promises (checked by the conformance suite, `core/tests/store.rs`):
+//! - a commit writes one change set (cases, history, closed tasks, indexes, timers,
+//!   notices, numbers, audit entries) all or nothing, refused with `Conflict` if a case
+//!   changed since it was read;
+//! - a commit's receipt becomes durable once [`CaseTable::flushed`] reaches it (at once
+//!   for a backend that is durable at commit); callers answer a client only then;
+//! - case numbers are gap-free per counter scope; the audit chain is one chain;
+//! - readers never see what an unfinished or failed commit wrote: no case, no number, no
+//!   history, no timer and no notice of a transition that did not happen.
+
+mod config;
+pub mod embedded;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::case::{Case, HistoryEvent, Task};
+use crate::error::Result;
+use crate::notice::Notice;
+
+pub use config::{open, StoreConfig};
+pub use embedded::SledStore;
+
+/// A commit's place in the store's order: the commit is durable once
+/// [`CaseTable::flushed`] reaches it.
+pub type Receipt = u64;
+
+/// One case written by a transition: the case as read (`None` for a new case), as written,
+/// and the history event that explains it.
+pub struct CaseWrite {
+    pub before: Option<Case>,
+    pub after: Case,
+    pub event: HistoryEvent,
+    /// For a new case: the counter scope its number is drawn from (`PLAN-LUP-2026`); the
+    /// store sets `after.number` to `<scope>-<000042>`, gap-free within the scope.
+    pub number_scope: Option<String>,
+    /// Timers the transition started, written before the case (a timer left by a crash
+    /// finds its limit unchanged or gone, and does nothing).
+    pub timers: Vec<crate::case::Timer>,
+}
+
+/// The timers one transition set, stored under one key and due at its earliest.
+#[derive(Debug, Clone)]
+pub struct TimerGroup {
+    pub key: Vec<u8>,
+    /// Oldest first.
+    pub timers: Vec<crate::case::Timer>,
+}
+
+/// Computes the notices of one case write, called by [`CaseTable::commit`] once the case has
+/// its number and the event its sequence number: `(before, after, event)`. The notices
+/// (the outbox) are written before the case record; one left by a crash (its `seq` not
+/// below the case's `history_len`) is never delivered.
+pub type Outbox<'a> = &'a (dyn Fn(Option<&Case>, &Case, &HistoryEvent) -> Vec<Notice> + Sync);
+
+/// Where a fault can be injected ([`Store::set_fault`]): in a commit, before the case
+/// record (the commit point) or just after it; when a checkpoint reopens the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultPoint {
+    BeforeRecord,
+    AfterRecord,
+    Reopen,
+}
+
+/// A fault injected for tests of crash states and failed writes: called at each
+/// [`FaultPoint`]; an error fails the write at that point, a pause holds it there.
+pub type Fault = Arc<dyn Fn(FaultPoint) -> Result<()> + Send + Sync>;
+
+/// An outbox that sends nothing.
+pub fn no_notices(_: Option<&Case>, _: &Case, _: &HistoryEvent) -> Vec<Notice> {
+    Vec::new()
+}
+
+/// A stored API token (only its hash is kept).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TokenRecord {
+    /// Short public id used to list and revoke the token.
+    pub id: String,
+    /// `admin` or a staff id.
+    pub subject: String,
+    pub admin: bool,
+    pub label: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    #[serde(default)]
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Tokens issued before expiry existed have none.
+    #[serde(default)]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A stored procedure version.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct VersionRecord {
+    pub procedure: String,
+    pub version: String,
+    pub file: String,
+    pub source: String,
+    pub first_loaded: chrono::DateTime<chrono::Utc>,
+}
+
+/// A failure worth an administrator's attention that changed no case (e.g. a script that
+/// broke a limit). Kept so it can be looked at after the fact.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Incident {
+    pub id: u64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub code: String,
+    pub message: String,
+    pub actor: String,
+    pub action: String,
+    #[serde(default)]
+    pub procedure: Option<String>,
+    #[serde(default)]
+    pub case: Option<u64>,
+    #[serde(default)]
+    pub task: Option<String>,
+}
+
+/// Cases: reading them, committing their changes, and making commits durable.
+pub trait CaseTable {
+    fn next_case_id(&self) -> Result<u64>;
+    fn case(&self, id: u64) -> Result<Option<Case>>;
+    fn case_id_by_number(&self, number: &str) -> Result<Option<u64>>;
+    fn history(&self, id: u64) -> Result<Vec<HistoryEvent>>;
+    /// A history event exactly as stored (the audit chain vouches for these bytes).
+    fn history_raw(&self, case: u64, seq: u64) -> Result<Option<Vec<u8>>>;
+    /// Tasks of a case that are completed or cancelled, in creation order. A stored case
+    /// record holds only its open tasks: closed ones are written once, with the history
+    /// event of the transition that closed them, which keeps the record that every
+    /// transition rewrites small.
+    fn closed_tasks(&self, case: u64) -> Result<Vec<Task>>;
+    fn closed_task(&self, case: u64, task: &str) -> Result<Option<Task>>;
+    /// Commits one change set: every case of `writes` with its history event, closed
+    /// tasks, index entries, timers, notices (from `outbox`), number and audit entry, all
+    /// or nothing. Fails with `Conflict` if any case changed since it was read. Returns a
+    /// receipt: the commit is durable once [`CaseTable::flushed`] reaches it.
+    fn commit(&self, writes: &mut [CaseWrite], outbox: Outbox<'_>) -> Result<Receipt>;
+    /// Makes every commit made so far durable, on the calling thread, and returns the
+    /// receipt it covers. Concurrent callers take turns. (A backend whose commits are
+    /// durable when they return answers at once.)
+    fn flush(&self) -> Result<Receipt>;
+    /// Durable up to: every commit whose receipt is at most this is durable.
+    fn flushed(&self) -> Receipt;
+}
+
+/// Lookups through the indexes a commit maintains.
+pub trait IndexTable {
+    /// Ids of open tasks of a group, as `(case id, task id)`.
+    fn open_tasks_of_group(&self, group: &str) -> Result<Vec<(u64, String)>>;
+    /// Ids of open external tasks of a topic, as `(case id, task id)`.
+    fn open_tasks_of_topic(&self, topic: &str) -> Result<Vec<(u64, String)>>;
+    fn cases_of_applicant(&self, applicant: &str) -> Result<Vec<u64>>;
+    fn cases_of_bundle(&self, bundle: &str) -> Result<Vec<u64>>;
+    /// Ids of the cases with cards still to be dealt with addressed to a group (of an
+    /// open case, or unanswered), ascending.
+    fn cases_with_cards_for(&self, group: &str) -> Result<Vec<u64>>;
+    /// How many open cases run on each `(procedure, version)`.
+    fn open_cases_by_version(&self) -> Result<BTreeMap<(String, String), u64>>;
+    /// Ids of the open cases on one procedure version.
+    fn open_cases_of_version(&self, procedure: &str, version: &str) -> Result<Vec<u64>>;
+}
+
+/// Timers, ordered by when they fall due.
+pub trait TimerTable {
+    /// Groups whose earliest pending timer is due at or before `now`, oldest first, at
+    /// most `limit`. A group holds all its timers, due or not. Groups of a commit still
+    /// under way are not returned; those of a commit that never happened are dropped.
+    fn due_timers(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<TimerGroup>>;
+    /// When the next timer falls due.
+    fn next_timer(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>>;
+    /// Replaces a group by the timers of it still `pending` (after the cases its fired
+    /// timers changed were committed); none left removes it.
+    fn settle_timers(&self, group: &TimerGroup, pending: &[crate::case::Timer]) -> Result<()>;
+}
+
+/// Notices: the outbox, its delivery queue and the staff inboxes.
+pub trait NoticeTable {
+    /// The notices of a case, committed or not (readers check `seq < history_len`).
+    fn notices_of_case(&self, case: u64) -> Result<Vec<Notice>>;
+    fn notice(&self, case: u64, seq: u64, n: u32) -> Result<Option<Notice>>;
+    /// Rewrites a notice after a delivery attempt (or a read mark), moving its place in
+    /// the delivery queue: out of it unless it is still queued.
+    fn put_notice(&self, notice: &Notice) -> Result<()>;
+    /// Queued notices whose next attempt is due at `now`, oldest first.
+    fn due_notices(&self, now: chrono::DateTime<chrono::Utc>, limit: usize) -> Result<Vec<Notice>>;
+    /// When the next queued notice is due.
+    fn next_notice(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>>;
+    /// Drops a notice a crash left without its case transition.
+    fn remove_notice(&self, notice: &Notice) -> Result<()>;
+    /// `(case, seq, n)` of the inbox notices of a staff member, oldest first.
+    fn inbox(&self, staff: &str) -> Result<Vec<(u64, u64, u32)>>;
+}
+
+/// The audit chain (commits append their transitions' entries themselves).
+pub trait AuditTable {
+    /// Appends records to the chain, in order. Returns a receipt, as a commit does.
+    fn append_audit(&self, records: Vec<crate::audit::Record>) -> Result<Receipt>;
+    /// Entries as stored, from sequence number `from`, at most `limit`.
+    fn audit_raw(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>>;
+}
+
+/// The office's administration: procedure versions, tokens, incidents, settings.
+pub trait OfficeTable {
+    /// Records a procedure version's source if it is new; returns whether it was.
+    fn put_version(&self, rec: &VersionRecord) -> Result<bool>;
+    fn version(&self, procedure: &str, version: &str) -> Result<Option<VersionRecord>>;
+    /// Every stored procedure version, in procedure and load order.
+    fn versions(&self) -> Result<Vec<VersionRecord>>;
+    fn put_token(&self, hash: &str, rec: &TokenRecord) -> Result<()>;
+    fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
+    fn tokens(&self) -> Result<Vec<(String, TokenRecord)>>;
+    /// Appends an incident; its `id` is assigned here.
+    fn record_incident(&self, incident: Incident) -> Result<()>;
+    /// The newest incidents first, at most `limit`.
+    fn incidents(&self, limit: usize) -> Result<Vec<Incident>>;
+    /// Small settings the server keeps with its data (e.g. its signing secret).
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
+}
+
+/// A backend: every table, and what the server asks of the store as a whole.
+pub trait Store:
+    CaseTable + IndexTable + TimerTable + NoticeTable + AuditTable + OfficeTable + Send + Sync
+{
+    /// Whether calls can be served now (false while the store is being reopened).
+    fn available(&self) -> bool;
+    /// The backend's own upkeep, called about once a second from a background thread
+    /// (the embedded store's checkpoint); says what it did, if anything.
+    fn maintain(&self) -> Result<Option<String>>;
+    /// Injects a fault into later writes (`None` removes it): tests of failed writes and
+    /// of what a crash between two writes leaves behind.
+    #[doc(hidden)]
+    fn set_fault(&self, fault: Option<Fault>);
+}

@@ -1,0 +1,28 @@
+//! The store's upkeep: every second, off the async threads, the engine asks its store to
+//! do its own maintenance (the embedded store checkpoints once `checkpoint_mb` were
+//! written and nothing for `checkpoint_idle_secs`, so a start after a crash replays only
+//! what was written since; sled 0.34 otherwise replays everything written since the
+//! process opened the store, see docs/performance.md).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use guichet_core::Engine;
+
+use crate::background::Stopping;
+
+const EVERY: Duration = Duration::from_secs(1);
+
+pub fn start(engine: &Arc<Engine>, mut stopping: Stopping) -> tokio::task::JoinHandle<()> {
+    let weak: Weak<Engine> = Arc::downgrade(engine);
+    tokio::spawn(async move {
+        while stopping.sleep(EVERY).await {
+            let Some(engine) = weak.upgrade() else { return };
+            match tokio::task::spawn_blocking(move || engine.maintain_store()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(message = "store maintenance failed", error = %e),
+                Err(e) => tracing::error!(message = "store maintenance panicked", error = %e),
+            }
+        }
+    })
+}

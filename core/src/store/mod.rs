@@ -148,7 +148,9 @@ pub trait CaseTable {
     fn flushed(&self) -> Receipt;
 }
 
-/// Lookups through the indexes a commit maintains.
+/// Lookups through the indexes a commit maintains. An index may still name a case or a
+/// task that a failed or unfinished commit wrote before its case record, or that a later
+/// commit closed: callers read the case and go by what it shows.
 pub trait IndexTable {
     /// Ids of open tasks of a group, as `(case id, task id)`.
     fn open_tasks_of_group(&self, group: &str) -> Result<Vec<(u64, String)>>;
@@ -182,7 +184,9 @@ pub trait TimerTable {
     fn settle_timers(&self, group: &TimerGroup, pending: &[crate::case::Timer]) -> Result<()>;
 }
 
-/// Notices: the outbox, its delivery queue and the staff inboxes.
+/// Notices: the outbox, its delivery queue and the staff inboxes. A notice belongs to its
+/// case's history event `seq`: one whose `seq` is not below the case's `history_len` was
+/// written by a commit that did not happen, and is never delivered (callers check).
 pub trait NoticeTable {
     /// The notices of a case, committed or not (readers check `seq < history_len`).
     fn notices_of_case(&self, case: u64) -> Result<Vec<Notice>>;

@@ -1,0 +1,525 @@
+//! The store's conformance suite: what every backend promises (see `store/mod.rs`),
+//! checked through the store's traits only, against each backend. A new backend adds one
+//! line to `backends()`; what only one backend has (its key layout, its file formats, its
+//! checkpoints) is tested beside it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use guichet_core::case::{
+    Applicant, Card, CardAnswer, CardKind, Case, CaseStatus, Data, HistoryEvent, Limit, Timer,
+};
+use guichet_core::notice::{Notice, NoticeStatus};
+use guichet_core::store::*;
+use guichet_core::Error;
+
+struct Backend {
+    name: &'static str,
+    /// Opens the backend's store kept at `dir` (again, after a drop: a restart).
+    open: fn(&Path) -> Arc<dyn Store>,
+}
+
+fn backends() -> Vec<Backend> {
+    vec![Backend {
+        name: "embedded",
+        open: |dir| Arc::new(SledStore::open(dir, 8 << 20).unwrap()),
+    }]
+}
+
+/// Runs `check` on a fresh store of every backend (with the folder, for restarts).
+fn each(check: impl Fn(&Backend, &Path)) {
+    for b in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        eprintln!("backend: {}", b.name);
+        check(&b, dir.path());
+    }
+}
+
+fn new_case(id: u64) -> Case {
+    Case {
+        id,
+        number: String::new(),
+        query_code: "ABCDEFGH".into(),
+        procedure: "p".into(),
+        procedure_name: "P".into(),
+        department: "d".into(),
+        version: "v".into(),
+        bundle: None,
+        applicant: Applicant {
+            id: "A1".into(),
+            name: "A".into(),
+            ..Default::default()
+        },
+        channel: "online".into(),
+        status: CaseStatus::Submitted,
+        data: Data::new(),
+        materials: vec![],
+        submitted_at: Utc::now(),
+        accepted_at: None,
+        decided_at: None,
+        promised_due: None,
+        statutory_due: None,
+        cards: vec![],
+        clock_stop: None,
+        clock_stops: vec![],
+        supplement: None,
+        extension: None,
+        commitment: None,
+        tasks: vec![],
+        tokens: vec![],
+        visited: vec![],
+        next_task: 0,
+        next_token: 0,
+        history_len: 0,
+        rev: 0,
+    }
+}
+
+fn event(action: &str) -> HistoryEvent {
+    HistoryEvent::new(Utc::now(), "t", action)
+}
+
+fn new_write(id: u64) -> CaseWrite {
+    CaseWrite {
+        before: None,
+        after: new_case(id),
+        event: event("submitted"),
+        number_scope: Some("P-2026".into()),
+        timers: vec![],
+    }
+}
+
+fn try_submit(s: &dyn Store, id: u64) -> Result<Case, Error> {
+    let mut w = [new_write(id)];
+    s.commit(&mut w, &no_notices)?;
+    Ok(w[0].after.clone())
+}
+
+fn submit(s: &dyn Store, id: u64) -> Case {
+    try_submit(s, id).unwrap()
+}
+
+/// Commits `before` → `after` with `timers`; returns the case as written.
+fn change(s: &dyn Store, before: Case, after: Case, timers: Vec<Timer>) -> Case {
+    let mut w = [CaseWrite {
+        before: Some(before),
+        after,
+        event: event("changed"),
+        number_scope: None,
+        timers,
+    }];
+    s.commit(&mut w, &no_notices).unwrap();
+    w[0].after.clone()
+}
+
+fn fail_at(point: FaultPoint) -> Fault {
+    Arc::new(move |at| {
+        if at == point {
+            Err(Error::Store("injected write failure".into()))
+        } else {
+            Ok(())
+        }
+    })
+}
+
+fn timer(case: u64, at: DateTime<Utc>, threshold: &str) -> Timer {
+    Timer {
+        at,
+        case,
+        limit: Limit::Promised,
+        token: None,
+        threshold: threshold.into(),
+        limit_due: at,
+    }
+}
+
+fn record(i: usize) -> guichet_core::audit::Record {
+    guichet_core::audit::Record::new(Utc::now(), "t", "token.issued", format!("t:{i}"))
+}
+
+/// A notice for every commit: the receipt, to the applicant.
+fn receipt(_: Option<&Case>, after: &Case, event: &HistoryEvent) -> Vec<Notice> {
+    let now = event.at;
+    vec![Notice {
+        id: String::new(),
+        case: after.id,
+        case_number: after.number.clone(),
+        seq: 0,
+        n: 0,
+        event: "case.received".into(),
+        channel: "email".into(),
+        recipient: "applicant".into(),
+        address: "a@example.org".into(),
+        language: Some("en".into()),
+        subject: "Received".into(),
+        body: "We received your application.".into(),
+        payload: None,
+        status: NoticeStatus::Queued,
+        attempts: 0,
+        created_at: now,
+        next_attempt: Some(now),
+        done_at: None,
+        error: None,
+        read_at: None,
+    }]
+}
+
+#[test]
+fn numbers_are_gap_free_and_a_stale_revision_is_a_conflict_that_writes_nothing() {
+    each(|b, dir| {
+        let s = (b.open)(dir);
+        let c = submit(s.as_ref(), 1);
+        assert_eq!(c.number, "P-2026-000001");
+        assert_eq!(submit(s.as_ref(), 2).number, "P-2026-000002");
+        let mut stale = c.clone();
+        stale.rev -= 1;
+        let mut w = [CaseWrite {
+            before: Some(stale),
+            after: c.clone(),
+            event: event("changed"),
+            number_scope: None,
+            timers: vec![],
+        }];
+        assert!(matches!(
+            s.commit(&mut w, &no_notices),
+            Err(Error::Conflict(_))
+        ));
+        assert_eq!(s.history(1).unwrap().len(), 1);
+        assert_eq!(s.case(1).unwrap().unwrap().rev, c.rev);
+        assert_eq!(s.case_id_by_number("P-2026-000002").unwrap(), Some(2));
+    });
+}
+
+#[test]
+fn concurrent_submissions_take_every_number_once() {
+    each(|b, dir| {
+        let s = (b.open)(dir);
+        let numbers: Vec<String> = std::thread::scope(|scope| {
+            let running: Vec<_> = (0..4u64)
+                .map(|t| {
+                    let s = s.clone();
+                    scope.spawn(move || {
+                        (0..50u64)
+                            .map(|i| submit(s.as_ref(), 1 + t * 50 + i).number)
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .flat_map(|r| r.join().unwrap())
+                .collect()
+        });
+        let mut seen: Vec<u64> = numbers
+            .iter()
+            .map(|n| n.rsplit('-').next().unwrap().parse().unwrap())
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=200).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn a_write_that_fails_before_the_commit_point_leaves_no_trace() {
+    each(|b, dir| {
+        let s = (b.open)(dir);
+        assert_eq!(submit(s.as_ref(), 1).number, "P-2026-000001");
+        let before_versions = s.open_cases_by_version().unwrap();
+        s.set_fault(Some(fail_at(FaultPoint::BeforeRecord)));
+        let mut w = [new_write(2)];
+        w[0].timers = vec![timer(2, Utc::now() - Duration::hours(1), "breach")];
+        assert!(s.commit(&mut w, &receipt).is_err());
+        s.set_fault(None);
+        // No case, number, history, timer, notice, index entry or audit entry.
+        assert!(s.case(2).unwrap().is_none());
+        assert_eq!(s.case_id_by_number("P-2026-000002").unwrap(), None);
+        assert!(s.history(2).unwrap().is_empty());
+        // An index may name what the failed commit wrote before its record; the case it
+        // names is not there, and readers go by the case.
+        let listed: Vec<u64> = s
+            .cases_of_applicant("A1")
+            .unwrap()
+            .into_iter()
+            .filter(|id| s.case(*id).unwrap().is_some())
+            .collect();
+        assert_eq!(listed, [1]);
+        assert!(s.due_timers(Utc::now(), 10).unwrap().is_empty());
+        // A notice of it may be queued, but it belongs to no committed event: readers
+        // (the engine's outbox) deliver only notices below their case's history length.
+        for n in s.due_notices(Utc::now() + Duration::hours(1), 10).unwrap() {
+            let committed = s
+                .case(n.case)
+                .unwrap()
+                .is_some_and(|c| n.seq < c.history_len);
+            assert!(!committed, "{n:?}");
+        }
+        assert_eq!(s.audit_raw(0, 10).unwrap().len(), 1);
+        assert_eq!(s.open_cases_by_version().unwrap(), before_versions);
+        // The number was not taken.
+        assert_eq!(submit(s.as_ref(), 3).number, "P-2026-000002");
+    });
+}
+
+#[test]
+fn a_failure_reported_after_the_commit_point_is_a_commit() {
+    each(|b, dir| {
+        let s = (b.open)(dir);
+        s.set_fault(Some(fail_at(FaultPoint::AfterRecord)));
+        let first = try_submit(s.as_ref(), 1).expect("the commit happened: so says the answer");
+        assert_eq!(first.number, "P-2026-000001");
+        s.set_fault(None);
+        assert_eq!(submit(s.as_ref(), 2).number, "P-2026-000002");
+        assert_eq!(s.audit_raw(0, 10).unwrap().len(), 2);
+    });
+}
+
+#[test]
+fn several_cases_commit_all_or_nothing() {
+    each(|b, dir| {
+        let s = (b.open)(dir);
+        s.set_fault(Some(fail_at(FaultPoint::BeforeRecord)));
+        let mut bundle = [new_write(1), new_write(2), new_write(3)];
+        assert!(s.commit(&mut bundle, &no_notices).is_err());
+        s.set_fault(None);
+        for id in 1..=3 {
+            assert!(s.case(id).unwrap().is_none());
+        }
+        let mut bundle = [new_write(1), new_write(2), new_write(3)];
+        s.commit(&mut bundle, &no_notices).unwrap();
+        let numbers: Vec<&str> = bundle.iter().map(|w| w.after.number.as_str()).collect();
+        assert_eq!(numbers, ["P-2026-000001", "P-2026-000002", "P-2026-000003"]);
+        assert_eq!(s.audit_raw(0, 10).unwrap().len(), 3);
+    });
+}
+
+#[test]
+fn acknowledged_commits_survive_a_restart() {
+    each(|b, dir| {
+        let receipt = {
+            let s = (b.open)(dir);
+            let c = submit(s.as_ref(), 1);
+            let mut after = c.clone();
+            after.status = CaseStatus::InProgress;
+            change(s.as_ref(), c, after, vec![]);
+            let r = s.append_audit(vec![record(0)]).unwrap();
+            let covered = s.flush().unwrap();
+            assert!(covered >= r && s.flushed() >= r);
+            r
+        };
+        assert!(receipt > 0);
+        let s = (b.open)(dir);
+        let c = s.case(1).unwrap().expect("the case");
+        assert_eq!(c.status, CaseStatus::InProgress);
+        assert_eq!(s.history(1).unwrap().len(), 2);
+        let verdict = guichet_core::audit::verify(s.as_ref()).unwrap();
+        assert!(verdict.ok(), "{verdict:?}");
+        assert_eq!(verdict.entries, 3);
+        assert_eq!(submit(s.as_ref(), 2).number, "P-2026-000002");
+    });
+}
+
+#[test]
+fn timers_fall_due_in_order_and_settle_into_their_next_one() {
+    each(|b, dir| {
+        let s = (b.open)(dir);
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let at = |h: i64| t0 + Duration::hours(h);
+        let (one, two) = (submit(s.as_ref(), 1), submit(s.as_ref(), 2));
+        let mut a = one.clone();
+        a.status = CaseStatus::InProgress;
+        change(
+            s.as_ref(),
+            one,
+            a,
+            vec![timer(1, at(30), "breach"), timer(1, at(10), "75%")],
+        );
+        let mut b2 = two.clone();
+        b2.status = CaseStatus::InProgress;
+        change(s.as_ref(), two, b2, vec![timer(2, at(20), "breach")]);
+        assert_eq!(s.next_timer().unwrap(), Some(at(10)));
+        assert!(s.due_timers(at(9), 10).unwrap().is_empty());
+        let due = s.due_timers(at(25), 10).unwrap();
+        let firsts: Vec<DateTime<Utc>> = due.iter().map(|g| g.timers[0].at).collect();
+        assert_eq!(firsts, [at(10), at(20)], "oldest first");
+        // A group holds its later timers too, oldest first.
+        assert_eq!(due[0].timers.len(), 2);
+        assert!(due[0].timers[0].at < due[0].timers[1].at);
+        assert_eq!(
+            s.due_timers(at(25), 1).unwrap().len(),
+            1,
+            "at most the limit"
+        );
+        // Case 1's 75 % fired: its breach waits; case 2's fired: its group goes.
+        s.settle_timers(&due[0], &due[0].timers[1..]).unwrap();
+        s.settle_timers(&due[1], &[]).unwrap();
+        assert_eq!(s.next_timer().unwrap(), Some(at(30)));
+        let left = s.due_timers(at(40), 10).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].timers.len(), 1);
+        assert_eq!(left[0].timers[0].threshold, "breach");
+    });
+}
+
+#[test]
+fn notices_are_due_once_their_commit_is_and_move_through_the_queue() {
+    each(|b, dir| {
+        let s = (b.open)(dir);
+        let mut w = [new_write(1)];
+        s.commit(&mut w, &receipt).unwrap();
+        let due = s
+            .due_notices(Utc::now() + Duration::seconds(1), 10)
+            .unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].case_number, "P-2026-000001");
+        assert_eq!(s.notices_of_case(1).unwrap().len(), 1);
+        let mut sent = due[0].clone();
+        sent.status = NoticeStatus::Sent;
+        sent.next_attempt = None;
+        s.put_notice(&sent).unwrap();
+        assert!(s
+            .due_notices(Utc::now() + Duration::days(1), 10)
+            .unwrap()
+            .is_empty());
+        assert_eq!(s.next_notice().unwrap(), None);
+        let stored = s.notice(1, sent.seq, sent.n).unwrap().unwrap();
+        assert_eq!(stored.status, NoticeStatus::Sent);
+    });
+}
+
+#[test]
+fn the_audit_chain_is_one_chain_read_in_pages() {
+    each(|b, dir| {
+        let s = (b.open)(dir);
+        let n = 2 * guichet_core::audit::EXPORT_PAGE + 17;
+        s.append_audit((0..n).map(record).collect()).unwrap();
+        let page: Vec<u64> = s.audit_raw(5, 3).unwrap().iter().map(|(q, _)| *q).collect();
+        assert_eq!(page, [5, 6, 7]);
+        let (mut from, mut pages, mut seqs) = (Some(0), 0, Vec::new());
+        while let Some(at) = from {
+            let (lines, next) = guichet_core::audit::export_page(s.as_ref(), at).unwrap();
+            for line in lines.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+                let e: guichet_core::audit::Entry = serde_json::from_slice(line).unwrap();
+                seqs.push(e.seq);
+            }
+            pages += 1;
+            from = next;
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(seqs, (0..n as u64).collect::<Vec<_>>());
+        assert!(guichet_core::audit::verify(s.as_ref()).unwrap().ok());
+    });
+}
+
+#[test]
+fn open_cases_per_version_follow_every_commit() {
+    each(|b, dir| {
+        let s = (b.open)(dir);
+        let v = ("p".to_string(), "v".to_string());
+        let open = |s: &dyn Store| s.open_cases_by_version().unwrap().get(&v).copied();
+        let a = submit(s.as_ref(), 1);
+        submit(s.as_ref(), 2);
+        assert_eq!(open(s.as_ref()), Some(2));
+        submit(s.as_ref(), 4);
+        let mut closed = a.clone();
+        closed.status = CaseStatus::Approved;
+        change(s.as_ref(), a, closed, vec![]);
+        assert_eq!(open(s.as_ref()), Some(2));
+        assert_eq!(s.open_cases_of_version("p", "v").unwrap(), [2, 4]);
+    });
+}
+
+#[test]
+fn a_closed_case_leaves_the_card_list_once_its_cards_are_answered() {
+    let card = |answered: bool| Card {
+        id: "75%".into(),
+        kind: CardKind::Supervision,
+        limit: Limit::Promised,
+        step: None,
+        threshold: "75%".into(),
+        due: Utc::now(),
+        issued_at: Utc::now(),
+        holders: vec!["review".into()],
+        assignees: vec![],
+        supervisor: Some("chief".into()),
+        answer: answered.then(|| CardAnswer {
+            by: "a".into(),
+            at: Utc::now(),
+            reason: "done".into(),
+        }),
+    };
+    each(|b, dir| {
+        let s = (b.open)(dir);
+        let mut cases = Vec::new();
+        for id in 1..=3 {
+            let before = submit(s.as_ref(), id);
+            let mut after = before.clone();
+            after.cards.push(card(id != 2));
+            cases.push(change(s.as_ref(), before, after, vec![]));
+        }
+        assert_eq!(s.cases_with_cards_for("review").unwrap(), [1, 2, 3]);
+        assert_eq!(s.cases_with_cards_for("chief").unwrap(), [1, 2, 3]);
+        for c in cases.drain(..2) {
+            let mut after = c.clone();
+            after.status = CaseStatus::Approved;
+            change(s.as_ref(), c, after, vec![]);
+        }
+        // Case 2's card is still to be answered.
+        assert_eq!(s.cases_with_cards_for("review").unwrap(), [2, 3]);
+        assert!(s.cases_with_cards_for("nobody").unwrap().is_empty());
+    });
+}
+
+#[test]
+fn the_office_tables_keep_versions_tokens_incidents_and_settings() {
+    each(|b, dir| {
+        let s = (b.open)(dir);
+        let rec = VersionRecord {
+            procedure: "p".into(),
+            version: "v1".into(),
+            file: "p.rhai".into(),
+            source: "procedure(#{})".into(),
+            first_loaded: Utc::now(),
+        };
+        assert!(s.put_version(&rec).unwrap());
+        assert!(!s.put_version(&rec).unwrap(), "a version is recorded once");
+        assert_eq!(s.version("p", "v1").unwrap().unwrap().source, rec.source);
+        assert_eq!(s.versions().unwrap().len(), 1);
+        let token = TokenRecord {
+            id: "abc".into(),
+            subject: "li.wei".into(),
+            admin: false,
+            label: "t".into(),
+            created_at: Utc::now(),
+            revoked_at: None,
+            expires_at: None,
+        };
+        s.put_token("hash", &token).unwrap();
+        assert_eq!(s.token_by_hash("hash").unwrap().unwrap().subject, "li.wei");
+        assert_eq!(s.tokens().unwrap().len(), 1);
+        for i in 0..3 {
+            s.record_incident(Incident {
+                id: 0,
+                at: Utc::now(),
+                code: "script_error".into(),
+                message: format!("incident {i}"),
+                actor: "t".into(),
+                action: "submit".into(),
+                procedure: None,
+                case: None,
+                task: None,
+            })
+            .unwrap();
+        }
+        let newest: Vec<String> = s
+            .incidents(2)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.message)
+            .collect();
+        assert_eq!(newest, ["incident 2", "incident 1"]);
+        s.put_meta("k", b"v").unwrap();
+        assert_eq!(s.meta("k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert!(s.available());
+    });
+}

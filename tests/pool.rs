@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use guichet::config::Config;
-use guichet::pool::{Pool, PoolError};
+use guichet::pool::{Pool, PoolError, Weight};
 use guichet_core::engine::{Committed, Submission};
 use guichet_core::{Actor, Engine};
 
@@ -37,16 +37,27 @@ async fn submit(pool: &Pool) -> Result<Committed, PoolError> {
 
 /// A call that holds its engine thread until `release` is sent; returns once it runs.
 async fn occupy(pool: &Arc<Pool>) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+    occupy_as(pool, Weight::Light).await
+}
+
+/// As `occupy`, with a call of the given weight (`Heavy`: one that may run scripts).
+async fn occupy_as(
+    pool: &Arc<Pool>,
+    weight: Weight,
+) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
     let (release, held) = std::sync::mpsc::channel::<()>();
     let (started, running) = tokio::sync::oneshot::channel::<()>();
     let p = pool.clone();
     let handle = tokio::spawn(async move {
-        p.call(move |_| {
+        let hold = move |_: &Engine| {
             let _ = started.send(());
             let _ = held.recv();
             Ok(())
-        })
-        .await
+        };
+        match weight {
+            Weight::Light => p.call(hold).await,
+            Weight::Heavy => p.call_heavy(hold).await,
+        }
         .unwrap();
     });
     running.await.unwrap();
@@ -166,33 +177,12 @@ async fn shutdown_runs_what_was_queued_then_refuses_calls() {
     assert_eq!(Arc::strong_count(&engine), 1);
 }
 
-/// A call that may run scripts and holds its thread until `release` is sent; returns once
-/// it runs.
-async fn occupy_heavy(
-    pool: &Arc<Pool>,
-) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let (started, running) = tokio::sync::oneshot::channel::<()>();
-    let p = pool.clone();
-    let handle = tokio::spawn(async move {
-        p.call_heavy(move |_| {
-            let _ = started.send(());
-            let _ = held.recv();
-            Ok(())
-        })
-        .await
-        .unwrap();
-    });
-    running.await.unwrap();
-    (release, handle)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_are_answered_while_slow_scripts_hold_every_other_thread() {
     let (_tmp, engine) = open();
     let pool = Pool::start(engine, 3);
-    let (r1, h1) = occupy_heavy(&pool).await;
-    let (r2, h2) = occupy_heavy(&pool).await;
+    let (r1, h1) = occupy_as(&pool, Weight::Heavy).await;
+    let (r2, h2) = occupy_as(&pool, Weight::Heavy).await;
     // A third call that may run scripts waits: the last thread is kept for reads.
     let third = {
         let p = pool.clone();

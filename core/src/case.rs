@@ -225,6 +225,49 @@ pub struct Case {
 }
 
 impl Case {
+    /// A submitted case of procedure `p`, version `v`, with nothing else: the starting
+    /// point of store tests, which need cases without an office.
+    #[doc(hidden)]
+    pub fn blank(id: u64) -> Case {
+        Case {
+            id,
+            number: String::new(),
+            query_code: "ABCDEFGH".into(),
+            procedure: "p".into(),
+            procedure_name: "P".into(),
+            department: "d".into(),
+            version: "v".into(),
+            bundle: None,
+            applicant: Applicant {
+                id: "A1".into(),
+                name: "A".into(),
+                ..Default::default()
+            },
+            channel: "online".into(),
+            status: CaseStatus::Submitted,
+            data: Data::new(),
+            materials: vec![],
+            submitted_at: chrono::Utc::now(),
+            accepted_at: None,
+            decided_at: None,
+            promised_due: None,
+            statutory_due: None,
+            cards: vec![],
+            clock_stop: None,
+            clock_stops: vec![],
+            supplement: None,
+            extension: None,
+            commitment: None,
+            tasks: vec![],
+            tokens: vec![],
+            visited: vec![],
+            next_task: 0,
+            next_token: 0,
+            history_len: 0,
+            rev: 0,
+        }
+    }
+
     pub fn task(&self, id: &str) -> Option<&Task> {
         self.tasks.iter().find(|t| t.id == id)
     }

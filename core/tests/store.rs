@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use guichet_core::case::{
-    Applicant, Card, CardAnswer, CardKind, Case, CaseStatus, Data, HistoryEvent, Limit, Timer,
+    Card, CardAnswer, CardKind, Case, CaseStatus, HistoryEvent, Limit, Timer,
 };
 use guichet_core::notice::{Notice, NoticeStatus};
 use guichet_core::store::*;
@@ -36,46 +36,6 @@ fn each(check: impl Fn(&Backend, &Path)) {
     }
 }
 
-fn new_case(id: u64) -> Case {
-    Case {
-        id,
-        number: String::new(),
-        query_code: "ABCDEFGH".into(),
-        procedure: "p".into(),
-        procedure_name: "P".into(),
-        department: "d".into(),
-        version: "v".into(),
-        bundle: None,
-        applicant: Applicant {
-            id: "A1".into(),
-            name: "A".into(),
-            ..Default::default()
-        },
-        channel: "online".into(),
-        status: CaseStatus::Submitted,
-        data: Data::new(),
-        materials: vec![],
-        submitted_at: Utc::now(),
-        accepted_at: None,
-        decided_at: None,
-        promised_due: None,
-        statutory_due: None,
-        cards: vec![],
-        clock_stop: None,
-        clock_stops: vec![],
-        supplement: None,
-        extension: None,
-        commitment: None,
-        tasks: vec![],
-        tokens: vec![],
-        visited: vec![],
-        next_task: 0,
-        next_token: 0,
-        history_len: 0,
-        rev: 0,
-    }
-}
-
 fn event(action: &str) -> HistoryEvent {
     HistoryEvent::new(Utc::now(), "t", action)
 }
@@ -83,7 +43,7 @@ fn event(action: &str) -> HistoryEvent {
 fn new_write(id: u64) -> CaseWrite {
     CaseWrite {
         before: None,
-        after: new_case(id),
+        after: Case::blank(id),
         event: event("submitted"),
         number_scope: Some("P-2026".into()),
         timers: vec![],

@@ -3,64 +3,15 @@
 
 use super::keys::*;
 use super::*;
-use crate::case::{Applicant, CaseStatus, Data};
+use crate::case::CaseStatus;
 use crate::store::*;
-
-fn new_case(id: u64) -> Case {
-    let now = chrono::Utc::now();
-    Case {
-        id,
-        number: String::new(),
-        query_code: "ABCDEFGH".into(),
-        procedure: "p".into(),
-        procedure_name: "P".into(),
-        department: "d".into(),
-        version: "v".into(),
-        bundle: None,
-        applicant: Applicant {
-            id: "A1".into(),
-            name: "A".into(),
-            ..Default::default()
-        },
-        channel: "online".into(),
-        status: CaseStatus::Submitted,
-        data: Data::new(),
-        materials: vec![],
-        submitted_at: now,
-        accepted_at: None,
-        decided_at: None,
-        promised_due: None,
-        statutory_due: None,
-        cards: vec![],
-        clock_stop: None,
-        clock_stops: vec![],
-        supplement: None,
-        extension: None,
-        commitment: None,
-        tasks: vec![],
-        tokens: vec![],
-        visited: vec![],
-        next_task: 0,
-        next_token: 0,
-        history_len: 0,
-        rev: 0,
-    }
-}
 
 fn event() -> HistoryEvent {
     HistoryEvent::new(chrono::Utc::now(), "t", "submitted")
 }
 
 fn submit(s: &SledStore, id: u64) -> Case {
-    let mut w = [CaseWrite {
-        before: None,
-        after: new_case(id),
-        event: event(),
-        number_scope: Some("P-2026".into()),
-        timers: vec![],
-    }];
-    s.commit(&mut w, &no_notices).unwrap();
-    w[0].after.clone()
+    try_submit(s, id).unwrap()
 }
 
 /// Commits `before` → `after` with `timers`; returns the case as written.
@@ -412,7 +363,7 @@ fn a_case_read_after_its_commit_is_the_case_as_stored_and_the_copies_are_bounded
     for i in 0..(10 * super::recent::RECENT_CASES as u64) {
         let id = if i % 3 == 0 { i } else { i % 7 };
         r.drop_case(id);
-        r.put(Arc::new(new_case(id)));
+        r.put(Arc::new(Case::blank(id)));
         assert!(r.cases.len() <= super::recent::RECENT_CASES);
         assert!(r.order.len() <= 2 * super::recent::RECENT_CASES + 1);
     }
@@ -433,7 +384,7 @@ fn fail_at(stage: FaultPoint) -> Fault {
 fn try_submit(s: &SledStore, id: u64) -> Result<Case> {
     let mut w = [CaseWrite {
         before: None,
-        after: new_case(id),
+        after: Case::blank(id),
         event: event(),
         number_scope: Some("P-2026".into()),
         timers: vec![],

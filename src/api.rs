@@ -353,8 +353,40 @@ async fn procedures(State(s): State<AppState>) -> Json<Value> {
     Json(json!({ "procedures": list }))
 }
 
-/// The service guide (办事指南) of a procedure: everything an applicant and a clerk need.
-async fn procedure(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[derive(Deserialize, Default, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct LangQuery {
+    /// A language tag (`zh`, `en`): names the script gives in that language.
+    #[serde(default)]
+    lang: Option<String>,
+}
+
+/// The service guide (办事指南) of a procedure: what the public may know of it (see
+/// `guichet_core::guide`), in the language asked for.
+async fn procedure(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<LangQuery>,
+) -> ApiResult<Json<guichet_core::guide::ServiceGuide>> {
+    let rules = s.engine.rules();
+    let p = rules
+        .procedures
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("procedure '{id}' does not exist")))?;
+    let lang = q
+        .lang
+        .as_deref()
+        .or(rules.office.language.as_deref())
+        .unwrap_or("zh");
+    Ok(Json(guichet_core::guide::ServiceGuide::of(p, &rules, lang)))
+}
+
+/// The whole definition of a procedure's live version, for staff: steps with their
+/// groups, routes and conditions, hooks, notices, the file it comes from.
+async fn procedure_definition(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let rules = s.engine.rules();
     let p = rules
         .procedures

@@ -39,6 +39,10 @@ const MATRIX: &[(&str, &str)] = &[
         "GET /api/procedures/{id}",
         "ok   ok   ok   ok   ok   ok   ok",
     ),
+    (
+        "GET /api/procedures/{id}/definition",
+        "401  403  ok   ok   ok   ok   ok",
+    ),
     ("GET /api/bundles", "ok   ok   ok   ok   ok   ok   ok"),
     (
         "POST /api/bundles/{id}/cases",
@@ -297,7 +301,9 @@ async fn every_route_allows_exactly_the_roles_it_declares() {
             .replace(
                 "{id}",
                 match route.path {
-                    "/api/procedures/{id}" => "tax.registration",
+                    "/api/procedures/{id}" | "/api/procedures/{id}/definition" => {
+                        "tax.registration"
+                    }
                     "/api/bundles/{id}/cases" => "tax.new_business",
                     "/api/applicants/{id}/cases" => "91310000MA1FL0002Y",
                     "/api/delegations/{id}" => "d1",

@@ -524,3 +524,103 @@ async fn applicant_withdraws_with_query_code_and_intake_refusal_and_referral() {
     let c = s.act(&filing, id, "intake", "refer", json!({})).await;
     assert_eq!(c["status"], "referred");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_service_guide_shows_what_the_public_may_know_and_nothing_internal() {
+    let s = TestServer::start().await;
+    let (st, g) = s
+        .call(
+            "GET",
+            "/api/procedures/power.connection?lang=en",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{g}");
+    assert_eq!(g["name"], "New power connection");
+    assert_eq!(g["department_name"], "Power Supply Company");
+    assert_eq!(
+        (g["promised_days"].as_u64(), g["statutory_days"].as_u64()),
+        (Some(15), Some(22))
+    );
+    assert_eq!(g["immediate"], false);
+    assert!(g["who_may_apply"].is_string() && g["hours"].is_string() && g["fees"].is_string());
+    let materials: Vec<&str> = g["materials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(materials, ["licence", "site_plan", "load_list"]);
+    assert_eq!(g["materials"][1]["formats"], json!(["pdf", "dwg"]));
+    // Fields the applicant fills in; the staff's own are not shown.
+    let fields: Vec<&str> = g["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"capacity_kva") && !fields.contains(&"meter_number"),
+        "{fields:?}"
+    );
+    // The flow as a picture: the parallel review with its two reviews, the branches not
+    // repeated at the top level.
+    let steps = g["steps"].as_array().unwrap();
+    let reviews = steps
+        .iter()
+        .find(|s| s["name"] == "Grid and metering review")
+        .unwrap();
+    assert_eq!(
+        reviews["in_parallel"],
+        json!(["Grid review", "Metering review"])
+    );
+    assert!(steps.iter().all(|s| s["name"] != "Grid review"));
+    // Nothing internal: groups, conditions, hooks, functions, templates, files.
+    let text = g.to_string();
+    for internal in [
+        "power.project",
+        "capacity_kva > 630",
+        "commission(",
+        "\"run\"",
+        "\"group\"",
+        ".rhai",
+        "{{",
+        "notices",
+    ] {
+        assert!(
+            !text.contains(internal),
+            "{internal} in the public guide: {text}"
+        );
+    }
+    // In Chinese, where the script gives the names.
+    let (_, zh) = s
+        .call(
+            "GET",
+            "/api/procedures/power.connection?lang=zh-CN",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(zh["name"], "新装用电");
+    assert_eq!(zh["department_name"], "供电公司");
+    assert_eq!(zh["materials"][0]["name"], "营业执照或身份证");
+    assert_eq!(zh["steps"][0]["name"], "现场勘查");
+    // The whole definition is for staff.
+    let (st, _) = s
+        .call(
+            "GET",
+            "/api/procedures/power.connection/definition",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let clerk = s.token("zhou.qiang").await;
+    let (st, d) = s
+        .get("/api/procedures/power.connection/definition", &clerk)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(d["file"], "power/new_connection.rhai");
+    assert_eq!(d["steps"][0]["group"], "power.project");
+}

@@ -7,6 +7,7 @@
 //! - [`script`]: the sandboxed Rhai engine, the loader and runtime calls of hooks.
 //! - [`case`]: cases, tasks, tokens and history events: the state that is stored.
 //! - [`form`]: validation of form data and materials.
+//! - [`guide`]: the public service guide of a procedure, in the reader's language.
 //! - [`flow`]: routing, pure over a copy of a case.
 //! - [`store`]: the [`store::Store`] trait and its sled implementation.
 //! - [`engine`]: the facade the server calls; authorization and commits.
@@ -34,6 +35,7 @@ pub mod error;
 pub mod external;
 pub mod flow;
 pub mod form;
+pub mod guide;
 pub mod limits;
 pub mod migrate;
 pub mod notice;

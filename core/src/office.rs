@@ -25,6 +25,9 @@ pub struct OfficeInfo {
 pub struct Department {
     pub id: String,
     pub name: String,
+    /// The name in other languages (see `Procedure::names`).
+    #[serde(default)]
+    pub names: std::collections::BTreeMap<String, String>,
     /// Department heads: they see every case of the department and supervise its groups.
     #[serde(default)]
     pub heads: Vec<String>,

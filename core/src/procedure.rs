@@ -17,6 +17,10 @@ pub const INTAKE_STEP: &str = "intake";
 pub struct Procedure {
     pub id: String,
     pub name: String,
+    /// The name in other languages, by language tag (`zh`, `en`): what the service guide
+    /// and the pages show a reader of that language.
+    #[serde(default)]
+    pub names: BTreeMap<String, String>,
     pub department: String,
     /// Prefix of case numbers; defaults to the id upper-cased with `.` turned into `-`.
     #[serde(default)]
@@ -81,8 +85,14 @@ pub struct ExtensionPolicy {
 pub struct Guide {
     #[serde(default)]
     pub description: Option<String>,
+    /// Who may apply (个人 / 法人, and any condition), as the office states it.
+    #[serde(default)]
+    pub who_may_apply: Option<String>,
     #[serde(default)]
     pub window: Option<String>,
+    /// Opening hours of the window.
+    #[serde(default)]
+    pub hours: Option<String>,
     #[serde(default)]
     pub fees: Option<String>,
     #[serde(default)]
@@ -96,6 +106,9 @@ pub struct Guide {
 pub struct Material {
     pub id: String,
     pub name: String,
+    /// The name in other languages (see `Procedure::names`).
+    #[serde(default)]
+    pub names: BTreeMap<String, String>,
     #[serde(default = "yes")]
     pub required: bool,
     /// Accepted file extensions, lower case (`pdf`, `jpg`); empty accepts any.
@@ -128,6 +141,9 @@ pub enum FieldType {
 pub struct Field {
     pub id: String,
     pub label: String,
+    /// The label in other languages (see `Procedure::names`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     #[serde(rename = "type")]
     pub kind: FieldType,
     #[serde(default)]
@@ -191,6 +207,9 @@ pub enum Mode {
 pub struct Step {
     pub id: String,
     pub name: String,
+    /// The name in other languages (see `Procedure::names`).
+    #[serde(default)]
+    pub names: BTreeMap<String, String>,
     #[serde(default)]
     pub kind: StepKind,
     #[serde(default)]

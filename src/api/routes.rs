@@ -149,8 +149,16 @@ pub fn table() -> Vec<Route> {
             get.clone(),
             "/api/procedures/{id}",
             Public,
-            "A procedure's service guide",
+            "A procedure's service guide (public information only)",
             procedure,
+        )
+        .query(s::lang_query),
+        Route::new(
+            get.clone(),
+            "/api/procedures/{id}/definition",
+            Staff,
+            "A procedure's whole definition: steps, groups, routes, hooks, notices",
+            procedure_definition,
         ),
         Route::new(
             get.clone(),

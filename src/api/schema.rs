@@ -80,6 +80,9 @@ pub(super) fn card_query() -> Value {
 pub(super) fn inbox_query() -> Value {
     of::<super::notify::InboxQuery>()
 }
+pub(super) fn lang_query() -> Value {
+    of::<super::LangQuery>()
+}
 pub(super) fn audit_query() -> Value {
     of::<super::audit::Page>()
 }

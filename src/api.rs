@@ -67,7 +67,28 @@ impl AppState {
     }
 }
 
+pub use guard::Client;
 pub use routes::{table, Caller, Permission, Route};
+
+/// Finds a case for the public by its number and query code, under the guess limits,
+/// and runs `view` on it in the same engine call (the web pages' tracking).
+pub(crate) async fn applicant_lookup<T: Send + 'static>(
+    s: &AppState,
+    client: &Client,
+    number: &str,
+    code: &str,
+    view: impl FnOnce(&Engine, Case) -> guichet_core::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    let caller = Caller(Actor::Public);
+    s.guesses.check(&client.0, number)?;
+    let (n, c) = (number.to_string(), code.to_string());
+    let answer = call(s, move |e| {
+        let case = e.applicant_access(&Actor::Public, &n, Some(&c))?;
+        view(e, case)
+    })
+    .await;
+    after_code(s, &caller, client, number, answer)
+}
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.limits.max_body;
@@ -81,7 +102,9 @@ pub fn router(state: AppState) -> Router {
         (state.clone(), perms),
         routes::authorize,
     ))
-    .fallback(|| async { ApiError::not_found("no such route") })
+    // The web pages, outside `/api`, under the same request limits.
+    .merge(crate::web::router())
+    .fallback(crate::web::fallback)
     .method_not_allowed_fallback(|| async {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,

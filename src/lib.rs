@@ -26,4 +26,5 @@ pub mod pool;
 pub mod scheduler;
 pub mod server;
 pub mod watch;
+pub mod web;
 pub mod workers;

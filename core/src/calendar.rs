@@ -197,6 +197,13 @@ impl Calendar {
         t.with_timezone(&self.offset).date_naive()
     }
 
+    /// An instant as the office's local date and time (`2026-11-30 14:05`), for people.
+    pub fn local_time_text(&self, t: DateTime<Utc>) -> String {
+        t.with_timezone(&self.offset)
+            .format("%Y-%m-%d %H:%M")
+            .to_string()
+    }
+
     /// Close of office on a local date, as an instant.
     pub fn close_of(&self, d: NaiveDate) -> DateTime<Utc> {
         self.at(d, self.closes)

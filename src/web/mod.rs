@@ -1,0 +1,44 @@
+//! The web interface, served by the same binary as the API: pages rendered on the server
+//! from templates compiled in, working without JavaScript and on a phone, in Chinese and
+//! English. These are the public pages (no sign-in): the services by department, each
+//! service guide (printable), and tracking an application with its number and query code.
+//!
+//! Pages call the same engine functions as the API and obey the same rules: a case is
+//! reached only with its query code, under the same guess limits (`api::guard`); every
+//! form carries the browser's CSRF token; every value is escaped by the templates; the
+//! Content-Security-Policy allows no script at all.
+
+mod page;
+mod public;
+
+use axum::routing::get;
+use axum::Router;
+
+use crate::api::AppState;
+
+pub use page::css_path;
+
+/// What answers an address no route knows: JSON under `/api`, a page elsewhere.
+pub async fn fallback(
+    state: axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if uri.path() == "/api" || uri.path().starts_with("/api/") {
+        return crate::error::ApiError::not_found("no such route").into_response();
+    }
+    let query = axum::extract::Query::try_from_uri(&uri)
+        .map(|q| q.0)
+        .unwrap_or_default();
+    public::missing(state, headers, axum::extract::Query(query)).await
+}
+
+/// The pages' routes (everything outside `/api`).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(public::home))
+        .route("/guide/{id}", get(public::guide))
+        .route("/track", get(public::track_form).post(public::track))
+        .route("/static/{file}", get(public::asset))
+}

@@ -1,0 +1,343 @@
+//! The public pages over HTTP: services, service guides and tracking, in Chinese and
+//! English, without JavaScript, with the security headers, CSRF tokens and escaping a
+//! public site needs.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use guichet_core::clock::SystemClock;
+use reqwest::header::{ACCEPT_LANGUAGE, CONTENT_SECURITY_POLICY, SET_COOKIE};
+use reqwest::StatusCode;
+
+/// A browser as far as these pages care: it keeps the cookies it is given.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    cookies: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+impl Browser {
+    fn new(s: &TestServer) -> Browser {
+        Browser {
+            client: reqwest::Client::new(),
+            base: s.base.clone(),
+            cookies: Default::default(),
+        }
+    }
+
+    fn with_cookies(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let jar = self.cookies.lock().unwrap();
+        if jar.is_empty() {
+            return r;
+        }
+        let header = jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        r.header(reqwest::header::COOKIE, header)
+    }
+
+    fn keep(&self, h: &reqwest::header::HeaderMap) {
+        let mut jar = self.cookies.lock().unwrap();
+        for v in h.get_all(SET_COOKIE) {
+            let v = v.to_str().unwrap();
+            let pair = v.split(';').next().unwrap();
+            if let Some((k, val)) = pair.split_once('=') {
+                jar.insert(k.to_string(), val.to_string());
+            }
+        }
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, reqwest::header::HeaderMap, String) {
+        let r = self
+            .with_cookies(self.client.get(format!("{}{path}", self.base)))
+            .send()
+            .await
+            .unwrap();
+        let (st, h) = (r.status(), r.headers().clone());
+        self.keep(&h);
+        (st, h, r.text().await.unwrap())
+    }
+
+    async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let r = self
+            .with_cookies(self.client.post(format!("{}{path}", self.base)))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&r.headers().clone());
+        (r.status(), r.text().await.unwrap())
+    }
+}
+
+/// Percent-encoding of a form value.
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The value of the hidden CSRF field of a page's form.
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    html[at..at + 64].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_services_page_lists_procedures_by_department_in_the_readers_language() {
+    let s = TestServer::start().await;
+    let b = Browser::new(&s);
+    let (st, h, html) = b.get("/?lang=en").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(h[CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+    assert!(!html.contains("<script"), "pages need no script");
+    assert!(html.contains("<html lang=\"en\">"));
+    assert!(html.contains("Power Supply Company"));
+    assert!(html.contains("href=\"/guide/power.connection\">New power connection</a>"));
+    assert!(html.contains("Done within 15 working days"));
+    // The choice is remembered.
+    let (_, _, html) = b.get("/").await;
+    assert!(html.contains("<html lang=\"en\">"));
+    // A browser that prefers Chinese, without a choice, reads Chinese.
+    let r = reqwest::Client::new()
+        .get(format!("{}/", s.base))
+        .header(ACCEPT_LANGUAGE, "zh-CN,zh;q=0.9,en;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<html lang=\"zh\">"));
+    assert!(
+        html.contains("供电公司") && html.contains("新装用电"),
+        "{html}"
+    );
+    // Search narrows the list.
+    let (_, _, html) = b.get("/?q=invoice").await;
+    assert!(html.contains("First purchase of invoices"));
+    assert!(!html.contains("New power connection"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_guide_is_a_printable_page_of_public_facts() {
+    let s = TestServer::start().await;
+    let b = Browser::new(&s);
+    let (st, _, html) = b.get("/guide/power.connection?lang=en").await;
+    assert_eq!(st, StatusCode::OK);
+    for fact in [
+        "<h1>New power connection</h1>",
+        "15 working days",
+        "22 working days",
+        "Site plan with supply points",
+        "PDF, DWG",
+        "Grid and metering review",
+        "Grid review, Metering review",
+        "Power Supply Business Rules",
+        "Monday to Friday",
+    ] {
+        assert!(html.contains(fact), "{fact} missing");
+    }
+    for internal in [
+        "power.project",
+        "capacity_kva &gt; 630",
+        "commission",
+        ".rhai",
+    ] {
+        assert!(!html.contains(internal), "{internal} on a public page");
+    }
+    // The stylesheet: fingerprinted, cached for ever, with print rules.
+    let css = html
+        .split("href=\"")
+        .find_map(|s| s.strip_prefix("/static/"))
+        .and_then(|s| s.split('"').next())
+        .unwrap();
+    let (st, h, body) = b.get(&format!("/static/{css}")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(h["cache-control"].to_str().unwrap().contains("immutable"));
+    assert!(body.contains("@media print"));
+    let (st, _, _) = b.get("/static/site.0000000000.css").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _, html) = b.get("/guide/no.such.procedure").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(html.contains("<h1>"));
+    // Any unknown address outside the API is a page too; inside it, JSON.
+    let (st, h, html) = b.get("/no/such/page").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(html.contains("This page does not exist"));
+    let (st, h, _) = b.get("/api/no/such/route").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(h["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applicant_tracks_a_case_with_its_number_and_query_code() {
+    let s = TestServer::start().await;
+    let (id, number, code) = s.submit(power_case(100.0)).await;
+    let clerk = s.token("zhou.qiang").await;
+    s.act(&clerk, id, "intake", "accept", serde_json::json!({}))
+        .await;
+    let b = Browser::new(&s);
+    let (st, h, form) = b.get("/track?lang=en").await;
+    assert_eq!(st, StatusCode::OK);
+    let cookie = h
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        cookie.contains("guichet_csrf=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let csrf = csrf_of(&form);
+    // Everything wrong at once, each next to its field, with a summary that links to it.
+    let (st, html) = b
+        .post_form("/track", &[("csrf", &csrf), ("number", ""), ("code", "")])
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("class=\"error-summary\""));
+    assert!(html.contains("href=\"#number\">Enter the application number"));
+    assert!(html.contains("href=\"#code\">Enter the query code"));
+    // A wrong code looks like a missing case.
+    let (st, html) = b
+        .post_form(
+            "/track",
+            &[("csrf", &csrf), ("number", &number), ("code", "WRONG123")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("No application has this number and query code"));
+    assert!(!html.contains("WRONG123"), "the code is not echoed back");
+    // The right code: where the case is, in plain words.
+    let (st, html) = b
+        .post_form(
+            "/track",
+            &[
+                ("csrf", &csrf),
+                ("number", &number),
+                ("code", &code.to_lowercase()),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(html.contains(&format!("<h1>{number}</h1>")));
+    assert!(html.contains("In progress"));
+    assert!(html.contains("Site survey"), "the current step by name");
+    assert!(html.contains("Application received"));
+    assert!(
+        !html.contains("zhou.qiang"),
+        "no staff names for the applicant"
+    );
+    // The same in Chinese.
+    let (_, html) = b
+        .post_form(
+            "/track?lang=zh",
+            &[("csrf", &csrf), ("number", &number), ("code", &code)],
+        )
+        .await;
+    assert!(
+        html.contains("办理中") && html.contains("现场勘查"),
+        "{html}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_without_the_browsers_csrf_token_is_refused_and_guesses_are_limited() {
+    let s = TestServer::start().await;
+    let (_, number, code) = s.submit(power_case(100.0)).await;
+    let b = Browser::new(&s);
+    // No token, or a token of another browser: refused before anything is looked up.
+    let (st, _) = b
+        .post_form("/track", &[("number", &number), ("code", &code)])
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (_, _, form) = b.get("/track").await;
+    let csrf = csrf_of(&form);
+    let other = Browser::new(&s);
+    let (st, _) = other
+        .post_form(
+            "/track",
+            &[("csrf", &csrf), ("number", &number), ("code", &code)],
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // Wrong codes count against the address, as on the API.
+    for i in 0..10 {
+        let (st, _) = b
+            .post_form(
+                "/track",
+                &[
+                    ("csrf", &csrf),
+                    ("number", &number),
+                    ("code", &format!("BAD{i:05}")),
+                ],
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let (_, html) = b
+        .post_form(
+            "/track?lang=en",
+            &[("csrf", &csrf), ("number", &number), ("code", &code)],
+        )
+        .await;
+    assert!(html.contains("Too many wrong query codes"), "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_value_a_script_gives_is_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scripts = tmp.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    std::fs::write(
+        scripts.join("office.rhai"),
+        r#"
+office(#{ name: "Hall <b>", language: "en" });
+department(#{ id: "d", name: "Dept <script>alert(1)</script>" });
+staff(#{ id: "a", name: "A" });
+group(#{ id: "g", name: "G", department: "d", members: ["a"] });
+procedure(#{
+    id: "p", name: "P\"><img src=x onerror=alert(1)>", department: "d", promised_days: 1, statutory_days: 2, intake: "g",
+    guide: #{ description: "<iframe src=//evil>" },
+    start: "s", steps: [ #{ id: "s", name: "S", group: "g", next: "@approved" } ],
+});
+"#,
+    )
+    .unwrap();
+    let s = TestServer::start_with(scripts, tmp.path().join("data"), Arc::new(SystemClock)).await;
+    let b = Browser::new(&s);
+    for path in ["/", "/guide/p"] {
+        let (_, _, html) = b.get(path).await;
+        for raw in ["<script>alert", "<img src=x", "<iframe", "Hall <b>"] {
+            assert!(!html.contains(raw), "{raw} unescaped on {path}");
+        }
+        assert!(html.contains("&lt;"));
+    }
+}

@@ -11,6 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// For a refused form: each problem with the field it is about.
+    pub problems: Vec<guichet_core::form::Problem>,
 }
 
 impl ApiError {
@@ -19,6 +21,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            problems: Vec::new(),
         }
     }
 
@@ -38,7 +41,9 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let status = match &e {
-            Error::Validation(_) | Error::Script { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Validation(_) | Error::Invalid(_) | Error::Script { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Conflict(_) | Error::InvalidTransition(_) => StatusCode::CONFLICT,
@@ -52,17 +57,25 @@ impl From<Error> for ApiError {
         } else if let Error::Script { .. } = &e {
             tracing::warn!(message = "script error; transition not applied", error = %e);
         }
+        let problems = match &e {
+            Error::Invalid(p) => p.clone(),
+            _ => Vec::new(),
+        };
         ApiError {
             status,
             code: e.code(),
             message: e.to_string(),
+            problems,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "code": self.code, "message": self.message });
+        let mut body = serde_json::json!({ "code": self.code, "message": self.message });
+        if !self.problems.is_empty() {
+            body["problems"] = serde_json::json!(self.problems);
+        }
         (self.status, Json(body)).into_response()
     }
 }

@@ -254,6 +254,7 @@ async fn invalid_submissions_are_refused_with_every_problem_listed() {
     body["data"]["contact_phone"] = json!("12345");
     body["data"]["meter_number"] = json!("M1");
     body["materials"] = json!([{ "id": "site_plan", "file": "plan.exe" }]);
+    body["applicant"]["name"] = json!("");
     let (st, v) = s.call("POST", "/api/cases", None, Some(body)).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     let msg = v["message"].as_str().unwrap();
@@ -262,10 +263,29 @@ async fn invalid_submissions_are_refused_with_every_problem_listed() {
         "contact_phone",
         "meter_number",
         "site_plan",
-        "missing materials: Business licence",
+        "missing material: Business licence",
+        "applicant.name",
     ] {
         assert!(msg.contains(needle), "{needle} not in {msg}");
     }
+    // Each problem names its field, so that a form shows it next to that field.
+    let fields: Vec<&str> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "applicant.name",
+            "capacity_kva",
+            "contact_phone",
+            "meter_number",
+            "material.site_plan",
+            "material.licence"
+        ]
+    );
     let (st, v) = s
         .call(
             "POST",

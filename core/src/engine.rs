@@ -390,22 +390,25 @@ impl Engine {
         })
     }
 
-    fn check_applicant(a: &Applicant) -> Result<()> {
+    fn check_applicant(a: &Applicant) -> Vec<crate::form::Problem> {
+        use crate::form::Problem;
+        let mut problems = Vec::new();
         let ok_id = !a.id.trim().is_empty()
             && a.id.len() <= 64
             && a.id.chars().all(|c| c.is_ascii_alphanumeric());
         if !ok_id {
-            return Err(Error::Validation(
-                "applicant.id must be 1-64 letters or digits (ID card number or credit code)"
-                    .into(),
+            problems.push(Problem::of(
+                "applicant.id",
+                "applicant.id must be 1-64 letters or digits (ID card number or credit code)",
             ));
         }
         if a.name.trim().is_empty() || a.name.len() > 200 {
-            return Err(Error::Validation(
-                "applicant.name is required (at most 200 bytes)".into(),
+            problems.push(Problem::of(
+                "applicant.name",
+                "applicant.name is required (at most 200 bytes)",
             ));
         }
-        Ok(())
+        problems
     }
 
     /// Builds one submitted case with its intake task, without committing it.
@@ -416,6 +419,7 @@ impl Engine {
         applicant: &Applicant,
         item: BundleItem,
         bundle: Option<String>,
+        mut problems: Vec<crate::form::Problem>,
     ) -> Result<CaseWrite> {
         let BundleItem {
             procedure,
@@ -427,10 +431,10 @@ impl Engine {
             .procedures
             .get(procedure)
             .ok_or_else(|| Error::NotFound(format!("procedure '{procedure}' does not exist")))?;
-        let mut errs = check_data(proc, &data, &data, Filler::Applicant, true);
-        errs.extend(check_materials(proc, &materials));
-        if !errs.is_empty() {
-            return Err(Error::Validation(errs.join("; ")));
+        problems.extend(check_data(proc, &data, &data, Filler::Applicant, true));
+        problems.extend(check_materials(proc, &materials));
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems));
         }
         let channel = if matches!(actor, Actor::Staff(_)) {
             "window"
@@ -461,7 +465,7 @@ impl Engine {
 
     /// Receives an application: at the window (staff) or online (public).
     pub fn submit(&self, actor: &Actor, sub: Submission) -> Result<Committed> {
-        Self::check_applicant(&sub.applicant)?;
+        let problems = Self::check_applicant(&sub.applicant);
         let rules = self.rules();
         let item = BundleItem {
             procedure: sub.procedure,
@@ -469,7 +473,7 @@ impl Engine {
             materials: sub.materials,
         };
         let w = self
-            .prepare_submission(&rules, actor, &sub.applicant, item, None)
+            .prepare_submission(&rules, actor, &sub.applicant, item, None, problems)
             .inspect_err(|e| self.incident(e, actor, "submit", None, None))?;
         self.commit(vec![w])
     }
@@ -483,7 +487,10 @@ impl Engine {
         applicant: Applicant,
         items: Vec<BundleItem>,
     ) -> Result<Committed> {
-        Self::check_applicant(&applicant)?;
+        let problems = Self::check_applicant(&applicant);
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems));
+        }
         let rules = self.rules();
         let b = rules
             .bundles
@@ -508,7 +515,14 @@ impl Engine {
         let mut errs = Vec::new();
         for it in items {
             let name = it.procedure.clone();
-            match self.prepare_submission(&rules, actor, &applicant, it, Some(reference.clone())) {
+            match self.prepare_submission(
+                &rules,
+                actor,
+                &applicant,
+                it,
+                Some(reference.clone()),
+                Vec::new(),
+            ) {
                 Ok(w) => writes.push(w),
                 Err(e) => errs.push(format!("{name}: {e}")),
             }
@@ -1006,7 +1020,7 @@ impl Engine {
             merged.extend(data.clone());
             let errs = check_data(flow.proc, &data, &merged, Filler::Staff, false);
             if !errs.is_empty() {
-                return Err(Error::Validation(errs.join("; ")));
+                return Err(Error::Invalid(errs));
             }
             flow.merge(data);
             flow.complete_task(&task.id, &me, outcome, c)?;

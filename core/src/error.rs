@@ -36,6 +36,9 @@ pub enum Error {
     Load(Vec<ScriptProblem>),
     #[error("{0}")]
     Validation(String),
+    /// A form with problems, each about one field: all of them at once.
+    #[error("{}", .0.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<crate::form::Problem>),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -63,7 +66,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Load(_) => "script_load_failed",
-            Error::Validation(_) => "validation_failed",
+            Error::Validation(_) | Error::Invalid(_) => "validation_failed",
             Error::NotFound(_) => "not_found",
             Error::Forbidden(_) => "forbidden",
             Error::Conflict(_) => "conflict",

@@ -194,7 +194,7 @@ impl Engine {
                 merged.extend(data.clone());
                 let errs = check_data(flow.proc, &data, &merged, Filler::Staff, false);
                 if !errs.is_empty() {
-                    return Err(Error::Validation(errs.join("; ")));
+                    return Err(Error::Invalid(errs));
                 }
                 flow.merge(data);
                 flow.complete_task(&task.id, &name, &o, None)?;

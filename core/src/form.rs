@@ -1,9 +1,35 @@
-//! Validation of form data and materials against a procedure's declared fields.
+//! Validation of form data and materials against a procedure's declared fields. Every
+//! problem is found at once and says which field (or material) it is about, so that a
+//! form can show it next to that field.
 
 use serde_json::Value;
 
 use crate::case::{Data, MaterialRef};
 use crate::procedure::{FieldType, Procedure};
+
+/// One problem of a form: the field it is about (`capacity_kva`, `material.site_plan`,
+/// `applicant.name`; none for the form as a whole) and what is wrong, in words.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn of(field: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
 
 /// Who is filling the form: applicants may not set internal fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,29 +47,30 @@ pub fn check_data(
     merged: &Data,
     who: Filler,
     complete: bool,
-) -> Vec<String> {
+) -> Vec<Problem> {
     let mut errs = Vec::new();
     for (k, v) in update {
+        let mut push = |message: String| errs.push(Problem::of(k.as_str(), message));
         let Some(f) = p.field(k) else {
-            errs.push(format!("unknown field '{k}'"));
+            push(format!("unknown field '{k}'"));
             continue;
         };
         if f.internal && who == Filler::Applicant {
-            errs.push(format!(
+            push(format!(
                 "field '{k}' is filled in by the office, not the applicant"
             ));
             continue;
         }
         if v.is_null() {
             if f.required {
-                errs.push(format!("field '{k}' is required"));
+                push(format!("field '{k}' is required"));
             }
             continue;
         }
         let label = &f.label;
         match f.kind {
             FieldType::String | FieldType::Text => match v.as_str() {
-                None => errs.push(format!("field '{k}' ({label}) must be text")),
+                None => push(format!("field '{k}' ({label}) must be text")),
                 Some(s) => {
                     let max = f.max_length.unwrap_or(if f.kind == FieldType::Text {
                         20_000
@@ -51,13 +78,13 @@ pub fn check_data(
                         500
                     });
                     if s.chars().count() > max {
-                        errs.push(format!(
+                        push(format!(
                             "field '{k}' ({label}) is longer than {max} characters"
                         ));
                     }
                     if let Some(re) = &f.regex {
                         if !re.is_match(s) {
-                            errs.push(format!(
+                            push(format!(
                                 "field '{k}' ({label}) does not have the expected form"
                             ));
                         }
@@ -71,7 +98,7 @@ pub fn check_data(
                     v.as_f64()
                 };
                 match n {
-                    None => errs.push(format!(
+                    None => push(format!(
                         "field '{k}' ({label}) must be {}",
                         if f.kind == FieldType::Integer {
                             "a whole number"
@@ -81,7 +108,7 @@ pub fn check_data(
                     )),
                     Some(n) => {
                         if f.min.is_some_and(|m| n < m) || f.max.is_some_and(|m| n > m) {
-                            errs.push(format!(
+                            push(format!(
                                 "field '{k}' ({label}) must be between {} and {}",
                                 f.min.map_or("-∞".into(), |m| m.to_string()),
                                 f.max.map_or("∞".into(), |m| m.to_string())
@@ -92,7 +119,7 @@ pub fn check_data(
             }
             FieldType::Boolean => {
                 if !v.is_boolean() {
-                    errs.push(format!("field '{k}' ({label}) must be true or false"));
+                    push(format!("field '{k}' ({label}) must be true or false"));
                 }
             }
             FieldType::Date => {
@@ -100,12 +127,12 @@ pub fn check_data(
                     .as_str()
                     .map(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d"));
                 if !matches!(valid, Some(Ok(_))) {
-                    errs.push(format!("field '{k}' ({label}) must be a date YYYY-MM-DD"));
+                    push(format!("field '{k}' ({label}) must be a date YYYY-MM-DD"));
                 }
             }
             FieldType::Enum => {
                 if !v.as_str().is_some_and(|s| f.values.iter().any(|x| x == s)) {
-                    errs.push(format!(
+                    push(format!(
                         "field '{k}' ({label}) must be one of: {}",
                         f.values.join(", ")
                     ));
@@ -116,7 +143,10 @@ pub fn check_data(
     if complete {
         for f in p.fields.iter().filter(|f| f.required && !f.internal) {
             if merged.get(&f.id).is_none_or(Value::is_null) {
-                errs.push(format!("field '{}' ({}) is required", f.id, f.label));
+                errs.push(Problem::of(
+                    f.id.as_str(),
+                    format!("field '{}' ({}) is required", f.id, f.label),
+                ));
             }
         }
     }
@@ -125,21 +155,22 @@ pub fn check_data(
 
 /// Checks materials sent in answer to a supplement request: known ids and accepted
 /// formats (what was already given stays, so nothing is missing).
-pub fn check_materials_partial(p: &Procedure, given: &[MaterialRef]) -> Vec<String> {
+pub fn check_materials_partial(p: &Procedure, given: &[MaterialRef]) -> Vec<Problem> {
     materials(p, given, false)
 }
 
 /// Checks uploaded materials: known ids, accepted formats, every required one present.
 /// Missing required materials are listed all together, as a supplement request would.
-pub fn check_materials(p: &Procedure, given: &[MaterialRef]) -> Vec<String> {
+pub fn check_materials(p: &Procedure, given: &[MaterialRef]) -> Vec<Problem> {
     materials(p, given, true)
 }
 
-fn materials(p: &Procedure, given: &[MaterialRef], complete: bool) -> Vec<String> {
+fn materials(p: &Procedure, given: &[MaterialRef], complete: bool) -> Vec<Problem> {
     let mut errs = Vec::new();
     for m in given {
+        let field = format!("material.{}", m.id);
         let Some(decl) = p.materials.iter().find(|d| d.id == m.id) else {
-            errs.push(format!("unknown material '{}'", m.id));
+            errs.push(Problem::of(field, format!("unknown material '{}'", m.id)));
             continue;
         };
         let ext = m
@@ -148,25 +179,34 @@ fn materials(p: &Procedure, given: &[MaterialRef], complete: bool) -> Vec<String
             .map(|(_, e)| e.to_ascii_lowercase())
             .unwrap_or_default();
         if !decl.formats.is_empty() && !decl.formats.contains(&ext) {
-            errs.push(format!(
-                "material '{}' ({}) must be one of: {}",
-                m.id,
-                decl.name,
-                decl.formats.join(", ")
+            errs.push(Problem::of(
+                field.as_str(),
+                format!(
+                    "material '{}' ({}) must be one of: {}",
+                    m.id,
+                    decl.name,
+                    decl.formats.join(", ")
+                ),
             ));
         }
         if m.file.is_empty() || m.file.len() > 255 || m.file.contains(['/', '\\']) {
-            errs.push(format!("material '{}': invalid file name", m.id));
+            errs.push(Problem::of(
+                field,
+                format!("material '{}': invalid file name", m.id),
+            ));
         }
     }
-    let missing: Vec<String> = p
-        .materials
-        .iter()
-        .filter(|d| d.required && !given.iter().any(|m| m.id == d.id))
-        .map(|d| format!("{} ({})", d.name, d.id))
-        .collect();
-    if complete && !missing.is_empty() {
-        errs.push(format!("missing materials: {}", missing.join("; ")));
+    if complete {
+        for d in p
+            .materials
+            .iter()
+            .filter(|d| d.required && !given.iter().any(|m| m.id == d.id))
+        {
+            errs.push(Problem::of(
+                format!("material.{}", d.id),
+                format!("missing material: {} ({})", d.name, d.id),
+            ));
+        }
     }
     errs
 }

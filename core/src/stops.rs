@@ -174,7 +174,7 @@ impl Engine {
         let mut errs = check_data(&proc, &data, &merged, Filler::Applicant, true);
         errs.extend(check_materials_partial(&proc, &materials));
         if !errs.is_empty() {
-            return Err(Error::Validation(errs.join("; ")));
+            return Err(Error::Invalid(errs));
         }
         self.change_case(
             case,

@@ -56,12 +56,13 @@ impl AppState {
         pool: Arc<crate::pool::Pool>,
         limits: &crate::config::LimitsConfig,
         max_body: usize,
+        max_upload: usize,
     ) -> AppState {
         AppState(Arc::new(Shared {
             engine,
             pool,
             guesses: guard::Guesses::default(),
-            limits: guard::RequestLimits::new(limits, max_body),
+            limits: guard::RequestLimits::new(limits, max_body, max_upload),
             max_json_depth: limits.max_json_depth,
         }))
     }
@@ -91,7 +92,8 @@ pub(crate) async fn applicant_lookup<T: Send + 'static>(
 }
 
 pub fn router(state: AppState) -> Router {
-    let max_body = state.limits.max_body;
+    // `guard::admit` has read every body within its own limit (larger for uploads).
+    let max_body = state.limits.max_upload;
     let routes = table();
     let perms = routes::permissions(&routes);
     let mut r = Router::new();
@@ -157,27 +159,102 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
                     ApiError::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text())
                 }
             })?;
-        if let Some(depth) = guard::too_deep(&bytes, state.max_json_depth) {
-            return Err(ApiError::new(
+        parse_json(&bytes, state.max_json_depth).map(Body)
+    }
+}
+
+/// A JSON text as `T`: nesting deeper than `max_depth` refused before parsing; a malformed
+/// text is 400, a well-formed one of the wrong shape 422.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, ApiError> {
+    if let Some(depth) = guard::too_deep(bytes, max_depth) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "too_deep",
+            format!("JSON nested deeper than {depth} levels"),
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("invalid body: {e}"),
+            ),
+            _ => ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "too_deep",
-                format!("JSON nested deeper than {depth} levels"),
-            ));
+                "malformed_json",
+                format!("malformed JSON: {e}"),
+            ),
         }
-        serde_json::from_slice(&bytes).map(Body).map_err(|e| {
-            use serde_json::error::Category;
-            match e.classify() {
-                Category::Data => ApiError::new(
+    })
+}
+
+/// An application: a JSON [`Submission`], or `multipart/form-data` with the same JSON in
+/// a part named `submission` and one file per material in parts named `material.<id>`.
+pub struct Application {
+    pub submission: Submission,
+    pub uploads: Vec<guichet_core::files::Upload>,
+}
+
+impl FromRequest<AppState> for Application {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let multipart = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+        if !multipart {
+            let Body(submission) = Body::from_request(req, state).await?;
+            return Ok(Application {
+                submission,
+                uploads: Vec::new(),
+            });
+        }
+        let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m);
+        let mut form = axum::extract::Multipart::from_request(req, state)
+            .await
+            .map_err(|e| bad(e.body_text()))?;
+        let mut submission = None;
+        let mut uploads = Vec::new();
+        while let Some(part) = form.next_field().await.map_err(|e| bad(e.body_text()))? {
+            let name = part.name().unwrap_or_default().to_string();
+            if name == "submission" {
+                let bytes = part.bytes().await.map_err(|e| bad(e.body_text()))?;
+                submission = Some(parse_json::<Submission>(&bytes, state.max_json_depth)?);
+            } else if let Some(material) = name.strip_prefix("material.") {
+                let file = part.file_name().unwrap_or_default().to_string();
+                let material = material.to_string();
+                let bytes = part.bytes().await.map_err(|e| bad(e.body_text()))?;
+                // A file input left empty sends a part without a file.
+                if file.is_empty() && bytes.is_empty() {
+                    continue;
+                }
+                uploads.push(guichet_core::files::Upload {
+                    material,
+                    name: file,
+                    bytes: bytes.to_vec(),
+                });
+            } else {
+                return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_body",
-                    format!("invalid body: {e}"),
-                ),
-                _ => ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_json",
-                    format!("malformed JSON: {e}"),
-                ),
+                    format!("unknown part '{name}': send `submission` and `material.<id>` parts"),
+                ));
             }
+        }
+        let submission = submission.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "the `submission` part is missing",
+            )
+        })?;
+        Ok(Application {
+            submission,
+            uploads,
         })
     }
 }
@@ -435,13 +512,13 @@ async fn bundles(State(s): State<AppState>) -> Json<Value> {
 async fn submit(
     State(s): State<AppState>,
     caller: Caller,
-    Body(sub): Body<Submission>,
+    app: Application,
 ) -> ApiResult<impl IntoResponse> {
     let actor = caller.0;
     let (done, token) = commit(
         &s,
         move |e| {
-            let done = e.submit(&actor, sub)?;
+            let done = e.submit_with_files(&actor, app.submission, app.uploads)?;
             let token = e.applicant_token(done.case().id)?;
             Ok((done, token))
         },
@@ -468,6 +545,60 @@ async fn submit(
         }),
     )
         .into_response())
+}
+
+/// A file of a case, for staff who may see the case: as an attachment, never rendered in
+/// the browser.
+async fn case_file(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((reference, sha256)): Path<(String, String)>,
+) -> ApiResult<axum::response::Response> {
+    use axum::http::{header, HeaderValue};
+    let actor = caller.staff_or_admin()?.clone();
+    let (material, bytes) = call(&s, move |e| e.material_file(&actor, &reference, &sha256)).await?;
+    let ascii: String = material
+        .file
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = material
+        .file
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b".-_".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let mut r = bytes.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(guichet_core::files::media_type(&material.file)),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+    )) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    Ok(r)
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

@@ -23,6 +23,9 @@ pub struct Config {
     pub checkpoint_idle_secs: u64,
     /// Largest accepted request body, in KiB.
     pub max_body_kb: usize,
+    /// Largest accepted upload (a `multipart/form-data` body: an application with its
+    /// files), in MiB. Each material also has its own limit (`max_mb`, default 10).
+    pub max_upload_mb: usize,
     /// Reload the scripts when they change.
     pub watch: bool,
     /// Quiet time after a change before reloading, in milliseconds.
@@ -129,6 +132,7 @@ impl Default for Config {
             checkpoint_mb: 256,
             checkpoint_idle_secs: 10,
             max_body_kb: 1024,
+            max_upload_mb: 50,
             watch: true,
             reload_debounce_ms: 150,
             rescan_secs: 30,

@@ -120,6 +120,7 @@ pub async fn serve(
         pool.clone(),
         &config.limits,
         config.max_body_kb * 1024,
+        config.max_upload_mb << 20,
     );
     let app = router(state);
     let watch = if config.watch {

@@ -55,6 +55,10 @@ const MATRIX: &[(&str, &str)] = &[
     ("POST /api/cases", "ok   ok   ok   ok   403  ok   ok"),
     ("GET /api/cases/{case}", "401  403  404  ok   ok   ok   ok"),
     (
+        "GET /api/cases/{case}/files/{sha256}",
+        "401  403  404  ok   ok   ok   ok",
+    ),
+    (
         "POST /api/cases/{case}/withdraw",
         "404  ok   404  ok   403  ok   ok",
     ),
@@ -282,8 +286,25 @@ async fn every_route_allows_exactly_the_roles_it_declares() {
     for route in &table {
         let key = format!("{} {}", route.method, route.path);
         // A fresh case per route: what one route does to a case cannot change another's.
-        let (st, sub) = s.call("POST", "/api/cases", None, Some(tax_case())).await;
+        // With a file of its own where the route serves one.
+        let (st, sub) = if route.path.contains("{sha256}") {
+            s.submit_files(
+                None,
+                tax_case(),
+                &[("business_licence", "licence.pdf", b"%PDF-1.4 licence")],
+            )
+            .await
+        } else {
+            s.call("POST", "/api/cases", None, Some(tax_case())).await
+        };
         assert_eq!(st, StatusCode::CREATED, "{sub}");
+        let sha = sub["case"]["materials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|m| m["sha256"].as_str())
+            .unwrap_or("none")
+            .to_string();
         let id = sub["case"]["id"].as_u64().unwrap();
         let number = sub["case"]["number"].as_str().unwrap().to_string();
         tokens.insert(
@@ -297,6 +318,7 @@ async fn every_route_allows_exactly_the_roles_it_declares() {
             .replace("{task}", &task)
             .replace("{number}", &number)
             .replace("{card}", "manual-1")
+            .replace("{sha256}", &sha)
             .replace("{reference}", "no-such-bundle")
             .replace(
                 "{id}",

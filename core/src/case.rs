@@ -61,6 +61,26 @@ pub struct MaterialRef {
     pub id: String,
     /// File name as uploaded; its extension is checked against the accepted formats.
     pub file: String,
+    /// For an uploaded file: the SHA-256 of its content (hex), under which the store keeps
+    /// it. Recorded in the case and its history, so the audit chain vouches for which
+    /// file was submitted. Absent for a material named without its content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Bytes of an uploaded file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+impl MaterialRef {
+    /// A material named without its content (a reference to a file held elsewhere).
+    pub fn named(id: impl Into<String>, file: impl Into<String>) -> MaterialRef {
+        MaterialRef {
+            id: id.into(),
+            file: file.into(),
+            sha256: None,
+            size: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -499,6 +519,11 @@ pub struct HistoryEvent {
     pub data_changed: Data,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub effects: Vec<Effect>,
+    /// Materials this transition received (a submission, a supplement), each with the
+    /// SHA-256 of an uploaded file: the audit chain, which vouches for the event, vouches
+    /// for which files were submitted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub materials: Vec<MaterialRef>,
     /// When a deputy acted: whose task it was (see `access::Delegation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_behalf_of: Option<String>,
@@ -523,6 +548,7 @@ impl HistoryEvent {
             comment: None,
             data_changed: Data::new(),
             effects: Vec::new(),
+            materials: Vec::new(),
             on_behalf_of: None,
         }
     }

@@ -452,6 +452,7 @@ impl Engine {
         let event = HistoryEvent {
             data_changed: flow.case.data.clone(),
             effects: flow.effects,
+            materials: flow.case.materials.clone(),
             ..HistoryEvent::new(now, actor.name(), "submitted")
         };
         Ok(CaseWrite {
@@ -465,8 +466,41 @@ impl Engine {
 
     /// Receives an application: at the window (staff) or online (public).
     pub fn submit(&self, actor: &Actor, sub: Submission) -> Result<Committed> {
-        let problems = Self::check_applicant(&sub.applicant);
+        self.submit_with_files(actor, sub, Vec::new())
+    }
+
+    /// Receives an application with its materials' files: each checked against its
+    /// material (size, accepted format, content of that format), kept by its SHA-256, and
+    /// named in the case with its hash. Every problem of the form and the files is
+    /// reported at once; nothing is kept unless the whole application is accepted.
+    pub fn submit_with_files(
+        &self,
+        actor: &Actor,
+        mut sub: Submission,
+        uploads: Vec<crate::files::Upload>,
+    ) -> Result<Committed> {
+        let mut problems = Self::check_applicant(&sub.applicant);
         let rules = self.rules();
+        if let Some(proc) = rules.procedures.get(&sub.procedure) {
+            for up in &uploads {
+                match proc.materials.iter().find(|m| m.id == up.material) {
+                    Some(decl) => problems.extend(crate::files::check_upload(decl, up)),
+                    None => problems.push(crate::form::Problem::of(
+                        format!("material.{}", up.material),
+                        format!("unknown material '{}'", up.material),
+                    )),
+                }
+            }
+        }
+        // Uploaded files replace what the submission said of the same material.
+        sub.materials
+            .retain(|m| !uploads.iter().any(|u| u.material == m.id));
+        sub.materials.extend(uploads.iter().map(|u| MaterialRef {
+            id: u.material.clone(),
+            file: u.name.clone(),
+            sha256: Some(crate::files::sha256(&u.bytes)),
+            size: Some(u.bytes.len() as u64),
+        }));
         let item = BundleItem {
             procedure: sub.procedure,
             data: sub.data,
@@ -475,7 +509,32 @@ impl Engine {
         let w = self
             .prepare_submission(&rules, actor, &sub.applicant, item, None, problems)
             .inspect_err(|e| self.incident(e, actor, "submit", None, None))?;
+        // Kept before the case that names them; a file of a commit that then fails is
+        // named by no case (and kept once if it comes again).
+        for up in &uploads {
+            self.store.put_file(&up.bytes)?;
+        }
         self.commit(vec![w])
+    }
+
+    /// A file a case names, for someone who may see the case: the material it is for,
+    /// and its content.
+    pub fn material_file(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        sha256: &str,
+    ) -> Result<(MaterialRef, Vec<u8>)> {
+        let case = self.visible_case(actor, reference)?;
+        let missing = || Error::NotFound(format!("case {reference} has no file {sha256}"));
+        let named = case
+            .materials
+            .iter()
+            .find(|m| m.sha256.as_deref() == Some(sha256))
+            .cloned()
+            .ok_or_else(missing)?;
+        let bytes = self.store.file(sha256)?.ok_or_else(missing)?;
+        Ok((named, bytes))
     }
 
     /// Receives a bundle (一件事): one application that opens a case per procedure, all or

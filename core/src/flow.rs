@@ -27,6 +27,8 @@ pub struct Flow<'a> {
     pub now: DateTime<Utc>,
     pub effects: Vec<Effect>,
     pub data_changed: Data,
+    /// Materials this transition received (recorded in its history event).
+    pub materials_received: Vec<crate::case::MaterialRef>,
     /// Timers for the limits this transition started.
     pub timers: Vec<crate::case::Timer>,
     entered: u32,
@@ -41,6 +43,7 @@ impl<'a> Flow<'a> {
             now,
             effects: Vec::new(),
             data_changed: Data::new(),
+            materials_received: Vec::new(),
             timers: Vec::new(),
             entered: 0,
         }

@@ -7,6 +7,7 @@
 //! - [`script`]: the sandboxed Rhai engine, the loader and runtime calls of hooks.
 //! - [`case`]: cases, tasks, tokens and history events: the state that is stored.
 //! - [`form`]: validation of form data and materials.
+//! - [`files`]: uploaded materials: size, format and content checks, media types.
 //! - [`guide`]: the public service guide of a procedure, in the reader's language.
 //! - [`flow`]: routing, pure over a copy of a case.
 //! - [`store`]: the [`store::Store`] trait and its sled implementation.
@@ -33,6 +34,7 @@ pub mod clock;
 pub mod engine;
 pub mod error;
 pub mod external;
+pub mod files;
 pub mod flow;
 pub mod form;
 pub mod guide;

@@ -114,6 +114,9 @@ pub struct Material {
     /// Accepted file extensions, lower case (`pdf`, `jpg`); empty accepts any.
     #[serde(default)]
     pub formats: Vec<String>,
+    /// Largest upload accepted, in MiB (default 10).
+    #[serde(default)]
+    pub max_mb: Option<u32>,
 }
 
 fn yes() -> bool {

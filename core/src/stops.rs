@@ -30,6 +30,7 @@ impl Engine {
             comment,
             data_changed: flow.data_changed,
             effects: flow.effects,
+            materials: flow.materials_received,
             ..HistoryEvent::new(flow.now, actor.name(), action)
         };
         self.commit_change(case, flow.case, event, flow.timers)
@@ -185,7 +186,8 @@ impl Engine {
                 flow.merge(data);
                 for m in materials {
                     flow.case.materials.retain(|x| x.id != m.id);
-                    flow.case.materials.push(m);
+                    flow.case.materials.push(m.clone());
+                    flow.materials_received.push(m);
                 }
                 flow.case.supplement = None;
                 if flow.case.commitment.take().is_some() {

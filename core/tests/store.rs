@@ -483,3 +483,30 @@ fn the_office_tables_keep_versions_tokens_incidents_and_settings() {
         assert!(s.available());
     });
 }
+
+#[test]
+fn files_are_kept_once_by_their_content_and_survive_a_restart() {
+    each(|b, dir| {
+        let sha = {
+            let s = (b.open)(dir);
+            let sha = s.put_file(b"%PDF-1.7 a plan").unwrap();
+            assert_eq!(sha.len(), 64);
+            assert_eq!(
+                s.put_file(b"%PDF-1.7 a plan").unwrap(),
+                sha,
+                "same content, same name"
+            );
+            assert_ne!(s.put_file(b"%PDF-1.7 another").unwrap(), sha);
+            sha
+        };
+        let s = (b.open)(dir);
+        assert_eq!(
+            s.file(&sha).unwrap().as_deref(),
+            Some(&b"%PDF-1.7 a plan"[..])
+        );
+        assert_eq!(s.file(&"0".repeat(64)).unwrap(), None);
+        for hostile in ["../../etc/passwd", "ab", "", &"Z".repeat(64)] {
+            assert_eq!(s.file(hostile).unwrap(), None, "{hostile}");
+        }
+    });
+}

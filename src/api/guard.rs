@@ -169,15 +169,22 @@ pub struct RequestLimits {
     pub inflight: Inflight,
     /// Bytes of a request body at most.
     pub max_body: usize,
+    /// Bytes of an upload (`multipart/form-data`) at most.
+    pub max_upload: usize,
     /// Time a request may take before it is answered 408 (unless a write has started).
     pub timeout: Duration,
 }
 
 impl RequestLimits {
-    pub fn new(limits: &crate::config::LimitsConfig, max_body: usize) -> RequestLimits {
+    pub fn new(
+        limits: &crate::config::LimitsConfig,
+        max_body: usize,
+        max_upload: usize,
+    ) -> RequestLimits {
         RequestLimits {
             inflight: Inflight::new(limits.requests_per_client),
             max_body,
+            max_upload: max_upload.max(max_body),
             timeout: Duration::from_millis(limits.request_timeout_ms.max(1)),
         }
     }
@@ -205,7 +212,21 @@ pub(super) async fn admit(
             Ok(slot) => slot,
             Err(refused) => return refused.into_response(),
         };
-        match read_body(req, limits.max_body).await {
+        let multipart = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+            });
+        let max = if multipart {
+            limits.max_upload
+        } else {
+            limits.max_body
+        };
+        match read_body(req, max).await {
             Ok(req) => next.run(req).await,
             Err(refused) => refused.into_response(),
         }

@@ -58,6 +58,8 @@ pub struct Route {
     pub created: bool,
     /// The media type of a success.
     pub produces: &'static str,
+    /// Also takes `multipart/form-data`: the JSON body in a `submission` part and files.
+    pub uploads: bool,
     pub(super) handler: MethodRouter<AppState>,
 }
 
@@ -83,6 +85,7 @@ impl Route {
             query: None,
             created: false,
             produces: "application/json",
+            uploads: false,
             handler: on(filter, handler),
         }
     }
@@ -94,6 +97,11 @@ impl Route {
 
     fn created(mut self) -> Route {
         self.created = true;
+        self
+    }
+
+    fn uploads(mut self) -> Route {
+        self.uploads = true;
         self
     }
 
@@ -185,7 +193,16 @@ pub fn table() -> Vec<Route> {
         ),
         Route::new(post.clone(), "/api/cases", Public, "Submit a case", submit)
             .created()
-            .body(s::submission),
+            .body(s::submission)
+            .uploads(),
+        Route::new(
+            get.clone(),
+            "/api/cases/{case}/files/{sha256}",
+            Staff,
+            "A file of a case's materials, as an attachment",
+            case_file,
+        )
+        .produces("application/octet-stream"),
         Route::new(
             get.clone(),
             "/api/cases/{case}",

@@ -268,10 +268,23 @@ pub fn openapi(routes: &[Route]) -> Value {
                     media["example"] = example;
                 }
             }
-            op["requestBody"] = json!({
-                "required": true,
-                "content": { "application/json": media }
-            });
+            let mut content = json!({ "application/json": media });
+            if r.uploads {
+                content["multipart/form-data"] = json!({
+                    "schema": {
+                        "type": "object",
+                        "required": ["submission"],
+                        "properties": {
+                            "submission": { "type": "string", "description": "the JSON body" }
+                        },
+                        "additionalProperties": {
+                            "type": "string", "format": "binary",
+                            "description": "a file, in a part named `material.<id>`"
+                        }
+                    }
+                });
+            }
+            op["requestBody"] = json!({ "required": true, "content": content });
         }
         let item = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         item[r.method.as_str().to_lowercase()] = op;

@@ -175,18 +175,33 @@ impl TestServer {
             req = req.json(&b);
         }
         let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let ndjson = resp
-            .headers()
-            .get("content-type")
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/x-ndjson"));
-        let text = resp.text().await.expect("body");
-        if ndjson {
-            return (status, Value::String(text));
+        answer(resp).await
+    }
+
+    /// Submits `submission` with files, as `multipart/form-data`: `(material, file name,
+    /// content)` each.
+    pub async fn submit_files(
+        &self,
+        token: Option<&str>,
+        submission: Value,
+        files: &[(&str, &str, &[u8])],
+    ) -> (StatusCode, Value) {
+        let json = submission.to_string();
+        let mut parts: Vec<(String, Option<&str>, &[u8])> =
+            vec![("submission".into(), None, json.as_bytes())];
+        for (material, name, bytes) in files {
+            parts.push((format!("material.{material}"), Some(*name), *bytes));
         }
-        let v = serde_json::from_str(&text)
-            .unwrap_or_else(|_| panic!("non-JSON response {status}: {text}"));
-        (status, v)
+        let (content_type, body) = multipart(&parts);
+        let mut req = self
+            .client
+            .post(format!("{}/api/cases", self.base))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        answer(req.send().await.expect("request")).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
@@ -262,6 +277,47 @@ impl TestServer {
         assert_eq!(st, StatusCode::OK, "{v}");
         v["case"].clone()
     }
+}
+
+/// A `multipart/form-data` body of `(part name, file name, content)` parts, as a browser's
+/// form with file inputs sends it; returns the content type and the body.
+pub fn multipart(parts: &[(String, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----guichet-test-boundary-7f3a";
+    let mut body = Vec::new();
+    for (name, file, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match file {
+            Some(f) => body.extend_from_slice(
+                format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            ),
+            None => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            ),
+        }
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// An answer as JSON; JSON lines and files as a string.
+async fn answer(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let json = resp
+        .headers()
+        .get("content-type")
+        .is_none_or(|v| v.as_bytes().starts_with(b"application/json"));
+    let text = String::from_utf8_lossy(&resp.bytes().await.expect("body")).to_string();
+    if !json {
+        return (status, Value::String(text));
+    }
+    let v = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("non-JSON response {status}: {text}"));
+    (status, v)
 }
 
 pub fn applicant(id: &str) -> Value {

@@ -231,9 +231,28 @@ pub trait OfficeTable {
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
 }
 
+/// Uploaded files (materials), kept once by the SHA-256 of their content however many
+/// cases name them. A case names a file by its hash, so its history (and the audit chain
+/// over it) says exactly which content was submitted.
+pub trait FileTable {
+    /// Keeps `bytes`, on disk before it returns (a commit naming it may be acknowledged
+    /// right after); returns the SHA-256 (hex) it is kept under.
+    fn put_file(&self, bytes: &[u8]) -> Result<String>;
+    /// A file by its SHA-256; `None` if there is none (or the name is not a SHA-256).
+    fn file(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
+}
+
 /// A backend: every table, and what the server asks of the store as a whole.
 pub trait Store:
-    CaseTable + IndexTable + TimerTable + NoticeTable + AuditTable + OfficeTable + Send + Sync
+    CaseTable
+    + IndexTable
+    + TimerTable
+    + NoticeTable
+    + AuditTable
+    + OfficeTable
+    + FileTable
+    + Send
+    + Sync
 {
     /// Whether calls can be served now (false while the store is being reopened).
     fn available(&self) -> bool;

@@ -68,6 +68,7 @@
 
 mod cases;
 mod chain;
+mod files;
 mod keys;
 mod recent;
 mod tables;

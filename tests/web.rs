@@ -341,3 +341,172 @@ procedure(#{
         assert!(html.contains("&lt;"));
     }
 }
+
+impl Browser {
+    /// Sends a form with files, as a browser does with `enctype="multipart/form-data"`.
+    async fn post_multipart(
+        &self,
+        path: &str,
+        parts: &[(String, Option<&str>, &[u8])],
+    ) -> (StatusCode, String) {
+        let (content_type, body) = multipart(parts);
+        let r = self
+            .with_cookies(self.client.post(format!("{}{path}", self.base)))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&r.headers().clone());
+        (r.status(), r.text().await.unwrap())
+    }
+}
+
+/// The text parts of an application form.
+fn text_parts<'a>(fields: &'a [(&'a str, &'a str)]) -> Vec<(String, Option<&'a str>, &'a [u8])> {
+    fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), None, v.as_bytes()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applicant_applies_online_with_files_and_gets_a_receipt() {
+    let s = TestServer::start().await;
+    let b = Browser::new(&s);
+    let (st, _, form) = b.get("/apply/power.connection?lang=en").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(form.contains("enctype=\"multipart/form-data\""));
+    // Every input has its label; files say what they accept.
+    for id in [
+        "applicant-name",
+        "applicant-id",
+        "field-project",
+        "field-capacity_kva",
+        "field-voltage",
+        "material-site_plan",
+    ] {
+        assert!(
+            form.contains(&format!("<label for=\"{id}\">")),
+            "{id} has no label"
+        );
+        assert!(form.contains(&format!("id=\"{id}\"")), "{id} has no input");
+    }
+    assert!(form.contains("accept=\".pdf,.dwg\""));
+    assert!(!form.contains("meter_number"), "staff fields are not asked");
+    let csrf = csrf_of(&form);
+
+    // Everything wrong at once, each next to its field; what was typed stays.
+    let wrong = [
+        ("csrf", csrf.as_str()),
+        ("applicant.name", ""),
+        ("applicant.id", "91310000MA1FL0001X"),
+        ("field.project", "Metro line 14"),
+        ("field.capacity_kva", "lots"),
+        ("field.supply_points", "20"),
+        ("field.voltage", "10kV"),
+    ];
+    let mut parts = text_parts(&wrong);
+    parts.push((
+        "material.licence".into(),
+        Some("licence.pdf"),
+        b"MZ not a pdf",
+    ));
+    let (st, html) = b
+        .post_multipart("/apply/power.connection?lang=en", &parts)
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    for anchor in [
+        "#applicant-name",
+        "#field-capacity_kva",
+        "#material-licence",
+        "#material-site_plan",
+    ] {
+        assert!(
+            html.contains(&format!("href=\"{anchor}\"")),
+            "no summary link to {anchor}"
+        );
+    }
+    assert!(html.contains("id=\"field-capacity_kva-error\""));
+    assert!(
+        html.contains("value=\"Metro line 14\""),
+        "what was typed is kept"
+    );
+
+    // Right this time: a receipt with the number and the query code.
+    let right = [
+        ("csrf", csrf.as_str()),
+        ("applicant.name", "Metro Construction Co."),
+        ("applicant.id", "91310000MA1FL0001X"),
+        ("applicant.phone", "13800000000"),
+        ("field.project", "Metro line 14"),
+        ("field.capacity_kva", "40000"),
+        ("field.supply_points", "20"),
+        ("field.voltage", "10kV"),
+        ("field.temporary", "yes"),
+    ];
+    let mut parts = text_parts(&right);
+    parts.push((
+        "material.licence".into(),
+        Some("licence.pdf"),
+        b"%PDF-1.7 licence",
+    ));
+    parts.push((
+        "material.site_plan".into(),
+        Some("plan.dwg"),
+        b"AC1032 plan",
+    ));
+    parts.push(("material.load_list".into(), Some(""), b""));
+    let (st, receipt) = b
+        .post_multipart("/apply/power.connection?lang=en", &parts)
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{receipt}");
+    assert!(receipt.contains("Application received"));
+    let number = receipt
+        .split("<strong>")
+        .nth(1)
+        .and_then(|s| s.split("</strong>").next())
+        .unwrap()
+        .to_string();
+    let code = receipt
+        .split("<strong>")
+        .nth(2)
+        .and_then(|s| s.split("</strong>").next())
+        .unwrap()
+        .to_string();
+    assert!(number.starts_with("PWR-NC-"), "{number}");
+    assert_eq!(code.len(), 8);
+    assert!(receipt.contains("plan.dwg"));
+    // The case holds what was sent, typed, with the files by hash.
+    let clerk = s.token("zhou.qiang").await;
+    let (_, case) = s.get(&format!("/api/cases/{number}"), &clerk).await;
+    assert_eq!(case["data"]["capacity_kva"], 40000.0);
+    assert_eq!(case["data"]["temporary"], true);
+    assert_eq!(case["channel"], "online");
+    assert!(case["materials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["sha256"].is_string()));
+    // And the receipt's number and code track it.
+    let (st, html) = b
+        .post_form(
+            "/track?lang=en",
+            &[("csrf", &csrf), ("number", &number), ("code", &code)],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(html.contains("Received, waiting for acceptance"), "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_without_the_browsers_token_is_refused() {
+    let s = TestServer::start().await;
+    let b = Browser::new(&s);
+    let parts = text_parts(&[("applicant.name", "X"), ("applicant.id", "X1")]);
+    let (st, _) = b.post_multipart("/apply/power.connection", &parts).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let clerk = s.token("zhou.qiang").await;
+    let (_, tasks) = s.get("/api/tasks", &clerk).await;
+    assert!(tasks["tasks"].as_array().unwrap().is_empty());
+}

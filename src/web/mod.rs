@@ -8,6 +8,7 @@
 //! form carries the browser's CSRF token; every value is escaped by the templates; the
 //! Content-Security-Policy allows no script at all.
 
+mod apply;
 mod page;
 mod public;
 
@@ -39,6 +40,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(public::home))
         .route("/guide/{id}", get(public::guide))
+        .route("/apply/{id}", get(apply::form_page).post(apply::send))
         .route("/track", get(public::track_form).post(public::track))
         .route("/static/{file}", get(public::asset))
 }

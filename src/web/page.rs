@@ -24,6 +24,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("track.html", include_str!("templates/track.html")),
     ("tracked.html", include_str!("templates/tracked.html")),
     ("error.html", include_str!("templates/error.html")),
+    ("apply.html", include_str!("templates/apply.html")),
+    ("receipt.html", include_str!("templates/receipt.html")),
 ];
 
 pub const CSS: &str = include_str!("assets/site.css");

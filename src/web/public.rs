@@ -27,7 +27,12 @@ fn reader(s: &AppState, q: &PageQuery, headers: &HeaderMap) -> (&'static str, St
     (lang, rules.office.name.clone(), q.lang.is_some())
 }
 
-fn page(s: &AppState, q: &PageQuery, headers: &HeaderMap, template: &'static str) -> Page {
+pub(super) fn page_for(
+    s: &AppState,
+    q: &PageQuery,
+    headers: &HeaderMap,
+    template: &'static str,
+) -> Page {
     let (lang, office, remember) = reader(s, q, headers);
     let mut p = Page::new(template, lang, &office);
     p.remember_lang = remember;
@@ -60,7 +65,7 @@ pub(super) async fn home(
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let p = page(&s, &q, &headers, "home.html");
+    let p = page_for(&s, &q, &headers, "home.html");
     let rules = s.engine.rules();
     let search = q.q.as_deref().unwrap_or_default().trim().to_lowercase();
     let lang = p.lang;
@@ -113,7 +118,7 @@ pub(super) async fn guide(
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let p = page(&s, &q, &headers, "guide.html");
+    let p = page_for(&s, &q, &headers, "guide.html");
     let rules = s.engine.rules();
     match rules.procedures.get(&id) {
         Some(proc) => {
@@ -130,16 +135,36 @@ pub(super) async fn missing(
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    not_found(page(&s, &q, &headers, "error.html"))
+    not_found(page_for(&s, &q, &headers, "error.html"))
 }
 
-fn not_found(p: Page) -> Response {
+pub(super) fn not_found(p: Page) -> Response {
     let message = label(p.lang, "error.not_found");
     Page {
         template: "error.html",
         ..p
     }
     .status(StatusCode::NOT_FOUND)
+    .with("message", message)
+    .into_response()
+}
+
+/// The page of a form refused before it was read: without the browser's CSRF token
+/// (403), or not a form at all (400).
+pub(super) fn refused(p: Page, status: StatusCode) -> Response {
+    let message = label(
+        p.lang,
+        if status == StatusCode::FORBIDDEN {
+            "error.forbidden"
+        } else {
+            "error.title"
+        },
+    );
+    Page {
+        template: "error.html",
+        ..p
+    }
+    .status(status)
     .with("message", message)
     .into_response()
 }
@@ -155,7 +180,7 @@ pub(super) async fn track_form(
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let mut p = page(&s, &q, &headers, "track.html");
+    let mut p = page_for(&s, &q, &headers, "track.html");
     let (csrf, new) = page::csrf_token(&headers);
     if new {
         p.set_csrf = Some(csrf.clone());
@@ -216,7 +241,7 @@ pub(super) async fn track(
     Query(q): Query<PageQuery>,
     Form(form): Form<TrackForm>,
 ) -> Response {
-    let p = page(&s, &q, &headers, "track.html");
+    let p = page_for(&s, &q, &headers, "track.html");
     if !page::csrf_ok(&headers, &form.csrf) {
         let message = label(p.lang, "error.forbidden");
         return Page {

@@ -161,10 +161,33 @@ async fn an_upload_over_the_servers_limit_is_refused_at_once() {
     .await;
     let mut big = b"%PDF-".to_vec();
     big.resize(2 << 20, b' ');
-    let (st, v) = s
-        .submit_files(None, application(), &[("licence", "l.pdf", &big)])
-        .await;
-    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    let json = application().to_string();
+    let (content_type, body) = multipart(&[
+        ("submission".into(), None, json.as_bytes()),
+        ("material.licence".into(), Some("l.pdf"), &big),
+    ]);
+    // Over a raw connection that reads the answer before it has sent the body: the server
+    // answers at once from the declared length (a client still writing would see its
+    // connection closed).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(s.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    conn.write_all(
+        format!(
+            "POST /api/cases HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    conn.write_all(&body[..1024]).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = conn.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
     // A JSON body keeps its own, smaller limit.
     let (st, _) = s
         .submit_files(

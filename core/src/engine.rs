@@ -1161,6 +1161,33 @@ impl Engine {
 
     /// Issues a token for a staff member (or the administrator), valid for `days` days
     /// (at most [`MAX_TOKEN_DAYS`]); the secret is returned once, only its hash is kept.
+    /// Creates and stores a token (only the hash of its secret is kept); returns it with
+    /// the secret.
+    pub(crate) fn new_token(
+        &self,
+        subject: &str,
+        admin: bool,
+        label: &str,
+        lifetime: chrono::Duration,
+    ) -> Result<(TokenRecord, String)> {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill(&mut bytes);
+        let secret = format!("gch_{}", hex::encode(bytes));
+        let hash = hash_secret(&secret);
+        let now = self.clock.now();
+        let rec = TokenRecord {
+            id: hash[..12].to_string(),
+            subject: subject.to_string(),
+            admin,
+            label: label.to_string(),
+            created_at: now,
+            revoked_at: None,
+            expires_at: Some(now + lifetime),
+        };
+        self.store.put_token(&hash, &rec)?;
+        Ok((rec, secret))
+    }
+
     pub fn issue_token(
         &self,
         by: &str,
@@ -1183,21 +1210,9 @@ impl Engine {
         if label.len() > 200 {
             return Err(Error::Validation("a label has at most 200 bytes".into()));
         }
-        let mut bytes = [0u8; 32];
-        rand::rng().fill(&mut bytes);
-        let secret = format!("gch_{}", hex::encode(bytes));
-        let hash = hash_secret(&secret);
-        let now = self.clock.now();
-        let rec = TokenRecord {
-            id: hash[..12].to_string(),
-            subject: subject.to_string(),
-            admin,
-            label: label.to_string(),
-            created_at: now,
-            revoked_at: None,
-            expires_at: Some(now + chrono::Duration::days(days.into())),
-        };
-        self.store.put_token(&hash, &rec)?;
+        let (rec, secret) =
+            self.new_token(subject, admin, label, chrono::Duration::days(days.into()))?;
+        let now = rec.created_at;
         let ticket = self.store.append_audit(vec![crate::audit::Record::new(
             now,
             by,
@@ -1257,6 +1272,11 @@ impl Engine {
         Ok(Some(actor))
     }
 
+    /// Drops a token from the cache: its next use reads the store (after a revocation).
+    pub(crate) fn forget_token(&self, hash: &str) {
+        self.token_cache.write().remove(hash);
+    }
+
     pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
         let mut v: Vec<TokenRecord> = self.store.tokens()?.into_iter().map(|(_, r)| r).collect();
         v.sort_by_key(|a| a.created_at);
@@ -1274,7 +1294,7 @@ impl Engine {
             rec.revoked_at = Some(self.clock.now());
             self.store.put_token(&hash, &rec)?;
         }
-        self.token_cache.write().remove(&hash);
+        self.forget_token(&hash);
         let ticket = self.store.append_audit(vec![crate::audit::Record::new(
             self.clock.now(),
             actor.name(),

@@ -25,6 +25,7 @@
 //! - [`plugin`]: the plugin API: script modules, channels, subscribers, step handlers.
 //! - [`audit`]: the hash-chained audit log and its verification.
 //! - [`access`]: roles, case visibility, delegations: who may see and do what.
+//! - [`sessions`]: staff passwords (argon2id) and browser sign-in sessions.
 
 pub mod access;
 pub mod audit;
@@ -47,6 +48,7 @@ pub mod plugin;
 pub mod procedure;
 pub mod reload;
 pub mod script;
+pub mod sessions;
 pub mod stops;
 pub mod store;
 pub mod supervision;

@@ -1,0 +1,74 @@
+//! Staff passwords and sign-in sessions.
+
+use std::sync::Arc;
+
+use guichet_core::clock::ManualClock;
+use guichet_core::store::SledStore;
+use guichet_core::{Actor, Engine, Error};
+
+const OFFICE: &str = r#"
+department(#{ id: "d", name: "Dept" });
+staff(#{ id: "li.wei", name: "Li Wei" });
+group(#{ id: "g", name: "G", department: "d", members: ["li.wei"] });
+"#;
+
+fn engine() -> (Engine, Arc<ManualClock>, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let scripts = tmp.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    std::fs::write(scripts.join("office.rhai"), OFFICE).unwrap();
+    let store = Arc::new(SledStore::open(&tmp.path().join("store"), 8 << 20).unwrap());
+    let clock = Arc::new(ManualClock::new("2026-11-30T02:00:00Z".parse().unwrap()));
+    let e = Engine::open(store, &scripts, clock.clone()).unwrap();
+    (e, clock, tmp)
+}
+
+#[test]
+fn a_password_set_by_the_administrator_opens_a_session_that_ends_when_signed_out() {
+    let (e, _, _tmp) = engine();
+    assert!(!e.has_password("li.wei").unwrap());
+    // Only the administrator sets passwords, for staff the office knows, long enough.
+    assert!(matches!(
+        e.set_password(
+            &Actor::Staff("li.wei".into()),
+            "li.wei",
+            "a long passphrase"
+        ),
+        Err(Error::Forbidden(_))
+    ));
+    assert!(e
+        .set_password(&Actor::Admin, "nobody", "a long passphrase")
+        .is_err());
+    assert!(e.set_password(&Actor::Admin, "li.wei", "short").is_err());
+    e.set_password(&Actor::Admin, "li.wei", "a long passphrase")
+        .unwrap();
+    assert!(e.has_password("li.wei").unwrap());
+    // A wrong password, an unknown staff member: the same answer.
+    assert!(e.sign_in("li.wei", "a wrong passphrase").unwrap().is_none());
+    assert!(e.sign_in("nobody", "a long passphrase").unwrap().is_none());
+    let (rec, secret) = e.sign_in("li.wei", "a long passphrase").unwrap().unwrap();
+    assert_eq!(rec.label, "session");
+    assert_eq!(
+        e.authenticate(&secret).unwrap(),
+        Some(Actor::Staff("li.wei".into()))
+    );
+    e.end_session(&secret).unwrap();
+    assert_eq!(e.authenticate(&secret).unwrap(), None);
+    // The password is kept as an argon2id hash, never as itself.
+    let stored = e.store().meta("password:li.wei").unwrap().unwrap();
+    let stored = String::from_utf8(stored).unwrap();
+    assert!(stored.starts_with("$argon2id$"), "{stored}");
+    assert!(!stored.contains("passphrase"));
+}
+
+#[test]
+fn a_session_lives_a_working_day() {
+    let (e, clock, _tmp) = engine();
+    e.set_password(&Actor::Admin, "li.wei", "a long passphrase")
+        .unwrap();
+    let (_, secret) = e.sign_in("li.wei", "a long passphrase").unwrap().unwrap();
+    clock.advance(chrono::Duration::hours(11));
+    assert!(e.authenticate(&secret).unwrap().is_some());
+    clock.advance(chrono::Duration::hours(2));
+    assert_eq!(e.authenticate(&secret).unwrap(), None);
+}

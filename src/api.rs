@@ -940,6 +940,31 @@ async fn issue_token(
     ))
 }
 
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    staff: String,
+    /// At least 10 characters.
+    password: String,
+}
+
+/// Sets a staff member's password for the web pages (the administrator's act).
+async fn set_password(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<PasswordBody>,
+) -> ApiResult<Json<Value>> {
+    let actor = caller.0;
+    let staff = b.staff.clone();
+    commit(
+        &s,
+        move |e| e.set_password(&actor, &b.staff, &b.password),
+        |t| *t,
+    )
+    .await?;
+    Ok(Json(json!({ "staff": staff, "password": "set" })))
+}
+
 async fn revoke_token(
     State(s): State<AppState>,
     caller: Caller,

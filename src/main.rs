@@ -55,7 +55,8 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
-    /// Issue, list and revoke API tokens through a running server's admin API.
+    /// Issue, list and revoke API tokens, and set staff passwords, through a running
+    /// server's admin API.
     Token {
         /// Server base URL.
         #[arg(
@@ -93,6 +94,9 @@ enum TokenAction {
     List,
     /// Revoke a token by its id.
     Revoke { id: String },
+    /// Set a staff member's password for signing in to the web pages; the password is
+    /// read from standard input (one line), never from the command line.
+    Password { staff: String },
 }
 
 fn main() -> ExitCode {
@@ -259,6 +263,14 @@ fn token(server: &str, token_file: Option<PathBuf>, action: TokenAction) -> anyh
                 .json(&serde_json::json!({ "subject": subject, "label": label })),
             TokenAction::List => client.get(format!("{base}/api/admin/tokens")),
             TokenAction::Revoke { id } => client.delete(format!("{base}/api/admin/tokens/{id}")),
+            TokenAction::Password { staff } => {
+                let mut password = String::new();
+                std::io::stdin().read_line(&mut password)?;
+                let password = password.trim_end_matches(['\r', '\n']);
+                client
+                    .post(format!("{base}/api/admin/passwords"))
+                    .json(&serde_json::json!({ "staff": staff, "password": password }))
+            }
         };
         let resp = req.bearer_auth(&secret).send().await?;
         let status = resp.status();
@@ -289,6 +301,7 @@ fn token(server: &str, token_file: Option<PathBuf>, action: TokenAction) -> anyh
                 }
             }
             TokenAction::Revoke { id } => println!("revoked {id}"),
+            TokenAction::Password { staff } => println!("password set for {staff}"),
         }
         Ok(())
     })

@@ -173,6 +173,10 @@ const MATRIX: &[(&str, &str)] = &[
         "401  403  403  403  403  ok   403",
     ),
     (
+        "POST /api/admin/passwords",
+        "401  403  403  403  403  ok   403",
+    ),
+    (
         "DELETE /api/admin/tokens/{id}",
         "401  403  403  403  403  ok   403",
     ),
@@ -241,6 +245,7 @@ fn body_for(path: &str) -> Value {
             "reason": "annual leave"
         }),
         "/api/admin/tokens" => json!({ "subject": "zhao.min" }),
+        "/api/admin/passwords" => json!({ "staff": "zhao.min", "password": "a long passphrase" }),
         // Real submissions: `ok` then means a case was created.
         "/api/cases" => tax_case(),
         "/api/bundles/{id}/cases" => json!({

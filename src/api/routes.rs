@@ -454,6 +454,14 @@ pub fn table() -> Vec<Route> {
         .created()
         .body(s::issue_token),
         Route::new(
+            post.clone(),
+            "/api/admin/passwords",
+            Admin,
+            "Set a staff member's password for the web pages",
+            set_password,
+        )
+        .body(s::password),
+        Route::new(
             Method::DELETE,
             "/api/admin/tokens/{id}",
             Admin,

@@ -80,6 +80,9 @@ pub(super) fn card_query() -> Value {
 pub(super) fn inbox_query() -> Value {
     of::<super::notify::InboxQuery>()
 }
+pub(super) fn password() -> Value {
+    of::<super::PasswordBody>()
+}
 pub(super) fn lang_query() -> Value {
     of::<super::LangQuery>()
 }

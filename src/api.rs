@@ -69,6 +69,7 @@ impl AppState {
 }
 
 pub use guard::Client;
+pub(crate) use routes::check as permitted;
 pub use routes::{table, Caller, Permission, Route};
 
 /// Finds a case for the public by its number and query code, under the guess limits,
@@ -554,11 +555,16 @@ async fn case_file(
     caller: Caller,
     Path((reference, sha256)): Path<(String, String)>,
 ) -> ApiResult<axum::response::Response> {
-    use axum::http::{header, HeaderValue};
     let actor = caller.staff_or_admin()?.clone();
     let (material, bytes) = call(&s, move |e| e.material_file(&actor, &reference, &sha256)).await?;
-    let ascii: String = material
-        .file
+    Ok(attachment(&material.file, bytes))
+}
+
+/// A file as an attachment, never rendered in the browser: its media type from its name,
+/// `nosniff`, and a sandboxing CSP.
+pub(crate) fn attachment(name: &str, bytes: Vec<u8>) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let ascii: String = name
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || ".-_".contains(c) {
@@ -568,8 +574,7 @@ async fn case_file(
             }
         })
         .collect();
-    let encoded: String = material
-        .file
+    let encoded: String = name
         .bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b".-_".contains(&b) {
@@ -583,7 +588,7 @@ async fn case_file(
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(guichet_core::files::media_type(&material.file)),
+        HeaderValue::from_static(guichet_core::files::media_type(name)),
     );
     if let Ok(v) = HeaderValue::from_str(&format!(
         "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
@@ -598,7 +603,7 @@ async fn case_file(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("sandbox; default-src 'none'"),
     );
-    Ok(r)
+    r
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

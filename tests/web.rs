@@ -21,7 +21,11 @@ struct Browser {
 impl Browser {
     fn new(s: &TestServer) -> Browser {
         Browser {
-            client: reqwest::Client::new(),
+            // Redirects are looked at, not followed: they carry the session cookie.
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
             base: s.base.clone(),
             cookies: Default::default(),
         }
@@ -509,4 +513,205 @@ async fn an_application_without_the_browsers_token_is_refused() {
     let clerk = s.token("zhou.qiang").await;
     let (_, tasks) = s.get("/api/tasks", &clerk).await;
     assert!(tasks["tasks"].as_array().unwrap().is_empty());
+}
+
+/// Where a redirect points.
+fn location(h: &reqwest::header::HeaderMap) -> String {
+    h.get("location")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+impl Browser {
+    async fn post_form_full(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, reqwest::header::HeaderMap, String) {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let r = self
+            .with_cookies(self.client.post(format!("{}{path}", self.base)))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let h = r.headers().clone();
+        self.keep(&h);
+        (r.status(), h, r.text().await.unwrap())
+    }
+
+    /// Signs in as `staff`, whose password the administrator has just set.
+    async fn sign_in(&self, s: &TestServer, staff: &str) -> String {
+        let (st, _) = s
+            .post(
+                "/api/admin/passwords",
+                &s.admin,
+                serde_json::json!({ "staff": staff, "password": "correct horse battery" }),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        let (_, _, form) = self.get("/staff/sign-in?lang=en").await;
+        let csrf = csrf_of(&form);
+        let (st, h, _) = self
+            .post_form_full(
+                "/staff/sign-in",
+                &[
+                    ("csrf", &csrf),
+                    ("staff", staff),
+                    ("password", "correct horse battery"),
+                ],
+            )
+            .await;
+        assert_eq!(st, StatusCode::SEE_OTHER);
+        assert_eq!(location(&h), "/staff");
+        csrf
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clerk_signs_in_works_the_worklist_and_decides_on_the_case_page() {
+    let s = TestServer::start().await;
+    let (st, v) = s
+        .submit_files(
+            None,
+            {
+                let mut b = power_case(100.0);
+                b["materials"] = serde_json::json!([{ "id": "site_plan", "file": "plan.pdf" }]);
+                b
+            },
+            &[("licence", "licence.pdf", b"%PDF-1.7 licence")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let number = v["case"]["number"].as_str().unwrap().to_string();
+    let b = Browser::new(&s);
+    // Staff pages need a session.
+    let (st, h, _) = b.get("/staff").await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    assert_eq!(location(&h), "/staff/sign-in");
+    // A wrong password is refused without saying which half was wrong.
+    let (_, _, form) = b.get("/staff/sign-in?lang=en").await;
+    let csrf = csrf_of(&form);
+    let (st, _, html) = b
+        .post_form_full(
+            "/staff/sign-in",
+            &[
+                ("csrf", &csrf),
+                ("staff", "zhou.qiang"),
+                ("password", "guessing"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert!(html.contains("The staff id or the password is not right."));
+    let csrf = b.sign_in(&s, "zhou.qiang").await;
+    let session = b
+        .cookies
+        .lock()
+        .unwrap()
+        .get("guichet_session")
+        .cloned()
+        .unwrap();
+    assert!(session.starts_with("gch_"));
+    // The worklist: the new case's intake task, claimable.
+    let (st, _, html) = b.get("/staff?lang=en").await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(html.contains(&number), "{html}");
+    assert!(html.contains("Sign out"));
+    let task = html
+        .split("/staff/tasks/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let (st, h, _) = b
+        .post_form_full(
+            &format!("/staff/tasks/{task}/claim"),
+            &[("csrf", &csrf), ("back", "list")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    assert_eq!(location(&h), "/staff?done=1");
+    // The case page offers the intake decision, the file to download, the history.
+    let (st, _, html) = b.get(&format!("/staff/cases/{number}?lang=en")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(html.contains("value=\"accept\">Accept</button>"), "{html}");
+    let file = html
+        .split(&format!("/staff/cases/{number}/files/"))
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let (st, h, body) = b.get(&format!("/staff/cases/{number}/files/{file}")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(h["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    assert_eq!(body, "%PDF-1.7 licence");
+    // A form without the browser's token changes nothing.
+    let (st, _, _) = b
+        .post_form_full(
+            &format!("/staff/tasks/{task}/complete"),
+            &[("outcome", "accept")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // Accepting moves the case on, as the API would.
+    let (st, h, _) = b
+        .post_form_full(
+            &format!("/staff/tasks/{task}/complete"),
+            &[
+                ("csrf", &csrf),
+                ("outcome", "accept"),
+                ("comment", "complete"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    assert_eq!(location(&h), format!("/staff/cases/{number}?done=1"));
+    let clerk = s.token("zhou.qiang").await;
+    let (_, case) = s.get(&format!("/api/cases/{number}"), &clerk).await;
+    assert_eq!(case["status"], "in_progress");
+    // What the engine refuses is said on the page: the task is done.
+    let (st, _, html) = b
+        .post_form_full(
+            &format!("/staff/tasks/{task}/complete"),
+            &[("csrf", &csrf), ("outcome", "accept")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    assert!(html.contains("Not done:"), "{html}");
+    // Signing out ends the session: the cookie no longer opens anything.
+    let (st, h, _) = b
+        .post_form_full("/staff/sign-out", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    assert_eq!(location(&h), "/");
+    let (st, _) = s.get("/api/me", &session).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clerk_cannot_open_another_departments_case_page() {
+    let s = TestServer::start().await;
+    let (_, number, _) = s.submit(power_case(100.0)).await;
+    let b = Browser::new(&s);
+    b.sign_in(&s, "judge.yang").await;
+    let (st, _, html) = b.get(&format!("/staff/cases/{number}?lang=en")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(html.contains("This page does not exist"));
+    assert!(!html.contains(&number));
 }

@@ -21,7 +21,7 @@ use crate::flow::Flow;
 use crate::form::{check_data, check_materials, Filler};
 use crate::office::RuleSet;
 use crate::plugin::Registrar;
-use crate::procedure::{Procedure, INTAKE_STEP};
+use crate::procedure::Procedure;
 use crate::script;
 use crate::store::{CaseWrite, Incident, Store, TokenRecord, VersionRecord};
 
@@ -798,13 +798,10 @@ impl Engine {
                     continue;
                 }
                 let proc = self.procedure_of(case).ok();
-                let outcomes = if task.step == INTAKE_STEP {
-                    vec!["accept".into(), "reject".into(), "refer".into()]
-                } else {
-                    proc.as_ref()
-                        .and_then(|p| p.step(&task.step).map(|s| p.outcomes_of(s)))
-                        .unwrap_or_default()
-                };
+                let outcomes = proc
+                    .as_ref()
+                    .map(|p| p.task_outcomes(&task.step))
+                    .unwrap_or_default();
                 let level = proc
                     .as_ref()
                     .map(|p| self.task_level(&rules, p, case, task))

@@ -343,6 +343,17 @@ impl Procedure {
     }
 
     /// The outcomes a handler of the step may choose.
+    /// The outcomes a task of `step` may be completed with (the window's intake decision
+    /// for the intake step).
+    pub fn task_outcomes(&self, step: &str) -> Vec<String> {
+        if step == INTAKE_STEP {
+            return vec!["accept".into(), "reject".into(), "refer".into()];
+        }
+        self.step(step)
+            .map(|s| self.outcomes_of(s))
+            .unwrap_or_default()
+    }
+
     pub fn outcomes_of(&self, step: &Step) -> Vec<String> {
         let mut out = vec!["approve".to_string()];
         if !step.outcomes.contains_key("reject") {

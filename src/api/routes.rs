@@ -623,7 +623,7 @@ fn forbidden(message: &str) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
 }
 
-fn check(
+pub(crate) fn check(
     state: &AppState,
     actor: &Actor,
     permission: Permission,

@@ -11,6 +11,7 @@
 mod apply;
 mod page;
 mod public;
+mod staff;
 
 use axum::routing::get;
 use axum::Router;
@@ -43,4 +44,16 @@ pub fn router() -> Router<AppState> {
         .route("/apply/{id}", get(apply::form_page).post(apply::send))
         .route("/track", get(public::track_form).post(public::track))
         .route("/static/{file}", get(public::asset))
+        .route(
+            "/staff/sign-in",
+            get(staff::sign_in_form).post(staff::sign_in),
+        )
+        .route("/staff/sign-out", axum::routing::post(staff::sign_out))
+        .route("/staff", get(staff::worklist))
+        .route("/staff/cases/{case}", get(staff::case_page))
+        .route("/staff/cases/{case}/files/{sha256}", get(staff::case_file))
+        .route(
+            "/staff/tasks/{task}/{action}",
+            axum::routing::post(staff::task_action),
+        )
 }

@@ -26,6 +26,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("error.html", include_str!("templates/error.html")),
     ("apply.html", include_str!("templates/apply.html")),
     ("receipt.html", include_str!("templates/receipt.html")),
+    ("signin.html", include_str!("templates/signin.html")),
+    ("worklist.html", include_str!("templates/worklist.html")),
+    ("case.html", include_str!("templates/case.html")),
 ];
 
 pub const CSS: &str = include_str!("assets/site.css");
@@ -112,6 +115,16 @@ pub fn label(lang: &str, key: &str) -> String {
         .chain(CATALOGUES.iter().map(|(l, _)| *l))
         .find_map(|l| site.labels.get(l).and_then(|m| m.get(key)).cloned())
         .unwrap_or_else(|| key.to_string())
+}
+
+/// A label, or `fallback` where no catalogue has one (an outcome a script names).
+pub fn label_or(lang: &str, key: &str, fallback: &str) -> String {
+    let l = label(lang, key);
+    if l == key {
+        fallback.to_string()
+    } else {
+        l
+    }
 }
 
 /// The language a page is shown in: `?lang=` (remembered in a cookie), the cookie, the

@@ -19,6 +19,13 @@ pub(super) struct PageQuery {
     q: Option<String>,
 }
 
+impl PageQuery {
+    /// A query that only chooses the language.
+    pub(super) fn lang(lang: Option<String>) -> PageQuery {
+        PageQuery { lang, q: None }
+    }
+}
+
 /// The page's language and office name.
 fn reader(s: &AppState, q: &PageQuery, headers: &HeaderMap) -> (&'static str, String, bool) {
     let rules = s.engine.rules();

@@ -319,7 +319,7 @@ impl Engine {
             ));
         }
         self.act_inner(actor, case, task, "reassigned", comment, |flow, task| {
-            crate::engine::move_task(flow, task, group, staff)
+            crate::tasks::move_task(flow, task, group, staff)
         })
     }
 

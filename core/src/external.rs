@@ -9,11 +9,12 @@
 use chrono::Duration;
 
 use crate::case::{Case, Data, External, Task};
-use crate::engine::{set_task, Actor, Committed, Engine};
+use crate::engine::{Actor, Committed, Engine};
 use crate::error::{Error, Result};
 use crate::form::{check_data, Filler};
 use crate::plugin::Job;
 use crate::store::Incident;
+use crate::tasks::set_task;
 
 /// Longest lease a worker may ask for.
 pub const MAX_LEASE: Duration = Duration::hours(1);

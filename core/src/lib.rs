@@ -11,7 +11,10 @@
 //! - [`guide`]: the public service guide of a procedure, in the reader's language.
 //! - [`flow`]: routing, pure over a copy of a case.
 //! - [`store`]: the [`store::Store`] trait and its sled implementation.
-//! - [`engine`]: the facade the server calls; authorization and commits.
+//! - [`engine`]: the facade the server calls: the engine's state, reads, commits.
+//! - [`submit`]: receiving applications (cases, bundles, with files).
+//! - [`tasks`]: the worklist, who may act on a task, the task actions.
+//! - [`tokens`]: API tokens, the first administrator token, applicant tokens.
 //! - [`reload`]: loading the scripts folder at start and on every change, atomically.
 //! - [`migrate`]: moving open cases from one procedure version to another.
 //! - [`clock`]: injectable time.
@@ -51,7 +54,10 @@ pub mod script;
 pub mod sessions;
 pub mod stops;
 pub mod store;
+pub mod submit;
 pub mod supervision;
+pub mod tasks;
+pub mod tokens;
 
 pub use engine::{Actor, Engine};
 pub use error::{Error, Result};

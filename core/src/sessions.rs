@@ -6,9 +6,10 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
-use crate::engine::{hash_secret, Actor, Engine};
+use crate::engine::{Actor, Engine};
 use crate::error::{Error, Result};
 use crate::store::TokenRecord;
+use crate::tokens::hash_secret;
 
 /// How long a session lives.
 pub const SESSION_HOURS: i64 = 12;

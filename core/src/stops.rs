@@ -6,11 +6,12 @@
 use crate::case::{
     Case, CaseStatus, Data, HistoryEvent, MaterialRef, StopKind, SupplementRequest, TaskState,
 };
-use crate::engine::{set_task, Actor, Committed, Engine};
+use crate::engine::{Actor, Committed, Engine};
 use crate::error::{Error, Result};
 use crate::flow::Flow;
 use crate::form::{check_data, check_materials_partial, Filler};
 use crate::procedure::INTAKE_STEP;
+use crate::tasks::set_task;
 
 impl Engine {
     /// Runs `f` on a flow over `case` and commits the result with one history event.

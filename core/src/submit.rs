@@ -1,0 +1,268 @@
+//! Receiving applications: one case, or a bundle of cases from one form; with uploaded
+//! files; every problem of the form reported at once.
+
+use rand::Rng;
+
+use crate::case::{Applicant, Case, CaseStatus, Data, HistoryEvent, MaterialRef};
+use crate::engine::{Actor, BundleItem, Committed, Engine, Submission};
+use crate::error::{Error, Result};
+use crate::flow::Flow;
+use crate::form::{check_data, check_materials, Filler};
+use crate::office::RuleSet;
+use crate::procedure::Procedure;
+use crate::store::CaseWrite;
+
+const QUERY_ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+
+fn query_code() -> String {
+    let mut rng = rand::rng();
+    (0..8)
+        .map(|_| QUERY_ALPHABET[rng.random_range(0..QUERY_ALPHABET.len())] as char)
+        .collect()
+}
+
+impl Engine {
+    fn new_case(
+        &self,
+        proc: &Procedure,
+        applicant: &Applicant,
+        bundle: Option<String>,
+        channel: &str,
+    ) -> Result<Case> {
+        Ok(Case {
+            id: self.store.next_case_id()?,
+            number: String::new(),
+            query_code: query_code(),
+            procedure: proc.id.clone(),
+            procedure_name: proc.name.clone(),
+            department: proc.department.clone(),
+            version: proc.version.clone(),
+            bundle,
+            applicant: applicant.clone(),
+            channel: channel.to_string(),
+            status: CaseStatus::Submitted,
+            data: Data::new(),
+            materials: Vec::new(),
+            submitted_at: self.clock.now(),
+            accepted_at: None,
+            decided_at: None,
+            promised_due: None,
+            statutory_due: None,
+            cards: Vec::new(),
+            clock_stop: None,
+            clock_stops: Vec::new(),
+            supplement: None,
+            extension: None,
+            commitment: None,
+            tasks: Vec::new(),
+            tokens: Vec::new(),
+            visited: Vec::new(),
+            next_task: 0,
+            next_token: 0,
+            history_len: 0,
+            rev: 0,
+        })
+    }
+
+    fn check_applicant(a: &Applicant) -> Vec<crate::form::Problem> {
+        use crate::form::Problem;
+        let mut problems = Vec::new();
+        let ok_id = !a.id.trim().is_empty()
+            && a.id.len() <= 64
+            && a.id.chars().all(|c| c.is_ascii_alphanumeric());
+        if !ok_id {
+            problems.push(Problem::of(
+                "applicant.id",
+                "applicant.id must be 1-64 letters or digits (ID card number or credit code)",
+            ));
+        }
+        if a.name.trim().is_empty() || a.name.len() > 200 {
+            problems.push(Problem::of(
+                "applicant.name",
+                "applicant.name is required (at most 200 bytes)",
+            ));
+        }
+        problems
+    }
+
+    /// Builds one submitted case with its intake task, without committing it.
+    fn prepare_submission(
+        &self,
+        rules: &RuleSet,
+        actor: &Actor,
+        applicant: &Applicant,
+        item: BundleItem,
+        bundle: Option<String>,
+        mut problems: Vec<crate::form::Problem>,
+    ) -> Result<CaseWrite> {
+        let BundleItem {
+            procedure,
+            data,
+            materials,
+        } = item;
+        let procedure = procedure.as_str();
+        let proc = rules
+            .procedures
+            .get(procedure)
+            .ok_or_else(|| Error::NotFound(format!("procedure '{procedure}' does not exist")))?;
+        problems.extend(check_data(proc, &data, &data, Filler::Applicant, true));
+        problems.extend(check_materials(proc, &materials));
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems));
+        }
+        let channel = if matches!(actor, Actor::Staff(_)) {
+            "window"
+        } else {
+            "online"
+        };
+        let mut case = self.new_case(proc, applicant, bundle, channel)?;
+        case.data = data;
+        case.materials = materials;
+        let now = case.submitted_at;
+        let mut flow = Flow::new(proc, rules, case, now);
+        flow.hook(proc.hooks.on_submit.as_ref())?;
+        flow.open_intake();
+        let scope = format!("{}-{}", proc.number_prefix(), now.format("%Y"));
+        let event = HistoryEvent {
+            data_changed: flow.case.data.clone(),
+            effects: flow.effects,
+            materials: flow.case.materials.clone(),
+            ..HistoryEvent::new(now, actor.name(), "submitted")
+        };
+        Ok(CaseWrite {
+            before: None,
+            after: flow.case,
+            event,
+            number_scope: Some(scope),
+            timers: flow.timers,
+        })
+    }
+
+    /// Receives an application: at the window (staff) or online (public).
+    pub fn submit(&self, actor: &Actor, sub: Submission) -> Result<Committed> {
+        self.submit_with_files(actor, sub, Vec::new())
+    }
+
+    /// Receives an application with its materials' files: each checked against its
+    /// material (size, accepted format, content of that format), kept by its SHA-256, and
+    /// named in the case with its hash. Every problem of the form and the files is
+    /// reported at once; nothing is kept unless the whole application is accepted.
+    pub fn submit_with_files(
+        &self,
+        actor: &Actor,
+        mut sub: Submission,
+        uploads: Vec<crate::files::Upload>,
+    ) -> Result<Committed> {
+        let mut problems = Self::check_applicant(&sub.applicant);
+        let rules = self.rules();
+        if let Some(proc) = rules.procedures.get(&sub.procedure) {
+            for up in &uploads {
+                match proc.materials.iter().find(|m| m.id == up.material) {
+                    Some(decl) => problems.extend(crate::files::check_upload(decl, up)),
+                    None => problems.push(crate::form::Problem::of(
+                        format!("material.{}", up.material),
+                        format!("unknown material '{}'", up.material),
+                    )),
+                }
+            }
+        }
+        // Uploaded files replace what the submission said of the same material.
+        sub.materials
+            .retain(|m| !uploads.iter().any(|u| u.material == m.id));
+        sub.materials.extend(uploads.iter().map(|u| MaterialRef {
+            id: u.material.clone(),
+            file: u.name.clone(),
+            sha256: Some(crate::files::sha256(&u.bytes)),
+            size: Some(u.bytes.len() as u64),
+        }));
+        let item = BundleItem {
+            procedure: sub.procedure,
+            data: sub.data,
+            materials: sub.materials,
+        };
+        let w = self
+            .prepare_submission(&rules, actor, &sub.applicant, item, None, problems)
+            .inspect_err(|e| self.incident(e, actor, "submit", None, None))?;
+        // Kept before the case that names them; a file of a commit that then fails is
+        // named by no case (and kept once if it comes again).
+        for up in &uploads {
+            self.store.put_file(&up.bytes)?;
+        }
+        self.commit(vec![w])
+    }
+
+    /// A file a case names, for someone who may see the case: the material it is for,
+    /// and its content.
+    pub fn material_file(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        sha256: &str,
+    ) -> Result<(MaterialRef, Vec<u8>)> {
+        let case = self.visible_case(actor, reference)?;
+        let missing = || Error::NotFound(format!("case {reference} has no file {sha256}"));
+        let named = case
+            .materials
+            .iter()
+            .find(|m| m.sha256.as_deref() == Some(sha256))
+            .cloned()
+            .ok_or_else(missing)?;
+        let bytes = self.store.file(sha256)?.ok_or_else(missing)?;
+        Ok((named, bytes))
+    }
+
+    /// Receives a bundle (一件事): one application that opens a case per procedure, all or
+    /// none, linked by a bundle reference.
+    pub fn submit_bundle(
+        &self,
+        actor: &Actor,
+        bundle: &str,
+        applicant: Applicant,
+        items: Vec<BundleItem>,
+    ) -> Result<Committed> {
+        let problems = Self::check_applicant(&applicant);
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems));
+        }
+        let rules = self.rules();
+        let b = rules
+            .bundles
+            .get(bundle)
+            .ok_or_else(|| Error::NotFound(format!("bundle '{bundle}' does not exist")))?;
+        if items.is_empty() {
+            return Err(Error::Validation(
+                "a bundle needs at least one procedure".into(),
+            ));
+        }
+        for it in &items {
+            if !b.procedures.contains(&it.procedure) {
+                return Err(Error::Validation(format!(
+                    "procedure '{}' is not part of bundle '{bundle}' ({})",
+                    it.procedure,
+                    b.procedures.join(", ")
+                )));
+            }
+        }
+        let reference = format!("{}-{}", bundle, query_code());
+        let mut writes = Vec::new();
+        let mut errs = Vec::new();
+        for it in items {
+            let name = it.procedure.clone();
+            match self.prepare_submission(
+                &rules,
+                actor,
+                &applicant,
+                it,
+                Some(reference.clone()),
+                Vec::new(),
+            ) {
+                Ok(w) => writes.push(w),
+                Err(e) => errs.push(format!("{name}: {e}")),
+            }
+        }
+        if !errs.is_empty() {
+            return Err(Error::Validation(errs.join("; ")));
+        }
+        self.commit(writes)
+    }
+}

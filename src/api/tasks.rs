@@ -1,0 +1,169 @@
+//! Task actions and the worklist: claim, release, complete, return, transfer, reassign,
+//! supplement requests, acceptance with a commitment.
+
+use super::*;
+
+pub(super) async fn worklist(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(f): Query<WorkFilter>,
+) -> ApiResult<Json<Value>> {
+    let actor = caller.staff_or_admin()?.clone();
+    let items = call(&s, move |e| e.worklist(&actor, &f)).await?;
+    Ok(Json(json!({ "tasks": items })))
+}
+
+pub(super) async fn claim(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| e.claim(&actor, &task)).await?;
+    Ok(case_body(done.case()).into_response())
+}
+
+pub(super) async fn release(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| e.release(&actor, &task)).await?;
+    Ok(case_body(done.case()).into_response())
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CompleteBody {
+    outcome: String,
+    #[serde(default)]
+    comment: Option<String>,
+    #[serde(default)]
+    data: Data,
+}
+
+pub(super) async fn complete(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+    Body(b): Body<CompleteBody>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| {
+        e.complete(&actor, &task, &b.outcome, b.comment, b.data)
+    })
+    .await?;
+    Ok(case_body(done.case()).into_response())
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReturnBody {
+    to: String,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+pub(super) async fn return_to(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+    Body(b): Body<ReturnBody>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| e.return_to(&actor, &task, &b.to, b.comment)).await?;
+    Ok(case_body(done.case()).into_response())
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TransferBody {
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    staff: Option<String>,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+pub(super) async fn transfer(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+    Body(b): Body<TransferBody>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| {
+        e.transfer(&actor, &task, b.group, b.staff, b.comment)
+    })
+    .await?;
+    Ok(case_body(done.case()).into_response())
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SupplementBody {
+    /// Everything missing, in one notice.
+    items: Vec<String>,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// Asks the applicant for supplementary materials (补正): at intake, before the clock
+/// starts; later, with the clock stopped until the applicant answers.
+pub(super) async fn request_supplement(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+    Body(b): Body<SupplementBody>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| {
+        e.request_supplement(&actor, &task, b.items, b.comment)
+    })
+    .await?;
+    Ok(case_body(done.case()).into_response())
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CommitmentBody {
+    /// The minor items the applicant promises.
+    items: Vec<String>,
+    /// The promised date, YYYY-MM-DD.
+    by: String,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// Accepts at intake with a commitment (容缺受理): the clock waits for the promised items;
+/// the case is terminated if they are not there by the date.
+pub(super) async fn accept_with_commitment(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+    Body(b): Body<CommitmentBody>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| {
+        e.accept_with_commitment(&actor, &task, b.items, &b.by, b.comment)
+    })
+    .await?;
+    Ok(case_body(done.case()).into_response())
+}
+
+/// A supervisor moves a task of a group they supervise to a member or another group.
+pub(super) async fn reassign(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+    Body(b): Body<TransferBody>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.0;
+    let done = mutate(&s, move |e| {
+        e.reassign(&actor, &task, b.group, b.staff, b.comment)
+    })
+    .await?;
+    Ok(case_body(done.case()).into_response())
+}

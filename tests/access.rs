@@ -75,6 +75,7 @@ const MATRIX: &[(&str, &str)] = &[
         "401  403  ok   ok   ok   ok   ok",
     ),
     ("GET /api/tasks", "401  403  ok   ok   ok   ok   ok"),
+    ("GET /api/board", "401  403  403  ok   403  403  403"),
     ("GET /api/cards", "401  403  ok   ok   ok   ok   ok"),
     (
         "POST /api/cases/{case}/cards",

@@ -715,3 +715,203 @@ async fn a_clerk_cannot_open_another_departments_case_page() {
     assert!(html.contains("This page does not exist"));
     assert!(!html.contains(&number));
 }
+
+/// The `/staff/tasks/{id}/` of the first form on a page for `action`.
+fn task_form(html: &str, action: &str) -> String {
+    html.split("/staff/tasks/")
+        .find_map(|rest| {
+            let (task, tail) = rest.split_once('/')?;
+            tail.starts_with(&format!("{action}\""))
+                .then(|| task.to_string())
+        })
+        .unwrap_or_else(|| panic!("no {action} form in {html}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_watches_the_board_issues_a_card_and_handlers_pass_work_on() {
+    let s = TestServer::start().await;
+    let (id, number, _) = s.submit(power_case(1000.0)).await;
+    let (customer, project) = (s.token("zhou.qiang").await, s.token("wu.gang").await);
+    s.act(&customer, id, "intake", "accept", serde_json::json!({}))
+        .await;
+    s.act(
+        &project,
+        id,
+        "site_survey",
+        "approve",
+        serde_json::json!({}),
+    )
+    .await;
+
+    // The head of the power company sees the scheme review on the board, unclaimed.
+    let boss = Browser::new(&s);
+    let csrf = boss.sign_in(&s, "shen.yue").await;
+    let (st, _, html) = boss.get("/staff/board?lang=en").await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(html.contains(&number), "{html}");
+    assert!(html.contains("Supply-scheme group review"));
+    // Either member of the scheme group may sign: a task each.
+    assert!(html.contains("Xu Li") && html.contains("Ma Jun"), "{html}");
+    assert!(html.contains("No card waits for an answer."));
+    // A clerk who supervises nothing has no board.
+    let clerk = Browser::new(&s);
+    let clerk_csrf = clerk.sign_in(&s, "xu.li").await;
+    let (st, _, _) = clerk.get("/staff/board").await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // The case page offers the supervisor a card; without a reason it is refused.
+    let (_, _, page) = boss.get(&format!("/staff/cases/{number}?lang=en")).await;
+    assert!(
+        page.contains(&format!("/staff/cases/{number}/card\"")),
+        "{page}"
+    );
+    assert!(page.contains("Reassign (supervisor)"));
+    let (st, _, html) = boss
+        .post_form_full(
+            &format!("/staff/cases/{number}/card?lang=en"),
+            &[("csrf", &csrf), ("reason", " ")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("a reason is required"));
+    let (st, h, _) = boss
+        .post_form_full(
+            &format!("/staff/cases/{number}/card"),
+            &[("csrf", &csrf), ("reason", "The customer called twice")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    assert_eq!(location(&h), format!("/staff/cases/{number}?done=1"));
+
+    // The scheme group's Ma Jun answers the card, as a holder; Xu Li sees it answered.
+    let (_, _, page) = clerk.get(&format!("/staff/cases/{number}?lang=en")).await;
+    assert!(!page.contains("Reassign"), "only supervisors reassign");
+    assert!(!page.contains("/card\""), "only supervisors issue cards");
+    let ma = Browser::new(&s);
+    let ma_csrf = ma.sign_in(&s, "ma.jun").await;
+    let (_, _, page) = ma.get(&format!("/staff/cases/{number}?lang=en")).await;
+    assert!(page.contains("Issued by a supervisor"), "{page}");
+    assert!(page.contains("Answer the card"));
+    let card = page
+        .split("name=\"card\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let (st, _, _) = ma
+        .post_form_full(
+            &format!("/staff/cases/{number}/answer"),
+            &[
+                ("csrf", &ma_csrf),
+                ("card", &card),
+                ("reason", "Waiting for the site owner's drawings"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let case = s.case(id).await;
+    assert_eq!(
+        case["cards"][0]["answer"]["reason"],
+        "Waiting for the site owner's drawings"
+    );
+    // The board has no open card any more.
+    let (_, _, html) = boss.get("/staff/board?lang=en").await;
+    assert!(html.contains("No card waits for an answer."), "{html}");
+    let _ = clerk_csrf;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_clerk_passes_a_task_to_a_colleague_and_a_handler_sends_a_case_back() {
+    let s = TestServer::start().await;
+    let (id, number, _) = s
+        .submit(serde_json::json!({
+            "procedure": "tax.registration",
+            "applicant": applicant("91310000MA1TX0004A"),
+            "data": { "company": "Riverside Tea Ltd", "credit_code": "91310000MA1TX0004A" },
+            "materials": [
+                { "id": "business_licence", "file": "licence.pdf" },
+                { "id": "legal_rep_id", "file": "id.pdf" }
+            ]
+        }))
+        .await;
+    let wang = Browser::new(&s);
+    let csrf = wang.sign_in(&s, "wang.fang").await;
+    let (_, _, page) = wang.get(&format!("/staff/cases/{number}?lang=en")).await;
+    let task = task_form(&page, "claim");
+    wang.post_form_full(&format!("/staff/tasks/{task}/claim"), &[("csrf", &csrf)])
+        .await;
+    let (_, _, page) = wang.get(&format!("/staff/cases/{number}?lang=en")).await;
+    assert!(page.contains("Pass to a colleague"), "{page}");
+    assert!(
+        page.contains("Accept with a commitment"),
+        "intake offers 容缺受理"
+    );
+    let (st, h, _) = wang
+        .post_form_full(
+            &format!("/staff/tasks/{task}/transfer"),
+            &[
+                ("csrf", &csrf),
+                ("staff", "li.wei"),
+                ("comment", "Li Wei knows this company"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    assert_eq!(location(&h), format!("/staff/cases/{number}?done=1"));
+    let case = s.case(id).await;
+    let intake = &case["tasks"][0];
+    assert_eq!(intake["assignee"], "li.wei", "{case}");
+    assert!(intake["claimed_by"].is_null());
+    // Wang Fang may no longer act on it; Li Wei may.
+    let (_, _, page) = wang.get(&format!("/staff/cases/{number}?lang=en")).await;
+    assert!(!page.contains("/claim\""), "{page}");
+    let li = Browser::new(&s);
+    let li_csrf = li.sign_in(&s, "li.wei").await;
+    let (_, _, page) = li.get(&format!("/staff/cases/{number}?lang=en")).await;
+    assert_eq!(task_form(&page, "claim"), task);
+    li.post_form_full(&format!("/staff/tasks/{task}/claim"), &[("csrf", &li_csrf)])
+        .await;
+    // Accepting with a commitment: the materials ticked and the date promised.
+    let (st, _, _) = li
+        .post_form_full(
+            &format!("/staff/tasks/{task}/commitment"),
+            &[
+                ("csrf", &li_csrf),
+                ("material", "ID of the legal representative"),
+                ("by", "2099-01-05"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let case = s.case(id).await;
+    assert_eq!(case["status"], "in_progress");
+    assert_eq!(
+        case["commitment"]["items"],
+        serde_json::json!(["ID of the legal representative"])
+    );
+    // The officer's step takes the staff's own field from the completion form.
+    let (_, _, page) = li.get(&format!("/staff/cases/{number}?lang=en")).await;
+    let review = task_form(&page, "claim");
+    li.post_form_full(
+        &format!("/staff/tasks/{review}/claim"),
+        &[("csrf", &li_csrf)],
+    )
+    .await;
+    let (_, _, page) = li.get(&format!("/staff/cases/{number}?lang=en")).await;
+    assert!(page.contains("Taxpayer identification number"), "{page}");
+    let (st, _, _) = li
+        .post_form_full(
+            &format!("/staff/tasks/{review}/complete"),
+            &[
+                ("csrf", &li_csrf),
+                ("field.taxpayer_id", "91310000MA1TX0004A"),
+                ("outcome", "approve"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let case = s.case(id).await;
+    assert_eq!(case["data"]["taxpayer_id"], "91310000MA1TX0004A");
+}

@@ -325,6 +325,18 @@ impl Engine {
 
     /// A supervisor issues a supervision card by hand on a case whose work is in a group
     /// they supervise (besides the cards the limits issue on their own).
+    /// The groups holding `case`'s open work that `staff` supervises: to whom a card
+    /// they issue goes (none: they may not issue one).
+    pub(crate) fn card_holders(&self, staff: &str, case: &crate::case::Case) -> Vec<String> {
+        let rules = self.rules();
+        case.open_tasks()
+            .map(|t| t.group.clone())
+            .filter(|g| rules.supervises(staff, g))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
     pub fn issue_card(
         &self,
         actor: &Actor,
@@ -341,15 +353,8 @@ impl Engine {
             ));
         }
         let case = self.case(case_id)?;
-        let rules = self.rules();
         let open: Vec<&crate::case::Task> = case.tasks.iter().filter(|t| t.is_open()).collect();
-        let holders: Vec<String> = open
-            .iter()
-            .map(|t| t.group.clone())
-            .filter(|g| rules.supervises(me, g))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let holders = self.card_holders(me, &case);
         if holders.is_empty() {
             return Err(Error::Forbidden(
                 "only a supervisor of a group holding the case's open work issues a card".into(),

@@ -157,7 +157,7 @@ pub struct Engine {
 /// A valid token's actor and expiry, by the hash of its secret.
 pub(crate) type CachedToken = (Actor, Option<chrono::DateTime<chrono::Utc>>);
 
-pub(crate) fn task_case_id(task_id: &str) -> Result<u64> {
+pub fn task_case_id(task_id: &str) -> Result<u64> {
     task_id
         .split_once('-')
         .and_then(|(c, _)| c.parse().ok())

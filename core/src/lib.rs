@@ -45,6 +45,7 @@ pub mod guide;
 pub mod limits;
 pub mod migrate;
 pub mod notice;
+pub mod offers;
 pub mod office;
 pub mod outbox;
 pub mod plugin;

@@ -269,26 +269,7 @@ impl Engine {
         }
         let case = self.case(case_id)?;
         let proc = self.procedure_of(&case)?;
-        let Some(policy) = proc.extension.clone() else {
-            return Err(Error::InvalidTransition(format!(
-                "procedure '{}' allows no extension",
-                proc.id
-            )));
-        };
-        if !self.rules().is_member(me, &policy.approver) {
-            return Err(Error::Forbidden(format!(
-                "extensions are approved by group '{}'",
-                policy.approver
-            )));
-        }
-        if case.extension.is_some() {
-            return Err(Error::Conflict(
-                "the statutory limit was already extended once".into(),
-            ));
-        }
-        if !case.status.is_open() {
-            return Err(Error::InvalidTransition("the case is closed".into()));
-        }
+        let policy = self.check_extension(me, &case, &proc)?;
         let who = me.clone();
         self.change_case(case, actor, "extended", Some(reason.to_string()), |flow| {
             let previous_due = flow.case.statutory_due.ok_or_else(|| {
@@ -306,7 +287,42 @@ impl Engine {
         })
     }
 
-    fn check_case_staff(&self, actor: &Actor, case: &Case) -> Result<()> {
+    /// The extension `staff` may grant on `case`, or why not.
+    pub(crate) fn check_extension(
+        &self,
+        staff: &str,
+        case: &Case,
+        proc: &crate::procedure::Procedure,
+    ) -> Result<crate::procedure::ExtensionPolicy> {
+        let Some(policy) = proc.extension.clone() else {
+            return Err(Error::InvalidTransition(format!(
+                "procedure '{}' allows no extension",
+                proc.id
+            )));
+        };
+        if !self.rules().is_member(staff, &policy.approver) {
+            return Err(Error::Forbidden(format!(
+                "extensions are approved by group '{}'",
+                policy.approver
+            )));
+        }
+        if case.extension.is_some() {
+            return Err(Error::Conflict(
+                "the statutory limit was already extended once".into(),
+            ));
+        }
+        if !case.status.is_open() {
+            return Err(Error::InvalidTransition("the case is closed".into()));
+        }
+        if case.statutory_due.is_none() {
+            return Err(Error::InvalidTransition(
+                "the statutory limit starts at acceptance".into(),
+            ));
+        }
+        Ok(policy)
+    }
+
+    pub(crate) fn check_case_staff(&self, actor: &Actor, case: &Case) -> Result<()> {
         let Actor::Staff(me) = actor else {
             return Err(Error::Forbidden("a staff token is required".into()));
         };

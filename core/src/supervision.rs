@@ -328,6 +328,16 @@ impl Engine {
         Ok(out)
     }
 
+    /// Whether `staff` answers `card`: a member or supervisor of a holder group or of its
+    /// supervisor group.
+    pub(crate) fn may_answer(&self, staff: &str, card: &crate::case::Card) -> bool {
+        let rules = self.rules();
+        card.holders
+            .iter()
+            .chain(&card.supervisor)
+            .any(|g| rules.is_member(staff, g) || rules.supervises(staff, g))
+    }
+
     /// A holder or supervisor answers a card with the reason for the delay.
     pub fn answer_card(
         &self,
@@ -349,13 +359,7 @@ impl Engine {
         let card = case.cards.iter().find(|c| c.id == card_id).ok_or_else(|| {
             Error::NotFound(format!("card {card_id} not found on case {}", case.number))
         })?;
-        let rules = self.rules();
-        let allowed = card
-            .holders
-            .iter()
-            .chain(&card.supervisor)
-            .any(|g| rules.is_member(me, g) || rules.supervises(me, g));
-        if !allowed {
+        if !self.may_answer(me, card) {
             return Err(Error::Forbidden(
                 "only the holders and the supervisor group answer a card".into(),
             ));

@@ -11,6 +11,17 @@ use crate::flow::Flow;
 use crate::form::{check_data, Filler};
 use crate::office::RuleSet;
 use crate::procedure::Procedure;
+use crate::supervision::CardItem;
+
+/// A supervisor's board: see [`Engine::board`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Board {
+    /// The groups supervised.
+    pub groups: Vec<String>,
+    pub tasks: Vec<WorkItem>,
+    /// Open cards addressed to the supervisor's groups.
+    pub cards: Vec<CardItem>,
+}
 
 impl Engine {
     /// Tasks of the caller's groups (every group for an administrator).
@@ -32,6 +43,49 @@ impl Engine {
                 return Err(Error::Forbidden("a staff token is required".into()))
             }
         };
+        self.open_work(&rules, actor, &groups, &principals, f, false)
+    }
+
+    /// What a supervisor watches: the open tasks of the groups they supervise (as named
+    /// supervisor or head of the department), worst level first and, within a level, the
+    /// earliest due first; and the open cards addressed to their groups.
+    pub fn board(&self, actor: &Actor) -> Result<Board> {
+        let rules = self.rules();
+        let groups = match actor {
+            Actor::Admin => rules.groups.keys().cloned().collect(),
+            Actor::Staff(s) => rules.supervised_by(s),
+            Actor::Applicant(_) | Actor::Public => {
+                return Err(Error::Forbidden("a staff token is required".into()))
+            }
+        };
+        let mut tasks =
+            self.open_work(&rules, actor, &groups, &[], &WorkFilter::default(), true)?;
+        tasks.sort_by(|a, b| {
+            (std::cmp::Reverse(a.level), a.task.due, &a.task.id).cmp(&(
+                std::cmp::Reverse(b.level),
+                b.task.due,
+                &b.task.id,
+            ))
+        });
+        let cards = self.cards(actor, Some(false))?;
+        Ok(Board {
+            groups,
+            tasks,
+            cards,
+        })
+    }
+
+    /// The open tasks of `groups` that `f` keeps, with their levels. Supervising, every
+    /// task of a group counts; otherwise only those the caller (or a principal) may take.
+    fn open_work(
+        &self,
+        rules: &RuleSet,
+        actor: &Actor,
+        groups: &[String],
+        principals: &[String],
+        f: &WorkFilter,
+        supervising: bool,
+    ) -> Result<Vec<WorkItem>> {
         let me = actor.name();
         // Whom the caller may act as in a group: themselves if a member, or a principal.
         let acts_as = |group: &str| -> Vec<String> {
@@ -60,7 +114,8 @@ impl Engine {
                     continue;
                 };
                 let who = acts_as(g);
-                let for_me = *actor == Actor::Admin
+                let for_me = supervising
+                    || *actor == Actor::Admin
                     || task
                         .assignee
                         .as_ref()
@@ -85,7 +140,7 @@ impl Engine {
                     .unwrap_or_default();
                 let level = proc
                     .as_ref()
-                    .map(|p| self.task_level(&rules, p, case, task))
+                    .map(|p| self.task_level(rules, p, case, task))
                     .unwrap_or(crate::limits::Level::Green);
                 if f.level.is_some_and(|l| l != level) {
                     continue;
@@ -184,7 +239,12 @@ impl Engine {
         }
     }
 
-    fn task_of(&self, actor: &Actor, case: &Case, task_id: &str) -> Result<(Task, Option<String>)> {
+    pub(crate) fn task_of(
+        &self,
+        actor: &Actor,
+        case: &Case,
+        task_id: &str,
+    ) -> Result<(Task, Option<String>)> {
         let task = match case.task(task_id) {
             Some(t) => t.clone(),
             None => {

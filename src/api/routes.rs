@@ -244,6 +244,13 @@ pub fn table() -> Vec<Route> {
         Route::new(get.clone(), "/api/tasks", Staff, "Worklist", worklist).query(s::work_filter),
         Route::new(
             get.clone(),
+            "/api/board",
+            Supervisor,
+            "Open tasks of the groups I supervise, worst first, and their open cards",
+            board,
+        ),
+        Route::new(
+            get.clone(),
             "/api/cards",
             Staff,
             "Supervision cards for my groups",

@@ -13,6 +13,14 @@ pub(super) async fn worklist(
     Ok(Json(json!({ "tasks": items })))
 }
 
+/// What a supervisor watches: the open tasks of the groups they supervise, worst first,
+/// and the open cards addressed to their groups.
+pub(super) async fn board(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let actor = caller.staff_or_admin()?.clone();
+    let board = call(&s, move |e| e.board(&actor)).await?;
+    Ok(Json(json!(board)))
+}
+
 pub(super) async fn claim(
     State(s): State<AppState>,
     caller: Caller,

@@ -76,7 +76,7 @@ fn anchor(field: &str) -> String {
     }
 }
 
-fn kind(k: FieldType) -> &'static str {
+pub(super) fn kind(k: FieldType) -> &'static str {
     match k {
         FieldType::String => "string",
         FieldType::Text => "text",
@@ -231,10 +231,15 @@ pub(super) async fn form_page(
 
 /// The data of a form as the procedure's field types want it: numbers as numbers, yes
 /// and no as true and false; what does not parse stays text, for validation to name.
-fn data_of(p: &Procedure, sent: &Sent) -> guichet_core::case::Data {
+/// `internal` picks the staff's fields rather than the applicant's.
+pub(super) fn data_of(
+    p: &Procedure,
+    internal: bool,
+    get: impl Fn(&str) -> String,
+) -> guichet_core::case::Data {
     let mut data = guichet_core::case::Data::new();
-    for f in p.fields.iter().filter(|f| !f.internal) {
-        let raw = sent.get(&format!("field.{}", f.id));
+    for f in p.fields.iter().filter(|f| f.internal == internal) {
+        let raw = get(&format!("field.{}", f.id));
         let raw = raw.trim();
         if raw.is_empty() {
             continue;
@@ -308,7 +313,7 @@ pub(super) async fn send(
             email: Some(sent.get("applicant.email").trim().to_string()).filter(|v| !v.is_empty()),
             language: Some(lang.to_string()),
         },
-        data: data_of(&proc, &sent),
+        data: data_of(&proc, false, |name| sent.get(name)),
         materials: Vec::new(),
     };
     // The files go to the engine; the text stays to fill the form again if need be.

@@ -50,7 +50,12 @@ pub fn router() -> Router<AppState> {
         )
         .route("/staff/sign-out", axum::routing::post(staff::sign_out))
         .route("/staff", get(staff::worklist))
+        .route("/staff/board", get(staff::board))
         .route("/staff/cases/{case}", get(staff::case_page))
+        .route(
+            "/staff/cases/{case}/{action}",
+            axum::routing::post(staff::case_action),
+        )
         .route("/staff/cases/{case}/files/{sha256}", get(staff::case_file))
         .route(
             "/staff/tasks/{task}/{action}",

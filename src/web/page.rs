@@ -29,6 +29,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("signin.html", include_str!("templates/signin.html")),
     ("worklist.html", include_str!("templates/worklist.html")),
     ("case.html", include_str!("templates/case.html")),
+    ("board.html", include_str!("templates/board.html")),
 ];
 
 pub const CSS: &str = include_str!("assets/site.css");

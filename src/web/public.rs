@@ -365,7 +365,18 @@ fn tracked(
             .unwrap_or_default(),
         history: history
             .iter()
-            .filter(|ev| ev.action != "claimed" && ev.action != "released")
+            // The office's internal moves are not the applicant's business.
+            .filter(|ev| {
+                ![
+                    "claimed",
+                    "released",
+                    "transferred",
+                    "reassigned",
+                    "card_issued",
+                    "card_answered",
+                ]
+                .contains(&ev.action.as_str())
+            })
             .map(|ev| TimelineEntry {
                 at: when(ev.at),
                 action: ev.action.clone(),

@@ -1,0 +1,89 @@
+//! What a staff member may do on a case, worked out by the same checks the actions run:
+//! the pages offer exactly the actions the engine would accept, and never keep a second
+//! copy of who may do what.
+
+use serde::Serialize;
+
+use crate::case::{Case, CaseStatus, StopKind};
+use crate::engine::{Actor, Engine};
+use crate::procedure::{Procedure, INTAKE_STEP};
+
+/// The actions open to one staff member on one case.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Offers {
+    /// Per open (non-external) task, in the case's order.
+    pub tasks: Vec<TaskOffers>,
+    /// Stop the clock with a reason (a case in progress).
+    pub suspend: bool,
+    /// End a suspension staff declared.
+    pub resume: bool,
+    /// Extend the statutory limit (the approver group, once).
+    pub extend: bool,
+    /// Issue a supervision card (a supervisor of a group holding open work).
+    pub issue_card: bool,
+    /// The open cards this staff member answers.
+    pub answer_cards: Vec<String>,
+}
+
+/// The actions open on one task.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskOffers {
+    pub task: String,
+    /// Claim, release, complete, return, transfer, ask for supplements.
+    pub act: bool,
+    /// The outcomes completing it may give.
+    pub outcomes: Vec<String>,
+    /// The earlier steps it may be returned to.
+    pub returns: Vec<String>,
+    /// It is the window's acceptance: accepting with a commitment is offered.
+    pub intake: bool,
+    /// Reassign it to another group or member (a supervisor of its group).
+    pub reassign: bool,
+    /// The members of its group, for a transfer or reassignment to one of them.
+    pub members: Vec<String>,
+}
+
+impl Engine {
+    /// What `actor` may do on `case` now. Staff only; anyone else may do nothing here.
+    pub fn offers(&self, actor: &Actor, case: &Case, proc: &Procedure) -> Offers {
+        let Actor::Staff(me) = actor else {
+            return Offers::default();
+        };
+        let rules = self.rules();
+        let tasks = case
+            .open_tasks()
+            .filter(|t| t.external.is_none())
+            .map(|t| TaskOffers {
+                task: t.id.clone(),
+                act: self.task_of(actor, case, &t.id).is_ok(),
+                outcomes: proc.task_outcomes(&t.step),
+                returns: proc
+                    .step(&t.step)
+                    .and_then(|s| s.return_to.clone())
+                    .unwrap_or_default(),
+                intake: t.step == INTAKE_STEP,
+                reassign: rules.supervises(me, &t.group),
+                members: rules
+                    .groups
+                    .get(&t.group)
+                    .map(|g| g.members.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let handler = self.check_case_staff(actor, case).is_ok();
+        let stop = case.clock_stop.as_ref().map(|s| s.kind);
+        Offers {
+            tasks,
+            suspend: handler && case.status == CaseStatus::InProgress,
+            resume: handler && stop == Some(StopKind::Suspension),
+            extend: self.check_extension(me, case, proc).is_ok(),
+            issue_card: case.status.is_open() && !self.card_holders(me, case).is_empty(),
+            answer_cards: case
+                .cards
+                .iter()
+                .filter(|c| c.answer.is_none() && self.may_answer(me, c))
+                .map(|c| c.id.clone())
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The worklist: the tasks of my groups with their levels, counted, filtered, paged.
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use guichet_core::engine::WorkFilter;
+use guichet_core::guide::localized;
+use serde::{Deserialize, Serialize};
+
+use super::super::page;
+use super::super::public::{refused, PageQuery};
+use super::staff;
+use crate::api::{AppState, Permission};
+
+/// Tasks per worklist page.
+const PAGE_SIZE: usize = 50;
+
+#[derive(Deserialize, Default)]
+pub(in crate::web) struct ListQuery {
+    #[serde(default)]
+    pub(super) lang: Option<String>,
+    #[serde(default)]
+    level: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    procedure: Option<String>,
+    #[serde(default)]
+    mine: Option<String>,
+    #[serde(default)]
+    page: Option<usize>,
+    #[serde(default)]
+    pub(super) done: Option<String>,
+}
+
+#[derive(Serialize)]
+struct TaskRow {
+    id: String,
+    case_number: String,
+    procedure_name: String,
+    step_name: String,
+    applicant: String,
+    due_text: String,
+    claimed_by: Option<String>,
+    level: String,
+}
+
+#[derive(Serialize)]
+struct Choice {
+    id: String,
+    name: String,
+}
+
+/// The worklist: the tasks of my groups, worst level first, filtered and paged.
+pub(in crate::web) async fn worklist(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(l): Query<ListQuery>,
+) -> Response {
+    let q = PageQuery::lang(l.lang.clone());
+    let (actor, p) = match staff(&s, &headers, &q, Permission::Staff, &Method::GET).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let lang = p.lang;
+    let filter = WorkFilter {
+        procedure: l.procedure.clone().filter(|v| !v.is_empty()),
+        state: l
+            .state
+            .as_deref()
+            .and_then(|v| serde_json::from_value(serde_json::json!(v)).ok()),
+        mine: l.mine.as_deref() == Some("true"),
+        level: l
+            .level
+            .as_deref()
+            .and_then(|v| serde_json::from_value(serde_json::json!(v)).ok()),
+        ..WorkFilter::default()
+    };
+    let items = match s
+        .pool
+        .call(move |e| {
+            let items = e.worklist(&actor, &filter)?;
+            let cal = e.rules().calendar.clone();
+            Ok((items, cal))
+        })
+        .await
+    {
+        Ok(x) => x,
+        Err(e) => {
+            let e: crate::error::ApiError = e.into();
+            return refused(p, e.status);
+        }
+    };
+    let (mut items, calendar) = items;
+    let level_of = |i: &guichet_core::engine::WorkItem| {
+        serde_json::to_value(i.level)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let mut counts = std::collections::BTreeMap::from([("green", 0), ("yellow", 0), ("red", 0)]);
+    for i in &items {
+        if let Some(n) = counts.get_mut(level_of(i).as_str()) {
+            *n += 1;
+        }
+    }
+    // Worst first, then the oldest.
+    items.sort_by_key(|i| (std::cmp::Reverse(i.level), i.task.created_at));
+    let pages = items.len().div_ceil(PAGE_SIZE).max(1);
+    let page_no = l.page.unwrap_or(1).clamp(1, pages);
+    let rules = s.engine.rules();
+    let rows: Vec<TaskRow> = items
+        .iter()
+        .skip((page_no - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
+        .map(|i| TaskRow {
+            id: i.task.id.clone(),
+            case_number: i.case_number.clone(),
+            procedure_name: rules
+                .procedures
+                .get(&i.procedure)
+                .map(|p| localized(&p.name, &p.names, lang).to_string())
+                .unwrap_or_else(|| i.procedure_name.clone()),
+            step_name: i.task.step_name.clone(),
+            applicant: i.applicant.clone(),
+            due_text: i
+                .task
+                .due
+                .map(|d| calendar.local_time_text(d))
+                .unwrap_or_default(),
+            claimed_by: i.task.claimed_by.clone(),
+            level: level_of(i),
+        })
+        .collect();
+    let procedures: Vec<Choice> = rules
+        .procedures
+        .values()
+        .map(|p| Choice {
+            id: p.id.clone(),
+            name: localized(&p.name, &p.names, lang).to_string(),
+        })
+        .collect();
+    let query = [
+        ("level", l.level.as_deref()),
+        ("state", l.state.as_deref()),
+        ("procedure", l.procedure.as_deref()),
+        ("mine", l.mine.as_deref()),
+    ]
+    .iter()
+    .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| format!("{k}={v}")))
+    .collect::<Vec<_>>()
+    .join("&");
+    let flash = l.done.is_some().then(|| page::label(lang, "staff.done"));
+    p.with("tasks", rows)
+        .with("counts", counts)
+        .with("page", page_no)
+        .with("pages", pages)
+        .with("query", query)
+        .with("procedures", procedures)
+        .with(
+            "filter",
+            serde_json::json!({
+                "level": l.level, "state": l.state, "procedure": l.procedure,
+                "mine": l.mine.as_deref() == Some("true"),
+            }),
+        )
+        .with("flash", flash)
+        .into_response()
+}

@@ -105,6 +105,31 @@ pub(crate) async fn applicant_lookup<T: Send + 'static>(
     after_code(s, &caller, client, number, answer)
 }
 
+/// As [`applicant_lookup`], for a change the applicant makes: `change` commits, and the
+/// answer waits until it is durable.
+pub(crate) async fn applicant_commit<T: Send + 'static>(
+    s: &AppState,
+    client: &Client,
+    number: &str,
+    code: &str,
+    change: impl FnOnce(&Engine, Case) -> guichet_core::Result<(Committed, T)> + Send + 'static,
+) -> ApiResult<T> {
+    let caller = Caller(Actor::Public);
+    s.guesses.check(&client.0, number)?;
+    let (n, c) = (number.to_string(), code.to_string());
+    let answer = commit(
+        s,
+        move |e| {
+            let case = e.applicant_access(&Actor::Public, &n, Some(&c))?;
+            change(e, case)
+        },
+        |(done, _)| done.ticket,
+    )
+    .await
+    .map(|(_, t)| t);
+    after_code(s, &caller, client, number, answer)
+}
+
 pub fn router(state: AppState) -> Router {
     // `guard::admit` has read every body within its own limit (larger for uploads).
     let max_body = state.limits.max_upload;

@@ -198,3 +198,69 @@ async fn an_upload_over_the_servers_limit_is_refused_at_once() {
         .await;
     assert_eq!(st, StatusCode::CREATED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_applicant_supplies_a_requested_file_through_the_api() {
+    let s = TestServer::start().await;
+    let mut named = application();
+    named["materials"] = json!([{ "id": "site_plan", "file": "plan.dwg" }]);
+    let (st, v) = s
+        .submit_files(None, named, &[("licence", "l.pdf", LICENCE)])
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (id, number) = (
+        v["case"]["id"].as_u64().unwrap(),
+        v["case"]["number"].as_str().unwrap().to_string(),
+    );
+    let code = v["query_code"].as_str().unwrap().to_string();
+    let customer = s.token("zhou.qiang").await;
+    let task = s.task_at(&customer, id, "intake").await;
+    s.post(&format!("/api/tasks/{task}/claim"), &customer, json!({}))
+        .await;
+    let (st, v) = s
+        .post(
+            &format!("/api/tasks/{task}/supplement"),
+            &customer,
+            json!({ "items": ["Site plan"] }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // Files alone (the JSON part may be left out), the code in it when there is one.
+    let client = reqwest::Client::new();
+    let supply = |parts: Vec<(String, Option<&'static str>, &'static [u8])>| {
+        let (content_type, body) = multipart(&parts);
+        client
+            .post(format!("{}/api/track/{number}/supplement", s.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let r = supply(vec![("supplement".into(), None, br#"{"code":"WRONGONE"}"#)])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body: &'static [u8] = format!(r#"{{"code":"{code}"}}"#).into_bytes().leak();
+    let r = supply(vec![
+        ("supplement".into(), None, body),
+        ("material.site_plan".into(), Some("p.dwg"), b"MZ no plan"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["problems"][0]["field"], "material.site_plan", "{v}");
+    let r = supply(vec![
+        ("supplement".into(), None, body),
+        ("material.site_plan".into(), Some("p.dwg"), PLAN),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let case = s.case(id).await;
+    assert_eq!(case["status"], "submitted", "back at the window: {case}");
+    assert!(case["materials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["id"] == "site_plan" && m["sha256"].is_string()));
+}

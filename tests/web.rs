@@ -915,3 +915,155 @@ async fn a_window_clerk_passes_a_task_to_a_colleague_and_a_handler_sends_a_case_
     let case = s.case(id).await;
     assert_eq!(case["data"]["taxpayer_id"], "91310000MA1TX0004A");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applicant_answers_a_supplement_request_with_a_file_and_can_withdraw() {
+    let s = TestServer::start().await;
+    let (st, v) = s
+        .submit_files(
+            None,
+            power_case(100.0),
+            &[
+                ("licence", "licence.pdf", b"%PDF-1.7 licence"),
+                ("site_plan", "plan.pdf", b"%PDF-1.7 old plan"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let id = v["case"]["id"].as_u64().unwrap();
+    let number = v["case"]["number"].as_str().unwrap().to_string();
+    let code = v["query_code"].as_str().unwrap().to_string();
+    let (customer, project) = (s.token("zhou.qiang").await, s.token("wu.gang").await);
+    s.act(&customer, id, "intake", "accept", serde_json::json!({}))
+        .await;
+    let task = s.task_at(&project, id, "site_survey").await;
+    s.post(
+        &format!("/api/tasks/{task}/claim"),
+        &project,
+        serde_json::json!({}),
+    )
+    .await;
+    let (st, v) = s
+        .post(
+            &format!("/api/tasks/{task}/supplement"),
+            &project,
+            serde_json::json!({ "items": ["Site plan with supply points, showing the new transformer"] }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+
+    // The tracking page says what is asked for and offers a file input for it only.
+    let b = Browser::new(&s);
+    let (_, _, form) = b.get("/track?lang=en").await;
+    let csrf = csrf_of(&form);
+    let (st, page) = b
+        .post_form(
+            "/track?lang=en",
+            &[("csrf", &csrf), ("number", &number), ("code", &code)],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(page.contains("Waiting for you"), "{page}");
+    assert!(page.contains("showing the new transformer"));
+    assert!(page.contains("name=\"material.site_plan\""), "{page}");
+    assert!(
+        !page.contains("name=\"material.licence\""),
+        "only what is asked"
+    );
+    // Nothing chosen, or a file of the wrong kind: said at the top and next to the input.
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("number", &number),
+        ("code", &code),
+    ];
+    let (st, page) = b
+        .post_multipart("/track/supply?lang=en", &text_parts(&fields))
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(page.contains("send at least one"), "{page}");
+    let mut parts = text_parts(&fields);
+    parts.push((
+        "material.site_plan".into(),
+        Some("plan.pdf"),
+        b"GIF89a not a plan",
+    ));
+    let (st, page) = b.post_multipart("/track/supply?lang=en", &parts).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(page.contains("href=\"#material-site_plan\""), "{page}");
+    assert!(page.contains("id=\"material-site_plan-error\""));
+    assert_eq!(s.case(id).await["status"], "supplement");
+    // A wrong code is a wrong code here too.
+    let wrong = [
+        ("csrf", csrf.as_str()),
+        ("number", &number),
+        ("code", "XXXXXXXX"),
+    ];
+    let mut parts = text_parts(&wrong);
+    parts.push((
+        "material.site_plan".into(),
+        Some("plan.pdf"),
+        b"%PDF-1.7 new",
+    ));
+    let (st, _) = b.post_multipart("/track/supply?lang=en", &parts).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // The right file: received, the clock runs again, the case names the new file.
+    let mut parts = text_parts(&fields);
+    parts.push((
+        "material.site_plan".into(),
+        Some("plan-v2.pdf"),
+        b"%PDF-1.7 new plan",
+    ));
+    let (st, page) = b.post_multipart("/track/supply?lang=en", &parts).await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert!(page.contains("your materials were received"), "{page}");
+    assert!(page.contains("In progress"));
+    let case = s.case(id).await;
+    assert_eq!(case["status"], "in_progress");
+    let plan = case["materials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "site_plan")
+        .unwrap()
+        .clone();
+    assert_eq!(plan["file"], "plan-v2.pdf");
+    let (st, bytes) = s
+        .call(
+            "GET",
+            &format!(
+                "/api/cases/{number}/files/{}",
+                plan["sha256"].as_str().unwrap()
+            ),
+            Some(&project),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{bytes}");
+
+    // Withdrawing needs the box ticked; then the case ends.
+    let w = [
+        ("csrf", csrf.as_str()),
+        ("number", &number),
+        ("code", &code),
+        ("reason", "We build elsewhere"),
+    ];
+    let (st, page) = b.post_form("/track/withdraw?lang=en", &w).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("Tick the box"), "{page}");
+    assert_eq!(s.case(id).await["status"], "in_progress");
+    let mut confirmed = w.to_vec();
+    confirmed.push(("confirm", "yes"));
+    let (st, page) = b.post_form("/track/withdraw?lang=en", &confirmed).await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert!(page.contains("Your application is withdrawn."));
+    assert!(!page.contains("Withdraw this application"));
+    assert_eq!(s.case(id).await["status"], "withdrawn");
+    // Without the browser's token nothing happens.
+    let (st, _) = b
+        .post_form(
+            "/track/withdraw",
+            &[("number", &number), ("code", &code), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+}

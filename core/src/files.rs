@@ -6,6 +6,7 @@
 //! renamed executable is not a "PDF". Formats without a reliable signature (plain text,
 //! CSV) are accepted by extension when the material lists them.
 
+use crate::case::MaterialRef;
 use crate::form::Problem;
 use crate::procedure::Material;
 
@@ -135,6 +136,33 @@ pub fn media_type(name: &str) -> &'static str {
 pub fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Every problem of `uploads` for `p`: unknown materials, sizes, formats, contents.
+pub fn check_uploads(p: &crate::procedure::Procedure, uploads: &[Upload]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for up in uploads {
+        match p.materials.iter().find(|m| m.id == up.material) {
+            Some(decl) => problems.extend(check_upload(decl, up)),
+            None => problems.push(Problem::of(
+                format!("material.{}", up.material),
+                format!("unknown material '{}'", up.material),
+            )),
+        }
+    }
+    problems
+}
+
+/// Names `uploads` in `materials` by their hashes, replacing what was said of the same
+/// materials without a file.
+pub fn name_uploads(materials: &mut Vec<MaterialRef>, uploads: &[Upload]) {
+    materials.retain(|m| !uploads.iter().any(|u| u.material == m.id));
+    materials.extend(uploads.iter().map(|u| MaterialRef {
+        id: u.material.clone(),
+        file: u.name.clone(),
+        sha256: Some(sha256(&u.bytes)),
+        size: Some(u.bytes.len() as u64),
+    }));
 }
 
 #[cfg(test)]

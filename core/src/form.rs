@@ -17,6 +17,14 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// A problem of the whole form rather than of one field.
+    pub fn general(message: impl Into<String>) -> Problem {
+        Problem {
+            field: None,
+            message: message.into(),
+        }
+    }
+
     pub fn of(field: impl Into<String>, message: impl Into<String>) -> Problem {
         Problem {
             field: Some(field.into()),

@@ -154,6 +154,19 @@ impl Engine {
         data: Data,
         materials: Vec<MaterialRef>,
     ) -> Result<Committed> {
+        self.supply_with_files(number, code, data, materials, Vec::new())
+    }
+
+    /// As [`Engine::supply`], with the files of the materials, checked and kept as an
+    /// application's are.
+    pub fn supply_with_files(
+        &self,
+        number: &str,
+        code: &str,
+        data: Data,
+        mut materials: Vec<MaterialRef>,
+        uploads: Vec<crate::files::Upload>,
+    ) -> Result<Committed> {
         let case = self.track(number, code)?;
         let request = match (&case.supplement, &case.commitment) {
             (Some(r), _) => r.clone(),
@@ -174,10 +187,18 @@ impl Engine {
         let mut merged = case.data.clone();
         merged.extend(data.clone());
         let mut errs = check_data(&proc, &data, &merged, Filler::Applicant, true);
+        errs.extend(crate::files::check_uploads(&proc, &uploads));
+        crate::files::name_uploads(&mut materials, &uploads);
         errs.extend(check_materials_partial(&proc, &materials));
+        if data.is_empty() && materials.is_empty() {
+            errs.push(crate::form::Problem::general(
+                "send at least one of the materials or answers asked for",
+            ));
+        }
         if !errs.is_empty() {
             return Err(Error::Invalid(errs));
         }
+        self.keep_files(&uploads)?;
         self.change_case(
             case,
             &Actor::Public,

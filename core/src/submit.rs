@@ -156,25 +156,9 @@ impl Engine {
         let mut problems = Self::check_applicant(&sub.applicant);
         let rules = self.rules();
         if let Some(proc) = rules.procedures.get(&sub.procedure) {
-            for up in &uploads {
-                match proc.materials.iter().find(|m| m.id == up.material) {
-                    Some(decl) => problems.extend(crate::files::check_upload(decl, up)),
-                    None => problems.push(crate::form::Problem::of(
-                        format!("material.{}", up.material),
-                        format!("unknown material '{}'", up.material),
-                    )),
-                }
-            }
+            problems.extend(crate::files::check_uploads(proc, &uploads));
         }
-        // Uploaded files replace what the submission said of the same material.
-        sub.materials
-            .retain(|m| !uploads.iter().any(|u| u.material == m.id));
-        sub.materials.extend(uploads.iter().map(|u| MaterialRef {
-            id: u.material.clone(),
-            file: u.name.clone(),
-            sha256: Some(crate::files::sha256(&u.bytes)),
-            size: Some(u.bytes.len() as u64),
-        }));
+        crate::files::name_uploads(&mut sub.materials, &uploads);
         let item = BundleItem {
             procedure: sub.procedure,
             data: sub.data,
@@ -183,12 +167,17 @@ impl Engine {
         let w = self
             .prepare_submission(&rules, actor, &sub.applicant, item, None, problems)
             .inspect_err(|e| self.incident(e, actor, "submit", None, None))?;
-        // Kept before the case that names them; a file of a commit that then fails is
-        // named by no case (and kept once if it comes again).
-        for up in &uploads {
+        self.keep_files(&uploads)?;
+        self.commit(vec![w])
+    }
+
+    /// Keeps uploaded files before the case that names them is written: a file of a
+    /// commit that then fails is named by no case (and kept once if it comes again).
+    pub(crate) fn keep_files(&self, uploads: &[crate::files::Upload]) -> Result<()> {
+        for up in uploads {
             self.store.put_file(&up.bytes)?;
         }
-        self.commit(vec![w])
+        Ok(())
     }
 
     /// A file a case names, for someone who may see the case: the material it is for,

@@ -67,7 +67,7 @@ pub(super) async fn submit(
     let (done, token) = commit(
         &s,
         move |e| {
-            let done = e.submit_with_files(&actor, app.submission, app.uploads)?;
+            let done = e.submit_with_files(&actor, app.body, app.uploads)?;
             let token = e.applicant_token(done.case().id)?;
             Ok((done, token))
         },
@@ -399,7 +399,7 @@ pub(super) async fn answer_card(
     Ok(case_body(done.case()).into_response())
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SupplyBody {
     /// The query code (not needed with the applicant token).
@@ -411,14 +411,23 @@ pub(super) struct SupplyBody {
     materials: Vec<guichet_core::case::MaterialRef>,
 }
 
-/// The applicant answers a supplement request with the case number and query code.
+impl super::extract::JsonPart for SupplyBody {
+    const PART: &'static str = "supplement";
+    fn absent() -> Option<Self> {
+        Some(SupplyBody::default())
+    }
+}
+
+/// The applicant answers a supplement request with the case number and query code, as
+/// JSON or with the materials' files.
 pub(super) async fn supply(
     State(s): State<AppState>,
     caller: Caller,
     client: guard::Client,
     Path(number): Path<String>,
-    Body(b): Body<SupplyBody>,
+    sent: super::extract::WithFiles<SupplyBody>,
 ) -> ApiResult<Json<Value>> {
+    let (b, uploads) = (sent.body, sent.uploads);
     if guesses_code(&caller) {
         s.guesses.check(&client.0, &number)?;
     }
@@ -427,7 +436,8 @@ pub(super) async fn supply(
         &s,
         move |e| {
             let case = e.applicant_access(&actor, &n, b.code.as_deref())?;
-            let done = e.supply(&case.number, &case.query_code, b.data, b.materials)?;
+            let done =
+                e.supply_with_files(&case.number, &case.query_code, b.data, b.materials, uploads)?;
             let history = e.history(done.case().id)?;
             Ok((done, history))
         },

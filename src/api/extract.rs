@@ -75,14 +75,33 @@ pub(super) fn parse_json<T: DeserializeOwned>(
     })
 }
 
-/// An application: a JSON [`Submission`], or `multipart/form-data` with the same JSON in
-/// a part named `submission` and one file per material in parts named `material.<id>`.
-pub struct Application {
-    pub submission: Submission,
+/// A JSON body that may also come as `multipart/form-data`, in a part of its own name,
+/// beside files.
+pub trait JsonPart: DeserializeOwned {
+    /// The name of the part holding the JSON.
+    const PART: &'static str;
+    /// The body when the part is left out (`None`: it is required).
+    fn absent() -> Option<Self>;
+}
+
+impl JsonPart for Submission {
+    const PART: &'static str = "submission";
+    fn absent() -> Option<Self> {
+        None
+    }
+}
+
+/// A JSON body, or `multipart/form-data` with the same JSON in a part named
+/// [`JsonPart::PART`] and one file per material in parts named `material.<id>`.
+pub struct WithFiles<T> {
+    pub body: T,
     pub uploads: Vec<guichet_core::files::Upload>,
 }
 
-impl FromRequest<AppState> for Application {
+/// An application with its materials' files.
+pub type Application = WithFiles<Submission>;
+
+impl<T: JsonPart + Send> FromRequest<AppState> for WithFiles<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
@@ -92,9 +111,9 @@ impl FromRequest<AppState> for Application {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
         if !multipart {
-            let Body(submission) = Body::from_request(req, state).await?;
-            return Ok(Application {
-                submission,
+            let Body(body) = Body::from_request(req, state).await?;
+            return Ok(WithFiles {
+                body,
                 uploads: Vec::new(),
             });
         }
@@ -102,13 +121,13 @@ impl FromRequest<AppState> for Application {
         let mut form = axum::extract::Multipart::from_request(req, state)
             .await
             .map_err(|e| bad(e.body_text()))?;
-        let mut submission = None;
+        let mut body = None;
         let mut uploads = Vec::new();
         while let Some(part) = form.next_field().await.map_err(|e| bad(e.body_text()))? {
             let name = part.name().unwrap_or_default().to_string();
-            if name == "submission" {
+            if name == T::PART {
                 let bytes = part.bytes().await.map_err(|e| bad(e.body_text()))?;
-                submission = Some(parse_json::<Submission>(&bytes, state.max_json_depth)?);
+                body = Some(parse_json::<T>(&bytes, state.max_json_depth)?);
             } else if let Some(material) = name.strip_prefix("material.") {
                 let file = part.file_name().unwrap_or_default().to_string();
                 let material = material.to_string();
@@ -126,21 +145,21 @@ impl FromRequest<AppState> for Application {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_body",
-                    format!("unknown part '{name}': send `submission` and `material.<id>` parts"),
+                    format!(
+                        "unknown part '{name}': send `{}` and `material.<id>` parts",
+                        T::PART
+                    ),
                 ));
             }
         }
-        let submission = submission.ok_or_else(|| {
+        let body = body.or_else(T::absent).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_body",
-                "the `submission` part is missing",
+                format!("the `{}` part is missing", T::PART),
             )
         })?;
-        Ok(Application {
-            submission,
-            uploads,
-        })
+        Ok(WithFiles { body, uploads })
     }
 }
 

@@ -58,8 +58,9 @@ pub struct Route {
     pub created: bool,
     /// The media type of a success.
     pub produces: &'static str,
-    /// Also takes `multipart/form-data`: the JSON body in a `submission` part and files.
-    pub uploads: bool,
+    /// Also takes `multipart/form-data`: the JSON body in a part of this name (required
+    /// or not) beside files.
+    pub uploads: Option<(&'static str, bool)>,
     pub(super) handler: MethodRouter<AppState>,
 }
 
@@ -85,7 +86,7 @@ impl Route {
             query: None,
             created: false,
             produces: "application/json",
-            uploads: false,
+            uploads: None,
             handler: on(filter, handler),
         }
     }
@@ -100,8 +101,8 @@ impl Route {
         self
     }
 
-    fn uploads(mut self) -> Route {
-        self.uploads = true;
+    fn uploads(mut self, part: &'static str, required: bool) -> Route {
+        self.uploads = Some((part, required));
         self
     }
 
@@ -194,7 +195,7 @@ pub fn table() -> Vec<Route> {
         Route::new(post.clone(), "/api/cases", Public, "Submit a case", submit)
             .created()
             .body(s::submission)
-            .uploads(),
+            .uploads("submission", true),
         Route::new(
             get.clone(),
             "/api/cases/{case}/files/{sha256}",
@@ -233,7 +234,8 @@ pub fn table() -> Vec<Route> {
             "Supply what the office asked for",
             supply,
         )
-        .body(s::supply),
+        .body(s::supply)
+        .uploads("supplement", false),
         Route::new(
             get.clone(),
             "/api/applicants/{id}/cases",

@@ -272,13 +272,14 @@ pub fn openapi(routes: &[Route]) -> Value {
                 }
             }
             let mut content = json!({ "application/json": media });
-            if r.uploads {
+            if let Some((part, required)) = r.uploads {
+                let required: Vec<&str> = if required { vec![part] } else { vec![] };
                 content["multipart/form-data"] = json!({
                     "schema": {
                         "type": "object",
-                        "required": ["submission"],
+                        "required": required,
                         "properties": {
-                            "submission": { "type": "string", "description": "the JSON body" }
+                            part: { "type": "string", "description": "the JSON body" }
                         },
                         "additionalProperties": {
                             "type": "string", "format": "binary",

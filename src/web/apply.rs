@@ -23,13 +23,13 @@ use crate::api::AppState;
 
 /// What the applicant sent: text by form name, and files.
 #[derive(Default)]
-struct Sent {
+pub(super) struct Sent {
     text: HashMap<String, String>,
-    uploads: Vec<Upload>,
+    pub(super) uploads: Vec<Upload>,
 }
 
 impl Sent {
-    fn get(&self, name: &str) -> String {
+    pub(super) fn get(&self, name: &str) -> String {
         self.text.get(name).cloned().unwrap_or_default()
     }
 }
@@ -49,7 +49,7 @@ struct InputView {
 }
 
 #[derive(Serialize)]
-struct MaterialView {
+pub(super) struct MaterialView {
     id: String,
     anchor: String,
     name: String,
@@ -85,6 +85,40 @@ pub(super) fn kind(k: FieldType) -> &'static str {
         FieldType::Boolean => "boolean",
         FieldType::Date => "date",
         FieldType::Enum => "enum",
+    }
+}
+
+/// A file input for material `m`: what it accepts, how large, what was wrong with it.
+pub(super) fn material_view(
+    m: &guichet_core::procedure::Material,
+    lang: &str,
+    error: Option<String>,
+) -> MaterialView {
+    let formats = if m.formats.is_empty() {
+        page::label(lang, "guide.any_format")
+    } else {
+        m.formats.join(", ").to_uppercase()
+    };
+    MaterialView {
+        anchor: anchor(&format!("material.{}", m.id)),
+        error,
+        id: m.id.clone(),
+        name: localized(&m.name, &m.names, lang).to_string(),
+        required: m.required,
+        accept: m
+            .formats
+            .iter()
+            .map(|f| format!(".{f}"))
+            .collect::<Vec<_>>()
+            .join(","),
+        hint: page::label(lang, "apply.materials_hint")
+            .replace("{formats}", &formats)
+            .replace(
+                "{mb}",
+                &m.max_mb
+                    .unwrap_or(guichet_core::files::DEFAULT_MAX_MB)
+                    .to_string(),
+            ),
     }
 }
 
@@ -160,35 +194,7 @@ fn form(mut page: Page, p: &Procedure, sent: &Sent, problems: &[Problem], csrf: 
     let materials: Vec<MaterialView> = p
         .materials
         .iter()
-        .map(|m| {
-            let field = format!("material.{}", m.id);
-            let formats = if m.formats.is_empty() {
-                page::label(lang, "guide.any_format")
-            } else {
-                m.formats.join(", ").to_uppercase()
-            };
-            MaterialView {
-                anchor: anchor(&field),
-                error: error_of(&field),
-                id: m.id.clone(),
-                name: localized(&m.name, &m.names, lang).to_string(),
-                required: m.required,
-                accept: m
-                    .formats
-                    .iter()
-                    .map(|f| format!(".{f}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                hint: page::label(lang, "apply.materials_hint")
-                    .replace("{formats}", &formats)
-                    .replace(
-                        "{mb}",
-                        &m.max_mb
-                            .unwrap_or(guichet_core::files::DEFAULT_MAX_MB)
-                            .to_string(),
-                    ),
-            }
-        })
+        .map(|m| material_view(m, lang, error_of(&format!("material.{}", m.id))))
         .collect();
     let errors: Vec<SummaryError> = problems
         .iter()
@@ -389,7 +395,7 @@ pub(super) async fn send(
 }
 
 /// Reads a `multipart/form-data` form: its text fields and its files.
-async fn read(req: Request, s: &AppState) -> Result<Sent, StatusCode> {
+pub(super) async fn read(req: Request, s: &AppState) -> Result<Sent, StatusCode> {
     let mut form = Multipart::from_request(req, s)
         .await
         .map_err(|_| StatusCode::BAD_REQUEST)?;

@@ -12,6 +12,7 @@ mod apply;
 mod page;
 mod public;
 mod staff;
+mod track;
 
 use axum::routing::get;
 use axum::Router;
@@ -42,7 +43,9 @@ pub fn router() -> Router<AppState> {
         .route("/", get(public::home))
         .route("/guide/{id}", get(public::guide))
         .route("/apply/{id}", get(apply::form_page).post(apply::send))
-        .route("/track", get(public::track_form).post(public::track))
+        .route("/track", get(track::track_form).post(track::track))
+        .route("/track/supply", axum::routing::post(track::supply))
+        .route("/track/withdraw", axum::routing::post(track::withdraw))
         .route("/static/{file}", get(public::asset))
         .route(
             "/staff/sign-in",

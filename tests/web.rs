@@ -1067,3 +1067,64 @@ async fn an_applicant_answers_a_supplement_request_with_a_file_and_can_withdraw(
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_clerk_receives_an_application_with_files_for_the_applicant() {
+    let s = TestServer::start().await;
+    let b = Browser::new(&s);
+    let csrf = b.sign_in(&s, "wang.fang").await;
+    let (st, _, list) = b.get("/staff/intake?lang=en").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(list.contains("/staff/intake/tax.registration"), "{list}");
+    assert!(list.contains("your window"));
+    let (st, _, form) = b.get("/staff/intake/tax.registration?lang=en").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        form.contains("action=\"/staff/intake/tax.registration\""),
+        "{form}"
+    );
+    assert!(form.contains("at the window on the applicant"));
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("applicant.name", "Riverside Tea Ltd"),
+        ("applicant.id", "91310000MA1TX0004A"),
+        ("field.company", "Riverside Tea Ltd"),
+        ("field.credit_code", "91310000MA1TX0004A"),
+    ];
+    // A missing file is said next to its input, as online.
+    let mut parts = text_parts(&fields);
+    parts.push((
+        "material.business_licence".into(),
+        Some("licence.pdf"),
+        b"%PDF-1.7 licence",
+    ));
+    let (st, html) = b
+        .post_multipart("/staff/intake/tax.registration?lang=en", &parts)
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("href=\"#material-legal_rep_id\""), "{html}");
+    parts.push((
+        "material.legal_rep_id".into(),
+        Some("id.jpg"),
+        b"\xFF\xD8\xFF\xE0 an ID card",
+    ));
+    let (st, receipt) = b
+        .post_multipart("/staff/intake/tax.registration?lang=en", &parts)
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{receipt}");
+    let number = receipt
+        .split("<strong>")
+        .nth(1)
+        .and_then(|s| s.split("</strong>").next())
+        .unwrap()
+        .to_string();
+    let (_, case) = s.get(&format!("/api/cases/{number}"), &s.admin).await;
+    assert_eq!(case["channel"], "window");
+    assert_eq!(case["history"][0]["actor"], "wang.fang", "{case}");
+    assert_eq!(case["materials"].as_array().unwrap().len(), 2);
+    // An auditor reads; receiving is not theirs.
+    let auditor = Browser::new(&s);
+    auditor.sign_in(&s, "audit.zhang").await;
+    let (st, _, _) = auditor.get("/staff/intake/tax.registration").await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+}

@@ -123,7 +123,13 @@ pub(super) fn material_view(
 }
 
 /// The form of `p`, filled with what was `sent`, with `problems` next to their fields.
-fn form(mut page: Page, p: &Procedure, sent: &Sent, problems: &[Problem], csrf: String) -> Page {
+pub(super) fn form(
+    mut page: Page,
+    p: &Procedure,
+    sent: &Sent,
+    problems: &[Problem],
+    csrf: String,
+) -> Page {
     let lang = page.lang;
     let error_of = |field: &str| {
         let msgs: Vec<&str> = problems
@@ -309,6 +315,21 @@ pub(super) async fn send(
     if !page::csrf_ok(&headers, &sent.get("csrf")) {
         return super::public::refused(p, StatusCode::FORBIDDEN);
     }
+    receive(&s, &headers, p, proc, sent, Actor::Public).await
+}
+
+/// Hands an application to the engine as `actor` (the public online, a clerk at the
+/// window): the receipt, or the form again with every problem.
+pub(super) async fn receive(
+    s: &AppState,
+    headers: &HeaderMap,
+    p: Page,
+    proc: std::sync::Arc<Procedure>,
+    sent: Sent,
+    actor: Actor,
+) -> Response {
+    let rules = s.engine.rules();
+    let id = proc.id.clone();
     let lang = p.lang;
     let submission = Submission {
         procedure: id,
@@ -332,7 +353,7 @@ pub(super) async fn send(
         .pool
         .commit(
             move |e| {
-                let done = e.submit_with_files(&Actor::Public, submission, uploads)?;
+                let done = e.submit_with_files(&actor, submission, uploads)?;
                 let c = done.case().clone();
                 let calendar = e.rules().calendar.clone();
                 Ok((
@@ -385,7 +406,7 @@ pub(super) async fn send(
             } else {
                 e.problems
             };
-            let (csrf, _) = page::csrf_token(&headers);
+            let (csrf, _) = page::csrf_token(headers);
             let p = p.with("g", ServiceGuide::of(&proc, &rules, lang));
             form(p, &proc, &sent, &problems, csrf)
                 .status(StatusCode::UNPROCESSABLE_ENTITY)

@@ -54,6 +54,11 @@ pub fn router() -> Router<AppState> {
         .route("/staff/sign-out", axum::routing::post(staff::sign_out))
         .route("/staff", get(staff::worklist))
         .route("/staff/board", get(staff::board))
+        .route("/staff/intake", get(staff::intake_list))
+        .route(
+            "/staff/intake/{id}",
+            get(staff::intake_form).post(staff::intake_send),
+        )
         .route("/staff/cases/{case}", get(staff::case_page))
         .route(
             "/staff/cases/{case}/{action}",

@@ -30,6 +30,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("worklist.html", include_str!("templates/worklist.html")),
     ("case.html", include_str!("templates/case.html")),
     ("board.html", include_str!("templates/board.html")),
+    ("intake.html", include_str!("templates/intake.html")),
 ];
 
 pub const CSS: &str = include_str!("assets/site.css");

@@ -6,10 +6,12 @@
 
 mod board;
 mod case;
+mod intake;
 mod worklist;
 
 pub(super) use board::board;
 pub(super) use case::{case_action, case_file, case_page, task_action};
+pub(super) use intake::{intake_form, intake_list, intake_send};
 pub(super) use worklist::worklist;
 
 use axum::extract::{Query, State};

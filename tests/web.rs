@@ -1128,3 +1128,174 @@ async fn a_window_clerk_receives_an_application_with_files_for_the_applicant() {
     let (st, _, _) = auditor.get("/staff/intake/tax.registration").await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
+
+/// A copy of the example scripts the test may edit.
+fn scripts_copy(to: &std::path::Path) {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+    copy(&example_scripts(), to);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_administrator_reads_script_problems_migrates_with_a_dry_run_and_sets_passwords() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scripts = tmp.path().join("scripts");
+    scripts_copy(&scripts);
+    let s = TestServer::start_on(scripts.clone(), tmp.path().join("data")).await;
+    let (old_case, old_number, _) = s.submit(power_case(100.0)).await;
+
+    // Only the administrator token opens the administrator's pages.
+    let b = Browser::new(&s);
+    let (_, _, form) = b.get("/staff/sign-in?lang=en").await;
+    let csrf = csrf_of(&form);
+    let (st, _, html) = b
+        .post_form_full(
+            "/staff/sign-in/admin?lang=en",
+            &[("csrf", &csrf), ("token", "gch_wrong")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert!(html.contains("not a valid administrator token"));
+    let (st, h, _) = b
+        .post_form_full(
+            "/staff/sign-in/admin",
+            &[("csrf", &csrf), ("token", &s.admin)],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    assert_eq!(location(&h), "/admin");
+    let session = b.cookies.lock().unwrap()["guichet_session"].clone();
+    assert_ne!(
+        session, s.admin,
+        "the cookie holds a session, not the token"
+    );
+    let (st, _, page) = b.get("/admin?lang=en").await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert!(page.contains("power.connection"));
+    assert!(page.contains("li.wei"));
+
+    // A password set on the page lets the staff member sign in.
+    let (st, h, _) = b
+        .post_form_full(
+            "/admin/password",
+            &[
+                ("csrf", &csrf),
+                ("staff", "li.wei"),
+                ("password", "a long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "{h:?}");
+    let clerk = Browser::new(&s);
+    let (_, _, form) = clerk.get("/staff/sign-in").await;
+    let clerk_csrf = csrf_of(&form);
+    let (st, h, _) = clerk
+        .post_form_full(
+            "/staff/sign-in",
+            &[
+                ("csrf", &clerk_csrf),
+                ("staff", "li.wei"),
+                ("password", "a long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    assert_eq!(location(&h), "/staff");
+    // Staff have no business on the administrator's page.
+    let (st, _, page) = clerk.get("/admin?lang=en").await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert!(page.contains("Your role does not open this page."));
+
+    // A broken edit: refused, said with its file and line, the old version live.
+    let file = scripts.join("power/new_connection.rhai");
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, good.replace("days: 5,", "days: 5,,")).unwrap();
+    let (st, _, page) = b
+        .post_form_full("/admin/reload?lang=en", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("Not done:"), "{page}");
+    assert!(page.contains("Why the last change was refused"), "{page}");
+    assert!(page.contains("new_connection.rhai:58:"), "{page}");
+    // Fixed and changed: a new version; the old case waits on the old one.
+    std::fs::write(
+        &file,
+        good.replace(
+            "\"construction\", name: \"Connection works\"",
+            "\"works\", name: \"Connection works\"",
+        )
+        .replace("next: \"construction\"", "next: \"works\""),
+    )
+    .unwrap();
+    b.post_form_full("/admin/reload", &[("csrf", &csrf)]).await;
+    let (_, _, page) = b.get("/admin?lang=en").await;
+    assert!(!page.contains("Why the last change was refused"), "{page}");
+    assert!(
+        page.contains("Move its open cases to the live version"),
+        "{page}"
+    );
+    let from = s.case(old_case).await["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A dry run reports and changes nothing; then the migration moves the case.
+    let (st, _, page) = b
+        .post_form_full(
+            "/admin/migrate?lang=en",
+            &[
+                ("csrf", &csrf),
+                ("procedure", "power.connection"),
+                ("from", &from),
+                ("steps", "construction=works"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert!(page.contains("Migration tried: nothing changed"), "{page}");
+    assert!(page.contains(&old_number));
+    assert_eq!(s.case(old_case).await["version"], from.as_str());
+    let (st, _, page) = b
+        .post_form_full(
+            "/admin/migrate?lang=en",
+            &[
+                ("csrf", &csrf),
+                ("procedure", "power.connection"),
+                ("from", &from),
+                ("steps", "construction=works"),
+                ("apply", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert!(page.contains("Migration done"), "{page}");
+    assert_ne!(s.case(old_case).await["version"], from.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_searches_the_log_and_verifies_the_chain() {
+    let s = TestServer::start().await;
+    s.submit(power_case(100.0)).await;
+    let b = Browser::new(&s);
+    b.sign_in(&s, "audit.zhang").await;
+    let (st, _, page) = b.get("/audit?lang=en&action=session.").await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert!(page.contains("session.opened"), "{page}");
+    assert!(!page.contains("case.submitted"), "filtered by action");
+    let (_, _, page) = b.get("/audit?lang=en&verify=1").await;
+    assert!(page.contains("intact"), "{page}");
+    assert!(page.contains("entries checked"));
+    // Clerks do not read the audit log.
+    let clerk = Browser::new(&s);
+    clerk.sign_in(&s, "li.wei").await;
+    let (st, _, _) = clerk.get("/audit").await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+}

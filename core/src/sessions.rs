@@ -100,6 +100,34 @@ impl Engine {
         Ok(Some((rec, secret)))
     }
 
+    /// Opens a browser session for the administrator, who proves it with the
+    /// administrator token (there is no administrator password): a session token of 12
+    /// hours, so the long-lived token is not kept in a cookie. `None` for anything but a
+    /// valid administrator token (recorded).
+    pub fn admin_session(&self, token: &str) -> Result<Option<(TokenRecord, String)>> {
+        let now = self.now();
+        if self.authenticate(token)? != Some(Actor::Admin) {
+            self.audit_or_warn(crate::audit::Record::new(
+                now,
+                "anonymous",
+                "login.refused",
+                "admin".to_string(),
+            ));
+            return Ok(None);
+        }
+        let (rec, secret) = self.new_token(
+            "admin",
+            true,
+            SESSION_LABEL,
+            chrono::Duration::hours(SESSION_HOURS),
+        )?;
+        self.audit_or_warn(
+            crate::audit::Record::new(now, "admin", "session.opened", format!("token:{}", rec.id))
+                .with_detail("signed in with the administrator token".to_string()),
+        );
+        Ok(Some((rec, secret)))
+    }
+
     /// Ends the session whose secret is `secret` (signing out): it is refused from now on.
     pub fn end_session(&self, secret: &str) -> Result<()> {
         let hash = hash_secret(secret);

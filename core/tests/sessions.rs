@@ -72,3 +72,26 @@ fn a_session_lives_a_working_day() {
     clock.advance(chrono::Duration::hours(2));
     assert_eq!(e.authenticate(&secret).unwrap(), None);
 }
+
+#[test]
+fn the_administrator_token_opens_a_short_session_and_nothing_else_does() {
+    let (e, clock, _tmp) = engine();
+    let admin = e.bootstrap_admin().unwrap().expect("first start");
+    let (staff_token, _) = {
+        let (rec, secret, _) = e.issue_token("admin", "li.wei", "", None).unwrap();
+        (secret, rec)
+    };
+    assert!(e.admin_session(&staff_token).unwrap().is_none());
+    assert!(e.admin_session("gch_not_a_token").unwrap().is_none());
+    let (rec, session) = e.admin_session(&admin).unwrap().unwrap();
+    assert_eq!(rec.label, "session");
+    assert_ne!(
+        session, admin,
+        "the cookie never holds the administrator token"
+    );
+    assert_eq!(e.authenticate(&session).unwrap(), Some(Actor::Admin));
+    // A session lives 12 hours; the administrator token lives on.
+    clock.advance(chrono::Duration::hours(13));
+    assert_eq!(e.authenticate(&session).unwrap(), None);
+    assert_eq!(e.authenticate(&admin).unwrap(), Some(Actor::Admin));
+}

@@ -8,6 +8,7 @@
 //! form carries the browser's CSRF token; every value is escaped by the templates; the
 //! Content-Security-Policy allows no script at all.
 
+mod admin;
 mod apply;
 mod page;
 mod public;
@@ -51,8 +52,15 @@ pub fn router() -> Router<AppState> {
             "/staff/sign-in",
             get(staff::sign_in_form).post(staff::sign_in),
         )
+        .route(
+            "/staff/sign-in/admin",
+            axum::routing::post(staff::sign_in_admin),
+        )
         .route("/staff/sign-out", axum::routing::post(staff::sign_out))
         .route("/staff", get(staff::worklist))
+        .route("/admin", get(admin::admin))
+        .route("/admin/{action}", axum::routing::post(admin::admin_action))
+        .route("/audit", get(admin::audit))
         .route("/staff/board", get(staff::board))
         .route("/staff/intake", get(staff::intake_list))
         .route(

@@ -31,6 +31,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("case.html", include_str!("templates/case.html")),
     ("board.html", include_str!("templates/board.html")),
     ("intake.html", include_str!("templates/intake.html")),
+    ("admin.html", include_str!("templates/admin.html")),
+    ("audit.html", include_str!("templates/audit.html")),
 ];
 
 pub const CSS: &str = include_str!("assets/site.css");

@@ -175,6 +175,21 @@ pub(super) fn refused(p: Page, status: StatusCode) -> Response {
     .into_response()
 }
 
+/// A page the signed-in reader's role does not open (403), or a refusal of another kind.
+pub(super) fn denied(p: Page, status: StatusCode) -> Response {
+    if status != StatusCode::FORBIDDEN {
+        return refused(p, status);
+    }
+    let message = label(p.lang, "error.not_allowed");
+    Page {
+        template: "error.html",
+        ..p
+    }
+    .status(status)
+    .with("message", message)
+    .into_response()
+}
+
 /// One label in a language (for messages built in code).
 fn label(lang: &str, key: &str) -> String {
     page::label(lang, key)

@@ -36,12 +36,12 @@ async fn who(s: &AppState, headers: &HeaderMap) -> Option<Actor> {
         Some(known) => known,
         None => s.pool.call(move |e| e.authenticate(&secret)).await.ok()?,
     };
-    known.filter(|a| matches!(a, Actor::Staff(_)))
+    known.filter(|a| matches!(a, Actor::Staff(_) | Actor::Admin))
 }
 
-/// The staff member a page is for, who must hold `permission`: otherwise the sign-in page
-/// (no session) or a refusal.
-async fn staff(
+/// The staff member (or administrator) a page is for, who must hold `permission`:
+/// otherwise the sign-in page (no session) or a refusal.
+pub(super) async fn staff(
     s: &AppState,
     headers: &HeaderMap,
     q: &PageQuery,
@@ -52,7 +52,10 @@ async fn staff(
         return Err(Redirect::to("/staff/sign-in").into_response());
     };
     if let Err(e) = crate::api::permitted(s, &actor, permission, method) {
-        return Err(refused(page_for(s, q, headers, "error.html"), e.status));
+        return Err(super::public::denied(
+            page_for(s, q, headers, "error.html"),
+            e.status,
+        ));
     }
     let rules = s.engine.rules();
     let (name, roles) = match &actor {
@@ -62,6 +65,10 @@ async fn staff(
                 .get(id)
                 .map_or_else(|| id.clone(), |st| st.name.clone()),
             rules.roles_of(id),
+        ),
+        Actor::Admin => (
+            page::label(page_for(s, q, headers, "error.html").lang, "admin.who"),
+            vec!["admin"],
         ),
         _ => (String::new(), Vec::new()),
     };
@@ -131,27 +138,74 @@ pub(super) async fn sign_in(
     // Hashing a password takes a while: on an engine thread, never on the async ones.
     let opened = s.pool.call_heavy(move |e| e.sign_in(&id, &password)).await;
     match opened {
-        Ok(Some((_, secret))) => {
-            let secure = headers
-                .get("x-forwarded-proto")
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
-            let cookie = format!(
-                "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
-                guichet_core::sessions::SESSION_HOURS * 3600,
-                if secure { "; Secure" } else { "" }
-            );
-            let mut r = Redirect::to("/staff").into_response();
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                r.headers_mut().append(header::SET_COOKIE, v);
-            }
-            r
-        }
+        Ok(Some((_, secret))) => session_opened(&headers, &secret, "/staff"),
         Ok(None) => {
             s.guesses.failed(&client.0, &key);
             again(p, page::label(lang, "staff.wrong"))
         }
         Err(_) => again(p, page::label(lang, "error.busy")),
     }
+}
+
+#[derive(Deserialize)]
+pub(super) struct AdminSignIn {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    token: String,
+}
+
+/// The administrator signs in with the administrator token: a session of its own, so the
+/// token itself never sits in a cookie. Wrong tokens count as wrong passwords do.
+pub(super) async fn sign_in_admin(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    client: Client,
+    Query(q): Query<PageQuery>,
+    Form(f): Form<AdminSignIn>,
+) -> Response {
+    let p = page_for(&s, &q, &headers, "signin.html");
+    if !page::csrf_ok(&headers, &f.csrf) {
+        return refused(p, StatusCode::FORBIDDEN);
+    }
+    let key = "admin".to_string();
+    let (csrf, _) = page::csrf_token(&headers);
+    let lang = p.lang;
+    let again = |p: Page, message: String| {
+        p.status(StatusCode::UNAUTHORIZED)
+            .with("csrf", csrf.clone())
+            .with("admin_error", message)
+            .into_response()
+    };
+    if s.guesses.check(&client.0, &key).is_err() {
+        return again(p, page::label(lang, "track.too_many"));
+    }
+    let token = f.token.trim().to_string();
+    match s.pool.call(move |e| e.admin_session(&token)).await {
+        Ok(Some((_, secret))) => session_opened(&headers, &secret, "/admin"),
+        Ok(None) => {
+            s.guesses.failed(&client.0, &key);
+            again(p, page::label(lang, "admin.wrong_token"))
+        }
+        Err(_) => again(p, page::label(lang, "error.busy")),
+    }
+}
+
+/// The answer to a successful sign-in: the session cookie, and on to `to`.
+fn session_opened(headers: &HeaderMap, secret: &str, to: &str) -> Response {
+    let secure = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let cookie = format!(
+        "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        guichet_core::sessions::SESSION_HOURS * 3600,
+        if secure { "; Secure" } else { "" }
+    );
+    let mut r = Redirect::to(to).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
 }
 
 #[derive(Deserialize)]

@@ -201,7 +201,40 @@ impl Engine {
         if let Err(e) = engine.reload() {
             engine.start_on_last_good(e)?;
         }
+        engine.complete_work_index()?;
         Ok(engine)
+    }
+
+    /// Writes the worklist entries of open tasks that have none (a store written before
+    /// they existed): once, at the first start after the upgrade.
+    fn complete_work_index(&self) -> Result<()> {
+        let cases = self.store.cases_without_work()?;
+        if cases.is_empty() {
+            return Ok(());
+        }
+        let rules = self.rules();
+        let started = std::time::Instant::now();
+        for id in &cases {
+            let Some(case) = self.store.case(*id)? else {
+                continue;
+            };
+            let proc = match self.procedure_of(&case) {
+                Ok(p) => p,
+                Err(e) => {
+                    // Listed again at the next start; its tasks show once it changes.
+                    tracing::warn!(message = "no worklist entries for a case", case = case.number, error = %e);
+                    continue;
+                }
+            };
+            self.store
+                .put_work(&case, Self::work_entries(&rules, &proc, &case))?;
+        }
+        tracing::info!(
+            message = "worklist entries written for the open tasks of older cases",
+            cases = cases.len(),
+            ms = started.elapsed().as_millis() as u64
+        );
+        Ok(())
     }
 
     pub fn plugins(&self) -> &Arc<Registrar> {
@@ -355,6 +388,7 @@ impl Engine {
             event,
             number_scope: None,
             timers,
+            work: Vec::new(),
         }])
     }
 
@@ -364,14 +398,18 @@ impl Engine {
         let rules = self.rules();
         let plugins = &*self.plugins;
         let mut procs = HashMap::new();
-        for w in writes.iter() {
-            if !procs.contains_key(&w.after.procedure) {
-                procs.insert(w.after.procedure.clone(), self.procedure_of(&w.after)?);
+        for w in writes.iter_mut() {
+            let key = (w.after.procedure.clone(), w.after.version.clone());
+            if !procs.contains_key(&key) {
+                procs.insert(key.clone(), self.procedure_of(&w.after)?);
+            }
+            if let Some(p) = procs.get(&key) {
+                w.work = Self::work_entries(&rules, p, &w.after);
             }
         }
         let now = self.clock.now();
         let outbox = |before: Option<&Case>, after: &Case, h: &HistoryEvent| {
-            let Some(proc) = procs.get(&after.procedure) else {
+            let Some(proc) = procs.get(&(after.procedure.clone(), after.version.clone())) else {
                 return Vec::new();
             };
             if proc.notices.is_empty() && plugins.subscribers().is_empty() {

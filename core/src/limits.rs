@@ -51,7 +51,63 @@ pub enum Level {
     Red,
 }
 
+/// When a limit turns yellow and red, and whether its clock is stopped: enough to tell
+/// its level at any moment without the procedure or the calendar (worked out when the
+/// case changes, kept with the task in the worklist's index).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LevelClock {
+    /// The first warning threshold (none: never yellow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yellow_at: Option<DateTime<Utc>>,
+    /// Red after this (none: never red).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<DateTime<Utc>>,
+    /// The case's clock is stopped since then: the level stays what it was then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_at: Option<DateTime<Utc>>,
+}
+
+impl LevelClock {
+    pub fn level(&self, now: DateTime<Utc>) -> Level {
+        let at = self.frozen_at.unwrap_or(now);
+        if self.due.is_some_and(|d| at > d) {
+            Level::Red
+        } else if self.yellow_at.is_some_and(|y| y <= at) {
+            Level::Yellow
+        } else {
+            Level::Green
+        }
+    }
+}
+
 impl WarningPolicy {
+    /// The clock of a limit of `days` working days from `start`, due at `due`, moved by
+    /// `stopped` working days of clock stops (as resuming moves the limit and its
+    /// warnings).
+    pub fn clock(
+        &self,
+        cal: &Calendar,
+        (start, days, due): (DateTime<Utc>, u32, DateTime<Utc>),
+        stopped: u32,
+        frozen_at: Option<DateTime<Utc>>,
+    ) -> LevelClock {
+        let shift = |t: DateTime<Utc>| {
+            if stopped == 0 {
+                t
+            } else {
+                cal.close_of(cal.add_working_days(cal.local_date(t), stopped))
+            }
+        };
+        LevelClock {
+            yellow_at: self
+                .thresholds(cal, start, days)
+                .first()
+                .map(|(_, t)| shift(*t)),
+            due: Some(due),
+            frozen_at,
+        }
+    }
+
     pub fn validate(&self) -> Vec<String> {
         self.at_shares
             .iter()

@@ -135,6 +135,7 @@ impl Engine {
             event,
             number_scope: Some(scope),
             timers: flow.timers,
+            work: Vec::new(),
         })
     }
 

@@ -9,8 +9,10 @@ use crate::engine::{task_case_id, Actor, Committed, Engine, WorkFilter, WorkItem
 use crate::error::{Error, Result};
 use crate::flow::Flow;
 use crate::form::{check_data, Filler};
+use crate::limits::{Level, LevelClock};
 use crate::office::RuleSet;
 use crate::procedure::Procedure;
+use crate::store::WorkEntry;
 use crate::supervision::CardItem;
 
 /// A supervisor's board: see [`Engine::board`].
@@ -18,14 +20,59 @@ use crate::supervision::CardItem;
 pub struct Board {
     /// The groups supervised.
     pub groups: Vec<String>,
-    pub tasks: Vec<WorkItem>,
+    /// A page of their open tasks, worst level first, earliest due first within a level.
+    pub tasks: WorkPage,
     /// Open cards addressed to the supervisor's groups.
     pub cards: Vec<CardItem>,
 }
 
+/// How a list of tasks is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkOrder {
+    /// Oldest first (the API's worklist).
+    Oldest,
+    /// Worst level first, then oldest (the worklist page).
+    WorstOldest,
+    /// Worst level first, then the earliest due (the supervisor's board).
+    WorstDue,
+}
+
+/// One page of a list of tasks, with what the whole list holds.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct WorkPage {
+    pub items: Vec<WorkItem>,
+    /// Tasks the filter keeps, over all pages.
+    pub total: usize,
+    /// Of the tasks the filter keeps apart from its level: how many at each level.
+    pub counts: LevelCounts,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LevelCounts {
+    pub green: usize,
+    pub yellow: usize,
+    pub red: usize,
+}
+
 impl Engine {
-    /// Tasks of the caller's groups (every group for an administrator).
+    /// Tasks of the caller's groups (every group for an administrator), oldest first.
     pub fn worklist(&self, actor: &Actor, f: &WorkFilter) -> Result<Vec<WorkItem>> {
+        Ok(self
+            .worklist_page(actor, f, WorkOrder::Oldest, 0, usize::MAX)?
+            .items)
+    }
+
+    /// A page of the caller's worklist: `size` tasks from `offset` in `order`, with the
+    /// total and the counts by level. Reads the groups' work indexes, not their cases,
+    /// so it costs about the same for a hundred tasks as for a hundred thousand.
+    pub fn worklist_page(
+        &self,
+        actor: &Actor,
+        f: &WorkFilter,
+        order: WorkOrder,
+        offset: usize,
+        size: usize,
+    ) -> Result<WorkPage> {
         let rules = self.rules();
         let (groups, principals): (Vec<String>, Vec<String>) = match actor {
             Actor::Admin => (rules.groups.keys().cloned().collect(), Vec::new()),
@@ -43,13 +90,22 @@ impl Engine {
                 return Err(Error::Forbidden("a staff token is required".into()))
             }
         };
-        self.open_work(&rules, actor, &groups, &principals, f, false)
+        self.open_work(
+            &rules,
+            actor,
+            &groups,
+            &principals,
+            f,
+            false,
+            (order, offset, size),
+        )
     }
 
     /// What a supervisor watches: the open tasks of the groups they supervise (as named
     /// supervisor or head of the department), worst level first and, within a level, the
-    /// earliest due first; and the open cards addressed to their groups.
-    pub fn board(&self, actor: &Actor) -> Result<Board> {
+    /// earliest due first (`size` from `offset`); and the open cards addressed to their
+    /// groups.
+    pub fn board(&self, actor: &Actor, offset: usize, size: usize) -> Result<Board> {
         let rules = self.rules();
         let groups = match actor {
             Actor::Admin => rules.groups.keys().cloned().collect(),
@@ -58,15 +114,15 @@ impl Engine {
                 return Err(Error::Forbidden("a staff token is required".into()))
             }
         };
-        let mut tasks =
-            self.open_work(&rules, actor, &groups, &[], &WorkFilter::default(), true)?;
-        tasks.sort_by(|a, b| {
-            (std::cmp::Reverse(a.level), a.task.due, &a.task.id).cmp(&(
-                std::cmp::Reverse(b.level),
-                b.task.due,
-                &b.task.id,
-            ))
-        });
+        let tasks = self.open_work(
+            &rules,
+            actor,
+            &groups,
+            &[],
+            &WorkFilter::default(),
+            true,
+            (WorkOrder::WorstDue, offset, size),
+        )?;
         let cards = self.cards(actor, Some(false))?;
         Ok(Board {
             groups,
@@ -75,8 +131,10 @@ impl Engine {
         })
     }
 
-    /// The open tasks of `groups` that `f` keeps, with their levels. Supervising, every
-    /// task of a group counts; otherwise only those the caller (or a principal) may take.
+    /// The open tasks of `groups` that `f` keeps, with their levels, a page of them in
+    /// order. Supervising, every task of a group counts; otherwise only those the caller
+    /// (or a principal) may take.
+    #[allow(clippy::too_many_arguments)]
     fn open_work(
         &self,
         rules: &RuleSet,
@@ -85,94 +143,138 @@ impl Engine {
         principals: &[String],
         f: &WorkFilter,
         supervising: bool,
-    ) -> Result<Vec<WorkItem>> {
+        (order, offset, size): (WorkOrder, usize, usize),
+    ) -> Result<WorkPage> {
         let me = actor.name();
-        // Whom the caller may act as in a group: themselves if a member, or a principal.
-        let acts_as = |group: &str| -> Vec<String> {
-            std::iter::once(me.clone())
-                .chain(principals.iter().cloned())
-                .filter(|p| *actor == Actor::Admin || rules.is_member(p, group))
-                .collect()
-        };
-        let mut items = Vec::new();
-        let mut cache: HashMap<u64, Option<Case>> = HashMap::new();
+        let now = self.clock.now();
+        let mut counts = LevelCounts::default();
+        // What sorts a row, and the row.
+        type Row = (
+            Level,
+            chrono::DateTime<chrono::Utc>,
+            u64,
+            u64,
+            std::sync::Arc<WorkEntry>,
+        );
+        let mut rows: Vec<Row> = Vec::new();
         for g in groups
             .iter()
             .filter(|g| f.group.as_ref().is_none_or(|x| x == *g))
         {
-            for (case_id, task_id) in self.store.open_tasks_of_group(g)? {
-                let case = match cache.entry(case_id) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(self.store.case(case_id)?)
+            // Whom the caller may act as in this group: themselves if a member, or a
+            // principal.
+            let who: Vec<String> = std::iter::once(me.clone())
+                .chain(principals.iter().cloned())
+                .filter(|p| *actor == Actor::Admin || rules.is_member(p, g))
+                .collect();
+            self.store
+                .visit_work(g, &mut |e: &std::sync::Arc<WorkEntry>| {
+                    let task = &e.task;
+                    let for_me = supervising
+                        || *actor == Actor::Admin
+                        || task
+                            .assignee
+                            .as_ref()
+                            .is_none_or(|a| who.iter().any(|w| w == a));
+                    let keep = for_me
+                        && f.procedure.as_ref().is_none_or(|p| *p == e.procedure)
+                        && f.department.as_ref().is_none_or(|d| *d == e.department)
+                        && f.state.is_none_or(|s| s == task.state)
+                        && f.bundle
+                            .as_ref()
+                            .is_none_or(|b| e.bundle.as_ref() == Some(b))
+                        && (!f.mine
+                            || task.claimed_by.as_ref().is_some_and(|c| who.contains(c))
+                            || task.assignee.as_ref().is_some_and(|a| who.contains(a)));
+                    if !keep {
+                        return;
                     }
-                };
-                let Some(case) = case.as_ref() else { continue };
-                // The index and the case are written together, but a reader may see one
-                // before the other: trust the case.
-                let Some(task) = case.task(&task_id).filter(|t| t.is_open()) else {
-                    continue;
-                };
-                let who = acts_as(g);
-                let for_me = supervising
-                    || *actor == Actor::Admin
-                    || task
-                        .assignee
-                        .as_ref()
-                        .is_none_or(|a| who.iter().any(|w| w == a));
-                let keep = for_me
-                    && f.procedure.as_ref().is_none_or(|p| *p == case.procedure)
-                    && f.department.as_ref().is_none_or(|d| *d == case.department)
-                    && f.state.is_none_or(|s| s == task.state)
-                    && f.bundle
-                        .as_ref()
-                        .is_none_or(|b| case.bundle.as_ref() == Some(b))
-                    && (!f.mine
-                        || task.claimed_by.as_ref().is_some_and(|c| who.contains(c))
-                        || task.assignee.as_ref().is_some_and(|a| who.contains(a)));
-                if !keep {
-                    continue;
-                }
-                let proc = self.procedure_of(case).ok();
-                let outcomes = proc
-                    .as_ref()
-                    .map(|p| p.task_outcomes(&task.step))
-                    .unwrap_or_default();
-                let level = proc
-                    .as_ref()
-                    .map(|p| self.task_level(rules, p, case, task))
-                    .unwrap_or(crate::limits::Level::Green);
-                if f.level.is_some_and(|l| l != level) {
-                    continue;
-                }
-                items.push(WorkItem {
-                    task: task.clone(),
-                    case_id,
-                    case_number: case.number.clone(),
-                    procedure: case.procedure.clone(),
-                    procedure_name: case.procedure_name.clone(),
-                    department: case.department.clone(),
-                    applicant: case.applicant.name.clone(),
-                    bundle: case.bundle.clone(),
-                    outcomes,
-                    level,
-                });
-            }
+                    let level = e.clock.level(now);
+                    match level {
+                        Level::Green => counts.green += 1,
+                        Level::Yellow => counts.yellow += 1,
+                        Level::Red => counts.red += 1,
+                    }
+                    if f.level.is_some_and(|l| l != level) {
+                        return;
+                    }
+                    let when = match order {
+                        WorkOrder::WorstDue => {
+                            task.due.unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+                        }
+                        WorkOrder::Oldest | WorkOrder::WorstOldest => task.created_at,
+                    };
+                    let seq = task
+                        .id
+                        .rsplit_once('-')
+                        .and_then(|(_, n)| n.parse().ok())
+                        .unwrap_or(u64::MAX);
+                    rows.push((level, when, e.case_id, seq, e.clone()));
+                })?;
         }
-        items.sort_by(|a, b| (a.task.created_at, &a.task.id).cmp(&(b.task.created_at, &b.task.id)));
-        Ok(items)
+        let total = rows.len();
+        let key = |r: &Row| {
+            let level = if order == WorkOrder::Oldest {
+                Level::Green
+            } else {
+                r.0
+            };
+            (std::cmp::Reverse(level), r.1, r.2, r.3)
+        };
+        // Only the rows up to the end of the page need to be in order.
+        let end = offset.saturating_add(size).min(total);
+        if end > 0 && end < total {
+            rows.select_nth_unstable_by_key(end - 1, key);
+            rows.truncate(end);
+        }
+        rows.sort_unstable_by_key(key);
+        let mut outcomes: HashMap<(String, String, String), Vec<String>> = HashMap::new();
+        let mut items = Vec::with_capacity(end.saturating_sub(offset));
+        for (level, _, case_id, _, e) in rows.into_iter().skip(offset) {
+            // The entry is as the last commit of its case left it; a commit that failed
+            // half-way can leave one behind, so the task shown is the case's.
+            let Some(case) = self.store.case(case_id)? else {
+                continue;
+            };
+            let Some(task) = case.task(&e.task.id).filter(|t| t.is_open()) else {
+                continue;
+            };
+            let outcomes = outcomes
+                .entry((e.procedure.clone(), e.version.clone(), task.step.clone()))
+                .or_insert_with(|| {
+                    self.procedure_version(&e.procedure, &e.version)
+                        .map(|p| p.task_outcomes(&task.step))
+                        .unwrap_or_default()
+                })
+                .clone();
+            items.push(WorkItem {
+                task: task.clone(),
+                case_id,
+                case_number: case.number.clone(),
+                procedure: case.procedure.clone(),
+                procedure_name: case.procedure_name.clone(),
+                department: case.department.clone(),
+                applicant: case.applicant.name.clone(),
+                bundle: case.bundle.clone(),
+                outcomes,
+                level,
+            });
+        }
+        Ok(WorkPage {
+            items,
+            total,
+            counts,
+        })
     }
 
-    /// The warning level of a task: its step's budget if it has one, else the case's
+    /// The clock of a task's level: its step's budget if it has one, else the case's
     /// promised limit.
-    fn task_level(
-        &self,
+    pub(crate) fn task_clock(
         rules: &RuleSet,
         p: &Procedure,
         case: &Case,
         task: &Task,
-    ) -> crate::limits::Level {
-        let now = Self::clock_time(case, self.clock.now());
+    ) -> LevelClock {
         let step_days = p.step(&task.step).map(|s| s.days).unwrap_or(0);
         match task.due {
             Some(due) if step_days > 0 => {
@@ -181,33 +283,67 @@ impl Engine {
                     .iter()
                     .find(|t| t.id == task.token)
                     .map_or(task.created_at, |t| t.entered_at);
-                p.warnings
-                    .level(&rules.calendar, start, step_days, due, now)
+                p.warnings.clock(
+                    &rules.calendar,
+                    (start, step_days, due),
+                    Self::stopped_since(case, start),
+                    Self::frozen_at(case),
+                )
             }
-            _ => self.case_level(rules, p, case),
+            _ => Self::case_clock(rules, p, case),
         }
     }
 
-    /// The time a case's limits are measured at: frozen while its clock is stopped.
-    fn clock_time(
-        case: &Case,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> chrono::DateTime<chrono::Utc> {
-        case.clock_stop.as_ref().map_or(now, |s| s.since)
+    /// Working days of the clock stops that ended after `start`: how far resuming moved a
+    /// limit that started then.
+    fn stopped_since(case: &Case, start: chrono::DateTime<chrono::Utc>) -> u32 {
+        case.clock_stops
+            .iter()
+            .filter(|s| s.until.is_some_and(|u| u > start))
+            .map(|s| s.days)
+            .sum()
+    }
+
+    /// While a case's clock is stopped its limits are measured at the stop.
+    fn frozen_at(case: &Case) -> Option<chrono::DateTime<chrono::Utc>> {
+        case.clock_stop.as_ref().map(|s| s.since)
+    }
+
+    /// The clock of a case's promised limit (none before acceptance: green).
+    fn case_clock(rules: &RuleSet, p: &Procedure, case: &Case) -> LevelClock {
+        match (case.accepted_at, case.promised_due) {
+            (Some(start), Some(due)) if case.status.is_open() => p.warnings.clock(
+                &rules.calendar,
+                (start, p.promised_days, due),
+                Self::stopped_since(case, start),
+                Self::frozen_at(case),
+            ),
+            _ => LevelClock::default(),
+        }
     }
 
     /// The warning level of a case's promised limit (green before acceptance).
     pub fn case_level(&self, rules: &RuleSet, p: &Procedure, case: &Case) -> crate::limits::Level {
-        match (case.accepted_at, case.promised_due) {
-            (Some(start), Some(due)) if case.status.is_open() => p.warnings.level(
-                &rules.calendar,
-                start,
-                p.promised_days,
-                due,
-                Self::clock_time(case, self.clock.now()),
-            ),
-            _ => crate::limits::Level::Green,
-        }
+        Self::case_clock(rules, p, case).level(self.clock.now())
+    }
+
+    /// What the worklist index holds of each open task of `case`.
+    pub(crate) fn work_entries(rules: &RuleSet, p: &Procedure, case: &Case) -> Vec<WorkEntry> {
+        case.open_tasks()
+            .map(|t| WorkEntry {
+                case_id: case.id,
+                rev: case.rev,
+                case_number: case.number.clone(),
+                procedure: case.procedure.clone(),
+                version: case.version.clone(),
+                procedure_name: case.procedure_name.clone(),
+                department: case.department.clone(),
+                applicant: case.applicant.name.clone(),
+                bundle: case.bundle.clone(),
+                task: t.clone(),
+                clock: Self::task_clock(rules, p, case, t),
+            })
+            .collect()
     }
 
     /// Loads a task's case and checks that `actor` may act on the task.

@@ -47,6 +47,7 @@ fn new_write(id: u64) -> CaseWrite {
         event: event("submitted"),
         number_scope: Some("P-2026".into()),
         timers: vec![],
+        work: vec![],
     }
 }
 
@@ -68,6 +69,7 @@ fn change(s: &dyn Store, before: Case, after: Case, timers: Vec<Timer>) -> Case 
         event: event("changed"),
         number_scope: None,
         timers,
+        work: vec![],
     }];
     s.commit(&mut w, &no_notices).unwrap();
     w[0].after.clone()
@@ -140,6 +142,7 @@ fn numbers_are_gap_free_and_a_stale_revision_is_a_conflict_that_writes_nothing()
             event: event("changed"),
             number_scope: None,
             timers: vec![],
+            work: vec![],
         }];
         assert!(matches!(
             s.commit(&mut w, &no_notices),
@@ -508,5 +511,104 @@ fn files_are_kept_once_by_their_content_and_survive_a_restart() {
         for hostile in ["../../etc/passwd", "ab", "", &"Z".repeat(64)] {
             assert_eq!(s.file(hostile).unwrap(), None, "{hostile}");
         }
+    });
+}
+
+fn open_task(id: &str, group: &str) -> guichet_core::case::Task {
+    serde_json::from_value(serde_json::json!({
+        "id": id, "step": "review", "step_name": "Review", "group": group,
+        "state": "open", "created_at": "2026-11-30T02:00:00Z", "token": 1,
+    }))
+    .unwrap()
+}
+
+fn entry(case: &Case, task: &guichet_core::case::Task) -> WorkEntry {
+    WorkEntry {
+        case_id: case.id,
+        rev: 0,
+        case_number: String::new(),
+        procedure: case.procedure.clone(),
+        version: case.version.clone(),
+        procedure_name: "P".into(),
+        department: "d".into(),
+        applicant: "A".into(),
+        bundle: None,
+        task: task.clone(),
+        clock: Default::default(),
+    }
+}
+
+fn work_of(s: &dyn Store, group: &str) -> Vec<WorkEntry> {
+    let mut out = Vec::new();
+    s.visit_work(group, &mut |e| out.push((**e).clone()))
+        .unwrap();
+    out.sort_by(|a, b| a.task.id.cmp(&b.task.id));
+    out
+}
+
+#[test]
+fn the_worklist_index_follows_every_commit_and_survives_a_restart() {
+    each(|b, dir| {
+        let s = (b.open)(dir);
+        // A case with two open tasks in two groups, each with its entry.
+        let mut w = new_write(1);
+        w.after.tasks = vec![open_task("1-1", "g"), open_task("1-2", "h")];
+        w.work = w.after.tasks.iter().map(|t| entry(&w.after, t)).collect();
+        let mut ws = [w];
+        s.commit(&mut ws, &no_notices).unwrap();
+        let case = ws[0].after.clone();
+        // Asked for once (loaded), then kept current by commits.
+        let g = work_of(s.as_ref(), "g");
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].case_number, case.number, "the store numbers the entry");
+        assert_eq!(g[0].rev, case.rev);
+        // A claim changes the entry; closing a task removes it.
+        let mut after = case.clone();
+        after.tasks[0].claimed_by = Some("li.wei".into());
+        after.tasks.retain(|t| t.id != "1-2");
+        let mut ws = [CaseWrite {
+            before: Some(case.clone()),
+            work: vec![entry(&after, &after.tasks[0])],
+            after,
+            event: event("claimed"),
+            number_scope: None,
+            timers: vec![],
+        }];
+        s.commit(&mut ws, &no_notices).unwrap();
+        let case = ws[0].after.clone();
+        let g = work_of(s.as_ref(), "g");
+        assert_eq!(g[0].task.claimed_by.as_deref(), Some("li.wei"));
+        assert!(work_of(s.as_ref(), "h").is_empty());
+        // A restart reads the same from the store.
+        drop(s);
+        let s = (b.open)(dir);
+        assert_eq!(work_of(s.as_ref(), "g"), g);
+        assert!(s.cases_without_work().unwrap().is_empty());
+        // A commit without entries (an older writer) leaves the task listed for the
+        // engine, which writes its entry.
+        let mut after = case.clone();
+        after.tasks.push(open_task("1-3", "g"));
+        let mut ws = [CaseWrite {
+            before: Some(case.clone()),
+            after,
+            event: event("changed"),
+            number_scope: None,
+            timers: vec![],
+            work: vec![],
+        }];
+        s.commit(&mut ws, &no_notices).unwrap();
+        let case = ws[0].after.clone();
+        assert_eq!(s.cases_without_work().unwrap(), [case.id]);
+        let all: Vec<WorkEntry> = case.tasks.iter().map(|t| entry(&case, t)).collect();
+        s.put_work(&case, all).unwrap();
+        assert!(s.cases_without_work().unwrap().is_empty());
+        assert_eq!(work_of(s.as_ref(), "g").len(), 2);
+        // An entry for a revision the case is no longer at is refused.
+        let mut stale = case.clone();
+        stale.rev -= 1;
+        assert!(matches!(
+            s.put_work(&stale, vec![]),
+            Err(Error::Conflict(_))
+        ));
     });
 }

@@ -250,7 +250,8 @@ pub fn table() -> Vec<Route> {
             Supervisor,
             "Open tasks of the groups I supervise, worst first, and their open cards",
             board,
-        ),
+        )
+        .query(s::board_query),
         Route::new(
             get.clone(),
             "/api/cards",

@@ -74,6 +74,9 @@ pub(super) fn track_query() -> Value {
 pub(super) fn work_filter() -> Value {
     of::<guichet_core::engine::WorkFilter>()
 }
+pub(super) fn board_query() -> Value {
+    of::<super::tasks::BoardQuery>()
+}
 pub(super) fn card_query() -> Value {
     of::<super::CardQuery>()
 }

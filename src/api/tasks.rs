@@ -13,11 +13,38 @@ pub(super) async fn worklist(
     Ok(Json(json!({ "tasks": items })))
 }
 
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BoardQuery {
+    /// Tasks to skip (default 0).
+    #[serde(default)]
+    offset: usize,
+    /// Tasks in the answer, 1 to 1000 (default 100).
+    #[serde(default = "hundred")]
+    limit: usize,
+}
+
+fn hundred() -> usize {
+    100
+}
+
 /// What a supervisor watches: the open tasks of the groups they supervise, worst first,
-/// and the open cards addressed to their groups.
-pub(super) async fn board(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+/// a page at a time with the total and the counts by level, and the open cards
+/// addressed to their groups.
+pub(super) async fn board(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<BoardQuery>,
+) -> ApiResult<Json<Value>> {
+    if !(1..=1000).contains(&q.limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "limit must be between 1 and 1000",
+        ));
+    }
     let actor = caller.staff_or_admin()?.clone();
-    let board = call(&s, move |e| e.board(&actor)).await?;
+    let board = call(&s, move |e| e.board(&actor, q.offset, q.limit)).await?;
     Ok(Json(json!(board)))
 }
 

@@ -42,6 +42,30 @@ pub struct CaseWrite {
     /// Timers the transition started, written before the case (a timer left by a crash
     /// finds its limit unchanged or gone, and does nothing).
     pub timers: Vec<crate::case::Timer>,
+    /// What the worklist shows of each open task of `after` (the engine fills it for
+    /// every commit; the store sets their case number and revision).
+    pub work: Vec<WorkEntry>,
+}
+
+/// What a worklist needs of an open task, kept in the group's index so that listing a
+/// group's work never reads its cases.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WorkEntry {
+    pub case_id: u64,
+    /// The case's revision this entry was written with.
+    #[serde(default)]
+    pub rev: u64,
+    #[serde(default)]
+    pub case_number: String,
+    pub procedure: String,
+    pub version: String,
+    pub procedure_name: String,
+    pub department: String,
+    pub applicant: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+    pub task: crate::case::Task,
+    pub clock: crate::limits::LevelClock,
 }
 
 /// The timers one transition set, stored under one key and due at its earliest.
@@ -152,8 +176,15 @@ pub trait CaseTable {
 /// task that a failed or unfinished commit wrote before its case record, or that a later
 /// commit closed: callers read the case and go by what it shows.
 pub trait IndexTable {
-    /// Ids of open tasks of a group, as `(case id, task id)`.
-    fn open_tasks_of_group(&self, group: &str) -> Result<Vec<(u64, String)>>;
+    /// Calls `f` with each open task of a group as the last commit of its case described
+    /// it (in no particular order).
+    fn visit_work(&self, group: &str, f: &mut dyn FnMut(&Arc<WorkEntry>)) -> Result<()>;
+    /// Cases whose open tasks' entries are missing or of an older format: the engine
+    /// writes them again with [`IndexTable::put_work`] when it opens.
+    fn cases_without_work(&self) -> Result<Vec<u64>>;
+    /// Writes the entries of a case's open tasks (replacing what its index held), for a
+    /// case at revision `rev`; nothing if the case has moved on since.
+    fn put_work(&self, case: &Case, work: Vec<WorkEntry>) -> Result<()>;
     /// Ids of open external tasks of a topic, as `(case id, task id)`.
     fn open_tasks_of_topic(&self, topic: &str) -> Result<Vec<(u64, String)>>;
     fn cases_of_applicant(&self, applicant: &str) -> Result<Vec<u64>>;

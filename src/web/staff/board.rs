@@ -40,17 +40,24 @@ struct CardRow {
 struct BoardView {
     groups: Vec<String>,
     rows: Vec<Row>,
-    counts: std::collections::BTreeMap<String, usize>,
+    counts: guichet_core::tasks::LevelCounts,
+    page: usize,
+    pages: usize,
     cards: Vec<CardRow>,
 }
+
+/// Rows of the board a page.
+const PAGE_SIZE: usize = 100;
 
 /// Builds the board on the engine thread.
 fn board_view(
     e: &guichet_core::Engine,
     actor: &guichet_core::Actor,
     lang: &str,
+    page: usize,
 ) -> guichet_core::Result<BoardView> {
-    let b = e.board(actor)?;
+    let b = e.board(actor, (page - 1) * PAGE_SIZE, PAGE_SIZE)?;
+    let pages = b.tasks.total.div_ceil(PAGE_SIZE).max(1);
     let rules = e.rules();
     let cal = &rules.calendar;
     let group_name = |g: &str| {
@@ -80,17 +87,12 @@ fn board_view(
             .map(|s| localized(&s.name, &s.names, lang).to_string())
             .unwrap_or_else(|| fallback.to_string())
     };
-    let mut counts = std::collections::BTreeMap::from([
-        ("green".to_string(), 0),
-        ("yellow".to_string(), 0),
-        ("red".to_string(), 0),
-    ]);
     let rows = b
         .tasks
+        .items
         .iter()
         .map(|i| {
             let level = text(i.level);
-            *counts.entry(level.clone()).or_default() += 1;
             Row {
                 case_number: i.case_number.clone(),
                 procedure_name: procedure_name(&i.procedure, &i.procedure_name),
@@ -131,7 +133,9 @@ fn board_view(
     Ok(BoardView {
         groups: b.groups.iter().map(|g| group_name(g)).collect(),
         rows,
-        counts,
+        counts: b.tasks.counts,
+        page,
+        pages,
         cards,
     })
 }
@@ -148,7 +152,12 @@ pub(in crate::web) async fn board(
         Err(r) => return r,
     };
     let lang = p.lang;
-    match s.pool.call(move |e| board_view(e, &actor, lang)).await {
+    let page = l.page.unwrap_or(1).max(1);
+    match s
+        .pool
+        .call(move |e| board_view(e, &actor, lang, page))
+        .await
+    {
         Ok(view) => Page {
             template: "board.html",
             ..p

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::super::page;
 use super::super::public::{refused, PageQuery};
-use super::staff;
+use super::{staff, text};
 use crate::api::{AppState, Permission};
+use guichet_core::tasks::WorkOrder;
 
 /// Tasks per worklist page.
 const PAGE_SIZE: usize = 50;
@@ -28,7 +29,7 @@ pub(in crate::web) struct ListQuery {
     #[serde(default)]
     mine: Option<String>,
     #[serde(default)]
-    page: Option<usize>,
+    pub(super) page: Option<usize>,
     #[serde(default)]
     pub(super) done: Option<String>,
 }
@@ -76,43 +77,41 @@ pub(in crate::web) async fn worklist(
             .and_then(|v| serde_json::from_value(serde_json::json!(v)).ok()),
         ..WorkFilter::default()
     };
-    let items = match s
+    let asked = l.page.unwrap_or(1).max(1);
+    let found = s
         .pool
         .call(move |e| {
-            let items = e.worklist(&actor, &filter)?;
+            let page = |n: usize| {
+                e.worklist_page(
+                    &actor,
+                    &filter,
+                    WorkOrder::WorstOldest,
+                    (n - 1) * PAGE_SIZE,
+                    PAGE_SIZE,
+                )
+            };
+            let mut found = page(asked)?;
+            let last = found.total.div_ceil(PAGE_SIZE).max(1);
+            // Past the end (the list got shorter): the last page.
+            if asked > last {
+                found = page(last)?;
+            }
             let cal = e.rules().calendar.clone();
-            Ok((items, cal))
+            Ok((found, cal, asked.min(last)))
         })
-        .await
-    {
+        .await;
+    let (found, calendar, page_no) = match found {
         Ok(x) => x,
         Err(e) => {
             let e: crate::error::ApiError = e.into();
             return refused(p, e.status);
         }
     };
-    let (mut items, calendar) = items;
-    let level_of = |i: &guichet_core::engine::WorkItem| {
-        serde_json::to_value(i.level)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    };
-    let mut counts = std::collections::BTreeMap::from([("green", 0), ("yellow", 0), ("red", 0)]);
-    for i in &items {
-        if let Some(n) = counts.get_mut(level_of(i).as_str()) {
-            *n += 1;
-        }
-    }
-    // Worst first, then the oldest.
-    items.sort_by_key(|i| (std::cmp::Reverse(i.level), i.task.created_at));
-    let pages = items.len().div_ceil(PAGE_SIZE).max(1);
-    let page_no = l.page.unwrap_or(1).clamp(1, pages);
+    let pages = found.total.div_ceil(PAGE_SIZE).max(1);
     let rules = s.engine.rules();
-    let rows: Vec<TaskRow> = items
+    let rows: Vec<TaskRow> = found
+        .items
         .iter()
-        .skip((page_no - 1) * PAGE_SIZE)
-        .take(PAGE_SIZE)
         .map(|i| TaskRow {
             id: i.task.id.clone(),
             case_number: i.case_number.clone(),
@@ -129,9 +128,10 @@ pub(in crate::web) async fn worklist(
                 .map(|d| calendar.local_time_text(d))
                 .unwrap_or_default(),
             claimed_by: i.task.claimed_by.clone(),
-            level: level_of(i),
+            level: text(i.level),
         })
         .collect();
+    let counts = found.counts;
     let procedures: Vec<Choice> = rules
         .procedures
         .values()

@@ -145,6 +145,7 @@ impl CaseTable for SledStore {
         let mut moved: Vec<(Option<VersionOf>, Option<VersionOf>)> = Vec::new();
         let mut taken: Vec<(String, u64)> = Vec::new();
         let mut audit = Vec::with_capacity(writes.len());
+        let mut work_changes = Vec::with_capacity(writes.len());
         for w in writes.iter() {
             let mut after = w.after.clone();
             let mut before_commit: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
@@ -190,9 +191,43 @@ impl CaseTable for SledStore {
             before_commit.push((hist_key(after.id, event.seq).to_vec(), stored_event));
             let old_keys: Vec<Vec<u8>> = w.before.as_ref().map(open_task_keys).unwrap_or_default();
             let new_keys = open_task_keys(&after);
-            for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
+            // The worklist's entries, rewritten with every commit (a claim changes one);
+            // a task without one gets the bare key, and an entry when the engine opens.
+            let entries: Vec<crate::store::WorkEntry> = w
+                .work
+                .iter()
+                .filter(|e| after.task(&e.task.id).is_some_and(|t| t.is_open()))
+                .map(|e| crate::store::WorkEntry {
+                    rev: after.rev,
+                    case_number: after.number.clone(),
+                    ..e.clone()
+                })
+                .collect();
+            let mut with_entry = Vec::with_capacity(entries.len());
+            for e in &entries {
+                let k = super::work::work_key(&e.task.group, after.id, &e.task.id);
+                before_commit.push((k.clone(), serde_json::to_vec(e)?));
+                with_entry.push(k);
+            }
+            for k in new_keys
+                .iter()
+                .filter(|k| !old_keys.contains(k) && !with_entry.contains(k))
+            {
                 before_commit.push((k.clone(), after.id.to_be_bytes().to_vec()));
             }
+            work_changes.push(super::work::WorkChange {
+                case: after.id,
+                before: w
+                    .before
+                    .as_ref()
+                    .map(|b| {
+                        b.open_tasks()
+                            .map(|t| (t.group.clone(), t.id.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                after: entries,
+            });
             let mut after_commit: Vec<Vec<u8>> = old_keys
                 .into_iter()
                 .filter(|k| !new_keys.contains(k))
@@ -289,6 +324,8 @@ impl CaseTable for SledStore {
                 counters.insert(scope, n);
             }
         }
+        // The commit happened: the worklists in memory follow.
+        self.work.apply(work_changes);
         if !moved.is_empty() {
             if let Some(counts) = self.version_counts.lock().as_mut() {
                 for (left, joined) in moved {

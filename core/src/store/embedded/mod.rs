@@ -75,6 +75,7 @@ mod tables;
 #[cfg(test)]
 mod tests;
 mod timers;
+mod work;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -186,6 +187,8 @@ pub struct SledStore {
     /// Open cases per procedure version: counted from the index on first use, then kept
     /// current by every commit (the versions list no longer reads every open case).
     version_counts: Mutex<Option<std::collections::HashMap<VersionOf, u64>>>,
+    /// The worklist's index in memory, per group once asked for (see [`work`]).
+    work: work::WorkCache,
 }
 
 /// A procedure version: `(procedure, version)`.
@@ -216,6 +219,7 @@ impl SledStore {
             reopen_tried: Mutex::new(None),
             checkpoints: (0, std::time::Duration::ZERO),
             version_counts: Mutex::new(None),
+            work: work::WorkCache::default(),
             recent: Mutex::new(Recent::default()),
             path: path.to_path_buf(),
             cache_bytes,

@@ -9,9 +9,24 @@ use crate::notice::Notice;
 use crate::store::{Incident, IndexTable, NoticeTable, OfficeTable, TokenRecord, VersionRecord};
 
 impl IndexTable for SledStore {
-    fn open_tasks_of_group(&self, group: &str) -> Result<Vec<(u64, String)>> {
-        let t = self.t()?;
-        task_index(&t.state, b'g', group)
+    fn visit_work(
+        &self,
+        group: &str,
+        f: &mut dyn FnMut(&std::sync::Arc<crate::store::WorkEntry>),
+    ) -> Result<()> {
+        let work = self.group_work(group)?;
+        for e in work.read().values() {
+            f(e);
+        }
+        Ok(())
+    }
+
+    fn cases_without_work(&self) -> Result<Vec<u64>> {
+        self.cases_without_entries()
+    }
+
+    fn put_work(&self, case: &crate::case::Case, work: Vec<crate::store::WorkEntry>) -> Result<()> {
+        self.write_entries(case, work)
     }
 
     fn open_tasks_of_topic(&self, topic: &str) -> Result<Vec<(u64, String)>> {

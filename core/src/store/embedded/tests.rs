@@ -22,6 +22,7 @@ fn change(s: &SledStore, before: Case, after: Case, timers: Vec<crate::case::Tim
         event: event(),
         number_scope: None,
         timers,
+        work: vec![],
     }];
     s.commit(&mut w, &no_notices).unwrap();
     w[0].after.clone()
@@ -388,6 +389,7 @@ fn try_submit(s: &SledStore, id: u64) -> Result<Case> {
         event: event(),
         number_scope: Some("P-2026".into()),
         timers: vec![],
+        work: vec![],
     }];
     s.commit(&mut w, &no_notices)?;
     Ok(w[0].after.clone())

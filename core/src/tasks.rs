@@ -41,6 +41,9 @@ pub enum WorkOrder {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct WorkPage {
     pub items: Vec<WorkItem>,
+    /// Where the page starts: as asked, or the last page's start if that was past the
+    /// end (the list got shorter).
+    pub offset: usize,
     /// Tasks the filter keeps, over all pages.
     pub total: usize,
     /// Of the tasks the filter keeps apart from its level: how many at each level.
@@ -213,6 +216,11 @@ impl Engine {
                 })?;
         }
         let total = rows.len();
+        let offset = if offset >= total && total > 0 && size > 0 {
+            (total - 1) / size * size
+        } else {
+            offset
+        };
         let key = |r: &Row| {
             let level = if order == WorkOrder::Oldest {
                 Level::Green
@@ -262,6 +270,7 @@ impl Engine {
         }
         Ok(WorkPage {
             items,
+            offset,
             total,
             counts,
         })

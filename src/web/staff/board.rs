@@ -56,7 +56,8 @@ fn board_view(
     lang: &str,
     page: usize,
 ) -> guichet_core::Result<BoardView> {
-    let b = e.board(actor, (page - 1) * PAGE_SIZE, PAGE_SIZE)?;
+    let b = e.board(actor, (page - 1).saturating_mul(PAGE_SIZE), PAGE_SIZE)?;
+    let page = b.tasks.offset / PAGE_SIZE + 1;
     let pages = b.tasks.total.div_ceil(PAGE_SIZE).max(1);
     let rules = e.rules();
     let cal = &rules.calendar;

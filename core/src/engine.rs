@@ -502,6 +502,22 @@ impl Engine {
             .collect()
     }
 
+    /// The cases of a bundle for its applicant, who proves it with the query code of any
+    /// of them. A wrong code looks like a missing bundle.
+    pub fn track_bundle(&self, reference: &str, code: &str) -> Result<Vec<Case>> {
+        let cases = self.bundle_cases(reference)?;
+        let given = code.trim().to_ascii_uppercase();
+        let known = cases.iter().fold(subtle::Choice::from(0), |any, c| {
+            any | c.query_code.as_bytes().ct_eq(given.as_bytes())
+        });
+        if cases.is_empty() || !bool::from(known) {
+            return Err(Error::NotFound(format!(
+                "no bundle {reference} with that query code"
+            )));
+        }
+        Ok(cases)
+    }
+
     pub fn bundle_cases(&self, reference: &str) -> Result<Vec<Case>> {
         self.store
             .cases_of_bundle(reference)?

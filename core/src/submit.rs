@@ -1,6 +1,8 @@
 //! Receiving applications: one case, or a bundle of cases from one form; with uploaded
 //! files; every problem of the form reported at once.
 
+use std::collections::HashMap;
+
 use rand::Rng;
 
 use crate::case::{Applicant, Case, CaseStatus, Data, HistoryEvent, MaterialRef};
@@ -210,6 +212,20 @@ impl Engine {
         applicant: Applicant,
         items: Vec<BundleItem>,
     ) -> Result<Committed> {
+        self.submit_bundle_with_files(actor, bundle, applicant, items, Vec::new())
+    }
+
+    /// As [`Engine::submit_bundle`], with files: `(procedure, upload)`. Every problem of
+    /// every item is reported at once, its field named `<procedure>/<field>`.
+    pub fn submit_bundle_with_files(
+        &self,
+        actor: &Actor,
+        bundle: &str,
+        applicant: Applicant,
+        items: Vec<BundleItem>,
+        uploads: Vec<(String, crate::files::Upload)>,
+    ) -> Result<Committed> {
+        use crate::form::Problem;
         let problems = Self::check_applicant(&applicant);
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
@@ -234,24 +250,47 @@ impl Engine {
             }
         }
         let reference = format!("{}-{}", bundle, query_code());
+        let mut by_procedure: HashMap<String, Vec<crate::files::Upload>> = HashMap::new();
+        for (p, u) in uploads {
+            by_procedure.entry(p).or_default().push(u);
+        }
         let mut writes = Vec::new();
-        let mut errs = Vec::new();
-        for it in items {
+        let mut problems = Vec::new();
+        for mut it in items {
             let name = it.procedure.clone();
+            let mine = by_procedure
+                .get(&name)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let mut found = Vec::new();
+            if let Some(proc) = rules.procedures.get(&name) {
+                found.extend(crate::files::check_uploads(proc, mine));
+            }
+            crate::files::name_uploads(&mut it.materials, mine);
             match self.prepare_submission(
                 &rules,
                 actor,
                 &applicant,
                 it,
                 Some(reference.clone()),
-                Vec::new(),
+                found,
             ) {
                 Ok(w) => writes.push(w),
-                Err(e) => errs.push(format!("{name}: {e}")),
+                Err(Error::Invalid(list)) => problems.extend(list.into_iter().map(|p| Problem {
+                    field: Some(format!("{name}/{}", p.field.unwrap_or_default())),
+                    message: format!("{name}: {}", p.message),
+                })),
+                Err(e) => problems.push(Problem {
+                    field: Some(format!("{name}/")),
+                    message: format!("{name}: {e}"),
+                }),
             }
         }
-        if !errs.is_empty() {
-            return Err(Error::Validation(errs.join("; ")));
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems));
+        }
+        for files in by_procedure.values() {
+            self.keep_files(files)?;
         }
         self.commit(writes)
     }

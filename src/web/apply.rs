@@ -35,7 +35,7 @@ impl Sent {
 }
 
 #[derive(Serialize)]
-struct InputView {
+pub(super) struct InputView {
     name: String,
     anchor: String,
     label: String,
@@ -60,13 +60,16 @@ pub(super) struct MaterialView {
 }
 
 #[derive(Serialize)]
-struct SummaryError {
+pub(super) struct SummaryError {
     anchor: String,
     message: String,
 }
 
-/// The anchor of a problem's field on the form.
-fn anchor(field: &str) -> String {
+/// The anchor of a problem's field on the form (`procedure/field` in a bundle's form).
+pub(super) fn anchor(field: &str) -> String {
+    if let Some((procedure, rest)) = field.split_once('/') {
+        return format!("{}-{}", procedure.replace('.', "_"), anchor(rest));
+    }
     if let Some(id) = field.strip_prefix("material.") {
         format!("material-{id}")
     } else if let Some(what) = field.strip_prefix("applicant.") {
@@ -94,15 +97,26 @@ pub(super) fn material_view(
     lang: &str,
     error: Option<String>,
 ) -> MaterialView {
+    material_input(m, lang, error, "")
+}
+
+/// A file input for material `m` of the form's section `prefix` (`procedure/` in a
+/// bundle's form, empty otherwise).
+pub(super) fn material_input(
+    m: &guichet_core::procedure::Material,
+    lang: &str,
+    error: Option<String>,
+    prefix: &str,
+) -> MaterialView {
     let formats = if m.formats.is_empty() {
         page::label(lang, "guide.any_format")
     } else {
         m.formats.join(", ").to_uppercase()
     };
     MaterialView {
-        anchor: anchor(&format!("material.{}", m.id)),
+        anchor: anchor(&format!("{prefix}material.{}", m.id)),
         error,
-        id: m.id.clone(),
+        id: format!("{prefix}{}", m.id),
         name: localized(&m.name, &m.names, lang).to_string(),
         required: m.required,
         accept: m
@@ -122,6 +136,52 @@ pub(super) fn material_view(
     }
 }
 
+/// The inputs of `p`'s fields the applicant fills and of its materials, named under
+/// `prefix` (`procedure/` in a bundle's form), filled with what was `sent`, with
+/// `problems` next to them.
+pub(super) fn procedure_inputs(
+    p: &Procedure,
+    sent: &Sent,
+    problems: &[Problem],
+    lang: &str,
+    prefix: &str,
+) -> (Vec<InputView>, Vec<MaterialView>) {
+    let error_of = |field: &str| {
+        let msgs: Vec<&str> = problems
+            .iter()
+            .filter(|pr| pr.field.as_deref() == Some(field))
+            .map(|pr| pr.message.as_str())
+            .collect();
+        (!msgs.is_empty()).then(|| msgs.join("; "))
+    };
+    let fields = p
+        .fields
+        .iter()
+        .filter(|f| !f.internal)
+        .map(|f| InputView {
+            name: format!("{prefix}field.{}", f.id),
+            anchor: anchor(&format!("{prefix}{}", f.id)),
+            label: localized(&f.label, &f.labels, lang).to_string(),
+            hint: None,
+            kind: kind(f.kind),
+            required: f.required,
+            values: f.values.clone(),
+            value: sent.get(&format!("{prefix}field.{}", f.id)),
+            error: error_of(&format!("{prefix}{}", f.id)),
+            autocomplete: "off",
+        })
+        .collect();
+    let materials = p
+        .materials
+        .iter()
+        .map(|m| {
+            let error = error_of(&format!("{prefix}material.{}", m.id));
+            material_input(m, lang, error, prefix)
+        })
+        .collect();
+    (fields, materials)
+}
+
 /// The form of `p`, filled with what was `sent`, with `problems` next to their fields.
 pub(super) fn form(
     mut page: Page,
@@ -131,6 +191,45 @@ pub(super) fn form(
     csrf: String,
 ) -> Page {
     let lang = page.lang;
+    let applicant = applicant_inputs(sent, problems, lang);
+    let (fields, materials) = procedure_inputs(p, sent, problems, lang, "");
+    let errors = summary(problems);
+    page.template = "apply.html";
+    let title =
+        page::label(lang, "apply.title").replace("{name}", localized(&p.name, &p.names, lang));
+    page.with("title", title)
+        .with("applicant", applicant)
+        .with("fields", fields)
+        .with("materials", materials)
+        .with("errors", errors)
+        .with("csrf", csrf)
+}
+
+/// The error summary at the top of a refused form: each problem, linked to its field.
+pub(super) fn summary(problems: &[Problem]) -> Vec<SummaryError> {
+    problems
+        .iter()
+        .map(|pr| SummaryError {
+            anchor: pr.field.as_deref().map(anchor).unwrap_or_default(),
+            message: pr.message.clone(),
+        })
+        .collect()
+}
+
+/// The applicant a form names.
+pub(super) fn applicant_of(sent: &Sent, lang: &str) -> Applicant {
+    let some = |name: &str| Some(sent.get(name).trim().to_string()).filter(|v| !v.is_empty());
+    Applicant {
+        id: sent.get("applicant.id").trim().to_string(),
+        name: sent.get("applicant.name").trim().to_string(),
+        phone: some("applicant.phone"),
+        email: some("applicant.email"),
+        language: Some(lang.to_string()),
+    }
+}
+
+/// Who applies: name, ID or credit code, phone, e-mail.
+pub(super) fn applicant_inputs(sent: &Sent, problems: &[Problem], lang: &str) -> Vec<InputView> {
     let error_of = |field: &str| {
         let msgs: Vec<&str> = problems
             .iter()
@@ -139,7 +238,7 @@ pub(super) fn form(
             .collect();
         (!msgs.is_empty()).then(|| msgs.join("; "))
     };
-    let applicant = [
+    [
         ("name", "apply.applicant_name", None, true, "name"),
         (
             "id",
@@ -179,45 +278,7 @@ pub(super) fn form(
             autocomplete,
         }
     })
-    .collect::<Vec<_>>();
-    let fields: Vec<InputView> = p
-        .fields
-        .iter()
-        .filter(|f| !f.internal)
-        .map(|f| InputView {
-            name: format!("field.{}", f.id),
-            anchor: anchor(&f.id),
-            label: localized(&f.label, &f.labels, lang).to_string(),
-            hint: None,
-            kind: kind(f.kind),
-            required: f.required,
-            values: f.values.clone(),
-            value: sent.get(&format!("field.{}", f.id)),
-            error: error_of(&f.id),
-            autocomplete: "off",
-        })
-        .collect();
-    let materials: Vec<MaterialView> = p
-        .materials
-        .iter()
-        .map(|m| material_view(m, lang, error_of(&format!("material.{}", m.id))))
-        .collect();
-    let errors: Vec<SummaryError> = problems
-        .iter()
-        .map(|pr| SummaryError {
-            anchor: pr.field.as_deref().map(anchor).unwrap_or_default(),
-            message: pr.message.clone(),
-        })
-        .collect();
-    page.template = "apply.html";
-    let title =
-        page::label(lang, "apply.title").replace("{name}", localized(&p.name, &p.names, lang));
-    page.with("title", title)
-        .with("applicant", applicant)
-        .with("fields", fields)
-        .with("materials", materials)
-        .with("errors", errors)
-        .with("csrf", csrf)
+    .collect()
 }
 
 /// The application form of a procedure.
@@ -333,13 +394,7 @@ pub(super) async fn receive(
     let lang = p.lang;
     let submission = Submission {
         procedure: id,
-        applicant: Applicant {
-            id: sent.get("applicant.id").trim().to_string(),
-            name: sent.get("applicant.name").trim().to_string(),
-            phone: Some(sent.get("applicant.phone").trim().to_string()).filter(|v| !v.is_empty()),
-            email: Some(sent.get("applicant.email").trim().to_string()).filter(|v| !v.is_empty()),
-            language: Some(lang.to_string()),
-        },
+        applicant: applicant_of(&sent, lang),
         data: data_of(&proc, false, |name| sent.get(name)),
         materials: Vec::new(),
     };

@@ -24,6 +24,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("track.html", include_str!("templates/track.html")),
     ("tracked.html", include_str!("templates/tracked.html")),
     ("error.html", include_str!("templates/error.html")),
+    ("inputs.html", include_str!("templates/inputs.html")),
     ("apply.html", include_str!("templates/apply.html")),
     ("receipt.html", include_str!("templates/receipt.html")),
     ("signin.html", include_str!("templates/signin.html")),

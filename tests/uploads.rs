@@ -264,3 +264,81 @@ async fn the_applicant_supplies_a_requested_file_through_the_api() {
         .iter()
         .any(|m| m["id"] == "site_plan" && m["sha256"].is_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_comes_with_the_files_of_each_service() {
+    let s = TestServer::start().await;
+    let bundle = json!({
+        "applicant": applicant("91310000MA1TX0004A"),
+        "items": [
+            { "procedure": "tax.registration",
+              "data": { "company": "Riverside Tea Ltd", "credit_code": "91310000MA1TX0004A" } },
+            { "procedure": "tax.invoice_purchase",
+              "data": { "invoice_kind": "ordinary", "monthly_quantity": 25 } }
+        ]
+    })
+    .to_string();
+    let client = reqwest::Client::new();
+    let send = |parts: Vec<(String, Option<&'static str>, &'static [u8])>| {
+        let (content_type, body) = multipart(&parts);
+        client
+            .post(format!("{}/api/bundles/tax.new_business/cases", s.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let json: &'static [u8] = bundle.into_bytes().leak();
+    // A file must say which service it is for.
+    let r = send(vec![
+        ("bundle".into(), None, json),
+        ("material.business_licence".into(), Some("l.pdf"), LICENCE),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // A missing file is named with its service.
+    let r = send(vec![
+        ("bundle".into(), None, json),
+        (
+            "material.tax.registration:business_licence".into(),
+            Some("l.pdf"),
+            LICENCE,
+        ),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["problems"][0]["field"], "tax.registration:material.legal_rep_id",
+        "{v}"
+    );
+    let r = send(vec![
+        ("bundle".into(), None, json),
+        (
+            "material.tax.registration:business_licence".into(),
+            Some("l.pdf"),
+            LICENCE,
+        ),
+        (
+            "material.tax.registration:legal_rep_id".into(),
+            Some("id.pdf"),
+            LICENCE,
+        ),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.unwrap();
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    let registration = cases
+        .iter()
+        .find(|c| c["procedure"] == "tax.registration")
+        .unwrap();
+    assert!(registration["materials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["sha256"].is_string()));
+}

@@ -1314,3 +1314,124 @@ async fn an_auditor_searches_the_log_and_verifies_the_chain() {
     let (st, _, _) = clerk.get("/audit").await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applicant_applies_for_a_bundle_once_and_follows_it_as_one() {
+    let s = TestServer::start().await;
+    let b = Browser::new(&s);
+    let (_, _, home) = b.get("/?lang=en").await;
+    assert!(
+        home.contains("href=\"/apply/bundle/tax.new_business\""),
+        "{home}"
+    );
+    let (st, _, form) = b.get("/apply/bundle/tax.new_business?lang=en").await;
+    assert_eq!(st, StatusCode::OK);
+    // A section per service, ticked, its fields and files named under it.
+    assert!(form.contains("name=\"include.tax.registration\" value=\"yes\" checked"));
+    assert!(
+        form.contains("name=\"tax.registration:field.company\""),
+        "{form}"
+    );
+    assert!(form.contains("name=\"material.tax.registration:business_licence\""));
+    let csrf = csrf_of(&form);
+    let mut fields = vec![
+        ("csrf", csrf.as_str()),
+        ("applicant.name", "Riverside Tea Ltd"),
+        ("applicant.id", "91310000MA1TX0004A"),
+        ("include.tax.registration", "yes"),
+        ("tax.registration:field.company", "Riverside Tea Ltd"),
+        ("tax.registration:field.credit_code", "91310000MA1TX0004A"),
+        ("include.tax.invoice_purchase", "yes"),
+        ("tax.invoice_purchase:field.invoice_kind", "ordinary"),
+        ("tax.invoice_purchase:field.monthly_quantity", "many"),
+    ];
+    // Every problem of every service at once, each linked to its input.
+    let mut parts = text_parts(&fields);
+    parts.push((
+        "material.tax.registration:business_licence".into(),
+        Some("licence.pdf"),
+        b"%PDF-1.7 licence",
+    ));
+    let (st, html) = b
+        .post_multipart("/apply/bundle/tax.new_business?lang=en", &parts)
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(
+        html.contains("href=\"#tax_registration-material-legal_rep_id\""),
+        "{html}"
+    );
+    assert!(html.contains("href=\"#tax_invoice_purchase-field-monthly_quantity\""));
+    assert!(html.contains("id=\"tax_invoice_purchase-field-monthly_quantity-error\""));
+    // Unticked services stay unticked; what was typed stays.
+    assert!(!html.contains("name=\"include.tax.vat_general\" value=\"yes\" checked"));
+    assert!(html.contains("value=\"Riverside Tea Ltd\""));
+    let clerk = s.token("li.wei").await;
+    let (_, none) = s
+        .get("/api/applicants/91310000MA1TX0004A/cases", &clerk)
+        .await;
+    assert!(
+        none["cases"].as_array().unwrap().is_empty(),
+        "all or nothing"
+    );
+    // Right this time: two cases, one receipt.
+    fields.retain(|(k, _)| *k != "tax.invoice_purchase:field.monthly_quantity");
+    fields.push(("tax.invoice_purchase:field.monthly_quantity", "25"));
+    let mut parts = text_parts(&fields);
+    parts.push((
+        "material.tax.registration:business_licence".into(),
+        Some("licence.pdf"),
+        b"%PDF-1.7 licence",
+    ));
+    parts.push((
+        "material.tax.registration:legal_rep_id".into(),
+        Some("id.jpg"),
+        b"\xFF\xD8\xFF\xE0 an ID card",
+    ));
+    let (st, receipt) = b
+        .post_multipart("/apply/bundle/tax.new_business?lang=en", &parts)
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{receipt}");
+    let strong: Vec<String> = receipt
+        .split("<strong>")
+        .skip(1)
+        .map(|s| s.split("</strong>").next().unwrap().to_string())
+        .collect();
+    let reference = strong[0].clone();
+    assert!(reference.starts_with("tax.new_business-"), "{reference}");
+    assert_eq!(
+        strong.len(),
+        5,
+        "the reference and two numbers with their codes"
+    );
+    let code = strong[2].clone();
+    let (_, cases) = s
+        .get("/api/applicants/91310000MA1TX0004A/cases", &clerk)
+        .await;
+    let cases = cases["cases"].as_array().unwrap().clone();
+    assert_eq!(cases.len(), 2);
+    assert!(cases.iter().all(|c| c["bundle"] == reference.as_str()));
+    // Followed as one with the reference and either code.
+    let (_, _, track) = b.get("/track?lang=en").await;
+    let csrf = csrf_of(&track);
+    let (st, html) = b
+        .post_form(
+            "/track?lang=en",
+            &[("csrf", &csrf), ("number", &reference), ("code", &code)],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(html.contains("Tax registration") && html.contains("First purchase of invoices"));
+    assert_eq!(html.matches("Received, waiting for acceptance").count(), 2);
+    let (st, html) = b
+        .post_form(
+            "/track?lang=en",
+            &[
+                ("csrf", &csrf),
+                ("number", &reference),
+                ("code", "WRONG123"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("No application has this number and query code"));
+}

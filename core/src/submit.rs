@@ -216,7 +216,7 @@ impl Engine {
     }
 
     /// As [`Engine::submit_bundle`], with files: `(procedure, upload)`. Every problem of
-    /// every item is reported at once, its field named `<procedure>/<field>`.
+    /// every item is reported at once, its field named `<procedure>:<field>`.
     pub fn submit_bundle_with_files(
         &self,
         actor: &Actor,
@@ -277,11 +277,11 @@ impl Engine {
             ) {
                 Ok(w) => writes.push(w),
                 Err(Error::Invalid(list)) => problems.extend(list.into_iter().map(|p| Problem {
-                    field: Some(format!("{name}/{}", p.field.unwrap_or_default())),
+                    field: Some(format!("{name}:{}", p.field.unwrap_or_default())),
                     message: format!("{name}: {}", p.message),
                 })),
                 Err(e) => problems.push(Problem {
-                    field: Some(format!("{name}/")),
+                    field: Some(format!("{name}:")),
                     message: format!("{name}: {e}"),
                 }),
             }

@@ -161,15 +161,41 @@ pub(super) struct BundleSubmission {
     items: Vec<BundleItem>,
 }
 
+impl super::extract::JsonPart for BundleSubmission {
+    const PART: &'static str = "bundle";
+    fn absent() -> Option<Self> {
+        None
+    }
+}
+
+/// A bundle: JSON, or multipart with the JSON in a `bundle` part and each file in a
+/// part named `material.<procedure>:<material>`.
 pub(super) async fn submit_bundle(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Body(b): Body<BundleSubmission>,
+    sent: super::extract::WithFiles<BundleSubmission>,
 ) -> ApiResult<impl IntoResponse> {
     let actor = caller.0;
+    let b = sent.body;
+    let mut uploads = Vec::with_capacity(sent.uploads.len());
+    for mut u in sent.uploads {
+        let Some((procedure, material)) = u.material.split_once(':') else {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!(
+                    "file part 'material.{}': name it material.<procedure>:<material>",
+                    u.material
+                ),
+            ));
+        };
+        let procedure = procedure.to_string();
+        u.material = material.to_string();
+        uploads.push((procedure, u));
+    }
     let done = mutate(&s, move |e| {
-        e.submit_bundle(&actor, &id, b.applicant, b.items)
+        e.submit_bundle_with_files(&actor, &id, b.applicant, b.items, uploads)
     })
     .await?;
     let reference = done.case().bundle.clone();

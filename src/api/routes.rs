@@ -184,7 +184,8 @@ pub fn table() -> Vec<Route> {
             submit_bundle,
         )
         .created()
-        .body(s::bundle_submission),
+        .body(s::bundle_submission)
+        .uploads("bundle", true),
         Route::new(
             get.clone(),
             "/api/bundle-cases/{reference}",

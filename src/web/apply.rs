@@ -24,7 +24,7 @@ use crate::api::AppState;
 /// What the applicant sent: text by form name, and files.
 #[derive(Default)]
 pub(super) struct Sent {
-    text: HashMap<String, String>,
+    pub(super) text: HashMap<String, String>,
     pub(super) uploads: Vec<Upload>,
 }
 
@@ -65,9 +65,9 @@ pub(super) struct SummaryError {
     message: String,
 }
 
-/// The anchor of a problem's field on the form (`procedure/field` in a bundle's form).
+/// The anchor of a problem's field on the form (`procedure:field` in a bundle's form).
 pub(super) fn anchor(field: &str) -> String {
-    if let Some((procedure, rest)) = field.split_once('/') {
+    if let Some((procedure, rest)) = field.split_once(':') {
         return format!("{}-{}", procedure.replace('.', "_"), anchor(rest));
     }
     if let Some(id) = field.strip_prefix("material.") {
@@ -100,7 +100,7 @@ pub(super) fn material_view(
     material_input(m, lang, error, "")
 }
 
-/// A file input for material `m` of the form's section `prefix` (`procedure/` in a
+/// A file input for material `m` of the form's section `prefix` (`procedure:` in a
 /// bundle's form, empty otherwise).
 pub(super) fn material_input(
     m: &guichet_core::procedure::Material,
@@ -137,7 +137,7 @@ pub(super) fn material_input(
 }
 
 /// The inputs of `p`'s fields the applicant fills and of its materials, named under
-/// `prefix` (`procedure/` in a bundle's form), filled with what was `sent`, with
+/// `prefix` (`procedure:` in a bundle's form), filled with what was `sent`, with
 /// `problems` next to them.
 pub(super) fn procedure_inputs(
     p: &Procedure,

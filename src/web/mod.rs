@@ -10,6 +10,7 @@
 
 mod admin;
 mod apply;
+mod bundle;
 mod page;
 mod public;
 mod staff;
@@ -44,6 +45,10 @@ pub fn router() -> Router<AppState> {
         .route("/", get(public::home))
         .route("/guide/{id}", get(public::guide))
         .route("/apply/{id}", get(apply::form_page).post(apply::send))
+        .route(
+            "/apply/bundle/{id}",
+            get(bundle::form_page).post(bundle::send),
+        )
         .route("/track", get(track::track_form).post(track::track))
         .route("/track/supply", axum::routing::post(track::supply))
         .route("/track/withdraw", axum::routing::post(track::withdraw))

@@ -26,6 +26,15 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("error.html", include_str!("templates/error.html")),
     ("inputs.html", include_str!("templates/inputs.html")),
     ("apply.html", include_str!("templates/apply.html")),
+    ("bundle.html", include_str!("templates/bundle.html")),
+    (
+        "bundle_receipt.html",
+        include_str!("templates/bundle_receipt.html"),
+    ),
+    (
+        "bundle_tracked.html",
+        include_str!("templates/bundle_tracked.html"),
+    ),
     ("receipt.html", include_str!("templates/receipt.html")),
     ("signin.html", include_str!("templates/signin.html")),
     ("worklist.html", include_str!("templates/worklist.html")),
@@ -219,6 +228,7 @@ struct LanguageLink {
 }
 
 /// A page to answer with: a template, its context, and what the answer sets.
+#[derive(Clone)]
 pub struct Page {
     pub status: StatusCode,
     pub template: &'static str,

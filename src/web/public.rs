@@ -61,6 +61,7 @@ struct DepartmentServices {
 
 #[derive(Serialize)]
 struct BundleLink {
+    id: String,
     name: String,
     procedures: Vec<ServiceLink>,
 }
@@ -106,6 +107,7 @@ pub(super) async fn home(
         .bundles
         .values()
         .map(|b| BundleLink {
+            id: b.id.clone(),
             name: b.name.clone(),
             procedures: b.procedures.iter().filter_map(|id| link(id)).collect(),
         })

@@ -118,7 +118,30 @@ pub(super) async fn track(
             message: label(lang, "track.missing_code"),
         });
     }
-    if errors.is_empty() {
+    // A bundle's reference (`<bundle>-<code>`) tracks all its cases.
+    let bundle = s
+        .engine
+        .rules()
+        .bundles
+        .keys()
+        .any(|b| number.starts_with(&format!("{b}-")));
+    if errors.is_empty() && bundle {
+        let csrf = page::csrf_token(&headers).0;
+        match super::bundle::tracked(&s, &client, p.clone(), csrf, &number, &code).await {
+            Ok(page) => return page,
+            Err(e) => {
+                let key = match e.status {
+                    StatusCode::TOO_MANY_REQUESTS => "track.too_many",
+                    StatusCode::NOT_FOUND => "track.not_found",
+                    _ => "error.busy",
+                };
+                errors.push(FormError {
+                    field: "code",
+                    message: label(lang, key),
+                });
+            }
+        }
+    } else if errors.is_empty() {
         match crate::api::applicant_lookup(&s, &client, &number, &code, move |e, case| {
             tracked(e, case, lang, &[])
         })

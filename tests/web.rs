@@ -835,6 +835,54 @@ async fn a_supervisor_watches_the_board_issues_a_card_and_handlers_pass_work_on(
     let (_, _, html) = boss.get("/staff/board?lang=en").await;
     assert!(html.contains("No card waits for an answer."), "{html}");
     let _ = clerk_csrf;
+    // The case page lists the notices sent about the case.
+    let (_, _, page) = boss.get(&format!("/staff/cases/{number}?lang=en")).await;
+    assert!(page.contains("<h2>Notices</h2>"), "{page}");
+
+    // The head names a deputy for Xu Li's tasks, then ends it.
+    let (st, _, html) = boss
+        .post_form_full(
+            "/staff/board/delegate?lang=en",
+            &[
+                ("csrf", &csrf),
+                ("from", "xu.li"),
+                ("to", "ma.jun"),
+                ("starts", "2026-01-01"),
+                ("ends", "2026-12-31"),
+                ("reason", "Annual leave"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "{html}");
+    let (_, d) = s.get("/api/delegations", &s.admin).await;
+    let id = d["delegations"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(d["delegations"][0]["to"], "ma.jun");
+    let (_, _, html) = boss.get("/staff/board?lang=en").await;
+    assert!(html.contains("Annual leave"), "{html}");
+    // Dates that are not dates are said, and nothing is delegated.
+    let (st, _, html) = boss
+        .post_form_full(
+            "/staff/board/delegate?lang=en",
+            &[
+                ("csrf", &csrf),
+                ("from", "xu.li"),
+                ("to", "ma.jun"),
+                ("starts", "soon"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("Give the first and the last day as dates."));
+    let (st, _, _) = boss
+        .post_form_full(
+            "/staff/board/revoke",
+            &[("csrf", &csrf), ("delegation", &id)],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let (_, d) = s.get("/api/delegations", &s.admin).await;
+    assert!(d["delegations"][0]["revoked_at"].is_string(), "{d}");
+    assert_eq!(d["delegations"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

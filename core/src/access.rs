@@ -152,6 +152,29 @@ impl Engine {
     }
 
     /// Every delegation, newest first.
+    /// The delegations `actor` gave or received, or may manage as a supervisor of the
+    /// delegating staff member's groups (every one for the administrator and auditors),
+    /// newest first.
+    pub fn delegations_for(&self, actor: &Actor) -> Vec<Delegation> {
+        let rules = self.rules();
+        self.delegations()
+            .into_iter()
+            .filter(|d| match actor {
+                Actor::Staff(me) => {
+                    d.from == *me
+                        || d.to == *me
+                        || rules.is_auditor(me)
+                        || rules
+                            .groups_of(&d.from)
+                            .iter()
+                            .any(|g| rules.supervises(me, g))
+                }
+                Actor::Admin => true,
+                Actor::Applicant(_) | Actor::Public => false,
+            })
+            .collect()
+    }
+
     pub fn delegations(&self) -> Vec<Delegation> {
         let mut v = self.delegations.read().clone();
         v.reverse();

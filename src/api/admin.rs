@@ -142,24 +142,7 @@ pub(super) async fn delegations(
     State(s): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Value>> {
-    let rules = s.engine.rules();
-    let list: Vec<_> = s
-        .engine
-        .delegations()
-        .into_iter()
-        .filter(|d| match &caller.0 {
-            Actor::Staff(me) => {
-                d.from == *me
-                    || d.to == *me
-                    || rules.is_auditor(me)
-                    || rules
-                        .groups_of(&d.from)
-                        .iter()
-                        .any(|g| rules.supervises(me, g))
-            }
-            _ => true,
-        })
-        .collect();
+    let list = s.engine.delegations_for(&caller.0);
     Ok(Json(json!({ "delegations": list })))
 }
 

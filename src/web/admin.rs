@@ -362,7 +362,7 @@ pub(super) async fn audit(
             .filter_map(|(k, v)| {
                 v.as_deref()
                     .filter(|v| !v.is_empty())
-                    .map(|v| format!("{k}={}", encode(v)))
+                    .map(|v| format!("{k}={}", page::url_encode(v)))
             })
             .collect::<Vec<_>>()
             .join("&");
@@ -383,16 +383,4 @@ pub(super) async fn audit(
             refused(p, e.status)
         }
     }
-}
-
-/// Percent-encoding of a query value.
-fn encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

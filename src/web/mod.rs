@@ -67,6 +67,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/{action}", axum::routing::post(admin::admin_action))
         .route("/audit", get(admin::audit))
         .route("/staff/board", get(staff::board))
+        .route(
+            "/staff/board/{action}",
+            axum::routing::post(staff::board_action),
+        )
         .route("/staff/intake", get(staff::intake_list))
         .route(
             "/staff/intake/{id}",

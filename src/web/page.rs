@@ -227,6 +227,18 @@ struct LanguageLink {
     name: String,
 }
 
+/// Percent-encoding of a query value.
+pub fn url_encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A page to answer with: a template, its context, and what the answer sets.
 #[derive(Clone)]
 pub struct Page {

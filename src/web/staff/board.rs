@@ -37,7 +37,29 @@ struct CardRow {
 }
 
 #[derive(Serialize)]
+struct DelegationLine {
+    id: String,
+    from: String,
+    to: String,
+    starts: String,
+    ends: String,
+    reason: String,
+    revoked: bool,
+}
+
+#[derive(Serialize)]
+struct Person {
+    id: String,
+    name: String,
+}
+
+#[derive(Serialize)]
 struct BoardView {
+    delegations: Vec<DelegationLine>,
+    /// Whose tasks may be delegated from here: the members of the groups supervised.
+    members: Vec<Person>,
+    /// Who may deputise: every staff member.
+    staff: Vec<Person>,
     groups: Vec<String>,
     rows: Vec<Row>,
     counts: guichet_core::tasks::LevelCounts,
@@ -131,7 +153,34 @@ fn board_view(
             holders: c.card.holders.iter().map(|g| group_name(g)).collect(),
         })
         .collect();
+    let mut members: Vec<String> = b
+        .groups
+        .iter()
+        .filter_map(|g| rules.groups.get(g))
+        .flat_map(|g| g.members.clone())
+        .collect();
+    members.sort();
+    members.dedup();
+    let person = |id: &String| Person {
+        id: id.clone(),
+        name: staff_name(id),
+    };
     Ok(BoardView {
+        delegations: e
+            .delegations_for(actor)
+            .into_iter()
+            .map(|d| DelegationLine {
+                from: staff_name(&d.from),
+                to: staff_name(&d.to),
+                starts: d.starts.to_string(),
+                ends: d.ends.to_string(),
+                revoked: d.revoked_at.is_some(),
+                reason: d.reason,
+                id: d.id,
+            })
+            .collect(),
+        members: members.iter().map(person).collect(),
+        staff: rules.staff.keys().map(person).collect(),
         groups: b.groups.iter().map(|g| group_name(g)).collect(),
         rows,
         counts: b.tasks.counts,
@@ -152,8 +201,25 @@ pub(in crate::web) async fn board(
         Ok(x) => x,
         Err(r) => return r,
     };
+    let flash = l.done.is_some().then(|| page::label(p.lang, "staff.done"));
+    let p = p.with("flash", flash);
+    show_board(&s, actor, p, l.page.unwrap_or(1).max(1), None).await
+}
+
+/// Renders the board's `page`, with what was refused, if anything.
+async fn show_board(
+    s: &AppState,
+    actor: guichet_core::Actor,
+    p: Page,
+    page: usize,
+    refused_because: Option<String>,
+) -> Response {
     let lang = p.lang;
-    let page = l.page.unwrap_or(1).max(1);
+    let status = if refused_because.is_some() {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        axum::http::StatusCode::OK
+    };
     match s
         .pool
         .call(move |e| board_view(e, &actor, lang, page))
@@ -163,15 +229,74 @@ pub(in crate::web) async fn board(
             template: "board.html",
             ..p
         }
+        .status(status)
         .with("b", view)
-        .with(
-            "flash",
-            l.done.is_some().then(|| page::label(lang, "staff.done")),
-        )
+        .with("refused", refused_because)
         .into_response(),
         Err(e) => {
             let e: crate::error::ApiError = e.into();
             refused(p, e.status)
+        }
+    }
+}
+
+/// A supervisor hands a member's tasks to a deputy between two dates, or ends a
+/// delegation: the engine's `delegate` and `revoke_delegation`, as on the API.
+pub(in crate::web) async fn board_action(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(action): axum::extract::Path<String>,
+    Query(q): Query<PageQuery>,
+    axum::Form(f): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    let (actor, p) = match staff(&s, &headers, &q, Permission::Supervisor, &Method::POST).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let get = |name: &str| {
+        f.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    if !page::csrf_ok(&headers, &get("csrf")) {
+        return refused(p, axum::http::StatusCode::FORBIDDEN);
+    }
+    let lang = p.lang;
+    let done = match action.as_str() {
+        "delegate" => {
+            let day = |name: &str| chrono::NaiveDate::parse_from_str(&get(name), "%Y-%m-%d");
+            let (Ok(starts), Ok(ends)) = (day("starts"), day("ends")) else {
+                return show_board(&s, actor, p, 1, Some(page::label(lang, "board.dates"))).await;
+            };
+            let req = guichet_core::access::DelegationRequest {
+                from: get("from"),
+                to: get("to"),
+                starts,
+                ends,
+                reason: get("reason"),
+            };
+            let who = actor.clone();
+            s.pool
+                .commit(move |e| e.delegate(&who, req), |r| r.1)
+                .await
+                .map(|_| ())
+        }
+        "revoke" => {
+            let (who, id) = (actor.clone(), get("delegation"));
+            s.pool
+                .commit(move |e| e.revoke_delegation(&who, &id), |r| r.1)
+                .await
+                .map(|_| ())
+        }
+        _ => return super::super::public::not_found(p),
+    };
+    match done {
+        Ok(()) => axum::response::Redirect::to("/staff/board?done=1").into_response(),
+        Err(e) => {
+            let e: crate::error::ApiError = e.into();
+            let message = page::label(lang, "staff.refused").replace("{reason}", &e.message);
+            show_board(&s, actor, p, 1, Some(message)).await
         }
     }
 }

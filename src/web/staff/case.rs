@@ -91,6 +91,16 @@ struct EventLine {
 }
 
 #[derive(Serialize)]
+struct NoticeLine {
+    at: String,
+    recipient: String,
+    channel: String,
+    subject: String,
+    status: String,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
 struct CaseActions {
     suspend: bool,
     resume: bool,
@@ -117,6 +127,7 @@ struct CaseView {
     materials: Vec<MaterialLine>,
     cards: Vec<CardLine>,
     history: Vec<EventLine>,
+    notices: Vec<NoticeLine>,
 }
 
 /// The name of step `id` of `p` in `lang`.
@@ -135,6 +146,7 @@ fn case_view(
 ) -> guichet_core::Result<CaseView> {
     let case = e.visible_case(actor, reference)?;
     let history = e.history(case.id)?;
+    let notices = e.notices(&case)?;
     let proc = e.procedure_of(&case)?;
     let offers = e.offers(actor, &case, &proc);
     let rules = e.rules();
@@ -308,6 +320,22 @@ fn case_view(
                     .collect(),
                 answer: c.answer.as_ref().map(|a| a.reason.clone()),
                 answerable: offers.answer_cards.contains(&c.id),
+            })
+            .collect(),
+        notices: notices
+            .iter()
+            .map(|n| NoticeLine {
+                at: when(n.created_at),
+                recipient: n.recipient.clone(),
+                channel: n.channel.clone(),
+                // A text message has no subject: its text says it all.
+                subject: if n.subject.is_empty() {
+                    n.body.clone()
+                } else {
+                    n.subject.clone()
+                },
+                status: text(n.status),
+                error: n.error.clone(),
             })
             .collect(),
         history: history

@@ -9,7 +9,7 @@ mod case;
 mod intake;
 mod worklist;
 
-pub(super) use board::board;
+pub(super) use board::{board, board_action};
 pub(super) use case::{case_action, case_file, case_page, task_action};
 pub(super) use intake::{intake_form, intake_list, intake_send};
 pub(super) use worklist::worklist;

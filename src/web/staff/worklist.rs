@@ -28,6 +28,9 @@ pub(in crate::web) struct ListQuery {
     procedure: Option<String>,
     #[serde(default)]
     mine: Option<String>,
+    /// A bundle's reference: its cases' tasks only.
+    #[serde(default)]
+    bundle: Option<String>,
     #[serde(default)]
     pub(super) page: Option<usize>,
     #[serde(default)]
@@ -71,6 +74,7 @@ pub(in crate::web) async fn worklist(
             .as_deref()
             .and_then(|v| serde_json::from_value(serde_json::json!(v)).ok()),
         mine: l.mine.as_deref() == Some("true"),
+        bundle: l.bundle.clone().filter(|v| !v.trim().is_empty()),
         level: l
             .level
             .as_deref()
@@ -139,9 +143,13 @@ pub(in crate::web) async fn worklist(
         ("state", l.state.as_deref()),
         ("procedure", l.procedure.as_deref()),
         ("mine", l.mine.as_deref()),
+        ("bundle", l.bundle.as_deref()),
     ]
     .iter()
-    .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| format!("{k}={v}")))
+    .filter_map(|(k, v)| {
+        v.filter(|v| !v.is_empty())
+            .map(|v| format!("{k}={}", page::url_encode(v)))
+    })
     .collect::<Vec<_>>()
     .join("&");
     let flash = l.done.is_some().then(|| page::label(lang, "staff.done"));
@@ -155,7 +163,7 @@ pub(in crate::web) async fn worklist(
             "filter",
             serde_json::json!({
                 "level": l.level, "state": l.state, "procedure": l.procedure,
-                "mine": l.mine.as_deref() == Some("true"),
+                "mine": l.mine.as_deref() == Some("true"), "bundle": l.bundle,
             }),
         )
         .with("flash", flash)

@@ -139,6 +139,10 @@ const MATRIX: &[(&str, &str)] = &[
         "401  403  ok   ok   403  ok   ok",
     ),
     (
+        "GET /api/admin/notices/failed",
+        "401  403  403  403  403  ok   403",
+    ),
+    (
         "POST /api/admin/notices/{id}/retry",
         "401  403  403  403  403  ok   403",
     ),
@@ -175,6 +179,10 @@ const MATRIX: &[(&str, &str)] = &[
     ),
     (
         "POST /api/admin/passwords",
+        "401  403  403  403  403  ok   403",
+    ),
+    (
+        "POST /api/admin/password-links",
         "401  403  403  403  403  ok   403",
     ),
     (
@@ -247,6 +255,7 @@ fn body_for(path: &str) -> Value {
         }),
         "/api/admin/tokens" => json!({ "subject": "zhao.min" }),
         "/api/admin/passwords" => json!({ "staff": "zhao.min", "password": "a long passphrase" }),
+        "/api/admin/password-links" => json!({ "staff": "zhao.min" }),
         // Real submissions: `ok` then means a case was created.
         "/api/cases" => tax_case(),
         "/api/bundles/{id}/cases" => json!({

@@ -174,6 +174,28 @@ async fn a_gateway_that_is_down_delays_notices_without_blocking_cases() {
         "{failed}"
     );
     assert_eq!(failed["attempts"], 1, "a 400 is not retried");
+    let listed = s
+        .get("/api/admin/notices/failed?limit=10", &s.admin)
+        .await
+        .1;
+    let ids: Vec<&Value> = listed["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| &n["id"])
+        .collect();
+    assert!(
+        ids.contains(&&failed["id"]),
+        "the administrator's list: {listed}"
+    );
+    assert!(
+        listed["notices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["status"] == "failed"),
+        "{listed}"
+    );
 
     // The administrator queues it again once the receiver is fixed.
     rx.script.lock().unwrap().clear();
@@ -188,6 +210,15 @@ async fn a_gateway_that_is_down_delays_notices_without_blocking_cases() {
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
+    let listed = s.get("/api/admin/notices/failed", &s.admin).await.1;
+    assert!(
+        listed["notices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["id"] != failed["id"]),
+        "a retried notice left the list: {listed}"
+    );
     let fid = failed["id"].clone();
     eventually("the retried notice", async || {
         notices(&s, id)

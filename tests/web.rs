@@ -709,6 +709,18 @@ async fn a_clerk_signs_in_works_the_worklist_and_decides_on_the_case_page() {
         .await;
     assert_eq!(st, StatusCode::CONFLICT);
     assert!(html.contains("Not done:"), "{html}");
+    // In Chinese, the kind of refusal in Chinese, the engine's details after it.
+    let (st, _, html) = b
+        .post_form_full(
+            &format!("/staff/tasks/{task}/complete?lang=zh"),
+            &[("csrf", &csrf), ("outcome", "accept")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    assert!(
+        html.contains("未办理：案件已被他人修改，请刷新后重试（task"),
+        "{html}"
+    );
     // Signing out ends the session: the cookie no longer opens anything.
     let (st, h, _) = b
         .post_form_full("/staff/sign-out", &[("csrf", &csrf)])
@@ -1043,7 +1055,10 @@ async fn an_applicant_answers_a_supplement_request_with_a_file_and_can_withdraw(
         .post_multipart("/track/supply?lang=en", &text_parts(&fields))
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
-    assert!(page.contains("send at least one"), "{page}");
+    assert!(
+        page.contains("Send at least one of the materials"),
+        "{page}"
+    );
     let mut parts = text_parts(&fields);
     parts.push((
         "material.site_plan".into(),
@@ -1054,6 +1069,16 @@ async fn an_applicant_answers_a_supplement_request_with_a_file_and_can_withdraw(
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
     assert!(page.contains("href=\"#material-site_plan\""), "{page}");
     assert!(page.contains("id=\"material-site_plan-error\""));
+    assert!(
+        page.contains("the file&#x27;s content is not a PDF file."),
+        "worded for the applicant: {page}"
+    );
+    // In Chinese, naming the material by its Chinese name.
+    let (_, page) = b.post_multipart("/track/supply?lang=zh", &parts).await;
+    assert!(
+        page.contains("供电点平面图：文件内容不是 PDF 文件。"),
+        "{page}"
+    );
     assert_eq!(s.case(id).await["status"], "supplement");
     // A wrong code is a wrong code here too.
     let wrong = [
@@ -1482,4 +1507,152 @@ async fn an_applicant_applies_for_a_bundle_once_and_follows_it_as_one() {
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("No application has this number and query code"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_administrator_sends_a_failed_notice_again_and_hands_out_a_one_time_password_link() {
+    // The SMS gateway refuses everything until it is fixed.
+    let (rx, url) = Receiver::start().await;
+    rx.script.lock().unwrap().extend([400; 64]);
+    let tmp = tempfile::tempdir().unwrap();
+    let s = TestServer::start_configured(
+        example_scripts(),
+        tmp.path().join("data"),
+        Arc::new(SystemClock),
+        move |c| {
+            let table: toml::Value =
+                toml::from_str(&format!(
+                    "[channels.sms]\nurl = \"{url}/sms\"\nsecret = \"a-webhook-secret-of-some-length\"\n"
+                )).unwrap();
+            c.plugins.insert("webhook".into(), table);
+        },
+    )
+    .await;
+    let (id, number, _) = s.submit(power_case(100.0)).await;
+    let mut failed = None;
+    for _ in 0..200 {
+        let (_, v) = s.get(&format!("/api/cases/{id}/notices"), &s.admin).await;
+        failed = v["notices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["status"] == "failed")
+            .cloned();
+        if failed.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let failed = failed.expect("the refused notice fails");
+
+    let b = Browser::new(&s);
+    let (_, _, form) = b.get("/staff/sign-in?lang=en").await;
+    let csrf = csrf_of(&form);
+    b.post_form_full(
+        "/staff/sign-in/admin",
+        &[("csrf", &csrf), ("token", &s.admin)],
+    )
+    .await;
+    let (st, _, page) = b.get("/admin?lang=en").await;
+    assert_eq!(st, StatusCode::OK);
+    let section = &page[page.find("id=\"failed-notices\"").unwrap()..];
+    assert!(section.contains(&number), "{section}");
+    assert!(section.contains("400"), "the gateway's answer: {section}");
+    let notice = failed["id"].as_str().unwrap();
+    assert!(section.contains(&format!("value=\"{notice}\"")));
+
+    // Fixed, sent again from the page: it leaves the list and is delivered.
+    rx.script.lock().unwrap().clear();
+    let (st, h, _) = b
+        .post_form_full("/admin/retry", &[("csrf", &csrf), ("notice", notice)])
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "{h:?}");
+    let mut delivered = false;
+    for _ in 0..200 {
+        let (_, v) = s.get(&format!("/api/cases/{id}/notices"), &s.admin).await;
+        delivered = v["notices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == failed["id"] && n["status"] == "delivered");
+        if delivered {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(delivered, "the notice sent again was delivered");
+    let (_, _, page) = b.get("/admin?lang=en").await;
+    assert!(page.contains("No notice has failed."));
+
+    // A one-time link lets the clerk choose a password, once.
+    let (st, _, page) = b
+        .post_form_full(
+            "/admin/password-link?lang=en",
+            &[("csrf", &csrf), ("staff", "li.wei")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    let page = page.replace("&#x2f;", "/");
+    let start = page.find("/password/").unwrap();
+    let link = &page[start..];
+    let link = link[..link.find('<').unwrap()].to_string();
+    assert!(page.contains(&format!("http://{}{link}", &s.base["http://".len()..])));
+    let clerk = Browser::new(&s);
+    let (st, _, form) = clerk.get(&format!("{link}?lang=en")).await;
+    assert_eq!(st, StatusCode::OK, "{form}");
+    assert!(form.contains("li.wei"));
+    let clerk_csrf = csrf_of(&form);
+    let (st, _, page) = clerk
+        .post_form_full(
+            &format!("{link}?lang=en"),
+            &[
+                ("csrf", &clerk_csrf),
+                ("password", "my own passphrase"),
+                ("again", "my own passphrase!"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("The two passwords are not the same."));
+    // Without the form's CSRF token: refused, the link still good.
+    let (st, _, _) = clerk
+        .post_form_full(
+            &link,
+            &[
+                ("password", "my own passphrase"),
+                ("again", "my own passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, h, _) = clerk
+        .post_form_full(
+            &link,
+            &[
+                ("csrf", &clerk_csrf),
+                ("password", "my own passphrase"),
+                ("again", "my own passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    assert_eq!(location(&h), "/staff/sign-in?done=password");
+    let (_, _, page) = clerk.get("/staff/sign-in?done=password&lang=en").await;
+    assert!(page.contains("Your password is set."));
+    let (st, h, _) = clerk
+        .post_form_full(
+            "/staff/sign-in",
+            &[
+                ("csrf", &clerk_csrf),
+                ("staff", "li.wei"),
+                ("password", "my own passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    assert_eq!(location(&h), "/staff");
+    // Spent.
+    let (st, _, page) = clerk.get(&format!("{link}?lang=en")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(page.contains("This link does not work"));
 }

@@ -64,20 +64,27 @@ pub fn check_upload(decl: &Material, upload: &Upload) -> Vec<Problem> {
     let mut problems = Vec::new();
     let max = u64::from(decl.max_mb.unwrap_or(DEFAULT_MAX_MB)) << 20;
     if upload.bytes.is_empty() {
-        problems.push(Problem::of(
-            field.as_str(),
-            format!("material '{}' ({}): the file is empty", decl.id, decl.name),
-        ));
+        problems.push(
+            Problem::of(
+                field.as_str(),
+                format!("material '{}' ({}): the file is empty", decl.id, decl.name),
+            )
+            .code("empty_file"),
+        );
     } else if upload.bytes.len() as u64 > max {
-        problems.push(Problem::of(
-            field.as_str(),
-            format!(
-                "material '{}' ({}): the file is larger than {} MiB",
-                decl.id,
-                decl.name,
-                max >> 20
-            ),
-        ));
+        problems.push(
+            Problem::of(
+                field.as_str(),
+                format!(
+                    "material '{}' ({}): the file is larger than {} MiB",
+                    decl.id,
+                    decl.name,
+                    max >> 20
+                ),
+            )
+            .code("too_large")
+            .param("mb", (max >> 20).to_string()),
+        );
     }
     let ext = extension(&upload.name);
     let content_ok = match signatures(&ext) {
@@ -97,19 +104,23 @@ pub fn check_upload(decl: &Material, upload: &Upload) -> Vec<Problem> {
     // An extension the material does not accept is reported with the materials.
     let accepted = decl.formats.is_empty() || decl.formats.contains(&ext);
     if !upload.bytes.is_empty() && accepted && !content_ok {
-        problems.push(Problem::of(
-            field,
-            format!(
-                "material '{}' ({}): the file's content is not {}",
-                decl.id,
-                decl.name,
-                if ext.is_empty() {
-                    "of an accepted format".to_string()
-                } else {
-                    format!("a {} file", ext.to_uppercase())
-                }
-            ),
-        ));
+        problems.push(
+            Problem::of(
+                field,
+                format!(
+                    "material '{}' ({}): the file's content is not {}",
+                    decl.id,
+                    decl.name,
+                    if ext.is_empty() {
+                        "of an accepted format".to_string()
+                    } else {
+                        format!("a {} file", ext.to_uppercase())
+                    }
+                ),
+            )
+            .code("content")
+            .param("format", ext.to_uppercase()),
+        );
     }
     problems
 }
@@ -144,10 +155,13 @@ pub fn check_uploads(p: &crate::procedure::Procedure, uploads: &[Upload]) -> Vec
     for up in uploads {
         match p.materials.iter().find(|m| m.id == up.material) {
             Some(decl) => problems.extend(check_upload(decl, up)),
-            None => problems.push(Problem::of(
-                format!("material.{}", up.material),
-                format!("unknown material '{}'", up.material),
-            )),
+            None => problems.push(
+                Problem::of(
+                    format!("material.{}", up.material),
+                    format!("unknown material '{}'", up.material),
+                )
+                .code("unknown_material"),
+            ),
         }
     }
     problems

@@ -151,6 +151,17 @@ impl Engine {
         Ok(n)
     }
 
+    /// Notices that failed for good, the latest failure first: what an administrator
+    /// looks through before fixing a channel and retrying.
+    pub fn failed_notices(&self, actor: &Actor, limit: usize) -> Result<Vec<Notice>> {
+        if *actor != Actor::Admin {
+            return Err(Error::Forbidden(
+                "only the administrator may list failed notices".into(),
+            ));
+        }
+        self.store().failed_notices(limit)
+    }
+
     fn notice_by_id(&self, id: &str) -> Result<Notice> {
         let missing = || Error::NotFound(format!("notice {id} not found"));
         let (c, s, k) = parse_notice_id(id).ok_or_else(missing)?;

@@ -2,6 +2,10 @@
 //! their bearer tokens). A password is stored as an argon2id hash (a PHC string) and set
 //! by the administrator; a session is a token of its own kind that lives a working day,
 //! so checking it, expiring it and revoking it work as for every token.
+//!
+//! Instead of choosing a password for someone, the administrator may hand out a one-time
+//! link: whoever opens it within three days sets the staff member's password once. Only
+//! the newest link of a staff member works; it is not a token and opens no session.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -18,8 +22,38 @@ pub const SESSION_LABEL: &str = "session";
 /// Shortest password accepted.
 pub const MIN_PASSWORD: usize = 10;
 
+/// How long a one-time password link stays valid.
+pub const PASSWORD_LINK_HOURS: i64 = 72;
+
 fn password_key(staff: &str) -> String {
     format!("password:{staff}")
+}
+
+fn link_key(hash: &str) -> String {
+    format!("password_link:{hash}")
+}
+
+fn latest_link_key(staff: &str) -> String {
+    format!("password_link_of:{staff}")
+}
+
+/// A one-time password link as stored (under the hash of its secret).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PasswordLink {
+    staff: String,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    #[serde(default)]
+    used_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn check_password(password: &str) -> Result<()> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD || password.len() > 1024 {
+        return Err(Error::Validation(format!(
+            "a password has {MIN_PASSWORD} characters at least (and 1024 bytes at most)"
+        )));
+    }
+    Ok(())
 }
 
 impl Engine {
@@ -36,12 +70,17 @@ impl Engine {
                 "staff '{staff}' is not in the office scripts"
             )));
         }
-        let chars = password.chars().count();
-        if chars < MIN_PASSWORD || password.len() > 1024 {
-            return Err(Error::Validation(format!(
-                "a password has {MIN_PASSWORD} characters at least (and 1024 bytes at most)"
-            )));
-        }
+        check_password(password)?;
+        self.store_password(staff, password)?;
+        self.store().append_audit(vec![crate::audit::Record::new(
+            self.now(),
+            actor.name(),
+            "password.set",
+            format!("staff:{staff}"),
+        )])
+    }
+
+    fn store_password(&self, staff: &str, password: &str) -> Result<()> {
         let mut bytes = [0u8; 16];
         rand::Rng::fill(&mut rand::rng(), &mut bytes);
         let salt = SaltString::encode_b64(&bytes)
@@ -50,14 +89,98 @@ impl Engine {
             .hash_password(password.as_bytes(), &salt)
             .map_err(|e| Error::Store(format!("cannot hash a password: {e}")))?
             .to_string();
+        self.store().put_meta(&password_key(staff), phc.as_bytes())
+    }
+
+    /// Makes a one-time link for a staff member to set their own password (the
+    /// administrator's act; recorded): its secret, to put in the link, and when it
+    /// expires. An earlier link of the same staff member stops working.
+    pub fn password_link(
+        &self,
+        actor: &Actor,
+        staff: &str,
+    ) -> Result<(String, chrono::DateTime<chrono::Utc>, u64)> {
+        if !matches!(actor, Actor::Admin) {
+            return Err(Error::Forbidden(
+                "password links are made by the administrator".into(),
+            ));
+        }
+        if !self.rules().staff.contains_key(staff) {
+            return Err(Error::Validation(format!(
+                "staff '{staff}' is not in the office scripts"
+            )));
+        }
+        let mut bytes = [0u8; 32];
+        rand::Rng::fill(&mut rand::rng(), &mut bytes);
+        let secret = hex::encode(bytes);
+        let hash = hash_secret(&secret);
+        let expires_at = self.now() + chrono::Duration::hours(PASSWORD_LINK_HOURS);
+        let link = PasswordLink {
+            staff: staff.to_string(),
+            expires_at,
+            used_at: None,
+        };
         self.store()
-            .put_meta(&password_key(staff), phc.as_bytes())?;
-        self.store().append_audit(vec![crate::audit::Record::new(
+            .put_meta(&link_key(&hash), &serde_json::to_vec(&link)?)?;
+        self.store()
+            .put_meta(&latest_link_key(staff), hash.as_bytes())?;
+        let receipt = self.store().append_audit(vec![crate::audit::Record::new(
             self.now(),
             actor.name(),
-            "password.set",
+            "password.link_issued",
             format!("staff:{staff}"),
-        )])
+        )])?;
+        Ok((secret, expires_at, receipt))
+    }
+
+    /// The staff member a one-time link is for, if it still works (unused, unexpired,
+    /// the newest of theirs).
+    pub fn password_link_staff(&self, secret: &str) -> Result<Option<String>> {
+        Ok(self.live_link(secret)?.map(|(_, link)| link.staff))
+    }
+
+    fn live_link(&self, secret: &str) -> Result<Option<(String, PasswordLink)>> {
+        let hash = hash_secret(secret);
+        let Some(raw) = self.store().meta(&link_key(&hash))? else {
+            return Ok(None);
+        };
+        let link: PasswordLink = serde_json::from_slice(&raw)?;
+        let newest = self.store().meta(&latest_link_key(&link.staff))?;
+        let live = link.used_at.is_none()
+            && link.expires_at > self.now()
+            && newest.as_deref() == Some(hash.as_bytes())
+            && self.rules().staff.contains_key(&link.staff);
+        Ok(live.then_some((hash, link)))
+    }
+
+    /// Sets a password through a one-time link, which then stops working. `None` if the
+    /// link does not work (any reason: the same answer); a password too short is a
+    /// validation error that leaves the link usable.
+    pub fn redeem_password_link(&self, secret: &str, password: &str) -> Result<Option<u64>> {
+        let Some((hash, mut link)) = self.live_link(secret)? else {
+            self.audit_or_warn(crate::audit::Record::new(
+                self.now(),
+                "anonymous",
+                "password.link_refused",
+                "password_link".to_string(),
+            ));
+            return Ok(None);
+        };
+        check_password(password)?;
+        link.used_at = Some(self.now());
+        // Used first: a crash in between leaves the old password and a spent link (ask
+        // for another), never a link that works twice.
+        self.store()
+            .put_meta(&link_key(&hash), &serde_json::to_vec(&link)?)?;
+        self.store_password(&link.staff, password)?;
+        let receipt = self.store().append_audit(vec![crate::audit::Record::new(
+            self.now(),
+            link.staff.clone(),
+            "password.set",
+            format!("staff:{}", link.staff),
+        )
+        .with_detail("with a one-time link".to_string())])?;
+        Ok(Some(receipt))
     }
 
     /// Signs a staff member in with their password: a new session token and its secret,

@@ -191,9 +191,12 @@ impl Engine {
         crate::files::name_uploads(&mut materials, &uploads);
         errs.extend(check_materials_partial(&proc, &materials));
         if data.is_empty() && materials.is_empty() {
-            errs.push(crate::form::Problem::general(
-                "send at least one of the materials or answers asked for",
-            ));
+            errs.push(
+                crate::form::Problem::general(
+                    "send at least one of the materials or answers asked for",
+                )
+                .code("nothing_sent"),
+            );
         }
         if !errs.is_empty() {
             return Err(Error::Invalid(errs));

@@ -73,16 +73,22 @@ impl Engine {
             && a.id.len() <= 64
             && a.id.chars().all(|c| c.is_ascii_alphanumeric());
         if !ok_id {
-            problems.push(Problem::of(
-                "applicant.id",
-                "applicant.id must be 1-64 letters or digits (ID card number or credit code)",
-            ));
+            problems.push(
+                Problem::of(
+                    "applicant.id",
+                    "applicant.id must be 1-64 letters or digits (ID card number or credit code)",
+                )
+                .code("applicant_id"),
+            );
         }
         if a.name.trim().is_empty() || a.name.len() > 200 {
-            problems.push(Problem::of(
-                "applicant.name",
-                "applicant.name is required (at most 200 bytes)",
-            ));
+            problems.push(
+                Problem::of(
+                    "applicant.name",
+                    "applicant.name is required (at most 200 bytes)",
+                )
+                .code("applicant_name"),
+            );
         }
         problems
     }
@@ -279,11 +285,9 @@ impl Engine {
                 Err(Error::Invalid(list)) => problems.extend(list.into_iter().map(|p| Problem {
                     field: Some(format!("{name}:{}", p.field.unwrap_or_default())),
                     message: format!("{name}: {}", p.message),
+                    ..p
                 })),
-                Err(e) => problems.push(Problem {
-                    field: Some(format!("{name}:")),
-                    message: format!("{name}: {e}"),
-                }),
+                Err(e) => problems.push(Problem::of(format!("{name}:"), format!("{name}: {e}"))),
             }
         }
         if !problems.is_empty() {

@@ -95,3 +95,50 @@ fn the_administrator_token_opens_a_short_session_and_nothing_else_does() {
     assert_eq!(e.authenticate(&session).unwrap(), None);
     assert_eq!(e.authenticate(&admin).unwrap(), Some(Actor::Admin));
 }
+
+#[test]
+fn a_one_time_link_sets_a_password_once_within_three_days() {
+    let (e, clock, _tmp) = engine();
+    assert!(matches!(
+        e.password_link(&Actor::Staff("li.wei".into()), "li.wei"),
+        Err(Error::Forbidden(_))
+    ));
+    assert!(e.password_link(&Actor::Admin, "nobody").is_err());
+    let (first, _, _) = e.password_link(&Actor::Admin, "li.wei").unwrap();
+    let (secret, expires, _) = e.password_link(&Actor::Admin, "li.wei").unwrap();
+    assert_eq!(expires, e.now() + chrono::Duration::hours(72));
+    // Only the newest link works; the link is no token.
+    assert_eq!(e.password_link_staff(&first).unwrap(), None);
+    assert_eq!(
+        e.password_link_staff(&secret).unwrap().as_deref(),
+        Some("li.wei")
+    );
+    assert_eq!(e.authenticate(&secret).unwrap(), None);
+    // A password too short leaves the link usable.
+    assert!(matches!(
+        e.redeem_password_link(&secret, "short"),
+        Err(Error::Validation(_))
+    ));
+    assert!(e
+        .redeem_password_link(&secret, "my own passphrase")
+        .unwrap()
+        .is_some());
+    assert!(e.sign_in("li.wei", "my own passphrase").unwrap().is_some());
+    // Used once, it is spent.
+    assert_eq!(
+        e.redeem_password_link(&secret, "another passphrase")
+            .unwrap(),
+        None
+    );
+    assert!(e.sign_in("li.wei", "another passphrase").unwrap().is_none());
+
+    // An unused link expires after three days.
+    let (late, _, _) = e.password_link(&Actor::Admin, "li.wei").unwrap();
+    clock.advance(chrono::Duration::hours(72));
+    assert_eq!(
+        e.redeem_password_link(&late, "too late passphrase")
+            .unwrap(),
+        None
+    );
+    assert!(e.sign_in("li.wei", "my own passphrase").unwrap().is_some());
+}

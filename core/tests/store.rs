@@ -351,6 +351,46 @@ fn notices_are_due_once_their_commit_is_and_move_through_the_queue() {
 }
 
 #[test]
+fn failed_notices_are_listed_latest_first_until_queued_again() {
+    each(|b, dir| {
+        let s = (b.open)(dir);
+        let mut w = [new_write(1), new_write(2), new_write(3)];
+        s.commit(&mut w, &receipt).unwrap();
+        let due = s
+            .due_notices(Utc::now() + Duration::seconds(1), 10)
+            .unwrap();
+        assert_eq!(due.len(), 3);
+        // Cases 3 and 1 fail, in that order; case 2's notice is sent.
+        let fail = |n: &Notice, secs: i64| {
+            let mut n = n.clone();
+            n.status = NoticeStatus::Failed;
+            n.next_attempt = None;
+            n.done_at = Some(Utc::now() + Duration::seconds(secs));
+            n.error = Some("refused".into());
+            n
+        };
+        let by_case = |c: u64| due.iter().find(|n| n.case == c).unwrap();
+        s.put_notice(&fail(by_case(3), 1)).unwrap();
+        s.put_notice(&fail(by_case(1), 2)).unwrap();
+        let mut sent = by_case(2).clone();
+        sent.status = NoticeStatus::Sent;
+        s.put_notice(&sent).unwrap();
+        let cases = |v: Vec<Notice>| v.iter().map(|n| n.case).collect::<Vec<_>>();
+        assert_eq!(cases(s.failed_notices(10).unwrap()), [1, 3]);
+        assert_eq!(cases(s.failed_notices(1).unwrap()), [1]);
+
+        // Queued again, it leaves the list; removed, too.
+        let mut again = fail(by_case(1), 2);
+        again.status = NoticeStatus::Queued;
+        again.next_attempt = Some(Utc::now());
+        s.put_notice(&again).unwrap();
+        assert_eq!(cases(s.failed_notices(10).unwrap()), [3]);
+        s.remove_notice(&fail(by_case(3), 1)).unwrap();
+        assert!(s.failed_notices(10).unwrap().is_empty());
+    });
+}
+
+#[test]
 fn the_audit_chain_is_one_chain_read_in_pages() {
     each(|b, dir| {
         let s = (b.open)(dir);

@@ -64,6 +64,34 @@ pub(super) async fn set_password(
     Ok(Json(json!({ "staff": staff, "password": "set" })))
 }
 
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PasswordLinkBody {
+    staff: String,
+}
+
+/// A one-time link for a staff member to set their own password (valid three days; only
+/// the newest of theirs works). The link is shown once: hand it over in person.
+pub(super) async fn password_link(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<PasswordLinkBody>,
+) -> ApiResult<Json<Value>> {
+    let actor = caller.0;
+    let staff = b.staff.clone();
+    let (secret, expires_at, _) = commit(
+        &s,
+        move |e| e.password_link(&actor, &b.staff),
+        |(_, _, t)| *t,
+    )
+    .await?;
+    Ok(Json(json!({
+        "staff": staff,
+        "link": format!("/password/{secret}"),
+        "expires_at": expires_at,
+    })))
+}
+
 pub(super) async fn revoke_token(
     State(s): State<AppState>,
     caller: Caller,

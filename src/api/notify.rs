@@ -7,8 +7,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{call, commit, AppState, Caller, Query};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::pool::NEXT_FLUSH;
+use axum::http::StatusCode;
 
 /// Every notice a case caused, with channel, recipient and delivery status.
 pub(super) async fn case_notices(
@@ -51,6 +52,37 @@ pub(super) async fn mark_read(
     let actor = caller.staff_or_admin()?.clone();
     let n = commit(&s, move |e| e.mark_read(&actor, &id), |_| NEXT_FLUSH).await?;
     Ok(Json(json!({ "notice": n })))
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FailedQuery {
+    /// Notices to list, 1 to 1000.
+    #[serde(default = "hundred")]
+    #[schemars(range(min = 1, max = 1000))]
+    limit: usize,
+}
+
+fn hundred() -> usize {
+    100
+}
+
+/// Notices that failed for good, the latest failure first.
+pub(super) async fn failed_notices(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<FailedQuery>,
+) -> ApiResult<Json<Value>> {
+    if !(1..=1000).contains(&q.limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "limit must be between 1 and 1000".to_string(),
+        ));
+    }
+    let actor = caller.0;
+    let list = call(&s, move |e| e.failed_notices(&actor, q.limit)).await?;
+    Ok(Json(json!({ "notices": list })))
 }
 
 /// Queues a failed notice again, e.g. after the channel's configuration was fixed.

@@ -381,6 +381,14 @@ pub fn table() -> Vec<Route> {
             notify::mark_read,
         ),
         Route::new(
+            get.clone(),
+            "/api/admin/notices/failed",
+            Admin,
+            "Notices that failed for good",
+            notify::failed_notices,
+        )
+        .query(s::failed_query),
+        Route::new(
             post.clone(),
             "/api/admin/notices/{id}/retry",
             Admin,
@@ -472,6 +480,14 @@ pub fn table() -> Vec<Route> {
             set_password,
         )
         .body(s::password),
+        Route::new(
+            post.clone(),
+            "/api/admin/password-links",
+            Admin,
+            "Make a one-time link for a staff member to set their password",
+            password_link,
+        )
+        .body(s::password_link),
         Route::new(
             Method::DELETE,
             "/api/admin/tokens/{id}",

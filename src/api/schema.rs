@@ -83,8 +83,14 @@ pub(super) fn card_query() -> Value {
 pub(super) fn inbox_query() -> Value {
     of::<super::notify::InboxQuery>()
 }
+pub(super) fn failed_query() -> Value {
+    of::<super::notify::FailedQuery>()
+}
 pub(super) fn password() -> Value {
     of::<super::PasswordBody>()
+}
+pub(super) fn password_link() -> Value {
+    of::<super::PasswordLinkBody>()
 }
 pub(super) fn lang_query() -> Value {
     of::<super::LangQuery>()

@@ -1,5 +1,6 @@
 //! The administrator's page (scripts and their problems, procedure versions and
-//! migrations with a dry run first, staff passwords, tokens, incidents) and the auditor's
+//! migrations with a dry run first, staff passwords and one-time password links, tokens,
+//! incidents, failed notices with their retry) and the auditor's
 //! (searching the audit log, verifying its chain). The same engine calls and permissions
 //! as `/api/admin` and `/api/audit`.
 
@@ -53,6 +54,18 @@ struct IncidentLine {
 }
 
 #[derive(Serialize)]
+struct FailedLine {
+    id: String,
+    case_number: String,
+    event: String,
+    channel: String,
+    address: String,
+    at: String,
+    attempts: u32,
+    error: String,
+}
+
+#[derive(Serialize)]
 struct AdminView {
     scripts: guichet_core::reload::ReloadStatus,
     live_since: Option<String>,
@@ -61,6 +74,7 @@ struct AdminView {
     staff: Vec<StaffLine>,
     tokens: Vec<TokenLine>,
     incidents: Vec<IncidentLine>,
+    failed: Vec<FailedLine>,
 }
 
 fn admin_view(e: &Engine) -> guichet_core::Result<AdminView> {
@@ -125,6 +139,20 @@ fn admin_view(e: &Engine) -> guichet_core::Result<AdminView> {
                 actor: i.actor,
                 action: i.action,
                 case: i.case,
+            })
+            .collect(),
+        failed: e
+            .failed_notices(&guichet_core::Actor::Admin, 50)?
+            .into_iter()
+            .map(|n| FailedLine {
+                at: n.done_at.map(when).unwrap_or_default(),
+                id: n.id,
+                case_number: n.case_number,
+                event: n.event,
+                channel: n.channel,
+                address: n.address,
+                attempts: n.attempts,
+                error: n.error.unwrap_or_default(),
             })
             .collect(),
     })
@@ -203,9 +231,37 @@ pub(super) async fn admin_action(
     }
     let lang = p.lang;
     let refusal = |p: Page, e: crate::error::ApiError| {
-        let message = page::label(lang, "staff.refused").replace("{reason}", &e.message);
+        let message = page::refusal(lang, e.code, &e.message);
         (p, message, e.status)
     };
+    if action == "password-link" {
+        let staff_id = get("staff");
+        let made = s
+            .pool
+            .commit(
+                move |e| {
+                    let (secret, expires, t) = e.password_link(&actor, &staff_id)?;
+                    let when = e.rules().calendar.local_time_text(expires);
+                    Ok((secret, when, t))
+                },
+                |(_, _, t)| *t,
+            )
+            .await;
+        return match made {
+            Ok((secret, when, _)) => {
+                let link = serde_json::json!({
+                    "staff": get("staff"),
+                    "url": format!("{}/password/{secret}", origin(&headers)),
+                    "expires": when,
+                });
+                show(&s, p.with("link", link), None, None, StatusCode::OK).await
+            }
+            Err(e) => {
+                let (p, message, status) = refusal(p, e.into());
+                show(&s, p.with("refused", message), None, None, status).await
+            }
+        };
+    }
     let outcome: Result<Option<guichet_core::migrate::MigrationReport>, _> = match action.as_str() {
         "reload" => s
             .pool
@@ -218,6 +274,16 @@ pub(super) async fn admin_action(
                 .commit(
                     move |e| e.set_password(&actor, &staff_id, &password),
                     |t| *t,
+                )
+                .await
+                .map(|_| None)
+        }
+        "retry" => {
+            let id = get("notice");
+            s.pool
+                .commit(
+                    move |e| e.retry_notice(&actor, &id),
+                    |_| crate::pool::NEXT_FLUSH,
                 )
                 .await
                 .map(|_| None)
@@ -267,6 +333,21 @@ pub(super) async fn admin_action(
             show(&s, p.with("refused", message), None, None, status).await
         }
     }
+}
+
+/// Where the browser reached this server (`https://host` behind a TLS proxy that says
+/// so), for links the administrator hands on; empty if the request does not say.
+fn origin(headers: &HeaderMap) -> String {
+    let Some(host) = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return String::new();
+    };
+    let https = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    format!("{}://{host}", if https { "https" } else { "http" })
 }
 
 #[derive(Deserialize, Default)]

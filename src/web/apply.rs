@@ -454,12 +454,9 @@ pub(super) async fn receive(
         Err(e) => {
             let e: crate::error::ApiError = e.into();
             let problems = if e.problems.is_empty() {
-                vec![Problem {
-                    field: None,
-                    message: e.message.clone(),
-                }]
+                vec![Problem::general(e.message.clone())]
             } else {
-                e.problems
+                super::problems::word(e.problems, lang, &rules, Some(&proc))
             };
             let (csrf, _) = page::csrf_token(headers);
             let p = p.with("g", ServiceGuide::of(&proc, &rules, lang));

@@ -212,7 +212,7 @@ pub(super) async fn send(
             let problems = if e.problems.is_empty() {
                 vec![Problem::general(e.message.clone())]
             } else {
-                e.problems
+                super::problems::word(e.problems, lang, &rules, None)
             };
             let (csrf, _) = page::csrf_token(&headers);
             form(p, &bundle, &rules, &sent, &problems, false, csrf)

@@ -12,6 +12,8 @@ mod admin;
 mod apply;
 mod bundle;
 mod page;
+mod password;
+mod problems;
 mod public;
 mod staff;
 mod track;
@@ -60,6 +62,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/staff/sign-in/admin",
             axum::routing::post(staff::sign_in_admin),
+        )
+        .route(
+            "/password/{secret}",
+            get(password::form).post(password::set),
         )
         .route("/staff/sign-out", axum::routing::post(staff::sign_out))
         .route("/staff", get(staff::worklist))

@@ -24,6 +24,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("track.html", include_str!("templates/track.html")),
     ("tracked.html", include_str!("templates/tracked.html")),
     ("error.html", include_str!("templates/error.html")),
+    ("password.html", include_str!("templates/password.html")),
     ("inputs.html", include_str!("templates/inputs.html")),
     ("apply.html", include_str!("templates/apply.html")),
     ("bundle.html", include_str!("templates/bundle.html")),
@@ -139,6 +140,21 @@ pub fn label_or(lang: &str, key: &str, fallback: &str) -> String {
     } else {
         l
     }
+}
+
+/// What the engine refused, said on a staff page: in English its own sentence; in
+/// another language the kind of refusal (from the error's stable code) worded there,
+/// followed by the engine's details.
+pub fn refusal(lang: &str, code: &str, message: &str) -> String {
+    let kind = label_or(lang, &format!("refusal.{code}"), "");
+    let reason = if lang == "en" || kind.is_empty() {
+        message.to_string()
+    } else {
+        label(lang, "refusal.detail")
+            .replace("{reason}", &kind)
+            .replace("{detail}", message)
+    };
+    label(lang, "staff.refused").replace("{reason}", &reason)
 }
 
 /// The language a page is shown in: `?lang=` (remembered in a cookie), the cookie, the

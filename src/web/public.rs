@@ -16,12 +16,18 @@ pub(super) struct PageQuery {
     /// Search text on the services page.
     #[serde(default)]
     q: Option<String>,
+    /// What the action that led here did (`password`: a password was just set).
+    #[serde(default)]
+    pub(super) done: Option<String>,
 }
 
 impl PageQuery {
     /// A query that only chooses the language.
     pub(super) fn lang(lang: Option<String>) -> PageQuery {
-        PageQuery { lang, q: None }
+        PageQuery {
+            lang,
+            ..PageQuery::default()
+        }
     }
 }
 

@@ -390,18 +390,28 @@ pub(super) async fn supply(
     }
     let (number, code) = (sent.get("number"), sent.get("code"));
     let uploads = sent.uploads;
+    let lang = p.lang;
     let done = crate::api::applicant_commit(&s, &client, &number, &code, move |e, case| {
-        let done = e.supply_with_files(
-            &case.number,
-            &case.query_code,
-            Default::default(),
-            Vec::new(),
-            uploads,
-        )?;
+        let done = e
+            .supply_with_files(
+                &case.number,
+                &case.query_code,
+                Default::default(),
+                Vec::new(),
+                uploads,
+            )
+            .map_err(|err| match err {
+                guichet_core::Error::Invalid(list) => {
+                    let rules = e.rules();
+                    let p = rules.procedures.get(&case.procedure).cloned();
+                    let list = super::problems::word(list, lang, &rules, p.as_deref());
+                    guichet_core::Error::Invalid(list)
+                }
+                other => other,
+            })?;
         Ok((done, ()))
     })
     .await;
-    let lang = p.lang;
     match done {
         Ok(()) => {
             let flash = label(lang, "track.supplied");

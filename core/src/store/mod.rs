@@ -231,6 +231,8 @@ pub trait NoticeTable {
     fn next_notice(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>>;
     /// Drops a notice a crash left without its case transition.
     fn remove_notice(&self, notice: &Notice) -> Result<()>;
+    /// Notices that failed for good, the latest failure first, at most `limit`.
+    fn failed_notices(&self, limit: usize) -> Result<Vec<Notice>>;
     /// `(case, seq, n)` of the inbox notices of a staff member, oldest first.
     fn inbox(&self, staff: &str) -> Result<Vec<(u64, u64, u32)>>;
 }

@@ -295,7 +295,7 @@ pub(in crate::web) async fn board_action(
         Ok(()) => axum::response::Redirect::to("/staff/board?done=1").into_response(),
         Err(e) => {
             let e: crate::error::ApiError = e.into();
-            let message = page::label(lang, "staff.refused").replace("{reason}", &e.message);
+            let message = page::refusal(lang, e.code, &e.message);
             show_board(&s, actor, p, 1, Some(message)).await
         }
     }

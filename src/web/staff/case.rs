@@ -374,7 +374,7 @@ async fn show_case(
     p: Page,
     reference: String,
     flash: Option<String>,
-    refused_because: Option<String>,
+    refused_because: Option<(&'static str, String)>,
     status: StatusCode,
 ) -> Response {
     let lang = p.lang;
@@ -392,7 +392,7 @@ async fn show_case(
         .with("flash", flash)
         .with(
             "refused",
-            refused_because.map(|r| page::label(lang, "staff.refused").replace("{reason}", &r)),
+            refused_because.map(|(code, message)| page::refusal(lang, code, &message)),
         )
         .into_response(),
         Err(e) => {
@@ -477,7 +477,16 @@ async fn after(
             if e.status == StatusCode::NOT_FOUND {
                 return not_found(p);
             }
-            show_case(s, actor, p, reference, None, Some(e.message), e.status).await
+            show_case(
+                s,
+                actor,
+                p,
+                reference,
+                None,
+                Some((e.code, e.message)),
+                e.status,
+            )
+            .await
         }
     }
 }

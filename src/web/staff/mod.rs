@@ -94,7 +94,9 @@ pub(super) async fn sign_in_form(
     if new {
         p.set_csrf = Some(csrf.clone());
     }
-    p.with("csrf", csrf).into_response()
+    let flash =
+        (q.done.as_deref() == Some("password")).then(|| page::label(p.lang, "password.done"));
+    p.with("csrf", csrf).with("flash", flash).into_response()
 }
 
 #[derive(Deserialize)]

@@ -189,6 +189,33 @@ pub(super) fn queue_key(n: &Notice) -> Option<Vec<u8>> {
     Some(k)
 }
 
+/// `F`, when it failed (ms, u64 BE), case id, seq, n: the failed notices an administrator
+/// looks through, newest last.
+pub(super) fn failed_key(n: &Notice) -> Option<Vec<u8>> {
+    if n.status != NoticeStatus::Failed {
+        return None;
+    }
+    let at = n.done_at.unwrap_or(n.created_at);
+    let mut k = vec![b'F'];
+    k.extend_from_slice(&(at.timestamp_millis().max(0) as u64).to_be_bytes());
+    k.extend_from_slice(&notice_tail(n));
+    Some(k)
+}
+
+/// Format 6 added the failed-notice index: an older store builds it once on open.
+pub(super) fn build_failed_index(state: &Tree) -> Result<()> {
+    let mut built = 0;
+    for v in state.scan_prefix([b'o']).values() {
+        let n: Notice = serde_json::from_slice(&v?)?;
+        if let Some(k) = failed_key(&n) {
+            state.insert(k, vec![])?;
+            built += 1;
+        }
+    }
+    tracing::info!(message = "failed-notice index built", entries = built);
+    Ok(())
+}
+
 pub(super) fn inbox_key(n: &Notice) -> Option<Vec<u8>> {
     if n.channel != crate::notice::INBOX {
         return None;

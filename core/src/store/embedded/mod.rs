@@ -45,6 +45,7 @@
 //! | `o` | case id, history seq (u64 BE each), n (u32 BE) | notice JSON (the outbox) |
 //! | `q` | next attempt (ms, u64 BE), case id, seq, n | empty (notices waiting for delivery) |
 //! | `i` | staff id `\0` case id, seq, n | empty (a staff member's inbox) |
+//! | `F` | when it failed (ms, u64 BE), case id, seq, n | empty (notices that failed for good) |
 //!
 //! A transition's timers share one key (a step's warnings and breach, a case's limits):
 //! a third of all keys written per transition were timers when each had its own. Stores
@@ -92,12 +93,13 @@ use crate::store::{Fault, FaultPoint, Store};
 
 /// Bumped when the key layout changes: a store of a newer format is refused, one of an
 /// older format this version still reads is upgraded (its number rewritten) on open.
-const FORMAT_VERSION: u64 = 5;
+const FORMAT_VERSION: u64 = 6;
 
 /// Format 2 kept one timer per `T` key and each closed task under its own `t` key; format
 /// 3 wrote timer groups as JSON and a `K` key per card. Format 4 reads all of those.
 /// Format 5 prunes the card index (closed cases whose cards are all answered leave it);
-/// opening an older store prunes it once.
+/// opening an older store prunes it once. Format 6 indexes failed notices (`F`); opening
+/// an older store builds that index once.
 const OLDEST_READABLE_FORMAT: u64 = 2;
 
 /// How long opening waits for sled's own lock, released by the threads of a handle of
@@ -273,7 +275,11 @@ impl SledStore {
             Some(v) => match be_u64(&v) {
                 Some(FORMAT_VERSION) => {}
                 Some(n) if (OLDEST_READABLE_FORMAT..FORMAT_VERSION).contains(&n) => {
-                    prune_card_index(&db.open_tree("state")?)?;
+                    let state = db.open_tree("state")?;
+                    if n < 5 {
+                        prune_card_index(&state)?;
+                    }
+                    build_failed_index(&state)?;
                     meta.insert("format_version", &FORMAT_VERSION.to_be_bytes())?;
                 }
                 _ => {

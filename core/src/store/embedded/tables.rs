@@ -164,6 +164,15 @@ impl NoticeTable for SledStore {
                 t.state.remove(k)?;
             }
         }
+        let new_f = failed_key(notice);
+        if let Some(k) = &new_f {
+            t.state.insert(k.as_slice(), &[] as &[u8])?;
+        }
+        if let Some(k) = old.as_ref().and_then(failed_key) {
+            if Some(&k) != new_f.as_ref() {
+                t.state.remove(k)?;
+            }
+        }
         Ok(())
     }
 
@@ -210,11 +219,44 @@ impl NoticeTable for SledStore {
 
     fn remove_notice(&self, notice: &Notice) -> Result<()> {
         let t = self.t()?;
-        for k in queue_key(notice).into_iter().chain(inbox_key(notice)) {
+        let index = queue_key(notice)
+            .into_iter()
+            .chain(inbox_key(notice))
+            .chain(failed_key(notice));
+        for k in index {
             t.state.remove(k)?;
         }
         t.state.remove(notice_key(notice))?;
         Ok(())
+    }
+
+    fn failed_notices(&self, limit: usize) -> Result<Vec<Notice>> {
+        let t = self.t()?;
+        let mut out = Vec::new();
+        for k in t.state.scan_prefix([b'F']).keys().rev() {
+            let k = k?;
+            let tail = &k[9..];
+            let (Some(case), Some(seq), Some(n)) = (
+                be_u64(tail),
+                tail.get(8..).and_then(be_u64),
+                tail.get(16..20)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u32::from_be_bytes),
+            ) else {
+                return Err(Error::Store("bad failed-notice key".into()));
+            };
+            match self.notice(case, seq, n)? {
+                Some(rec) if failed_key(&rec).as_deref() == Some(&k[..]) => out.push(rec),
+                // A retry moved it on between its two writes.
+                _ => {
+                    t.state.remove(&k)?;
+                }
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     fn inbox(&self, staff: &str) -> Result<Vec<(u64, u64, u32)>> {

@@ -554,3 +554,48 @@ fn a_second_store_on_the_same_folder_is_refused_as_in_use() {
         Err(Error::InUse(_))
     ));
 }
+
+#[test]
+fn a_store_of_format_5_gets_its_failed_notices_indexed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let c = submit(&s, 1);
+        let now = chrono::Utc::now();
+        let n = crate::notice::Notice {
+            id: format!("{}-0-0", c.id),
+            case: c.id,
+            case_number: c.number.clone(),
+            seq: 0,
+            n: 0,
+            event: "case.received".into(),
+            channel: "email".into(),
+            recipient: "applicant".into(),
+            address: "a@example.org".into(),
+            language: None,
+            subject: String::new(),
+            body: String::new(),
+            payload: None,
+            status: crate::notice::NoticeStatus::Failed,
+            attempts: 1,
+            created_at: now,
+            next_attempt: None,
+            done_at: Some(now),
+            error: Some("refused".into()),
+            read_at: None,
+        };
+        // Written as format 5 did: the record without its index entry.
+        let t = s.t().unwrap();
+        t.state
+            .insert(notice_key(&n), serde_json::to_vec(&n).unwrap())
+            .unwrap();
+        t.meta
+            .insert("format_version", &5u64.to_be_bytes())
+            .unwrap();
+        drop(t);
+        assert!(s.failed_notices(10).unwrap().is_empty());
+        s.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(s.failed_notices(10).unwrap().len(), 1);
+}

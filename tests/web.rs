@@ -220,6 +220,22 @@ async fn an_applicant_tracks_a_case_with_its_number_and_query_code() {
     let clerk = s.token("zhou.qiang").await;
     s.act(&clerk, id, "intake", "accept", serde_json::json!({}))
         .await;
+    // From the home page's tracking box, straight to the case.
+    let home = Browser::new(&s);
+    let (_, _, page) = home.get("/?lang=en").await;
+    assert!(page.contains("action=\"/track\""), "{page}");
+    let (st, html) = home
+        .post_form(
+            "/track?lang=en",
+            &[
+                ("csrf", &csrf_of(&page)),
+                ("number", &number),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{html}");
+    assert!(html.contains(&number));
     let b = Browser::new(&s);
     let (st, h, form) = b.get("/track?lang=en").await;
     assert_eq!(st, StatusCode::OK);
@@ -721,6 +737,39 @@ async fn a_clerk_signs_in_works_the_worklist_and_decides_on_the_case_page() {
         html.contains("未办理：案件已被他人修改，请刷新后重试（task"),
         "{html}"
     );
+    // The applicant calls to withdraw: offered on the case page, confirmed first.
+    let (_, _, html) = b.get(&format!("/staff/cases/{number}?lang=en")).await;
+    assert!(html.contains(&format!("/staff/cases/{number}/withdraw")));
+    let (st, _, html) = b
+        .post_form_full(
+            &format!("/staff/cases/{number}/withdraw?lang=en"),
+            &[("csrf", &csrf), ("reason", "asked by phone")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("Tick the box to confirm"), "{html}");
+    assert_eq!(
+        s.get(&format!("/api/cases/{number}"), &clerk).await.1["status"],
+        "in_progress"
+    );
+    let (st, h, _) = b
+        .post_form_full(
+            &format!("/staff/cases/{number}/withdraw"),
+            &[
+                ("csrf", &csrf),
+                ("reason", "asked by phone"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "{h:?}");
+    let (_, case) = s.get(&format!("/api/cases/{number}"), &clerk).await;
+    assert_eq!(case["status"], "withdrawn");
+    let (_, _, html) = b.get(&format!("/staff/cases/{number}?lang=en")).await;
+    assert!(
+        !html.contains(&format!("/staff/cases/{number}/withdraw")),
+        "closed: not offered"
+    );
     // Signing out ends the session: the cookie no longer opens anything.
     let (st, h, _) = b
         .post_form_full("/staff/sign-out", &[("csrf", &csrf)])
@@ -734,13 +783,23 @@ async fn a_clerk_signs_in_works_the_worklist_and_decides_on_the_case_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clerk_cannot_open_another_departments_case_page() {
     let s = TestServer::start().await;
-    let (_, number, _) = s.submit(power_case(100.0)).await;
+    let (id, number, _) = s.submit(power_case(100.0)).await;
     let b = Browser::new(&s);
     b.sign_in(&s, "judge.yang").await;
     let (st, _, html) = b.get(&format!("/staff/cases/{number}?lang=en")).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert!(html.contains("This page does not exist"));
     assert!(!html.contains(&number));
+    // Nor act on it.
+    let (_, _, form) = b.get("/staff?lang=en").await;
+    let (st, _, _) = b
+        .post_form_full(
+            &format!("/staff/cases/{number}/withdraw"),
+            &[("csrf", &csrf_of(&form)), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(s.case(id).await["status"], "submitted");
 }
 
 /// The `/staff/tasks/{id}/` of the first form on a page for `action`.

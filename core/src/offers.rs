@@ -23,6 +23,9 @@ pub struct Offers {
     pub issue_card: bool,
     /// The open cards this staff member answers.
     pub answer_cards: Vec<String>,
+    /// Withdraw the case on the applicant's behalf (撤回: at the window or on the phone;
+    /// staff who may see it, auditors excepted, who only read).
+    pub withdraw: bool,
 }
 
 /// The actions open on one task.
@@ -84,6 +87,7 @@ impl Engine {
                 .filter(|c| c.answer.is_none() && self.may_answer(me, c))
                 .map(|c| c.id.clone())
                 .collect(),
+            withdraw: case.status.is_open() && self.can_see(actor, case) && !rules.is_auditor(me),
         }
     }
 }

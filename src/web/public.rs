@@ -78,7 +78,7 @@ pub(super) async fn home(
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let p = page_for(&s, &q, &headers, "home.html");
+    let mut p = page_for(&s, &q, &headers, "home.html");
     let rules = s.engine.rules();
     let search = q.q.as_deref().unwrap_or_default().trim().to_lowercase();
     let lang = p.lang;
@@ -119,9 +119,15 @@ pub(super) async fn home(
         })
         .filter(|b| search.is_empty() || b.name.to_lowercase().contains(&search))
         .collect();
+    // The tracking box posts its form as the tracking page does.
+    let (csrf, new) = page::csrf_token(&headers);
+    if new {
+        p.set_csrf = Some(csrf.clone());
+    }
     p.with("departments", departments)
         .with("bundles", bundles)
         .with("q", q.q.unwrap_or_default())
+        .with("csrf", csrf)
         .into_response()
 }
 

@@ -106,6 +106,7 @@ struct CaseActions {
     resume: bool,
     extend: bool,
     issue_card: bool,
+    withdraw: bool,
 }
 
 #[derive(Serialize)]
@@ -274,6 +275,7 @@ fn case_view(
             resume: offers.resume,
             extend: offers.extend,
             issue_card: offers.issue_card,
+            withdraw: offers.withdraw,
         },
         data: case
             .data
@@ -554,6 +556,19 @@ pub(in crate::web) async fn case_action(
         Ok(x) => x,
         Err(r) => return r,
     };
+    if action == "withdraw" && f.get("confirm") != "yes" {
+        let message = page::label(p.lang, "staff.withdraw_confirm_missing");
+        return show_case(
+            &s,
+            actor,
+            p,
+            reference,
+            None,
+            Some(("", message)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
     let (who, r) = (actor.clone(), reference.clone());
     let to_board = f.get("back") == "board";
     let call = move |e: &Engine| -> guichet_core::Result<Committed> {
@@ -565,6 +580,7 @@ pub(in crate::web) async fn case_action(
             "extend" => e.extend(&who, id, &reason),
             "card" => e.issue_card(&who, id, &reason),
             "answer" => e.answer_card(&who, id, &f.get("card"), &reason),
+            "withdraw" => e.withdraw(&who, id, None, f.some("reason")),
             other => Err(guichet_core::Error::NotFound(format!(
                 "no case action '{other}'"
             ))),

@@ -208,6 +208,29 @@ async fn sign_in(c: &Client, base: &str, staff: &str) {
     );
 }
 
+/// Signs the administrator in with the administrator token (after signing out whoever was
+/// in), landing on the administrator's page.
+async fn sign_in_admin(c: &Client, base: &str, token: &str) {
+    c.goto(&format!("{base}/staff?lang=en")).await.unwrap();
+    if let Ok(out) = c
+        .find(Locator::Css("form[action='/staff/sign-out'] button"))
+        .await
+    {
+        let old = find(c, "html").await;
+        out.click().await.unwrap();
+        while old.tag_name().await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    c.goto(&format!("{base}/staff/sign-in?lang=en"))
+        .await
+        .unwrap();
+    find(c, "details summary").await.click().await.unwrap();
+    fill(c, "#token", token).await;
+    submit(c, "form[action='/staff/sign-in/admin'] button[type=submit]").await;
+    assert_eq!(title(c).await, "Administration", "{}", html(c).await);
+}
+
 /// Opens a case page and claims the task whose claim form comes first.
 async fn claim_on_case(c: &Client, base: &str, number: &str) {
     c.goto(&format!("{base}/staff/cases/{number}?lang=en"))
@@ -428,6 +451,26 @@ async fn an_application_goes_from_the_online_form_to_the_decision_in_a_browser()
     assert!(page.contains("Approved"), "{page}");
     assert!(page.contains("Your materials received"));
     shot(&c, "tracked-decided").await;
+
+    // The auditor reads what happened and verifies the chain.
+    set_password(&s, "audit.zhang").await;
+    sign_in(&c, &base, "audit.zhang").await;
+    c.goto(&format!("{base}/audit?lang=en&verify=1"))
+        .await
+        .unwrap();
+    let page = html(&c).await;
+    assert!(page.contains("intact"), "{page}");
+    assert!(
+        page.contains("case.submitted"),
+        "the case's entries: {page}"
+    );
+    shot(&c, "audit").await;
+
+    // The administrator signs in with the administrator token and sees the scripts live.
+    sign_in_admin(&c, &base, &s.admin).await;
+    let page = html(&c).await;
+    assert!(page.contains("power.connection"), "{page}");
+    shot(&c, "admin").await;
 
     // A judge of the court has no business with a power connection: no such page.
     sign_in(&c, &base, "judge.yang").await;

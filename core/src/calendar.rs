@@ -274,6 +274,34 @@ impl Calendar {
         }
     }
 
+    /// Working minutes from `a` to `b`: the time inside office hours on working days (0
+    /// if `b` is not after `a`). The measure of how long a step took.
+    pub fn working_minutes_between(&self, a: DateTime<Utc>, b: DateTime<Utc>) -> u64 {
+        if b <= a {
+            return 0;
+        }
+        let (from, to) = (
+            a.with_timezone(&self.offset).naive_local(),
+            b.with_timezone(&self.offset).naive_local(),
+        );
+        let mut total = 0;
+        let mut d = from.date();
+        while d <= to.date() {
+            if self.is_working_day(d) {
+                let start = from.max(d.and_time(self.opens));
+                let end = to.min(d.and_time(self.closes));
+                if start < end {
+                    total += (end - start).num_minutes().max(0) as u64;
+                }
+            }
+            d = match d.succ_opt() {
+                Some(n) => n,
+                None => break,
+            };
+        }
+        total
+    }
+
     /// Working days from `a` to `b`, counting the days after `a` up to and including `b`
     /// (0 if `b` is not after `a`). The measure of a limit used so far.
     pub fn working_days_between(&self, a: DateTime<Utc>, b: DateTime<Utc>) -> u32 {

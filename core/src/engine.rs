@@ -152,6 +152,8 @@ pub struct Engine {
     pub(crate) reloading: Mutex<()>,
     /// What the native plugins registered.
     plugins: Arc<Registrar>,
+    /// The office's statistics, kept current by every commit (see `stats`).
+    pub(crate) stats: RwLock<crate::stats::Table>,
 }
 
 /// A valid token's actor and expiry, by the hash of its secret.
@@ -193,6 +195,7 @@ impl Engine {
             delegations: RwLock::new(Vec::new()),
             reload: Mutex::new(crate::reload::ReloadStatus::default()),
             reloading: Mutex::new(()),
+            stats: RwLock::new(crate::stats::Table::default()),
         };
         *engine.delegations.write() = Self::load_delegations(engine.store.as_ref())?;
         // Loaded now, so that checking an applicant token never reads the store.
@@ -202,6 +205,7 @@ impl Engine {
             engine.start_on_last_good(e)?;
         }
         engine.complete_work_index()?;
+        engine.load_statistics()?;
         Ok(engine)
     }
 
@@ -389,6 +393,7 @@ impl Engine {
             number_scope: None,
             timers,
             work: Vec::new(),
+            figures: None,
         }])
     }
 
@@ -398,14 +403,33 @@ impl Engine {
         let rules = self.rules();
         let plugins = &*self.plugins;
         let mut procs = HashMap::new();
+        let mut before_figures = Vec::with_capacity(writes.len());
         for w in writes.iter_mut() {
             let key = (w.after.procedure.clone(), w.after.version.clone());
             if !procs.contains_key(&key) {
                 procs.insert(key.clone(), self.procedure_of(&w.after)?);
             }
+            // Read before the commit: if the case changed since `before`, the commit is a
+            // conflict and these are never used.
+            let old = match &w.before {
+                Some(b) => self.store.case_figures(b.id)?,
+                None => None,
+            };
             if let Some(p) = procs.get(&key) {
                 w.work = Self::work_entries(&rules, p, &w.after);
+                // The tasks this transition closed (the record holds only open ones).
+                let closed: Vec<&crate::case::Task> =
+                    w.after.tasks.iter().filter(|t| !t.is_open()).collect();
+                w.figures = Some(crate::stats::CaseFigures::next(
+                    old.as_ref(),
+                    &w.after,
+                    &w.event,
+                    &closed,
+                    p,
+                    &rules.calendar,
+                ));
             }
+            before_figures.push(old);
         }
         let now = self.clock.now();
         let outbox = |before: Option<&Case>, after: &Case, h: &HistoryEvent| {
@@ -418,7 +442,12 @@ impl Engine {
             let events = crate::notice::events(before, after, h);
             crate::notice::notices_for(&rules, proc, after, &events, plugins, now)
         };
-        self.store.commit(writes, &outbox)
+        let receipt = self.store.commit(writes, &outbox)?;
+        let mut stats = self.stats.write();
+        for (w, old) in writes.iter().zip(&before_figures) {
+            stats.apply(old.as_ref(), w.figures.as_ref());
+        }
+        Ok(receipt)
     }
 
     /// Resolves a case reference: its id or its number.

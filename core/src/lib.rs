@@ -29,6 +29,7 @@
 //! - [`audit`]: the hash-chained audit log and its verification.
 //! - [`access`]: roles, case visibility, delegations: who may see and do what.
 //! - [`sessions`]: staff passwords (argon2id) and browser sign-in sessions.
+//! - [`stats`]: statistics: each case's contribution, the office's sums, reports.
 
 pub mod access;
 pub mod audit;
@@ -53,6 +54,7 @@ pub mod procedure;
 pub mod reload;
 pub mod script;
 pub mod sessions;
+pub mod stats;
 pub mod stops;
 pub mod store;
 pub mod submit;

@@ -144,6 +144,7 @@ impl Engine {
             number_scope: Some(scope),
             timers: flow.timers,
             work: Vec::new(),
+            figures: None,
         })
     }
 

@@ -166,3 +166,33 @@ fn bad_calendars_are_load_errors() {
         assert!(errs.contains(needle), "{needle} not in {errs}");
     }
 }
+
+#[test]
+fn working_minutes_count_office_hours_on_working_days_only() {
+    let c = shipped();
+    // Same day, inside office hours.
+    assert_eq!(
+        c.working_minutes_between(bj("2026-03-02 10:00"), bj("2026-03-02 11:30")),
+        90
+    );
+    // Before opening and after closing count nothing: a whole day is 09:00-17:30.
+    assert_eq!(
+        c.working_minutes_between(bj("2026-03-02 07:00"), bj("2026-03-02 20:00")),
+        510
+    );
+    // Friday afternoon to Monday morning: the weekend counts nothing.
+    assert_eq!(
+        c.working_minutes_between(bj("2026-03-06 16:30"), bj("2026-03-09 10:00")),
+        60 + 60
+    );
+    // Backwards is nothing; and it inverts add_working_hours.
+    assert_eq!(
+        c.working_minutes_between(bj("2026-03-09 10:00"), bj("2026-03-06 16:30")),
+        0
+    );
+    let from = bj("2026-03-06 16:30");
+    assert_eq!(
+        c.working_minutes_between(from, c.add_working_hours(from, 600)),
+        600
+    );
+}

@@ -48,6 +48,7 @@ fn new_write(id: u64) -> CaseWrite {
         number_scope: Some("P-2026".into()),
         timers: vec![],
         work: vec![],
+        figures: None,
     }
 }
 
@@ -70,6 +71,7 @@ fn change(s: &dyn Store, before: Case, after: Case, timers: Vec<Timer>) -> Case 
         number_scope: None,
         timers,
         work: vec![],
+        figures: None,
     }];
     s.commit(&mut w, &no_notices).unwrap();
     w[0].after.clone()
@@ -143,6 +145,7 @@ fn numbers_are_gap_free_and_a_stale_revision_is_a_conflict_that_writes_nothing()
             number_scope: None,
             timers: vec![],
             work: vec![],
+            figures: None,
         }];
         assert!(matches!(
             s.commit(&mut w, &no_notices),
@@ -609,6 +612,7 @@ fn the_worklist_index_follows_every_commit_and_survives_a_restart() {
         let mut ws = [CaseWrite {
             before: Some(case.clone()),
             work: vec![entry(&after, &after.tasks[0])],
+            figures: None,
             after,
             event: event("claimed"),
             number_scope: None,
@@ -635,6 +639,7 @@ fn the_worklist_index_follows_every_commit_and_survives_a_restart() {
             number_scope: None,
             timers: vec![],
             work: vec![],
+            figures: None,
         }];
         s.commit(&mut ws, &no_notices).unwrap();
         let case = ws[0].after.clone();

@@ -45,6 +45,9 @@ pub struct CaseWrite {
     /// What the worklist shows of each open task of `after` (the engine fills it for
     /// every commit; the store sets their case number and revision).
     pub work: Vec<WorkEntry>,
+    /// The case's contribution to the statistics after the transition (the engine fills
+    /// it), written in the same atomic step as the case record.
+    pub figures: Option<crate::stats::CaseFigures>,
 }
 
 /// What a worklist needs of an open task, kept in the group's index so that listing a
@@ -196,6 +199,15 @@ pub trait IndexTable {
     fn open_cases_by_version(&self) -> Result<BTreeMap<(String, String), u64>>;
     /// Ids of the open cases on one procedure version.
     fn open_cases_of_version(&self, procedure: &str, version: &str) -> Result<Vec<u64>>;
+    /// A case's contribution to the statistics as its last commit wrote it.
+    fn case_figures(&self, case: u64) -> Result<Option<crate::stats::CaseFigures>>;
+    /// Calls `f` with every case's contribution to the statistics (in no particular
+    /// order). Never one without its case record: the two are written atomically.
+    fn visit_figures(&self, f: &mut dyn FnMut(u64, crate::stats::CaseFigures)) -> Result<()>;
+    /// Rewrites a case's contribution (a rebuild from its history, with no server
+    /// running), if the case is still at revision `rev`; returns whether it was.
+    fn put_figures(&self, case: u64, rev: u64, figures: &crate::stats::CaseFigures)
+        -> Result<bool>;
 }
 
 /// Timers, ordered by when they fall due.

@@ -275,20 +275,37 @@ impl CaseTable for SledStore {
             }
             after_commit.extend(old_cards.into_iter().filter(|k| !new_cards.contains(k)));
             let record = encode_case(&after)?;
-            plans.push((before_commit, record, after_commit, after, event));
+            let figures = match &w.figures {
+                Some(f) => Some(serde_json::to_vec(f)?),
+                None => None,
+            };
+            plans.push((before_commit, (record, figures), after_commit, after, event));
         }
         self.load_chain_head(&t)?;
         let fault = self.fault.read().clone();
         if plans.len() == 1 {
-            let (before_commit, record, after_commit, _, _) = &plans[0];
+            let (before_commit, (record, figures), after_commit, _, _) = &plans[0];
             for (k, v) in before_commit {
                 t.state.insert(k.as_slice(), v.as_slice())?;
             }
             if let Some(f) = &fault {
                 f(FaultPoint::BeforeRecord)?;
             }
-            // The commit point.
-            t.state.insert(case_key(plans[0].3.id), record.as_slice())?;
+            // The commit point: the case record, with its figures when there are any (a
+            // batch is atomic, so the figures never count a transition that did not happen
+            // nor miss one that did).
+            let id = plans[0].3.id;
+            match figures {
+                Some(fig) => {
+                    let mut batch = Batch::default();
+                    batch.insert(&figures_key(id), fig.as_slice());
+                    batch.insert(&case_key(id), record.as_slice());
+                    t.state.apply_batch(batch)?;
+                }
+                None => {
+                    t.state.insert(case_key(id), record.as_slice())?;
+                }
+            }
             // From here on the transition happened: what follows cannot turn it into an
             // error. Stale index entries that stay are filtered by their readers.
             let stale = fault
@@ -304,9 +321,12 @@ impl CaseTable for SledStore {
             }
         } else {
             let mut batch = Batch::default();
-            for (before_commit, record, after_commit, after, _) in &plans {
+            for (before_commit, (record, figures), after_commit, after, _) in &plans {
                 for (k, v) in before_commit {
                     batch.insert(k.as_slice(), v.as_slice());
+                }
+                if let Some(fig) = figures {
+                    batch.insert(&figures_key(after.id), fig.as_slice());
                 }
                 batch.insert(&case_key(after.id), record.as_slice());
                 for k in after_commit {
@@ -340,8 +360,10 @@ impl CaseTable for SledStore {
         }
         let bytes: usize = plans
             .iter()
-            .map(|(b, record, _, _, _)| {
-                record.len() + b.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            .map(|(b, (record, figures), _, _, _)| {
+                record.len()
+                    + figures.as_ref().map_or(0, Vec::len)
+                    + b.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
             })
             .sum();
         self.written_bytes

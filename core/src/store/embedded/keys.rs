@@ -189,6 +189,13 @@ pub(super) fn queue_key(n: &Notice) -> Option<Vec<u8>> {
     Some(k)
 }
 
+/// `S`, case id: the case's contribution to the statistics.
+pub(super) fn figures_key(case: u64) -> [u8; 9] {
+    let mut k = [b'S'; 9];
+    k[1..].copy_from_slice(&case.to_be_bytes());
+    k
+}
+
 /// `F`, when it failed (ms, u64 BE), case id, seq, n: the failed notices an administrator
 /// looks through, newest last.
 pub(super) fn failed_key(n: &Notice) -> Option<Vec<u8>> {

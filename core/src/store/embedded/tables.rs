@@ -106,6 +106,23 @@ impl IndexTable for SledStore {
         }
         Ok(out)
     }
+
+    fn case_figures(&self, case: u64) -> Result<Option<crate::stats::CaseFigures>> {
+        self.figures_of(case)
+    }
+
+    fn visit_figures(&self, f: &mut dyn FnMut(u64, crate::stats::CaseFigures)) -> Result<()> {
+        self.each_figures(f)
+    }
+
+    fn put_figures(
+        &self,
+        case: u64,
+        rev: u64,
+        figures: &crate::stats::CaseFigures,
+    ) -> Result<bool> {
+        self.rewrite_figures(case, rev, figures)
+    }
 }
 
 impl SledStore {
@@ -121,6 +138,46 @@ impl SledStore {
                 be_u64(&k[p.len()..]).ok_or_else(|| Error::Store("bad index key".into()))
             })
             .collect()
+    }
+}
+
+impl SledStore {
+    pub(super) fn figures_of(&self, case: u64) -> Result<Option<crate::stats::CaseFigures>> {
+        let t = self.t()?;
+        match t.state.get(figures_key(case))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+        }
+    }
+
+    pub(super) fn each_figures(
+        &self,
+        f: &mut dyn FnMut(u64, crate::stats::CaseFigures),
+    ) -> Result<()> {
+        let t = self.t()?;
+        for kv in t.state.scan_prefix([b'S']) {
+            let (k, v) = kv?;
+            let id = be_u64(&k[1..]).ok_or_else(|| Error::Store("bad figures key".into()))?;
+            f(id, serde_json::from_slice(&v)?);
+        }
+        Ok(())
+    }
+
+    pub(super) fn rewrite_figures(
+        &self,
+        case: u64,
+        rev: u64,
+        figures: &crate::stats::CaseFigures,
+    ) -> Result<bool> {
+        let t = self.t()?;
+        let _lock = self.stripes[(case % super::STRIPES as u64) as usize].lock();
+        let current = t.state.get(case_key(case))?.and_then(|v| be_u64(&v));
+        if current != Some(rev) {
+            return Ok(false);
+        }
+        t.state
+            .insert(figures_key(case), serde_json::to_vec(figures)?)?;
+        Ok(true)
     }
 }
 

@@ -23,6 +23,7 @@ fn change(s: &SledStore, before: Case, after: Case, timers: Vec<crate::case::Tim
         number_scope: None,
         timers,
         work: vec![],
+        figures: None,
     }];
     s.commit(&mut w, &no_notices).unwrap();
     w[0].after.clone()
@@ -390,6 +391,7 @@ fn try_submit(s: &SledStore, id: u64) -> Result<Case> {
         number_scope: Some("P-2026".into()),
         timers: vec![],
         work: vec![],
+        figures: None,
     }];
     s.commit(&mut w, &no_notices)?;
     Ok(w[0].after.clone())

@@ -32,6 +32,7 @@ mod notify;
 mod public;
 mod routes;
 mod schema;
+pub(crate) mod stats;
 mod tasks;
 
 // The handlers, for the route table.

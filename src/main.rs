@@ -55,6 +55,20 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Statistics of a data folder (the server must be stopped).
+    Stats {
+        /// TOML configuration file (for its data and scripts folders and plugins).
+        #[arg(long, env = "GUICHET_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        /// Scripts folder [default: ./scripts]
+        #[arg(long, env = "GUICHET_SCRIPTS", global = true)]
+        scripts: Option<PathBuf>,
+        /// Data folder [default: ./data]
+        #[arg(long, env = "GUICHET_DATA", global = true)]
+        data: Option<PathBuf>,
+        #[command(subcommand)]
+        action: StatsAction,
+    },
     /// Issue, list and revoke API tokens, and set staff passwords, through a running
     /// server's admin API.
     Token {
@@ -72,6 +86,12 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+}
+
+#[derive(Subcommand)]
+enum StatsAction {
+    /// Work every case's contribution to the statistics out again from its history.
+    Rebuild,
 }
 
 #[derive(Subcommand)]
@@ -118,6 +138,12 @@ fn main() -> ExitCode {
         } => serve(config, scripts, data, listen),
         Command::Check { dir } => return check(&dir),
         Command::Audit { data, action } => return audit(data, action),
+        Command::Stats {
+            config,
+            scripts,
+            data,
+            action: StatsAction::Rebuild,
+        } => stats_rebuild(config, scripts, data),
         Command::Token {
             server,
             token_file,
@@ -191,6 +217,34 @@ fn check(dir: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reworks the statistics of a data folder from its history, with the office's scripts and
+/// plugins as `serve` would load them.
+fn stats_rebuild(
+    config: Option<PathBuf>,
+    scripts: Option<PathBuf>,
+    data: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut cfg = match config {
+        Some(path) => Config::from_file(&path)?,
+        None => Config::default(),
+    };
+    if let Some(s) = scripts {
+        cfg.scripts = s;
+    }
+    if let Some(d) = data {
+        cfg.data = d;
+    }
+    let engine = guichet::server::open(&cfg)?;
+    let started = std::time::Instant::now();
+    let n = engine.rebuild_statistics()?;
+    engine.store().flush()?;
+    println!(
+        "statistics rebuilt from the history of {n} cases in {} ms",
+        started.elapsed().as_millis()
+    );
+    Ok(())
 }
 
 fn audit(data: Option<PathBuf>, action: AuditAction) -> ExitCode {

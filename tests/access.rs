@@ -76,6 +76,7 @@ const MATRIX: &[(&str, &str)] = &[
     ),
     ("GET /api/tasks", "401  403  ok   ok   ok   ok   ok"),
     ("GET /api/board", "401  403  403  ok   403  403  403"),
+    ("GET /api/stats", "401  403  ok   ok   ok   ok   ok"),
     ("GET /api/cards", "401  403  ok   ok   ok   ok   ok"),
     (
         "POST /api/cases/{case}/cards",

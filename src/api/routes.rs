@@ -247,6 +247,14 @@ pub fn table() -> Vec<Route> {
         Route::new(get.clone(), "/api/tasks", Staff, "Worklist", worklist).query(s::work_filter),
         Route::new(
             get.clone(),
+            "/api/stats",
+            Staff,
+            "Statistics of a period (JSON, or CSV with format=csv)",
+            super::stats::statistics,
+        )
+        .query(s::stats_query),
+        Route::new(
+            get.clone(),
             "/api/board",
             Supervisor,
             "Open tasks of the groups I supervise, worst first, and their open cards",

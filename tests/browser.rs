@@ -472,6 +472,15 @@ async fn an_application_goes_from_the_online_form_to_the_decision_in_a_browser()
     assert!(page.contains("power.connection"), "{page}");
     shot(&c, "admin").await;
 
+    // The figures of the month: the case decided, its time against the limits, drawn.
+    c.goto(&format!("{base}/staff/stats?lang=en"))
+        .await
+        .unwrap();
+    let page = html(&c).await;
+    assert!(page.contains("New power connection"), "{page}");
+    assert!(page.contains("<svg class=\"chart\""), "{page}");
+    shot(&c, "stats").await;
+
     // A judge of the court has no business with a power connection: no such page.
     sign_in(&c, &base, "judge.yang").await;
     c.goto(&format!("{base}/staff/cases/{number}?lang=en"))

@@ -1715,3 +1715,74 @@ async fn the_administrator_sends_a_failed_notice_again_and_hands_out_a_one_time_
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert!(page.contains("This link does not work"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_reads_the_statistics_as_tables_charts_and_csv() {
+    let clock = Arc::new(guichet_core::clock::ManualClock::new(bj(
+        "2026-11-30 10:00",
+    )));
+    let s = TestServer::start_at(clock.clone()).await;
+    let window = s.token("zhou.qiang").await;
+    let (id, _, _) = s.submit(power_case(100.0)).await;
+    s.act(&window, id, "intake", "accept", serde_json::json!({}))
+        .await;
+    let (other, _, _) = s.submit(power_case(100.0)).await;
+    s.post(
+        &format!("/api/cases/{other}/withdraw"),
+        &window,
+        serde_json::json!({ "reason": "by phone" }),
+    )
+    .await;
+    let b = Browser::new(&s);
+    b.sign_in(&s, "li.wei").await;
+    let (st, _, page) = b
+        .get("/staff/stats?period=month&date=2026-11-30&lang=en")
+        .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert!(page.contains("From 2026-11-01 to 2026-11-30"), "{page}");
+    // The power connection's row: two received, one accepted, one withdrawn, one open.
+    let row = page
+        .split("<tr")
+        .find(|r| r.contains("New power connection"))
+        .unwrap_or_else(|| panic!("{page}"));
+    let cells: Vec<&str> = row
+        .split("<td>")
+        .skip(1)
+        .map(|c| c.split('<').next().unwrap().trim())
+        .collect();
+    assert_eq!(&cells[..4], ["2", "1", "0", "1"], "{row}");
+    assert!(
+        page.contains("href=\"/staff/stats?period=month&amp;date=2026-11-30&amp;csv=rows\""),
+        "{page}"
+    );
+    // By day: the arrivals chart, drawn on the server.
+    let (_, _, page) = b
+        .get("/staff/stats?from=2026-11-24&to=2026-11-30&by=day&lang=en")
+        .await;
+    assert!(page.contains("<svg class=\"chart\""), "{page}");
+    assert!(page.contains("class=\"bar-received\""));
+    // The same in Chinese.
+    let (_, _, page) = b.get("/staff/stats?lang=zh").await;
+    assert!(page.contains("提速率"));
+    // The table as a file.
+    let (st, h, csv) = b
+        .get("/staff/stats?period=month&date=2026-11-30&csv=rows")
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(h["content-type"], "text/csv; charset=utf-8");
+    assert!(
+        csv.lines().any(|l| l.starts_with("power.connection,")),
+        "{csv}"
+    );
+    // A value the form does not take: said, nothing else.
+    let (st, _, page) = b.get("/staff/stats?period=fortnight&lang=en").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(
+        page.contains("“fortnight” is not a value this form takes."),
+        "{page}"
+    );
+    // Applicants have no statistics page.
+    let (st, h, _) = Browser::new(&s).get("/staff/stats").await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    assert_eq!(location(&h), "/staff/sign-in");
+}

@@ -73,6 +73,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/{action}", axum::routing::post(admin::admin_action))
         .route("/audit", get(admin::audit))
         .route("/staff/board", get(staff::board))
+        .route("/staff/stats", get(staff::stats))
         .route(
             "/staff/board/{action}",
             axum::routing::post(staff::board_action),

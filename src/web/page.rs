@@ -25,6 +25,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("tracked.html", include_str!("templates/tracked.html")),
     ("error.html", include_str!("templates/error.html")),
     ("password.html", include_str!("templates/password.html")),
+    ("stats.html", include_str!("templates/stats.html")),
     ("inputs.html", include_str!("templates/inputs.html")),
     ("apply.html", include_str!("templates/apply.html")),
     ("bundle.html", include_str!("templates/bundle.html")),

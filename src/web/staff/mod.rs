@@ -7,11 +7,13 @@
 mod board;
 mod case;
 mod intake;
+mod stats;
 mod worklist;
 
 pub(super) use board::{board, board_action};
 pub(super) use case::{case_action, case_file, case_page, task_action};
 pub(super) use intake::{intake_form, intake_list, intake_send};
+pub(super) use stats::stats;
 pub(super) use worklist::worklist;
 
 use axum::extract::{Query, State};

@@ -10,6 +10,7 @@ pub type Data = Map<String, Value>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum CaseStatus {
     /// Received, waiting for the intake decision at the window.
     Submitted,

@@ -206,6 +206,7 @@ impl Engine {
         }
         engine.complete_work_index()?;
         engine.load_statistics()?;
+        engine.complete_search_index()?;
         Ok(engine)
     }
 

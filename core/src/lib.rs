@@ -15,6 +15,7 @@
 //! - [`submit`]: receiving applications (cases, bundles, with files).
 //! - [`tasks`]: the worklist, who may act on a task, the task actions.
 //! - [`tokens`]: API tokens, the first administrator token, applicant tokens.
+//! - [`search`]: the search index entry of a case and the staff's case search.
 //! - [`reload`]: loading the scripts folder at start and on every change, atomically.
 //! - [`migrate`]: moving open cases from one procedure version to another.
 //! - [`clock`]: injectable time.
@@ -53,6 +54,7 @@ pub mod plugin;
 pub mod procedure;
 pub mod reload;
 pub mod script;
+pub mod search;
 pub mod sessions;
 pub mod stats;
 pub mod stops;

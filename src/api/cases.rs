@@ -346,6 +346,33 @@ pub(super) struct WithdrawBody {
     reason: Option<String>,
 }
 
+/// Cases the caller may see matching the filters, newest first, a page at a time.
+pub(super) async fn search_cases(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<guichet_core::search::CaseSearch>,
+) -> ApiResult<Json<Value>> {
+    let actor = caller.staff_or_admin()?.clone();
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", m);
+    if q.limit
+        .is_some_and(|l| !(1..=guichet_core::search::MAX_PAGE).contains(&l))
+    {
+        return Err(bad(format!(
+            "limit must be between 1 and {}",
+            guichet_core::search::MAX_PAGE
+        )));
+    }
+    if let Some(a) = q
+        .after
+        .as_deref()
+        .filter(|a| !a.is_empty() && a.parse::<u64>().is_err())
+    {
+        return Err(bad(format!("'{a}' is not a cursor from a previous page")));
+    }
+    let page = call(&s, move |e| e.search_cases(&actor, &q)).await?;
+    Ok(Json(json!(page)))
+}
+
 pub(super) async fn withdraw(
     State(s): State<AppState>,
     caller: Caller,

@@ -193,6 +193,14 @@ pub fn table() -> Vec<Route> {
             "Cases of a submitted bundle",
             bundle_cases,
         ),
+        Route::new(
+            get.clone(),
+            "/api/cases",
+            Staff,
+            "Search the cases I may see, a page at a time",
+            search_cases,
+        )
+        .query(s::case_search),
         Route::new(post.clone(), "/api/cases", Public, "Submit a case", submit)
             .created()
             .body(s::submission)

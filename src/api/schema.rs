@@ -86,6 +86,9 @@ pub(super) fn inbox_query() -> Value {
 pub(super) fn failed_query() -> Value {
     of::<super::notify::FailedQuery>()
 }
+pub(super) fn case_search() -> Value {
+    of::<guichet_core::search::CaseSearch>()
+}
 pub(super) fn stats_query() -> Value {
     of::<super::stats::StatsParams>()
 }

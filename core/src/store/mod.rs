@@ -199,6 +199,19 @@ pub trait IndexTable {
     fn open_cases_by_version(&self) -> Result<BTreeMap<(String, String), u64>>;
     /// Ids of the open cases on one procedure version.
     fn open_cases_of_version(&self, procedure: &str, version: &str) -> Result<Vec<u64>>;
+    /// A case's entry in the search index (written with its record by every commit).
+    fn listing(&self, case: u64) -> Result<Option<crate::search::CaseListing>>;
+    /// Calls `f` with the search index's entries from the newest case (or the oldest),
+    /// starting after case `after`, until `f` answers `false`.
+    fn listings(
+        &self,
+        after: Option<u64>,
+        newest_first: bool,
+        f: &mut dyn FnMut(crate::search::CaseListing) -> Result<bool>,
+    ) -> Result<()>;
+    /// Writes a case's search entry from its record if it has none (a store written before
+    /// the index existed); returns whether it wrote one.
+    fn complete_listing(&self, case: u64) -> Result<bool>;
     /// A case's contribution to the statistics as its last commit wrote it.
     fn case_figures(&self, case: u64) -> Result<Option<crate::stats::CaseFigures>>;
     /// Calls `f` with every case's contribution to the statistics (in no particular

@@ -275,10 +275,15 @@ impl CaseTable for SledStore {
             }
             after_commit.extend(old_cards.into_iter().filter(|k| !new_cards.contains(k)));
             let record = encode_case(&after)?;
-            let figures = match &w.figures {
-                Some(f) => Some(serde_json::to_vec(f)?),
-                None => None,
-            };
+            // Kept with the record in one atomic batch: the search entry and the figures.
+            let mut with_record = vec![(
+                listing_key(after.id).to_vec(),
+                serde_json::to_vec(&crate::search::CaseListing::of(&after))?,
+            )];
+            if let Some(f) = &w.figures {
+                with_record.push((figures_key(after.id).to_vec(), serde_json::to_vec(f)?));
+            }
+            let figures = with_record;
             plans.push((before_commit, (record, figures), after_commit, after, event));
         }
         self.load_chain_head(&t)?;
@@ -295,17 +300,12 @@ impl CaseTable for SledStore {
             // batch is atomic, so the figures never count a transition that did not happen
             // nor miss one that did).
             let id = plans[0].3.id;
-            match figures {
-                Some(fig) => {
-                    let mut batch = Batch::default();
-                    batch.insert(&figures_key(id), fig.as_slice());
-                    batch.insert(&case_key(id), record.as_slice());
-                    t.state.apply_batch(batch)?;
-                }
-                None => {
-                    t.state.insert(case_key(id), record.as_slice())?;
-                }
+            let mut batch = Batch::default();
+            for (k, v) in figures {
+                batch.insert(k.as_slice(), v.as_slice());
             }
+            batch.insert(&case_key(id), record.as_slice());
+            t.state.apply_batch(batch)?;
             // From here on the transition happened: what follows cannot turn it into an
             // error. Stale index entries that stay are filtered by their readers.
             let stale = fault
@@ -325,8 +325,8 @@ impl CaseTable for SledStore {
                 for (k, v) in before_commit {
                     batch.insert(k.as_slice(), v.as_slice());
                 }
-                if let Some(fig) = figures {
-                    batch.insert(&figures_key(after.id), fig.as_slice());
+                for (k, v) in figures {
+                    batch.insert(k.as_slice(), v.as_slice());
                 }
                 batch.insert(&case_key(after.id), record.as_slice());
                 for k in after_commit {
@@ -362,7 +362,10 @@ impl CaseTable for SledStore {
             .iter()
             .map(|(b, (record, figures), _, _, _)| {
                 record.len()
-                    + figures.as_ref().map_or(0, Vec::len)
+                    + figures
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum::<usize>()
                     + b.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
             })
             .sum();

@@ -189,6 +189,13 @@ pub(super) fn queue_key(n: &Notice) -> Option<Vec<u8>> {
     Some(k)
 }
 
+/// `Q`, case id: the case's entry in the search index.
+pub(super) fn listing_key(case: u64) -> [u8; 9] {
+    let mut k = [b'Q'; 9];
+    k[1..].copy_from_slice(&case.to_be_bytes());
+    k
+}
+
 /// `S`, case id: the case's contribution to the statistics.
 pub(super) fn figures_key(case: u64) -> [u8; 9] {
     let mut k = [b'S'; 9];

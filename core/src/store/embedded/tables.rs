@@ -107,6 +107,64 @@ impl IndexTable for SledStore {
         Ok(out)
     }
 
+    fn listing(&self, case: u64) -> Result<Option<crate::search::CaseListing>> {
+        let t = self.t()?;
+        match t.state.get(listing_key(case))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+        }
+    }
+
+    fn listings(
+        &self,
+        after: Option<u64>,
+        newest_first: bool,
+        f: &mut dyn FnMut(crate::search::CaseListing) -> Result<bool>,
+    ) -> Result<()> {
+        let t = self.t()?;
+        let (start, end) = match (after, newest_first) {
+            (Some(a), true) => (listing_key(0), listing_key(a)),
+            (Some(a), false) => (listing_key(a.saturating_add(1)), listing_key(u64::MAX)),
+            (None, _) => (listing_key(0), listing_key(u64::MAX)),
+        };
+        let range = t.state.range(start..end);
+        let mut visit = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<bool> {
+            let (_, v) = kv?;
+            f(serde_json::from_slice(&v)?)
+        };
+        if newest_first {
+            for kv in range.rev() {
+                if !visit(kv)? {
+                    break;
+                }
+            }
+        } else {
+            for kv in range {
+                if !visit(kv)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn complete_listing(&self, case: u64) -> Result<bool> {
+        let t = self.t()?;
+        let _lock = self.stripes[(case % super::STRIPES as u64) as usize].lock();
+        if t.state.contains_key(listing_key(case))? {
+            return Ok(false);
+        }
+        let Some(v) = t.state.get(case_key(case))? else {
+            return Ok(false);
+        };
+        let c = decode_case(&v)?;
+        t.state.insert(
+            listing_key(case),
+            serde_json::to_vec(&crate::search::CaseListing::of(&c))?,
+        )?;
+        Ok(true)
+    }
+
     fn case_figures(&self, case: u64) -> Result<Option<crate::stats::CaseFigures>> {
         self.figures_of(case)
     }

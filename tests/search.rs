@@ -138,6 +138,19 @@ async fn staff_find_the_cases_they_may_see_a_page_at_a_time() {
     assert_eq!(numbers(&v).len(), 9);
     let _ = p1;
 
+    // The worklist comes a page at a time too, with the total over all pages.
+    let (_, v) = s.get("/api/tasks?limit=2", &window).await;
+    assert_eq!(v["tasks"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(
+        (v["total"].as_u64(), v["offset"].as_u64()),
+        (Some(5), Some(0))
+    );
+    assert_eq!(v["counts"]["green"], 5);
+    let (_, last) = s.get("/api/tasks?limit=2&offset=4", &window).await;
+    assert_eq!(last["tasks"].as_array().unwrap().len(), 1, "{last}");
+    let (st, _) = s.get("/api/tasks?limit=0", &window).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
     // Bad input is refused and says why; the public finds nothing.
     for bad in [
         "/api/cases?limit=0",

@@ -58,14 +58,7 @@ pub struct LevelCounts {
 }
 
 impl Engine {
-    /// Tasks of the caller's groups (every group for an administrator), oldest first.
-    pub fn worklist(&self, actor: &Actor, f: &WorkFilter) -> Result<Vec<WorkItem>> {
-        Ok(self
-            .worklist_page(actor, f, WorkOrder::Oldest, 0, usize::MAX)?
-            .items)
-    }
-
-    /// A page of the caller's worklist: `size` tasks from `offset` in `order`, with the
+    /// A page of the caller's worklist (every group's for an administrator): `size` tasks from `offset` in `order`, with the
     /// total and the counts by level. Reads the groups' work indexes, not their cases,
     /// so it costs about the same for a hundred tasks as for a hundred thousand.
     pub fn worklist_page(

@@ -72,7 +72,7 @@ pub(super) fn track_query() -> Value {
     of::<super::TrackQuery>()
 }
 pub(super) fn work_filter() -> Value {
-    of::<guichet_core::engine::WorkFilter>()
+    of::<super::tasks::TaskQuery>()
 }
 pub(super) fn board_query() -> Value {
     of::<super::tasks::BoardQuery>()

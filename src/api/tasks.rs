@@ -3,14 +3,70 @@
 
 use super::*;
 
+/// The worklist's filters and page.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TaskQuery {
+    procedure: Option<String>,
+    department: Option<String>,
+    group: Option<String>,
+    /// `open` (unclaimed) or `claimed`.
+    state: Option<guichet_core::case::TaskState>,
+    /// Only tasks claimed by or assigned to the caller.
+    #[serde(default)]
+    mine: bool,
+    bundle: Option<String>,
+    /// Only tasks at this warning level.
+    level: Option<guichet_core::limits::Level>,
+    /// Tasks to skip (default 0).
+    #[serde(default)]
+    offset: usize,
+    /// Tasks in the answer, 1 to 1000 (default 100).
+    #[serde(default = "hundred")]
+    limit: usize,
+}
+
+/// The caller's tasks, oldest first, a page at a time, with the total and the counts by
+/// level of all the filter keeps.
 pub(super) async fn worklist(
     State(s): State<AppState>,
     caller: Caller,
-    Query(f): Query<WorkFilter>,
+    Query(q): Query<TaskQuery>,
 ) -> ApiResult<Json<Value>> {
+    if !(1..=1000).contains(&q.limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "limit must be between 1 and 1000",
+        ));
+    }
     let actor = caller.staff_or_admin()?.clone();
-    let items = call(&s, move |e| e.worklist(&actor, &f)).await?;
-    Ok(Json(json!({ "tasks": items })))
+    let f = WorkFilter {
+        procedure: q.procedure,
+        department: q.department,
+        group: q.group,
+        state: q.state,
+        mine: q.mine,
+        bundle: q.bundle,
+        level: q.level,
+    };
+    let (offset, limit) = (q.offset, q.limit);
+    let page = call(&s, move |e| {
+        e.worklist_page(
+            &actor,
+            &f,
+            guichet_core::tasks::WorkOrder::Oldest,
+            offset,
+            limit,
+        )
+    })
+    .await?;
+    Ok(Json(json!({
+        "tasks": page.items,
+        "offset": page.offset,
+        "total": page.total,
+        "counts": page.counts,
+    })))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

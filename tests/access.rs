@@ -64,6 +64,10 @@ const MATRIX: &[(&str, &str)] = &[
         "404  ok   404  ok   403  ok   ok",
     ),
     (
+        "POST /api/cases/{case}/rating",
+        "404  ok   404  ok   403  403  ok",
+    ),
+    (
         "GET /api/track/{number}",
         "404  ok   404  ok   ok   ok   ok",
     ),
@@ -235,6 +239,7 @@ fn body_for(path: &str) -> Value {
         p if p.ends_with("/failure") => json!({ "worker": "w1", "error": "down" }),
         p if p.ends_with("/complete") => json!({ "outcome": "accept" }),
         p if p.ends_with("/return") => json!({ "to": "intake" }),
+        p if p.ends_with("/rating") => json!({ "score": 4 }),
         p if p.ends_with("/transfer") || p.ends_with("/reassign") => {
             json!({ "group": "tax.officer" })
         }

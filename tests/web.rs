@@ -1786,3 +1786,140 @@ async fn a_manager_reads_the_statistics_as_tables_charts_and_csv() {
     assert_eq!(st, StatusCode::SEE_OTHER);
     assert_eq!(location(&h), "/staff/sign-in");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applicant_rates_the_decision_and_reads_the_answer_to_a_low_rating() {
+    let s = TestServer::start().await;
+    let body = serde_json::json!({
+        "procedure": "tax.registration",
+        "applicant": { "id": "91310000MA1FL0001X", "name": "Alpha Trading", "phone": "13800000000" },
+        "data": { "company": "Alpha Trading", "credit_code": "91310000MA1FL0001X" },
+        "materials": [
+            { "id": "business_licence", "file": "licence.pdf" },
+            { "id": "legal_rep_id", "file": "id.pdf" },
+        ],
+    });
+    let (id, number, code) = s.submit(body).await;
+    let window = s.token("wang.fang").await;
+    let officer = s.token("li.wei").await;
+    // Not decided yet: nothing to rate.
+    let (st, v) = s
+        .call(
+            "POST",
+            &format!("/api/cases/{number}/rating"),
+            None,
+            Some(serde_json::json!({ "code": code, "score": 4 })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "invalid_transition");
+    s.act(&window, id, "intake", "accept", serde_json::json!({}))
+        .await;
+    s.act(&officer, id, "register", "approve", serde_json::json!({}))
+        .await;
+
+    // The applicant tracks the decided case: the rating form.
+    let b = Browser::new(&s);
+    let (_, _, form) = b.get("/track?lang=en").await;
+    let csrf = csrf_of(&form);
+    let (_, page) = b
+        .post_form(
+            "/track?lang=en",
+            &[("csrf", &csrf), ("number", &number), ("code", &code)],
+        )
+        .await;
+    assert!(
+        page.contains("How satisfied are you with this service?"),
+        "{page}"
+    );
+    // No score chosen: said, nothing recorded.
+    let (st, page) = b
+        .post_form(
+            "/track/rate?lang=en",
+            &[("csrf", &csrf), ("number", &number), ("code", &code)],
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("Choose how satisfied you are."));
+    let (st, page) = b
+        .post_form(
+            "/track/rate?lang=en",
+            &[
+                ("csrf", &csrf),
+                ("number", &number),
+                ("code", &code),
+                ("score", "1"),
+                ("comment", "Nobody answered the phone."),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert!(page.contains("Thank you: your rating was recorded."));
+    assert!(page.contains("Very dissatisfied"));
+    assert!(page.contains("The office is looking into what you told us"));
+    assert!(!page.contains("action=\"/track/rate\""), "once");
+    // Once only, through the API too.
+    let (st, _) = s
+        .call(
+            "POST",
+            &format!("/api/cases/{number}/rating"),
+            None,
+            Some(serde_json::json!({ "code": code, "score": 5 })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+
+    // The window's group has the follow-up in its worklist; its answer needs a reply.
+    let (_, tasks) = s
+        .get("/api/tasks?procedure=tax.registration", &window)
+        .await;
+    let task = tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["step"] == "follow_up")
+        .unwrap_or_else(|| panic!("{tasks}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.post(
+        &format!("/api/tasks/{task}/claim"),
+        &window,
+        serde_json::json!({}),
+    )
+    .await;
+    let (st, _) = s
+        .post(
+            &format!("/api/tasks/{task}/complete"),
+            &window,
+            serde_json::json!({ "outcome": "resolved" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    let (st, v) = s
+        .post(
+            &format!("/api/tasks/{task}/complete"),
+            &window,
+            serde_json::json!({ "outcome": "resolved", "comment": "The hotline now has two lines." }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, page) = b
+        .post_form(
+            "/track?lang=en",
+            &[("csrf", &csrf), ("number", &number), ("code", &code)],
+        )
+        .await;
+    assert!(page.contains("The office&#x27;s answer"), "{page}");
+    assert!(page.contains("The hotline now has two lines."));
+    // The applicant is told too.
+    let (_, n) = s.get(&format!("/api/cases/{id}/notices"), &window).await;
+    assert!(
+        n["notices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["event"] == "case.follow_up_answered" && n["recipient"] == "applicant"),
+        "{n}"
+    );
+}

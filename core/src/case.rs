@@ -239,6 +239,9 @@ pub struct Case {
     pub visited: Vec<String>,
     pub next_task: u32,
     pub next_token: u32,
+    /// The applicant's rating (好差评), once given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<crate::rating::Rating>,
     /// Events in the history; the next event's sequence number.
     pub history_len: u64,
     /// Bumped on every write; a write against a stale revision is a conflict.
@@ -284,6 +287,7 @@ impl Case {
             visited: vec![],
             next_task: 0,
             next_token: 0,
+            rating: None,
             history_len: 0,
             rev: 0,
         }

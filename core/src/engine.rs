@@ -410,13 +410,14 @@ impl Engine {
             if !procs.contains_key(&key) {
                 procs.insert(key.clone(), self.procedure_of(&w.after)?);
             }
+            let p = procs.get(&key).cloned();
             // Read before the commit: if the case changed since `before`, the commit is a
             // conflict and these are never used.
-            let old = match &w.before {
-                Some(b) => self.store.case_figures(b.id)?,
-                None => None,
+            let old = match (&w.before, &p) {
+                (Some(b), Some(p)) => Some(self.figures_before(b, p, &rules)?),
+                _ => None,
             };
-            if let Some(p) = procs.get(&key) {
+            if let Some(p) = &p {
                 w.work = Self::work_entries(&rules, p, &w.after);
                 // The tasks this transition closed (the record holds only open ones).
                 let closed: Vec<&crate::case::Task> =
@@ -449,6 +450,31 @@ impl Engine {
             stats.apply(old.as_ref(), w.figures.as_ref());
         }
         Ok(receipt)
+    }
+
+    /// A case's contribution to the statistics as the table holds it: as stored, unless a
+    /// commit that did not happen left one for a revision the case never reached; then
+    /// worked out again from the history (what the table added for it).
+    fn figures_before(
+        &self,
+        before: &Case,
+        p: &Procedure,
+        rules: &RuleSet,
+    ) -> Result<crate::stats::CaseFigures> {
+        match self.store.case_figures(before.id)? {
+            Some((rev, f)) if rev == before.rev => Ok(f),
+            _ => {
+                let history = self.store.history(before.id)?;
+                let closed = self.store.closed_tasks(before.id)?;
+                Ok(crate::stats::CaseFigures::rebuild(
+                    before,
+                    &history,
+                    &closed,
+                    p,
+                    &rules.calendar,
+                ))
+            }
+        }
     }
 
     /// Resolves a case reference: its id or its number.

@@ -645,6 +645,9 @@ impl<'a> Flow<'a> {
             .iter()
             .position(|t| t.id == task_id)
             .ok_or_else(|| Error::NotFound(format!("task {task_id} not found")))?;
+        if self.case.tasks[idx].step == crate::rating::FOLLOW_UP_STEP {
+            self.complete_follow_up(outcome, comment.as_ref())?;
+        }
         let task = &mut self.case.tasks[idx];
         task.state = TaskState::Completed;
         task.completed_at = Some(self.now);
@@ -653,6 +656,9 @@ impl<'a> Flow<'a> {
         task.outcome = Some(outcome.to_string());
         task.comment = comment;
         let (token, step_id) = (task.token, task.step.clone());
+        if step_id == crate::rating::FOLLOW_UP_STEP {
+            return Ok(());
+        }
         if step_id == INTAKE_STEP {
             return self.intake_decision(token, outcome);
         }

@@ -15,6 +15,7 @@
 //! - [`submit`]: receiving applications (cases, bundles, with files).
 //! - [`tasks`]: the worklist, who may act on a task, the task actions.
 //! - [`tokens`]: API tokens, the first administrator token, applicant tokens.
+//! - [`rating`]: ratings (好差评) of decided cases and the follow-up a low one opens.
 //! - [`search`]: the search index entry of a case and the staff's case search.
 //! - [`reload`]: loading the scripts folder at start and on every change, atomically.
 //! - [`migrate`]: moving open cases from one procedure version to another.
@@ -52,6 +53,7 @@ pub mod office;
 pub mod outbox;
 pub mod plugin;
 pub mod procedure;
+pub mod rating;
 pub mod reload;
 pub mod script;
 pub mod search;

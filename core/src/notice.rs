@@ -33,6 +33,8 @@ pub const EVENT_KINDS: &[&str] = &[
     "case.decided",
     "case.withdrawn",
     "case.terminated",
+    "case.rated",
+    "case.follow_up_answered",
     "task.created",
     "task.claimed",
     "task.completed",
@@ -116,6 +118,26 @@ pub fn events(before: Option<&Case>, after: &Case, h: &HistoryEvent) -> Vec<Even
     }
     if before.is_some_and(|b| b.supplement.is_some()) && after.supplement.is_none() {
         out.push(base("case.supplied"));
+    }
+    fn rating(c: Option<&Case>) -> Option<&crate::rating::Rating> {
+        c.and_then(|c| c.rating.as_ref())
+    }
+    if rating(before).is_none() {
+        if let Some(r) = rating(Some(after)) {
+            out.push(Event {
+                outcome: Some(r.score.to_string()),
+                ..base("case.rated")
+            });
+        }
+    }
+    if rating(before).is_some_and(|r| r.reply.is_none()) {
+        if let Some(r) = rating(Some(after)).filter(|r| r.reply.is_some()) {
+            out.push(Event {
+                outcome: r.outcome.clone(),
+                comment: r.reply.clone(),
+                ..base("case.follow_up_answered")
+            });
+        }
     }
     if old != Some(after.status) {
         let kind = match after.status {

@@ -26,6 +26,8 @@ pub struct Offers {
     /// Withdraw the case on the applicant's behalf (撤回: at the window or on the phone;
     /// staff who may see it, auditors excepted, who only read).
     pub withdraw: bool,
+    /// Record the rating the applicant gives at the window (a decided case not rated).
+    pub rate: bool,
 }
 
 /// The actions open on one task.
@@ -88,6 +90,9 @@ impl Engine {
                 .map(|c| c.id.clone())
                 .collect(),
             withdraw: case.status.is_open() && self.can_see(actor, case) && !rules.is_auditor(me),
+            rate: crate::rating::may_be_rated(case)
+                && self.can_see(actor, case)
+                && !rules.is_auditor(me),
         }
     }
 }

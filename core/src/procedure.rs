@@ -52,6 +52,9 @@ pub struct Procedure {
     /// Who is told what on which event (receipts, supplement requests, decisions, cards).
     #[serde(default)]
     pub notices: Vec<crate::notice::NoticeRule>,
+    /// Ratings (好差评): the score that opens a follow-up, by which group, in how long.
+    #[serde(default)]
+    pub rating: crate::rating::RatingPolicy,
     /// `notices`' templates, compiled.
     #[serde(skip)]
     pub templates: Arc<crate::notice::Templates>,
@@ -349,6 +352,9 @@ impl Procedure {
         if step == INTAKE_STEP {
             return vec!["accept".into(), "reject".into(), "refer".into()];
         }
+        if step == crate::rating::FOLLOW_UP_STEP {
+            return crate::rating::FOLLOW_UP_OUTCOMES.map(String::from).to_vec();
+        }
         self.step(step)
             .map(|s| self.outcomes_of(s))
             .unwrap_or_default()
@@ -375,6 +381,14 @@ impl Procedure {
         }
         if !rules.departments.contains_key(&p.department) {
             errs.push(format!("department '{}' does not exist", p.department));
+        }
+        if let Some(g) = &p.rating.group {
+            if !rules.groups.contains_key(g) {
+                errs.push(format!("rating: group '{g}' does not exist"));
+            }
+        }
+        if p.rating.threshold > 5 {
+            errs.push("rating: threshold is 0 (never follow up) to 5".to_string());
         }
         if p.promised_days > p.statutory_days {
             errs.push(format!(
@@ -440,7 +454,11 @@ impl Procedure {
         check_route(&p.start, "start", &mut errs);
         for s in &p.steps {
             let ctx = format!("step '{}'", s.id);
-            if !valid_id(&s.id) || s.id == INTAKE_STEP || s.id.starts_with('@') {
+            if !valid_id(&s.id)
+                || s.id == INTAKE_STEP
+                || s.id == crate::rating::FOLLOW_UP_STEP
+                || s.id.starts_with('@')
+            {
                 errs.push(format!(
                     "{ctx}: invalid step id (reserved or not lower-case)"
                 ));

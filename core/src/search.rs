@@ -179,9 +179,11 @@ impl Engine {
             scanned += 1;
             last = Some(l.id);
             if s.admits(&l, &rules.calendar) {
-                // Visibility and the level need the case itself.
+                // Visibility and the level need the case itself; the entry may describe
+                // a revision a failed commit never made, so the case is checked again.
                 if let Some(case) = self.store().case(l.id)? {
-                    if self.can_see(actor, &case) {
+                    let fresh = CaseListing::of(&case);
+                    if s.admits(&fresh, &rules.calendar) && self.can_see(actor, &case) {
                         let level = match case.status.is_open() {
                             true => self
                                 .procedure_of(&case)
@@ -190,10 +192,7 @@ impl Engine {
                             false => None,
                         };
                         if s.level.is_none_or(|want| level == Some(want)) {
-                            found.push(Found {
-                                case: CaseListing::of(&case),
-                                level,
-                            });
+                            found.push(Found { case: fresh, level });
                         }
                     }
                 }

@@ -277,6 +277,17 @@ impl Engine {
         case: &Case,
         task: &Task,
     ) -> LevelClock {
+        if task.step == crate::rating::FOLLOW_UP_STEP {
+            return match task.due {
+                Some(due) => p.warnings.clock(
+                    &rules.calendar,
+                    (task.created_at, p.rating.days, due),
+                    0,
+                    None,
+                ),
+                None => LevelClock::default(),
+            };
+        }
         let step_days = p.step(&task.step).map(|s| s.days).unwrap_or(0);
         match task.due {
             Some(due) if step_days > 0 => {

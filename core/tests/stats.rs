@@ -207,3 +207,187 @@ fn figures_follow_the_cases_and_survive_a_restart_and_a_rebuild() {
         before
     );
 }
+
+#[test]
+fn a_low_rating_opens_a_follow_up_whose_answer_reaches_the_case_and_the_figures() {
+    use guichet_core::rating::RatingRequest;
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(monday()));
+    let e = open(tmp.path(), clock.clone());
+    let (a, b, open_case, w) = (submit(&e), submit(&e), submit(&e), submit(&e));
+    for id in [a.id, b.id] {
+        act(&e, id, "intake", "accept");
+        act(&e, id, "review", "approve");
+    }
+    e.withdraw(&staff(), w.id, None, None).unwrap();
+    let score = |s: u8| RatingRequest {
+        score: s,
+        tags: vec![],
+        comment: Some("  ".into()),
+    };
+    // Only a decided case, once, with a score from 1 to 5.
+    assert!(matches!(
+        e.rate(&Actor::Public, open_case.id, score(4)),
+        Err(Error::InvalidTransition(_))
+    ));
+    assert!(matches!(
+        e.rate(&Actor::Public, w.id, score(4)),
+        Err(Error::InvalidTransition(_))
+    ));
+    assert!(matches!(
+        e.rate(&Actor::Public, a.id, score(6)),
+        Err(Error::Validation(_))
+    ));
+    let rated = e
+        .rate(&Actor::Public, a.id, score(5))
+        .unwrap()
+        .cases
+        .remove(0);
+    let r = rated.rating.as_ref().unwrap();
+    assert_eq!(
+        (r.score, r.channel.as_str(), r.comment.as_ref()),
+        (5, "online", None)
+    );
+    assert!(r.follow_up.is_none(), "a good score opens nothing");
+    assert!(matches!(
+        e.rate(&Actor::Public, a.id, score(1)),
+        Err(Error::Conflict(_))
+    ));
+
+    // Told at the window: very dissatisfied. The window's group gets a follow-up.
+    clock.advance(Duration::hours(1));
+    let low = e.rate(&staff(), b.id, score(1)).unwrap().cases.remove(0);
+    let r = low.rating.clone().unwrap();
+    assert_eq!(
+        (r.channel.as_str(), r.recorded_by.as_deref()),
+        ("window", Some("a"))
+    );
+    let task = low
+        .open_tasks()
+        .find(|t| Some(&t.id) == r.follow_up.as_ref())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (task.step.as_str(), task.group.as_str()),
+        ("follow_up", "g")
+    );
+    assert!(task.due.is_some(), "its own limit");
+    assert_eq!(low.status, guichet_core::case::CaseStatus::Approved);
+    // Its answer needs a reply, and one of the follow-up's outcomes.
+    e.claim(&staff(), &task.id).unwrap();
+    assert!(matches!(
+        e.complete(&staff(), &task.id, "resolved", None, Data::new()),
+        Err(Error::Validation(_))
+    ));
+    assert!(matches!(
+        e.complete(
+            &staff(),
+            &task.id,
+            "approve",
+            Some("ok".into()),
+            Data::new()
+        ),
+        Err(Error::Validation(_))
+    ));
+    let answered = e
+        .complete(
+            &staff(),
+            &task.id,
+            "resolved",
+            Some("We now answer the phone.".into()),
+            Data::new(),
+        )
+        .unwrap()
+        .cases
+        .remove(0);
+    let r = answered.rating.clone().unwrap();
+    assert_eq!(r.outcome.as_deref(), Some("resolved"));
+    assert_eq!(r.reply.as_deref(), Some("We now answer the phone."));
+    assert_eq!(answered.status, guichet_core::case::CaseStatus::Approved);
+    assert_eq!(answered.open_tasks().count(), 0);
+
+    // The figures: two ratings, mean 3, one satisfied in two; counted for the group.
+    let rep = figures(&e, Grouping::Procedure);
+    let p = &rep.rows[0];
+    assert_eq!(p.ratings, [1, 0, 0, 0, 1]);
+    assert_eq!((p.rating_mean, p.satisfied), (Some(3.0), Some(0.5)));
+    let g = rep.groups.iter().find(|g| g.group == "g").unwrap();
+    assert_eq!((g.ratings, g.rating_mean), (2, Some(3.0)));
+    let before = serde_json::to_value(figures(&e, Grouping::Day)).unwrap();
+    e.rebuild_statistics().unwrap();
+    assert_eq!(
+        serde_json::to_value(figures(&e, Grouping::Day)).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn a_commit_that_fails_before_its_record_leaves_the_figures_as_they_were() {
+    use guichet_core::store::{CaseTable, FaultPoint, Store};
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(monday()));
+    let scripts = tmp.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    std::fs::write(scripts.join("p.rhai"), OFFICE).unwrap();
+    let store = Arc::new(SledStore::open(&tmp.path().join("store"), 8 << 20).unwrap());
+    let e = Engine::open(store.clone(), &scripts, clock.clone()).unwrap();
+    let a = submit(&e);
+    act(&e, a.id, "intake", "accept");
+    let task = e
+        .case(a.id)
+        .unwrap()
+        .open_tasks()
+        .next()
+        .unwrap()
+        .id
+        .clone();
+    e.claim(&staff(), &task).unwrap();
+    clock.advance(Duration::days(1));
+    let before = serde_json::to_value(figures(&e, Grouping::Day)).unwrap();
+    // The decision fails after its index entries and figures were written, before the
+    // case record: nothing happened, in the figures too.
+    store.set_fault(Some(Arc::new(|at| {
+        if at == FaultPoint::BeforeRecord {
+            Err(Error::Store("injected write failure".into()))
+        } else {
+            Ok(())
+        }
+    })));
+    e.complete(&staff(), &task, "approve", None, Data::new())
+        .unwrap_err();
+    store.set_fault(None);
+    assert_eq!(
+        serde_json::to_value(figures(&e, Grouping::Day)).unwrap(),
+        before
+    );
+    // The next commits count from what really happened.
+    e.complete(&staff(), &task, "approve", None, Data::new())
+        .unwrap();
+    let decided = serde_json::to_value(figures(&e, Grouping::Day)).unwrap();
+    assert_eq!(figures(&e, Grouping::Procedure).rows[0].approved, 1);
+    assert_eq!(
+        figures(&e, Grouping::Procedure).rows[0].mean_days,
+        Some(1.0)
+    );
+    // A failure again, then a restart: the stale contribution is worked out again.
+    let b = submit(&e);
+    store.set_fault(Some(Arc::new(|at| {
+        if at == FaultPoint::BeforeRecord {
+            Err(Error::Store("injected write failure".into()))
+        } else {
+            Ok(())
+        }
+    })));
+    let task = b.open_tasks().next().unwrap().id.clone();
+    e.claim(&staff(), &task).unwrap_err();
+    store.set_fault(None);
+    let with_b = serde_json::to_value(figures(&e, Grouping::Day)).unwrap();
+    assert_ne!(with_b, decided, "B was received");
+    drop(e);
+    store.flush().unwrap();
+    let e = Engine::open(store, &scripts, clock).unwrap();
+    assert_eq!(
+        serde_json::to_value(figures(&e, Grouping::Day)).unwrap(),
+        with_b
+    );
+}

@@ -346,6 +346,47 @@ pub(super) struct WithdrawBody {
     reason: Option<String>,
 }
 
+#[derive(Deserialize, Default, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RatingBody {
+    /// The query code (the public; not needed with the applicant token or for staff).
+    #[serde(default)]
+    code: Option<String>,
+    /// 1 (very dissatisfied) to 5 (very satisfied).
+    score: u8,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// Rates a decided case (好差评): the applicant online, or staff recording what the
+/// applicant said at the window. Once per case.
+pub(super) async fn rate(
+    State(s): State<AppState>,
+    caller: Caller,
+    client: guard::Client,
+    Path(reference): Path<String>,
+    Body(b): Body<RatingBody>,
+) -> ApiResult<axum::response::Response> {
+    if guesses_code(&caller) {
+        s.guesses.check(&client.0, &reference)?;
+    }
+    let (actor, r) = (caller.0.clone(), reference.clone());
+    let answer = mutate(&s, move |e| {
+        let case = e.applicant_access(&actor, &r, b.code.as_deref())?;
+        let rating = guichet_core::rating::RatingRequest {
+            score: b.score,
+            tags: b.tags,
+            comment: b.comment,
+        };
+        e.rate(&actor, case.id, rating)
+    })
+    .await;
+    let done = after_code(&s, &caller, &client, &reference, answer)?;
+    Ok(case_body(done.case()).into_response())
+}
+
 /// Cases the caller may see matching the filters, newest first, a page at a time.
 pub(super) async fn search_cases(
     State(s): State<AppState>,

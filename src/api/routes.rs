@@ -229,6 +229,14 @@ pub fn table() -> Vec<Route> {
         )
         .body(s::withdraw),
         Route::new(
+            post.clone(),
+            "/api/cases/{case}/rating",
+            Applicant,
+            "Rate a decided case (好差评), once",
+            rate,
+        )
+        .body(s::rating),
+        Route::new(
             get.clone(),
             "/api/track/{number}",
             Applicant,

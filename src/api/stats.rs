@@ -150,13 +150,22 @@ pub(crate) fn to_csv(r: &Report, table: &str) -> Result<String, csv::Error> {
             }
         }
         "groups" => {
-            w.write_record(["group", "name", "tasks", "mean_hours"])?;
+            w.write_record([
+                "group",
+                "name",
+                "tasks",
+                "mean_hours",
+                "ratings",
+                "rating_mean",
+            ])?;
             for g in &r.groups {
                 w.write_record([
                     g.group.clone(),
                     g.name.clone(),
                     g.tasks.to_string(),
                     num(Some(g.mean_hours)),
+                    g.ratings.to_string(),
+                    num(g.rating_mean),
                 ])?;
             }
         }
@@ -185,6 +194,9 @@ pub(crate) fn to_csv(r: &Report, table: &str) -> Result<String, csv::Error> {
                 "extensions",
                 "cards_issued",
                 "cards_answered",
+                "ratings",
+                "rating_mean",
+                "satisfied",
                 "open_now",
                 "overdue_now",
             ])?;
@@ -213,6 +225,9 @@ pub(crate) fn to_csv(r: &Report, table: &str) -> Result<String, csv::Error> {
                     row.extensions.to_string(),
                     row.cards_issued.to_string(),
                     row.cards_answered.to_string(),
+                    row.ratings.iter().sum::<i64>().to_string(),
+                    num(row.rating_mean),
+                    num(row.satisfied),
                     row.open_now.map(|n| n.to_string()).unwrap_or_default(),
                     row.overdue_now.map(|n| n.to_string()).unwrap_or_default(),
                 ])?;

@@ -54,6 +54,7 @@ pub fn router() -> Router<AppState> {
         .route("/track", get(track::track_form).post(track::track))
         .route("/track/supply", axum::routing::post(track::supply))
         .route("/track/withdraw", axum::routing::post(track::withdraw))
+        .route("/track/rate", axum::routing::post(track::rate))
         .route("/static/{file}", get(public::asset))
         .route(
             "/staff/sign-in",

@@ -81,6 +81,10 @@ struct Tracked {
     /// File inputs for what was asked for, when the case waits on the applicant.
     asked: Vec<super::apply::MaterialView>,
     can_withdraw: bool,
+    /// The rating form is offered (a decided case not rated yet), with the service's tags.
+    can_rate: bool,
+    rating_tags: Vec<String>,
+    rating: Option<guichet_core::rating::Rating>,
 }
 
 /// Answers the tracking form: the case's page, or the form again with what is wrong.
@@ -216,6 +220,12 @@ fn tracked(
         code: case.query_code.clone(),
         asked,
         can_withdraw: case.status.is_open(),
+        can_rate: guichet_core::rating::may_be_rated(&case),
+        rating_tags: proc
+            .as_ref()
+            .map(|p| p.rating.tags.clone())
+            .unwrap_or_default(),
+        rating: case.rating.clone(),
         number: case.number.clone(),
         procedure_name: proc
             .as_ref()
@@ -260,7 +270,13 @@ fn tracked(
                     .step
                     .as_deref()
                     .filter(|s| *s != guichet_core::procedure::INTAKE_STEP)
-                    .map(step_name),
+                    .map(|s| {
+                        if s == guichet_core::rating::FOLLOW_UP_STEP {
+                            label(lang, "track.follow_up")
+                        } else {
+                            step_name(s)
+                        }
+                    }),
             })
             .collect(),
         notices: notices
@@ -463,6 +479,101 @@ pub(super) struct WithdrawForm {
     reason: String,
     #[serde(default)]
     confirm: Option<String>,
+}
+
+struct RateForm {
+    csrf: String,
+    number: String,
+    code: String,
+    score: String,
+    tag: Vec<String>,
+    comment: String,
+}
+
+/// The applicant rates the decided case (好差评), once.
+pub(super) async fn rate(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    client: Client,
+    Query(q): Query<PageQuery>,
+    // Ticked tags come as the same name repeated: read as pairs.
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let p = page_for(&s, &q, &headers, "tracked.html");
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let f = RateForm {
+        csrf: get("csrf"),
+        number: get("number"),
+        code: get("code"),
+        score: get("score"),
+        tag: pairs
+            .iter()
+            .filter(|(n, _)| n == "tag")
+            .map(|(_, v)| v.clone())
+            .collect(),
+        comment: get("comment"),
+    };
+    if !page::csrf_ok(&headers, &f.csrf) {
+        return super::public::refused(p, StatusCode::FORBIDDEN);
+    }
+    let lang = p.lang;
+    let Ok(score) = f.score.parse::<u8>() else {
+        let problem = guichet_core::form::Problem::general(label(lang, "track.rate_missing"));
+        return again(
+            &s,
+            &client,
+            p,
+            page::csrf_token(&headers).0,
+            &f.number,
+            &f.code,
+            None,
+            vec![problem],
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    };
+    let rating = guichet_core::rating::RatingRequest {
+        score,
+        tags: f.tag.clone(),
+        comment: Some(f.comment.clone()),
+    };
+    let done = crate::api::applicant_commit(&s, &client, &f.number, &f.code, move |e, case| {
+        Ok((e.rate(&guichet_core::Actor::Public, case.id, rating)?, ()))
+    })
+    .await;
+    let (flash, problems, status) = match done {
+        Ok(()) => (Some(label(lang, "track.rated")), vec![], StatusCode::OK),
+        Err(e)
+            if e.status == StatusCode::NOT_FOUND || e.status == StatusCode::TOO_MANY_REQUESTS =>
+        {
+            return super::public::refused(p, e.status)
+        }
+        Err(e) => (
+            None,
+            vec![guichet_core::form::Problem::general(page::refusal(
+                lang, e.code, &e.message,
+            ))],
+            e.status,
+        ),
+    };
+    again(
+        &s,
+        &client,
+        p,
+        page::csrf_token(&headers).0,
+        &f.number,
+        &f.code,
+        flash,
+        problems,
+        status,
+    )
+    .await
 }
 
 /// The applicant withdraws the application, having ticked that they mean it.

@@ -63,6 +63,25 @@ pub struct CaseFigures {
     pub cards_answered: Vec<NaiveDate>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepTime>,
+    /// The applicant's rating: the day given and the score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<(NaiveDate, u8)>,
+}
+
+impl CaseFigures {
+    /// The groups that did the case's work (completed a task of one of its steps, not a
+    /// rating's follow-up): whom its rating is counted for.
+    pub fn worked_by(&self) -> Vec<&str> {
+        let mut g: Vec<&str> = self
+            .steps
+            .iter()
+            .filter(|s| s.step != crate::rating::FOLLOW_UP_STEP)
+            .map(|s| s.group.as_str())
+            .collect();
+        g.sort_unstable();
+        g.dedup();
+        g
+    }
 }
 
 impl CaseFigures {
@@ -117,6 +136,7 @@ impl CaseFigures {
             cards_issued: Vec::new(),
             cards_answered: Vec::new(),
             steps: Vec::new(),
+            rating: None,
         }
     }
 
@@ -125,6 +145,7 @@ impl CaseFigures {
     /// what the commits found.
     fn set_case(&mut self, c: &Case, proc: &Procedure, cal: &Calendar) {
         self.accepted = c.accepted_at.map(|t| cal.local_date(t));
+        self.rating = c.rating.as_ref().map(|r| (cal.local_date(r.at), r.score));
         self.closed = match (c.status.is_open(), c.decided_at) {
             (false, Some(at)) => Some(Closing {
                 status: c.status,

@@ -34,10 +34,39 @@ impl Engine {
             }
         }
         let mut table = Table::default();
-        self.store()
+        let stale = self
+            .store()
             .visit_figures(&mut |_, f| table.apply(None, Some(&f)))?;
+        // Contributions a crash left for transitions that did not happen: again from the
+        // history, which has only those that did.
+        for id in stale {
+            if let Some(f) = self.figures_from_history(id)? {
+                table.apply(None, Some(&f));
+            }
+        }
         *self.stats.write() = table;
         Ok(())
+    }
+
+    /// A case's contribution worked out from its history and written; `None` if the case
+    /// or its procedure version cannot be read.
+    fn figures_from_history(&self, id: u64) -> Result<Option<CaseFigures>> {
+        let Some(case) = self.store().case(id)? else {
+            return Ok(None);
+        };
+        let proc = match self.procedure_of(&case) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(message = "no figures for a case", case = case.number, error = %e);
+                return Ok(None);
+            }
+        };
+        let history = self.store().history(id)?;
+        let closed = self.store().closed_tasks(id)?;
+        let rules = self.rules();
+        let f = CaseFigures::rebuild(&case, &history, &closed, &proc, &rules.calendar);
+        self.store().put_figures(id, case.rev, &f)?;
+        Ok(Some(f))
     }
 
     /// Works out every case's contribution again from its history and writes it; returns
@@ -46,31 +75,14 @@ impl Engine {
     pub fn rebuild_statistics(&self) -> Result<u64> {
         let n = self.rebuild_figures()?;
         self.store().put_meta(BUILT, b"1")?;
-        let mut table = Table::default();
-        self.store()
-            .visit_figures(&mut |_, f| table.apply(None, Some(&f)))?;
-        *self.stats.write() = table;
+        self.load_statistics()?;
         Ok(n)
     }
 
     fn rebuild_figures(&self) -> Result<u64> {
-        let rules = self.rules();
         let mut done = 0;
         for id in 1..self.store().next_case_id()? {
-            let Some(case) = self.store().case(id)? else {
-                continue;
-            };
-            let proc = match self.procedure_of(&case) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(message = "no figures for a case", case = case.number, error = %e);
-                    continue;
-                }
-            };
-            let history = self.store().history(id)?;
-            let closed = self.store().closed_tasks(id)?;
-            let f = CaseFigures::rebuild(&case, &history, &closed, &proc, &rules.calendar);
-            if self.store().put_figures(id, case.rev, &f)? {
+            if self.figures_from_history(id)?.is_some() {
                 done += 1;
             }
         }

@@ -109,6 +109,11 @@ pub struct Row {
     pub extensions: i64,
     pub cards_issued: i64,
     pub cards_answered: i64,
+    /// Ratings (好差评) given in the period, by score from 1 to 5.
+    pub ratings: [i64; 5],
+    /// Their mean score, and the share of 4 and 5 (satisfied) among them.
+    pub rating_mean: Option<f64>,
+    pub satisfied: Option<f64>,
     /// Open now and overdue now (per procedure and department rows and the total; the
     /// state today, whatever the period).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -152,10 +157,20 @@ impl Row {
             extensions: c.extensions,
             cards_issued: c.cards_issued,
             cards_answered: c.cards_answered,
+            ratings: c.ratings,
+            rating_mean: rating_mean(&c.ratings),
+            satisfied: ratio(c.ratings[3] + c.ratings[4], c.ratings.iter().sum::<i64>()),
             open_now: None,
             overdue_now: None,
         }
     }
+}
+
+/// The mean score of ratings counted by score.
+fn rating_mean(r: &[i64; 5]) -> Option<f64> {
+    let n: i64 = r.iter().sum();
+    let total: i64 = r.iter().zip(1..).map(|(k, s)| k * s).sum();
+    (n > 0).then(|| total as f64 / n as f64)
 }
 
 /// The middle value of a histogram (the mean of the two middle ones for an even count).
@@ -223,6 +238,9 @@ pub struct GroupRow {
     pub name: String,
     pub tasks: i64,
     pub mean_hours: f64,
+    /// Ratings given in the period of the cases the group worked on, and their mean.
+    pub ratings: i64,
+    pub rating_mean: Option<f64>,
 }
 
 /// The figures of a period.
@@ -339,6 +357,21 @@ pub fn report(table: &Table, rules: &RuleSet, q: &StatsQuery, open: &OpenNow) ->
 
     let mut steps: BTreeMap<(String, String, String), StepCell> = BTreeMap::new();
     let mut groups: BTreeMap<String, StepCell> = BTreeMap::new();
+    let mut group_ratings: BTreeMap<String, [i64; 5]> = BTreeMap::new();
+    let start = (q.from, String::new(), String::new(), String::new());
+    for ((day, dept, proc, group), counts) in table.group_ratings.range(start..) {
+        if *day > q.to {
+            break;
+        }
+        if !wanted(dept, proc) {
+            continue;
+        }
+        let slot = group_ratings.entry(group.clone()).or_default();
+        for (mine, theirs) in slot.iter_mut().zip(counts) {
+            *mine += theirs;
+        }
+        groups.entry(group.clone()).or_default();
+    }
     let start = (
         q.from,
         String::new(),
@@ -403,12 +436,17 @@ pub fn report(table: &Table, rules: &RuleSet, q: &StatsQuery, open: &OpenNow) ->
         .collect();
     let groups = groups
         .into_iter()
-        .filter(|(_, c)| c.tasks > 0)
-        .map(|(group, c)| GroupRow {
-            name: group_name(&group),
-            tasks: c.tasks,
-            mean_hours: hours(&c),
-            group,
+        .filter(|(g, c)| c.tasks > 0 || group_ratings.contains_key(g))
+        .map(|(group, c)| {
+            let r = group_ratings.get(&group).copied().unwrap_or_default();
+            GroupRow {
+                name: group_name(&group),
+                tasks: c.tasks,
+                mean_hours: hours(&c),
+                ratings: r.iter().sum(),
+                rating_mean: rating_mean(&r),
+                group,
+            }
         })
         .collect();
     Ok(Report {

@@ -32,6 +32,8 @@ pub struct Cell {
     pub extensions: i64,
     pub cards_issued: i64,
     pub cards_answered: i64,
+    /// Ratings given in the period, by score (1 to 5).
+    pub ratings: [i64; 5],
 }
 
 impl Cell {
@@ -59,6 +61,9 @@ impl Cell {
         self.extensions += sign * o.extensions;
         self.cards_issued += sign * o.cards_issued;
         self.cards_answered += sign * o.cards_answered;
+        for (mine, theirs) in self.ratings.iter_mut().zip(o.ratings) {
+            *mine += sign * theirs;
+        }
     }
 
     /// Adds `o` into this cell.
@@ -83,11 +88,16 @@ pub type CellKey = (NaiveDate, String, String);
 /// `(day, department, procedure, step, group)`.
 pub type StepKey = (NaiveDate, String, String, String, String);
 
+/// `(day, department, procedure, group)`.
+pub type GroupKey = (NaiveDate, String, String, String);
+
 /// The office's figures.
 #[derive(Debug, Default)]
 pub struct Table {
     pub cells: BTreeMap<CellKey, Cell>,
     pub steps: BTreeMap<StepKey, StepCell>,
+    /// Ratings by score of the cases each group worked on.
+    pub group_ratings: BTreeMap<GroupKey, [i64; 5]>,
 }
 
 impl Table {
@@ -137,6 +147,23 @@ impl Table {
         }
         for d in &f.cards_answered {
             cells.entry(*d).or_default().cards_answered += 1;
+        }
+        if let Some((day, score)) = f.rating {
+            let i = usize::from(score.clamp(1, 5) - 1);
+            cells.entry(day).or_default().ratings[i] += 1;
+            for g in f.worked_by() {
+                let key = (
+                    day,
+                    f.department.clone(),
+                    f.procedure.clone(),
+                    g.to_string(),
+                );
+                let slot = self.group_ratings.entry(key.clone()).or_default();
+                slot[i] += sign;
+                if *slot == [0; 5] {
+                    self.group_ratings.remove(&key);
+                }
+            }
         }
         for (day, cell) in cells {
             let key = (day, f.department.clone(), f.procedure.clone());

@@ -199,7 +199,8 @@ pub trait IndexTable {
     fn open_cases_by_version(&self) -> Result<BTreeMap<(String, String), u64>>;
     /// Ids of the open cases on one procedure version.
     fn open_cases_of_version(&self, procedure: &str, version: &str) -> Result<Vec<u64>>;
-    /// A case's entry in the search index (written with its record by every commit).
+    /// A case's entry in the search index (written before its record by every commit, so
+    /// it may describe a revision that never was: callers read the case).
     fn listing(&self, case: u64) -> Result<Option<crate::search::CaseListing>>;
     /// Calls `f` with the search index's entries from the newest case (or the oldest),
     /// starting after case `after`, until `f` answers `false`.
@@ -212,11 +213,15 @@ pub trait IndexTable {
     /// Writes a case's search entry from its record if it has none (a store written before
     /// the index existed); returns whether it wrote one.
     fn complete_listing(&self, case: u64) -> Result<bool>;
-    /// A case's contribution to the statistics as its last commit wrote it.
-    fn case_figures(&self, case: u64) -> Result<Option<crate::stats::CaseFigures>>;
-    /// Calls `f` with every case's contribution to the statistics (in no particular
-    /// order). Never one without its case record: the two are written atomically.
-    fn visit_figures(&self, f: &mut dyn FnMut(u64, crate::stats::CaseFigures)) -> Result<()>;
+    /// A case's contribution to the statistics as the last commit that wrote it left it,
+    /// with the case revision it describes: one not equal to the case's own was left by a
+    /// commit that did not happen.
+    fn case_figures(&self, case: u64) -> Result<Option<(u64, crate::stats::CaseFigures)>>;
+    /// Calls `f` with every case's contribution to the statistics that describes the
+    /// case as it is (in no particular order); returns the ids of the cases whose
+    /// contribution does not (left by a commit that did not happen), to be worked out
+    /// again.
+    fn visit_figures(&self, f: &mut dyn FnMut(u64, crate::stats::CaseFigures)) -> Result<Vec<u64>>;
     /// Rewrites a case's contribution (a rebuild from its history, with no server
     /// running), if the case is still at revision `rev`; returns whether it was.
     fn put_figures(&self, case: u64, rev: u64, figures: &crate::stats::CaseFigures)

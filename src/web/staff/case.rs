@@ -107,6 +107,7 @@ struct CaseActions {
     extend: bool,
     issue_card: bool,
     withdraw: bool,
+    rate: bool,
 }
 
 #[derive(Serialize)]
@@ -124,6 +125,7 @@ struct CaseView {
     requested: Vec<String>,
     tasks: Vec<OpenTask>,
     actions: CaseActions,
+    rating: Option<guichet_core::rating::Rating>,
     data: Vec<Line>,
     materials: Vec<MaterialLine>,
     cards: Vec<CardLine>,
@@ -276,7 +278,9 @@ fn case_view(
             extend: offers.extend,
             issue_card: offers.issue_card,
             withdraw: offers.withdraw,
+            rate: offers.rate,
         },
+        rating: case.rating.clone(),
         data: case
             .data
             .iter()
@@ -581,6 +585,17 @@ pub(in crate::web) async fn case_action(
             "card" => e.issue_card(&who, id, &reason),
             "answer" => e.answer_card(&who, id, &f.get("card"), &reason),
             "withdraw" => e.withdraw(&who, id, None, f.some("reason")),
+            "rate" => {
+                let score = f.get("score").parse::<u8>().map_err(|_| {
+                    guichet_core::Error::Validation("choose a score from 1 to 5".into())
+                })?;
+                let rating = guichet_core::rating::RatingRequest {
+                    score,
+                    tags: f.items("tag", "tags"),
+                    comment: f.some("comment"),
+                };
+                e.rate(&who, id, rating)
+            }
             other => Err(guichet_core::Error::NotFound(format!(
                 "no case action '{other}'"
             ))),

@@ -275,37 +275,32 @@ impl CaseTable for SledStore {
             }
             after_commit.extend(old_cards.into_iter().filter(|k| !new_cards.contains(k)));
             let record = encode_case(&after)?;
-            // Kept with the record in one atomic batch: the search entry and the figures.
-            let mut with_record = vec![(
+            // The search entry and the figures carry the revision they describe, and are
+            // written before the record like every index entry: one left by a commit that
+            // did not happen names a revision its case never reached, and readers know it.
+            // (A sled batch would make them atomic with the record, but takes the whole
+            // tree's write lock: a third of the throughput, measured.)
+            before_commit.push((
                 listing_key(after.id).to_vec(),
-                serde_json::to_vec(&crate::search::CaseListing::of(&after))?,
-            )];
+                with_rev(after.rev, &crate::search::CaseListing::of(&after))?,
+            ));
             if let Some(f) = &w.figures {
-                with_record.push((figures_key(after.id).to_vec(), serde_json::to_vec(f)?));
+                before_commit.push((figures_key(after.id).to_vec(), with_rev(after.rev, f)?));
             }
-            let figures = with_record;
-            plans.push((before_commit, (record, figures), after_commit, after, event));
+            plans.push((before_commit, record, after_commit, after, event));
         }
         self.load_chain_head(&t)?;
         let fault = self.fault.read().clone();
         if plans.len() == 1 {
-            let (before_commit, (record, figures), after_commit, _, _) = &plans[0];
+            let (before_commit, record, after_commit, _, _) = &plans[0];
             for (k, v) in before_commit {
                 t.state.insert(k.as_slice(), v.as_slice())?;
             }
             if let Some(f) = &fault {
                 f(FaultPoint::BeforeRecord)?;
             }
-            // The commit point: the case record, with its figures when there are any (a
-            // batch is atomic, so the figures never count a transition that did not happen
-            // nor miss one that did).
-            let id = plans[0].3.id;
-            let mut batch = Batch::default();
-            for (k, v) in figures {
-                batch.insert(k.as_slice(), v.as_slice());
-            }
-            batch.insert(&case_key(id), record.as_slice());
-            t.state.apply_batch(batch)?;
+            // The commit point.
+            t.state.insert(case_key(plans[0].3.id), record.as_slice())?;
             // From here on the transition happened: what follows cannot turn it into an
             // error. Stale index entries that stay are filtered by their readers.
             let stale = fault
@@ -321,11 +316,8 @@ impl CaseTable for SledStore {
             }
         } else {
             let mut batch = Batch::default();
-            for (before_commit, (record, figures), after_commit, after, _) in &plans {
+            for (before_commit, record, after_commit, after, _) in &plans {
                 for (k, v) in before_commit {
-                    batch.insert(k.as_slice(), v.as_slice());
-                }
-                for (k, v) in figures {
                     batch.insert(k.as_slice(), v.as_slice());
                 }
                 batch.insert(&case_key(after.id), record.as_slice());
@@ -360,13 +352,8 @@ impl CaseTable for SledStore {
         }
         let bytes: usize = plans
             .iter()
-            .map(|(b, (record, figures), _, _, _)| {
-                record.len()
-                    + figures
-                        .iter()
-                        .map(|(k, v)| k.len() + v.len())
-                        .sum::<usize>()
-                    + b.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            .map(|(b, record, _, _, _)| {
+                record.len() + b.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
             })
             .sum();
         self.written_bytes

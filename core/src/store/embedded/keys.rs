@@ -189,6 +189,19 @@ pub(super) fn queue_key(n: &Notice) -> Option<Vec<u8>> {
     Some(k)
 }
 
+/// A value that describes a case at revision `rev`: the revision (u64 BE), then JSON.
+pub(super) fn with_rev(rev: u64, v: &impl serde::Serialize) -> Result<Vec<u8>> {
+    let mut out = rev.to_be_bytes().to_vec();
+    serde_json::to_writer(&mut out, v)?;
+    Ok(out)
+}
+
+/// The revision and the value of [`with_rev`]'s encoding.
+pub(super) fn split_rev<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<(u64, T)> {
+    let rev = be_u64(v).ok_or_else(|| Error::Store("bad revisioned value".into()))?;
+    Ok((rev, serde_json::from_slice(&v[8..])?))
+}
+
 /// `Q`, case id: the case's entry in the search index.
 pub(super) fn listing_key(case: u64) -> [u8; 9] {
     let mut k = [b'Q'; 9];

@@ -46,8 +46,8 @@
 //! | `q` | next attempt (ms, u64 BE), case id, seq, n | empty (notices waiting for delivery) |
 //! | `i` | staff id `\0` case id, seq, n | empty (a staff member's inbox) |
 //! | `F` | when it failed (ms, u64 BE), case id, seq, n | empty (notices that failed for good) |
-//! | `Q` | case id (u64 BE) | the case's search entry (`search::CaseListing`), JSON (written in one batch with the case record) |
-//! | `S` | case id (u64 BE) | the case's contribution to the statistics, JSON (written in one batch with the case record) |
+//! | `Q` | case id (u64 BE) | the revision it describes (u64 BE) + the case's search entry (`search::CaseListing`) JSON |
+//! | `S` | case id (u64 BE) | the revision it describes (u64 BE) + the case's contribution to the statistics JSON |
 //!
 //! A transition's timers share one key (a step's warnings and breach, a case's limits):
 //! a third of all keys written per transition were timers when each had its own. Stores

@@ -111,7 +111,7 @@ impl IndexTable for SledStore {
         let t = self.t()?;
         match t.state.get(listing_key(case))? {
             None => Ok(None),
-            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            Some(v) => Ok(Some(split_rev::<crate::search::CaseListing>(&v)?.1)),
         }
     }
 
@@ -130,7 +130,7 @@ impl IndexTable for SledStore {
         let range = t.state.range(start..end);
         let mut visit = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<bool> {
             let (_, v) = kv?;
-            f(serde_json::from_slice(&v)?)
+            f(split_rev(&v)?.1)
         };
         if newest_first {
             for kv in range.rev() {
@@ -160,16 +160,16 @@ impl IndexTable for SledStore {
         let c = decode_case(&v)?;
         t.state.insert(
             listing_key(case),
-            serde_json::to_vec(&crate::search::CaseListing::of(&c))?,
+            with_rev(c.rev, &crate::search::CaseListing::of(&c))?,
         )?;
         Ok(true)
     }
 
-    fn case_figures(&self, case: u64) -> Result<Option<crate::stats::CaseFigures>> {
+    fn case_figures(&self, case: u64) -> Result<Option<(u64, crate::stats::CaseFigures)>> {
         self.figures_of(case)
     }
 
-    fn visit_figures(&self, f: &mut dyn FnMut(u64, crate::stats::CaseFigures)) -> Result<()> {
+    fn visit_figures(&self, f: &mut dyn FnMut(u64, crate::stats::CaseFigures)) -> Result<Vec<u64>> {
         self.each_figures(f)
     }
 
@@ -200,25 +200,33 @@ impl SledStore {
 }
 
 impl SledStore {
-    pub(super) fn figures_of(&self, case: u64) -> Result<Option<crate::stats::CaseFigures>> {
+    pub(super) fn figures_of(&self, case: u64) -> Result<Option<(u64, crate::stats::CaseFigures)>> {
         let t = self.t()?;
         match t.state.get(figures_key(case))? {
             None => Ok(None),
-            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            Some(v) => Ok(Some(split_rev(&v)?)),
         }
     }
 
     pub(super) fn each_figures(
         &self,
         f: &mut dyn FnMut(u64, crate::stats::CaseFigures),
-    ) -> Result<()> {
+    ) -> Result<Vec<u64>> {
         let t = self.t()?;
+        let mut stale = Vec::new();
         for kv in t.state.scan_prefix([b'S']) {
             let (k, v) = kv?;
             let id = be_u64(&k[1..]).ok_or_else(|| Error::Store("bad figures key".into()))?;
-            f(id, serde_json::from_slice(&v)?);
+            let (rev, figures) = split_rev(&v)?;
+            let current = t.state.get(case_key(id))?.and_then(|c| be_u64(&c));
+            match current {
+                Some(r) if r == rev => f(id, figures),
+                Some(_) => stale.push(id),
+                // Left by the submission of a case that never was.
+                None => {}
+            }
         }
-        Ok(())
+        Ok(stale)
     }
 
     pub(super) fn rewrite_figures(
@@ -233,8 +241,7 @@ impl SledStore {
         if current != Some(rev) {
             return Ok(false);
         }
-        t.state
-            .insert(figures_key(case), serde_json::to_vec(figures)?)?;
+        t.state.insert(figures_key(case), with_rev(rev, figures)?)?;
         Ok(true)
     }
 }

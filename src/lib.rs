@@ -13,10 +13,12 @@
 //! - [`outbox`]: delivers queued notices through the plugins' channels, with retries.
 //! - [`workers`]: runs plugins' step handlers on external tasks of their topics.
 //! - [`plugins`]: the plugins compiled in, enabled by the config.
+//! - [`demo`]: a simulated year of the example office, for newcomers and the statistics.
 
 pub mod api;
 pub mod background;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod http;
 pub mod maintenance;

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
@@ -54,6 +55,24 @@ enum Command {
         data: Option<PathBuf>,
         #[command(subcommand)]
         action: AuditAction,
+    },
+    /// Fill a fresh data folder with a simulated year of the office: cases arriving and
+    /// handled on a simulated clock, so the interface and the statistics have a history.
+    Demo {
+        /// Scripts folder [default: ./scripts]
+        #[arg(long, env = "GUICHET_SCRIPTS")]
+        scripts: Option<PathBuf>,
+        /// Data folder to create [default: ./demo-data]
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Days simulated, ending yesterday.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Applications per service and working day, on average.
+        #[arg(long, default_value_t = 1.2)]
+        per_day: f64,
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
     },
     /// Statistics of a data folder (the server must be stopped).
     Stats {
@@ -138,6 +157,13 @@ fn main() -> ExitCode {
         } => serve(config, scripts, data, listen),
         Command::Check { dir } => return check(&dir),
         Command::Audit { data, action } => return audit(data, action),
+        Command::Demo {
+            scripts,
+            data,
+            days,
+            per_day,
+            seed,
+        } => demo(scripts, data, days, per_day, seed),
         Command::Stats {
             config,
             scripts,
@@ -217,6 +243,88 @@ fn check(dir: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Simulates `days` of the office into a new data folder and prints the planning
+/// bureau's figures in the spirit of the article.
+fn demo(
+    scripts: Option<PathBuf>,
+    data: Option<PathBuf>,
+    days: u32,
+    per_day: f64,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let data = data.unwrap_or_else(|| PathBuf::from("demo-data"));
+    if data.exists() && std::fs::read_dir(&data)?.next().is_some() {
+        anyhow::bail!(
+            "{} is not empty: the demo fills a new data folder",
+            data.display()
+        );
+    }
+    let cfg = Config {
+        scripts: scripts.unwrap_or_else(|| PathBuf::from("scripts")),
+        data: data.clone(),
+        ..Config::default()
+    };
+    let today = chrono::Utc::now();
+    let clock = Arc::new(guichet_core::clock::ManualClock::new(
+        today - chrono::Duration::days(i64::from(days)),
+    ));
+    let engine = guichet::server::open_with_clock(&cfg, clock.clone())?;
+    let plan = guichet::demo::DemoPlan {
+        days,
+        per_day,
+        seed,
+    };
+    let started = std::time::Instant::now();
+    let report = guichet::demo::run(&engine, &clock, &plan)?;
+    engine.store().flush()?;
+    println!(
+        "{} days simulated in {:.1} s: {} cases, {} actions ({} refused as staff would find them), {} cards",
+        days,
+        started.elapsed().as_secs_f64(),
+        report.cases,
+        report.actions,
+        report.refused,
+        report.cards
+    );
+    let q = guichet_core::stats::StatsQuery {
+        from: engine.rules().calendar.local_date(today) - chrono::Duration::days(i64::from(days)),
+        to: engine.rules().calendar.local_date(today),
+        by: guichet_core::stats::Grouping::Procedure,
+        procedure: None,
+        department: Some("planning".into()),
+    };
+    let r = engine.statistics(&guichet_core::Actor::Admin, &q)?;
+    println!(
+        "
+Planning bureau, {} to {}:",
+        r.from, r.to
+    );
+    println!(
+        "{:<48} {:>7} {:>9} {:>8} {:>8} {:>9}",
+        "item", "decided", "promised", "actual", "on time", "speed-up"
+    );
+    let pct = |v: Option<f64>| v.map_or("-".into(), |x| format!("{:.0} %", x * 100.0));
+    let days_of = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.1}"));
+    for row in r.rows.iter().chain(std::iter::once(&r.total)) {
+        println!(
+            "{:<48} {:>7} {:>9} {:>8} {:>8} {:>9}",
+            row.name,
+            row.decided,
+            days_of(row.promised_mean_days),
+            days_of(row.mean_days),
+            pct(row.on_time_promised),
+            pct(row.speed_up)
+        );
+    }
+    println!(
+        "
+Serve it with: guichet serve --data {}  (administrator token in {})",
+        data.display(),
+        guichet::server::admin_token_path(&data).display()
+    );
+    Ok(())
 }
 
 /// Reworks the statistics of a data folder from its history, with the office's scripts and

@@ -204,6 +204,11 @@ impl Calendar {
             .to_string()
     }
 
+    /// Opening of office on a local date, as an instant.
+    pub fn opening_of(&self, d: NaiveDate) -> DateTime<Utc> {
+        self.at(d, self.opens)
+    }
+
     /// Close of office on a local date, as an instant.
     pub fn close_of(&self, d: NaiveDate) -> DateTime<Utc> {
         self.at(d, self.closes)

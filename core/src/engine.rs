@@ -413,23 +413,29 @@ impl Engine {
             let p = procs.get(&key).cloned();
             // Read before the commit: if the case changed since `before`, the commit is a
             // conflict and these are never used.
-            let old = match (&w.before, &p) {
-                (Some(b), Some(p)) => Some(self.figures_before(b, p, &rules)?),
-                _ => None,
+            let (old, stored_ok) = match (&w.before, &p) {
+                (Some(b), Some(p)) => {
+                    let (f, ok) = self.figures_before(b, p, &rules)?;
+                    (Some(f), ok)
+                }
+                _ => (None, false),
             };
             if let Some(p) = &p {
                 w.work = Self::work_entries(&rules, p, &w.after);
                 // The tasks this transition closed (the record holds only open ones).
                 let closed: Vec<&crate::case::Task> =
                     w.after.tasks.iter().filter(|t| !t.is_open()).collect();
-                w.figures = Some(crate::stats::CaseFigures::next(
+                let new = crate::stats::CaseFigures::next(
                     old.as_ref(),
                     &w.after,
                     &w.event,
                     &closed,
                     p,
                     &rules.calendar,
-                ));
+                );
+                // Most transitions (a claim, a step passed on) change no figure: nothing
+                // to write when what is stored is right.
+                w.figures = (!stored_ok || old.as_ref() != Some(&new)).then_some(new);
             }
             before_figures.push(old);
         }
@@ -447,32 +453,37 @@ impl Engine {
         let receipt = self.store.commit(writes, &outbox)?;
         let mut stats = self.stats.write();
         for (w, old) in writes.iter().zip(&before_figures) {
-            stats.apply(old.as_ref(), w.figures.as_ref());
+            if w.figures.is_some() {
+                stats.apply(old.as_ref(), w.figures.as_ref());
+            }
         }
         Ok(receipt)
     }
 
-    /// A case's contribution to the statistics as the table holds it: as stored, unless a
-    /// commit that did not happen left one for a revision the case never reached; then
-    /// worked out again from the history (what the table added for it).
+    /// A case's contribution to the statistics as the table holds it, and whether the
+    /// store holds it right: as stored (written at the case's revision or an earlier one,
+    /// when later commits changed no figure), unless a commit that did not happen left one
+    /// for a revision the case never reached; then worked out again from the history
+    /// (what the table added for it), to be written.
     fn figures_before(
         &self,
         before: &Case,
         p: &Procedure,
         rules: &RuleSet,
-    ) -> Result<crate::stats::CaseFigures> {
+    ) -> Result<(crate::stats::CaseFigures, bool)> {
         match self.store.case_figures(before.id)? {
-            Some((rev, f)) if rev == before.rev => Ok(f),
+            Some((rev, f)) if rev <= before.rev => Ok((f, true)),
             _ => {
                 let history = self.store.history(before.id)?;
                 let closed = self.store.closed_tasks(before.id)?;
-                Ok(crate::stats::CaseFigures::rebuild(
+                let f = crate::stats::CaseFigures::rebuild(
                     before,
                     &history,
                     &closed,
                     p,
                     &rules.calendar,
-                ))
+                );
+                Ok((f, false))
             }
         }
     }

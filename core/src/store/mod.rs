@@ -45,8 +45,8 @@ pub struct CaseWrite {
     /// What the worklist shows of each open task of `after` (the engine fills it for
     /// every commit; the store sets their case number and revision).
     pub work: Vec<WorkEntry>,
-    /// The case's contribution to the statistics after the transition (the engine fills
-    /// it), written in the same atomic step as the case record.
+    /// The case's contribution to the statistics after the transition, when it changed
+    /// (the engine fills it); written before the record with the case's new revision.
     pub figures: Option<crate::stats::CaseFigures>,
 }
 
@@ -199,8 +199,8 @@ pub trait IndexTable {
     fn open_cases_by_version(&self) -> Result<BTreeMap<(String, String), u64>>;
     /// Ids of the open cases on one procedure version.
     fn open_cases_of_version(&self, procedure: &str, version: &str) -> Result<Vec<u64>>;
-    /// A case's entry in the search index (written before its record by every commit, so
-    /// it may describe a revision that never was: callers read the case).
+    /// A case's entry in the search index (written before its record by every commit that
+    /// changes it, so it may describe a revision that never was: callers read the case).
     fn listing(&self, case: u64) -> Result<Option<crate::search::CaseListing>>;
     /// Calls `f` with the search index's entries from the newest case (or the oldest),
     /// starting after case `after`, until `f` answers `false`.
@@ -213,14 +213,14 @@ pub trait IndexTable {
     /// Writes a case's search entry from its record if it has none (a store written before
     /// the index existed); returns whether it wrote one.
     fn complete_listing(&self, case: u64) -> Result<bool>;
-    /// A case's contribution to the statistics as the last commit that wrote it left it,
-    /// with the case revision it describes: one not equal to the case's own was left by a
-    /// commit that did not happen.
+    /// A case's contribution to the statistics as the last commit that changed it left it,
+    /// with the case revision it was written at: one past the case's own revision was
+    /// left by a commit that did not happen.
     fn case_figures(&self, case: u64) -> Result<Option<(u64, crate::stats::CaseFigures)>>;
-    /// Calls `f` with every case's contribution to the statistics that describes the
-    /// case as it is (in no particular order); returns the ids of the cases whose
-    /// contribution does not (left by a commit that did not happen), to be worked out
-    /// again.
+    /// Calls `f` with every case's contribution to the statistics written at the case's
+    /// revision or before it (in no particular order); returns the ids of the cases whose
+    /// contribution was written past it (by a commit that did not happen), to be worked
+    /// out again.
     fn visit_figures(&self, f: &mut dyn FnMut(u64, crate::stats::CaseFigures)) -> Result<Vec<u64>>;
     /// Rewrites a case's contribution (a rebuild from its history, with no server
     /// running), if the case is still at revision `rev`; returns whether it was.

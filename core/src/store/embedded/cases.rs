@@ -280,10 +280,14 @@ impl CaseTable for SledStore {
             // did not happen names a revision its case never reached, and readers know it.
             // (A sled batch would make them atomic with the record, but takes the whole
             // tree's write lock: a third of the throughput, measured.)
-            before_commit.push((
-                listing_key(after.id).to_vec(),
-                with_rev(after.rev, &crate::search::CaseListing::of(&after))?,
-            ));
+            // Only when the search sees a change (most transitions leave it as it was).
+            let listing = crate::search::CaseListing::of(&after);
+            if w.before.as_ref().map(crate::search::CaseListing::of) != Some(listing.clone()) {
+                before_commit.push((
+                    listing_key(after.id).to_vec(),
+                    with_rev(after.rev, &listing)?,
+                ));
+            }
             if let Some(f) = &w.figures {
                 before_commit.push((figures_key(after.id).to_vec(), with_rev(after.rev, f)?));
             }

@@ -220,7 +220,8 @@ impl SledStore {
             let (rev, figures) = split_rev(&v)?;
             let current = t.state.get(case_key(id))?.and_then(|c| be_u64(&c));
             match current {
-                Some(r) if r == rev => f(id, figures),
+                // Written at this revision or before it (later commits changed no figure).
+                Some(r) if rev <= r => f(id, figures),
                 Some(_) => stale.push(id),
                 // Left by the submission of a case that never was.
                 None => {}

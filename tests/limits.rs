@@ -122,6 +122,15 @@ async fn cards_are_issued_once_answered_with_a_reason_and_escalated_at_breach() 
     assert_eq!(card["supervisor"], "court.filing");
     let (_, sup) = s.get("/api/cards?answered=false", &filing).await;
     assert_eq!(sup["cards"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (sup["total"].as_u64(), sup["offset"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let (_, past) = s.get("/api/cards?answered=false&offset=1", &filing).await;
+    assert!(past["cards"].as_array().unwrap().is_empty(), "{past}");
+    assert_eq!(past["total"], 1);
+    let (st, _) = s.get("/api/cards?limit=0", &filing).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
     let (_, none) = s.get("/api/cards", &judge).await;
     assert!(none["cards"].as_array().unwrap().is_empty());
     let path = format!(

@@ -459,6 +459,16 @@ pub(super) struct CardQuery {
     /// `true`: answered cards only; `false`: open cards only.
     #[serde(default)]
     answered: Option<bool>,
+    /// Cards to skip (default 0).
+    #[serde(default)]
+    offset: usize,
+    /// Cards in the answer, 1 to 1000 (default 100).
+    #[serde(default = "hundred_cards")]
+    limit: usize,
+}
+
+fn hundred_cards() -> usize {
+    100
 }
 
 /// Supervision and overdue cards addressed to the caller's groups.
@@ -468,8 +478,28 @@ pub(super) async fn cards(
     Query(q): Query<CardQuery>,
 ) -> ApiResult<Json<Value>> {
     let actor = caller.staff_or_admin()?.clone();
-    let list = call(&s, move |e| e.cards(&actor, q.answered)).await?;
-    Ok(Json(json!({ "cards": list })))
+    if !(1..=1000).contains(&q.limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let (offset, limit) = (q.offset, q.limit);
+    let (list, total) = call(&s, move |e| {
+        // The card index is pruned as cards are answered and cases close: the list
+        // before paging is the office's open supervision, not its history.
+        let all = e.cards(&actor, q.answered)?;
+        let total = all.len();
+        Ok((
+            all.into_iter().skip(offset).take(limit).collect::<Vec<_>>(),
+            total,
+        ))
+    })
+    .await?;
+    Ok(Json(
+        json!({ "cards": list, "total": total, "offset": offset }),
+    ))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

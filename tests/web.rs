@@ -1818,8 +1818,27 @@ async fn an_applicant_rates_the_decision_and_reads_the_answer_to_a_low_rating() 
     s.act(&officer, id, "register", "approve", serde_json::json!({}))
         .await;
 
-    // The applicant tracks the decided case: the rating form.
+    // The decision's notice links to the tracking page, number and code filled in.
+    let (_, n) = s.get(&format!("/api/cases/{id}/notices"), &window).await;
+    let decided = n["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["event"] == "case.decided" && n["channel"] == "sms")
+        .unwrap_or_else(|| panic!("{n}"))
+        .clone();
+    let link = format!("http://localhost:8080/track?number={number}&code={code}&lang=");
+    assert!(
+        decided["body"].as_str().unwrap().contains(&link),
+        "{decided}"
+    );
     let b = Browser::new(&s);
+    let (_, _, form) = b
+        .get(&format!("/track?number={number}&code={code}&lang=en"))
+        .await;
+    assert!(form.contains(&format!("value=\"{number}\"")), "{form}");
+    assert!(form.contains(&format!("value=\"{code}\"")));
+    // The applicant tracks the decided case: the rating form.
     let (_, _, form) = b.get("/track?lang=en").await;
     let csrf = csrf_of(&form);
     let (_, page) = b

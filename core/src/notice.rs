@@ -629,6 +629,14 @@ fn context(rules: &RuleSet, proc: &Procedure, case: &Case, ev: &Event, lang: &st
             "statutory_due": date(case.statutory_due),
         },
         "step": step_name,
+        // The tracking page with the number and code filled in: one click to follow the
+        // case, answer a request or rate the decision.
+        "track_link": rules.office.website.as_deref().map(|w| format!(
+            "{}/track?number={}&code={}&lang={lang}",
+            w.trim_end_matches('/'),
+            case.number,
+            case.query_code
+        )),
         "deadline": date(ev.card.as_ref().map(|c| c.due).or(case.promised_due)),
         "bring": bring,
         "card": ev.card,

@@ -18,6 +18,10 @@ pub struct OfficeInfo {
     /// Language of notices when the applicant gives none (`zh` if unset).
     #[serde(default)]
     pub language: Option<String>,
+    /// Where applicants reach the office's pages (`https://zwfw.example.gov.cn`): notices
+    /// link to tracking (and rating) from it. No links without it.
+    #[serde(default)]
+    pub website: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -20,17 +20,34 @@ fn label(lang: &str, key: &str) -> String {
 }
 
 /// The tracking form.
+#[derive(Deserialize, Default)]
+pub(super) struct TrackLink {
+    #[serde(default)]
+    lang: Option<String>,
+    /// A notice's link fills in the number and the code; nothing is looked up before the
+    /// applicant sends the form.
+    #[serde(default)]
+    number: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+}
+
 pub(super) async fn track_form(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<PageQuery>,
+    Query(l): Query<TrackLink>,
 ) -> Response {
+    let q = PageQuery::lang(l.lang);
     let mut p = page_for(&s, &q, &headers, "track.html");
     let (csrf, new) = page::csrf_token(&headers);
     if new {
         p.set_csrf = Some(csrf.clone());
     }
-    p.with("csrf", csrf).into_response()
+    let short = |v: Option<String>| v.map(|v| v.chars().take(64).collect::<String>());
+    p.with("csrf", csrf)
+        .with("number", short(l.number))
+        .with("code", short(l.code))
+        .into_response()
 }
 
 #[derive(Deserialize)]

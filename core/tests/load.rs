@@ -16,6 +16,8 @@ fn procedure(steps: &str, start: &str, extra: &str) -> String {
     format!(
         r#"procedure(#{{
     id: "p", name: "P", department: "d", promised_days: 5, statutory_days: 10, intake: "g",
+    fields: [ #{{ id: "x", label: "X", type: "number" }}, #{{ id: "name", label: "Name", type: "string" }},
+              #{{ id: "tags", label: "Tags", type: "string" }} ],
     start: {start},
     steps: [{steps}],
     {extra}
@@ -191,6 +193,37 @@ fn conditions_may_call_only_functions_that_exist() {
         )
         .replace("fn hook(c)", "fn big(d) { d.x > 100 }\nfn hook(c)"),
     );
+}
+
+#[test]
+fn conditions_may_read_only_declared_fields() {
+    let route = |cond: &str| {
+        format!(
+            r#"#{{ id: "s1", name: "S1", group: "g", next: [ #{{ when: "{cond}", to: "@approved" }}, #{{ to: "@rejected" }} ] }}"#
+        )
+    };
+    // `amount` when the field is `x`: every case would go the default way, silently.
+    check_err(
+        &procedure(&route("data.amount > 100"), r#""s1""#, ""),
+        "condition `data.amount > 100` reads data.amount, which is not a field of the procedure (its fields: x, name, tags)",
+    );
+    check_err(
+        &procedure(&route(r#"data[\"amount\"] == 3"#), r#""s1""#, ""),
+        "reads data.amount",
+    );
+    check_err(
+        &procedure(&route("data.amount.len() > 1"), r#""s1""#, ""),
+        "reads data.amount",
+    );
+    check_err(
+        &procedure(&route(r#"applicant.district == \"east\""#), r#""s1""#, ""),
+        "reads applicant.district; an applicant has id, name, phone, email, language",
+    );
+    check_ok(&procedure(
+        &route(r#"data.x > 1 && data[\"name\"] != \"\" && applicant.name.len() > 0"#),
+        r#""s1""#,
+        "",
+    ));
 }
 
 #[test]

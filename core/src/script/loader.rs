@@ -426,6 +426,23 @@ fn build_procedure(
                                 p.id
                             ));
                         }
+                        // A misspelt field reads as nothing and routes every case the
+                        // wrong way without a word: refused here instead.
+                        let fields: Vec<&str> = p.fields.iter().map(|f| f.id.as_str()).collect();
+                        for name in undeclared_reads(&ast, "data", &fields) {
+                            errs.push(format!(
+                                "procedure '{}': step '{ctx}': condition `{cond}` reads data.{name}, which is not a field of the procedure (its fields: {})",
+                                p.id,
+                                fields.join(", ")
+                            ));
+                        }
+                        for name in undeclared_reads(&ast, "applicant", &APPLICANT_FIELDS) {
+                            errs.push(format!(
+                                "procedure '{}': step '{ctx}': condition `{cond}` reads applicant.{name}; an applicant has {}",
+                                p.id,
+                                APPLICANT_FIELDS.join(", ")
+                            ));
+                        }
                         conditions.insert(cond.clone(), ast);
                     }
                     Err(e) => errs.push(format!(
@@ -533,6 +550,43 @@ const BUILT_IN: &[&str] = &[
     "is_shared",
     "eval",
 ];
+
+/// What a condition may read of the applicant.
+const APPLICANT_FIELDS: [&str; 5] = ["id", "name", "phone", "email", "language"];
+
+/// Names that `ast` (outside the functions it defines) reads of the map variable `var`
+/// (`var.name` or `var["name"]`) and that are not among `declared`.
+fn undeclared_reads(ast: &AST, var: &str, declared: &[&str]) -> Vec<String> {
+    use rhai::{ASTNode, Expr};
+    let is_var = |e: &Expr| matches!(e, Expr::Variable(x, ..) if x.1.as_str() == var);
+    // The first property of a chain: `data.a` or `data.a.b` or `data.a.f()`.
+    fn first_property(e: &Expr) -> Option<String> {
+        match e {
+            Expr::Property(p, _) => Some(p.2.to_string()),
+            Expr::Dot(x, ..) | Expr::Index(x, ..) => first_property(&x.lhs),
+            Expr::MethodCall(..) => None,
+            _ => None,
+        }
+    }
+    let mut out = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        let read = match path.last() {
+            Some(ASTNode::Expr(Expr::Dot(x, ..))) if is_var(&x.lhs) => first_property(&x.rhs),
+            Some(ASTNode::Expr(Expr::Index(x, ..))) if is_var(&x.lhs) => match &x.rhs {
+                Expr::StringConstant(s, _) => Some(s.to_string()),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(name) = read {
+            if !declared.contains(&name.as_str()) && !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        true
+    });
+    out
+}
 
 /// Calls in `ast` (outside the functions it defines) of functions that exist neither
 /// among `known` nor in `ast` itself, named as `name/arity`. A condition that calls one

@@ -72,6 +72,10 @@ const MATRIX: &[(&str, &str)] = &[
         "404  ok   404  ok   ok   ok   ok",
     ),
     (
+        "GET /api/track/bundle/{reference}",
+        "ok   ok   ok   ok   ok   ok   ok",
+    ),
+    (
         "POST /api/track/{number}/supplement",
         "404  ok   404  ok   403  ok   ok",
     ),

@@ -296,6 +296,28 @@ async fn tax_bundle_opens_four_cases_handled_as_one_work_package() {
         .map(|c| c["id"].as_u64().unwrap())
         .collect();
     assert_eq!(ids.len(), 4);
+    // The applicant follows the bundle as one, with the code of any of its cases.
+    let code = v["cases"][1]["query_code"].as_str().unwrap().to_string();
+    let followed = s
+        .call(
+            "GET",
+            &format!("/api/track/bundle/{bundle}?code={code}"),
+            None,
+            None,
+        )
+        .await
+        .1;
+    assert_eq!(followed["cases"].as_array().unwrap().len(), 4, "{followed}");
+    assert_eq!(followed["complete"], false);
+    let (st, _) = s
+        .call(
+            "GET",
+            &format!("/api/track/bundle/{bundle}?code=WRONG123"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
     for id in &ids {
         s.act(&window, *id, "intake", "accept", json!({})).await;
     }
@@ -335,6 +357,15 @@ async fn tax_bundle_opens_four_cases_handled_as_one_work_package() {
     );
     let reg = s.case(ids[0]).await;
     assert_eq!(reg["data"]["taxpayer_id"], "91310000MA1TX0004A");
+    let (_, followed) = s
+        .call(
+            "GET",
+            &format!("/api/track/bundle/{bundle}?code={code}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(followed["complete"], true, "every case decided: {followed}");
     // A clerk sees all of one applicant's cases across departments.
     let (st, mine) = s
         .get("/api/applicants/91310000MA1TX0004A/cases", &window)

@@ -337,6 +337,42 @@ pub(super) async fn track(
     Ok(Json(v))
 }
 
+/// A bundle followed as one: its reference and the query code of any of its cases (the
+/// same guess limits as a case's). Complete once every case is decided.
+pub(super) async fn track_bundle(
+    State(s): State<AppState>,
+    caller: Caller,
+    client: guard::Client,
+    Path(reference): Path<String>,
+    Query(q): Query<TrackQuery>,
+) -> ApiResult<Json<Value>> {
+    // Without a code nothing is guessed: nothing counts against the address.
+    let Some(code) = q.code.filter(|c| !c.trim().is_empty()) else {
+        return Err(ApiError::not_found("no such bundle with that query code"));
+    };
+    s.guesses.check(&client.0, &reference)?;
+    let r = reference.clone();
+    let answer = call(&s, move |e| {
+        let cases = e.track_bundle(&r, &code)?;
+        cases
+            .into_iter()
+            .map(|c| {
+                let h = e.history(c.id)?;
+                Ok((c, h))
+            })
+            .collect::<guichet_core::Result<Vec<_>>>()
+    })
+    .await;
+    let cases = after_code(&s, &caller, &client, &reference, answer)?;
+    let complete = cases.iter().all(|(c, _)| !c.status.is_open());
+    let views: Vec<Value> = cases.iter().map(|(c, h)| applicant_view(c, h)).collect();
+    Ok(Json(json!({
+        "bundle": reference,
+        "complete": complete,
+        "cases": views,
+    })))
+}
+
 #[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WithdrawBody {

@@ -245,6 +245,14 @@ pub fn table() -> Vec<Route> {
         )
         .query(s::track_query),
         Route::new(
+            get.clone(),
+            "/api/track/bundle/{reference}",
+            Public,
+            "Follow a bundle as one, with the query code of any of its cases",
+            track_bundle,
+        )
+        .query(s::track_query),
+        Route::new(
             post.clone(),
             "/api/track/{number}/supplement",
             Applicant,

@@ -116,6 +116,10 @@ const MATRIX: &[(&str, &str)] = &[
         "401  403  404  403  403  403  ok",
     ),
     (
+        "POST /api/tasks/{task}/add-signer",
+        "401  403  404  403  403  403  ok",
+    ),
+    (
         "POST /api/tasks/{task}/reassign",
         "401  403  403  ok   403  403  403",
     ),
@@ -244,6 +248,7 @@ fn body_for(path: &str) -> Value {
         p if p.ends_with("/complete") => json!({ "outcome": "accept" }),
         p if p.ends_with("/return") => json!({ "to": "intake" }),
         p if p.ends_with("/rating") => json!({ "score": 4 }),
+        p if p.ends_with("/add-signer") => json!({ "staff": "zhao.min" }),
         p if p.ends_with("/transfer") || p.ends_with("/reassign") => {
             json!({ "group": "tax.officer" })
         }

@@ -214,6 +214,52 @@ impl<'a> Flow<'a> {
         });
     }
 
+    /// 加签: `staff` signs the countersign step `task` belongs to as well: a task of its own
+    /// now (all sign, in any order), or after the signers still waiting (in turn).
+    pub(crate) fn add_signer(&mut self, task: &Task, staff: &str) -> Result<()> {
+        let step = self
+            .proc
+            .step(&task.step)
+            .ok_or_else(|| Error::Validation(format!("step '{}' takes no signers", task.step)))?;
+        let group = step.group.clone().unwrap_or_default();
+        if !self.rules.is_member(staff, &group) {
+            return Err(Error::Validation(format!(
+                "'{staff}' is not a member of group '{group}'"
+            )));
+        }
+        let signing = |t: &Task| t.token == task.token && t.is_open();
+        let already = self
+            .case
+            .tasks
+            .iter()
+            .any(|t| signing(t) && t.assignee.as_deref() == Some(staff))
+            || self
+                .token_mut(task.token)
+                .is_some_and(|t| t.queue.iter().any(|s| s == staff));
+        if already {
+            return Err(Error::Conflict(format!(
+                "'{staff}' already signs this step"
+            )));
+        }
+        match step.mode {
+            Mode::All => {
+                let name = step.name.clone();
+                self.create_task(task.token, &task.step, &name, &group, Some(staff.to_string()));
+                Ok(())
+            }
+            Mode::Sequential => {
+                if let Some(t) = self.token_mut(task.token) {
+                    t.queue.push(staff.to_string());
+                }
+                Ok(())
+            }
+            Mode::Single | Mode::Any => Err(Error::Validation(format!(
+                "step '{}' is not a countersign step (mode all or sequential): it takes no added signer",
+                step.id
+            ))),
+        }
+    }
+
     /// Stops the case's clock. Only one stop at a time: a stop already running is reported.
     pub fn stop_clock(&mut self, kind: StopKind, reason: &str, by: &str) -> Result<()> {
         if let Some(stop) = &self.case.clock_stop {

@@ -46,9 +46,52 @@ pub struct TaskOffers {
     pub reassign: bool,
     /// The members of its group, for a transfer or reassignment to one of them.
     pub members: Vec<String>,
+    /// 加签: members who could be added as signers (a countersign step, its signer acting).
+    pub add_signers: Vec<String>,
 }
 
 impl Engine {
+    /// Who `actor` could add as a signer of task `t`'s countersign step: the group's
+    /// members not signing it yet (none unless the step is countersigned and `actor` may
+    /// act on the task).
+    fn signer_candidates(
+        &self,
+        actor: &Actor,
+        case: &Case,
+        proc: &Procedure,
+        t: &crate::case::Task,
+    ) -> Vec<String> {
+        let countersign = proc.step(&t.step).is_some_and(|s| {
+            matches!(
+                s.mode,
+                crate::procedure::Mode::All | crate::procedure::Mode::Sequential
+            )
+        });
+        if !countersign || self.task_of(actor, case, &t.id).is_err() {
+            return Vec::new();
+        }
+        let queued: Vec<&String> = case
+            .tokens
+            .iter()
+            .filter(|k| k.id == t.token)
+            .flat_map(|k| k.queue.iter())
+            .collect();
+        let rules = self.rules();
+        rules
+            .groups
+            .get(&t.group)
+            .map(|g| g.members.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| {
+                !queued.contains(&m)
+                    && !case
+                        .open_tasks()
+                        .any(|o| o.token == t.token && o.assignee.as_deref() == Some(m.as_str()))
+            })
+            .collect()
+    }
+
     /// What `actor` may do on `case` now. Staff only; anyone else may do nothing here.
     pub fn offers(&self, actor: &Actor, case: &Case, proc: &Procedure) -> Offers {
         let Actor::Staff(me) = actor else {
@@ -73,6 +116,7 @@ impl Engine {
                     .get(&t.group)
                     .map(|g| g.members.clone())
                     .unwrap_or_default(),
+                add_signers: self.signer_candidates(actor, case, proc, t),
             })
             .collect();
         let handler = self.check_case_staff(actor, case).is_ok();

@@ -574,6 +574,22 @@ impl Engine {
         })
     }
 
+    /// 加签: a signer of a countersign step adds another member of its group as a signer,
+    /// while the step is open. Recorded with who added whom.
+    pub fn add_signer(
+        &self,
+        actor: &Actor,
+        task_id: &str,
+        staff: &str,
+        comment: Option<String>,
+    ) -> Result<Committed> {
+        let staff = staff.trim().to_string();
+        self.act(actor, task_id, "signer_added", comment, |flow, task| {
+            flow.add_signer(task, &staff)?;
+            Ok(Some(format!("signer:{staff}")))
+        })
+    }
+
     /// Returns the case to an earlier step (退回).
     pub fn return_to(
         &self,

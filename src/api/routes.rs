@@ -350,6 +350,14 @@ pub fn table() -> Vec<Route> {
         .body(s::transfer),
         Route::new(
             post.clone(),
+            "/api/tasks/{task}/add-signer",
+            Staff,
+            "Add a signer to a countersign step (加签)",
+            add_signer,
+        )
+        .body(s::signer),
+        Route::new(
+            post.clone(),
             "/api/tasks/{task}/reassign",
             Supervisor,
             "Reassign a task of a supervised group",

@@ -29,6 +29,9 @@ pub(super) fn bundle_submission() -> Value {
 pub(super) fn withdraw() -> Value {
     of::<super::WithdrawBody>()
 }
+pub(super) fn signer() -> Value {
+    of::<super::tasks::SignerBody>()
+}
 pub(super) fn rating() -> Value {
     of::<super::cases::RatingBody>()
 }

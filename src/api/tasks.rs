@@ -194,6 +194,30 @@ pub(super) async fn transfer(
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub(super) struct SignerBody {
+    /// The member of the step's group who signs too.
+    staff: String,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// 加签: a signer of a countersign step adds another signer.
+pub(super) async fn add_signer(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+    Body(b): Body<SignerBody>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| {
+        e.add_signer(&actor, &task, &b.staff, b.comment)
+    })
+    .await?;
+    Ok(case_body(done.case()).into_response())
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(super) struct SupplementBody {
     /// Everything missing, in one notice.
     items: Vec<String>,

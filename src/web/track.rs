@@ -277,6 +277,7 @@ fn tracked(
                     "reassigned",
                     "card_issued",
                     "card_answered",
+                    "signer_added",
                 ]
                 .contains(&ev.action.as_str())
             })

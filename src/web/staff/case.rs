@@ -50,6 +50,7 @@ struct OpenTask {
     outcomes: Vec<Choice>,
     returns: Vec<Choice>,
     members: Vec<Choice>,
+    add_signers: Vec<Choice>,
     /// The staff's own fields, filled when completing.
     fields: Vec<FieldInput>,
     /// What a supplement request may name: the procedure's materials.
@@ -206,6 +207,14 @@ fn case_view(
                     .collect(),
                 members: o
                     .members
+                    .iter()
+                    .map(|id| Choice {
+                        label: staff_name(id),
+                        id: id.clone(),
+                    })
+                    .collect(),
+                add_signers: o
+                    .add_signers
                     .iter()
                     .map(|id| Choice {
                         label: staff_name(id),
@@ -528,6 +537,7 @@ pub(in crate::web) async fn task_action(
             "return" => e.return_to(&who, &task, &f.get("to"), comment),
             "transfer" => e.transfer(&who, &task, None, f.some("staff"), comment),
             "reassign" => e.reassign(&who, &task, None, f.some("staff"), comment),
+            "add-signer" => e.add_signer(&who, &task, &f.get("staff"), comment),
             "supplement" => {
                 e.request_supplement(&who, &task, f.items("material", "items"), comment)
             }

@@ -761,19 +761,7 @@ impl<'a> Flow<'a> {
         match outcome {
             "accept" => {
                 self.case.tokens.retain(|t| t.id != token);
-                self.case.status = CaseStatus::InProgress;
-                self.case.accepted_at = Some(self.now);
-                // The clock starts at acceptance; that day itself is not counted.
-                let cal = &self.rules.calendar;
-                let promised = cal.deadline(self.now, self.proc.promised_days);
-                let statutory = cal.deadline(self.now, self.proc.statutory_days);
-                self.case.promised_due = Some(promised);
-                self.case.statutory_due = Some(statutory);
-                self.set_timers(Limit::Promised, None, self.proc.promised_days, promised);
-                self.set_timers(Limit::Statutory, None, self.proc.statutory_days, statutory);
-                self.hook(self.proc.hooks.on_accept.as_ref())?;
-                let start = self.proc.start.clone();
-                self.follow(RouteRef::Route(&start), None)
+                self.accept()
             }
             "reject" => {
                 self.close(CaseStatus::NotAccepted);
@@ -787,6 +775,23 @@ impl<'a> Flow<'a> {
                 "intake outcome '{other}' is not one of: accept, reject, refer"
             ))),
         }
+    }
+
+    /// Accepts the case: its limits start now and it goes to its first step.
+    pub fn accept(&mut self) -> Result<()> {
+        self.case.status = CaseStatus::InProgress;
+        self.case.accepted_at = Some(self.now);
+        // The clock starts at acceptance; that day itself is not counted.
+        let cal = &self.rules.calendar;
+        let promised = cal.deadline(self.now, self.proc.promised_days);
+        let statutory = cal.deadline(self.now, self.proc.statutory_days);
+        self.case.promised_due = Some(promised);
+        self.case.statutory_due = Some(statutory);
+        self.set_timers(Limit::Promised, None, self.proc.promised_days, promised);
+        self.set_timers(Limit::Statutory, None, self.proc.statutory_days, statutory);
+        self.hook(self.proc.hooks.on_accept.as_ref())?;
+        let start = self.proc.start.clone();
+        self.follow(RouteRef::Route(&start), None)
     }
 
     /// Returns the case from a task's step to an earlier step (退回). Everything active

@@ -29,8 +29,13 @@ pub struct Procedure {
     pub promised_days: u32,
     /// The legal maximum (法定时限); never below the promised limit.
     pub statutory_days: u32,
-    /// The group that accepts cases at the window.
+    /// The group that accepts cases at the window (and follows up low ratings).
     pub intake: String,
+    /// `false` for an internal procedure (a staff request): submitted by staff only,
+    /// accepted on submission, it starts at its first step with no window step; the
+    /// public pages do not offer it.
+    #[serde(default = "yes")]
+    pub window: bool,
     #[serde(default)]
     pub guide: Guide,
     #[serde(default)]

@@ -119,6 +119,11 @@ impl Engine {
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
         }
+        if !proc.window && !matches!(actor, Actor::Staff(_)) {
+            return Err(Error::Forbidden(format!(
+                "'{procedure}' is an internal procedure: staff submit it"
+            )));
+        }
         let channel = if matches!(actor, Actor::Staff(_)) {
             "window"
         } else {
@@ -130,7 +135,12 @@ impl Engine {
         let now = case.submitted_at;
         let mut flow = Flow::new(proc, rules, case, now);
         flow.hook(proc.hooks.on_submit.as_ref())?;
-        flow.open_intake();
+        if proc.window {
+            flow.open_intake();
+        } else {
+            // An internal request needs no window: accepted as it is received.
+            flow.accept()?;
+        }
         let scope = format!("{}-{}", proc.number_prefix(), now.format("%Y"));
         let event = HistoryEvent {
             data_changed: flow.case.data.clone(),

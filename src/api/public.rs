@@ -44,9 +44,11 @@ pub(super) async fn openapi() -> Json<Value> {
 
 pub(super) async fn procedures(State(s): State<AppState>) -> Json<Value> {
     let rules = s.engine.rules();
+    // Internal procedures (staff requests) are not the public's business.
     let list: Vec<Value> = rules
         .procedures
         .values()
+        .filter(|p| p.window)
         .map(|p| {
             json!({
                 "id": p.id, "name": p.name, "department": p.department,
@@ -77,6 +79,7 @@ pub(super) async fn procedure(
     let p = rules
         .procedures
         .get(&id)
+        .filter(|p| p.window)
         .ok_or_else(|| ApiError::not_found(format!("procedure '{id}' does not exist")))?;
     let lang = q
         .lang

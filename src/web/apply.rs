@@ -290,7 +290,7 @@ pub(super) async fn form_page(
 ) -> Response {
     let p = page_for(&s, &q, &headers, "apply.html");
     let rules = s.engine.rules();
-    let Some(proc) = rules.procedures.get(&id) else {
+    let Some(proc) = rules.procedures.get(&id).filter(|p| p.window) else {
         return not_found(p);
     };
     let (csrf, new) = page::csrf_token(&headers);

@@ -83,11 +83,15 @@ pub(super) async fn home(
     let search = q.q.as_deref().unwrap_or_default().trim().to_lowercase();
     let lang = p.lang;
     let link = |id: &str| {
-        rules.procedures.get(id).map(|p| ServiceLink {
-            id: p.id.clone(),
-            name: localized(&p.name, &p.names, lang).to_string(),
-            promised_days: p.promised_days,
-        })
+        rules
+            .procedures
+            .get(id)
+            .filter(|p| p.window)
+            .map(|p| ServiceLink {
+                id: p.id.clone(),
+                name: localized(&p.name, &p.names, lang).to_string(),
+                promised_days: p.promised_days,
+            })
     };
     let departments: Vec<DepartmentServices> = rules
         .departments
@@ -140,7 +144,7 @@ pub(super) async fn guide(
 ) -> Response {
     let p = page_for(&s, &q, &headers, "guide.html");
     let rules = s.engine.rules();
-    match rules.procedures.get(&id) {
+    match rules.procedures.get(&id).filter(|p| p.window) {
         Some(proc) => {
             let g = ServiceGuide::of(proc, &rules, p.lang);
             p.with("g", g).into_response()

@@ -405,11 +405,14 @@ impl Engine {
             supervisor: None,
             answer: None,
         };
+        let card_id = card.id.clone();
         let mut after = case.clone();
         after.cards.push(card);
+        // As a timer's card does: the holders and the procedure's notice rules hear of it.
         let event = crate::case::HistoryEvent {
             step,
             comment: Some(reason.to_string()),
+            effects: vec![crate::case::Effect::CardIssued { card: card_id }],
             ..crate::case::HistoryEvent::new(now, me.clone(), "card_issued")
         };
         self.commit_change(case, after, event, vec![])

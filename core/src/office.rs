@@ -72,6 +72,10 @@ pub struct Staff {
 pub enum OfficeRole {
     /// Reads everything, including the audit log; changes nothing.
     Auditor,
+    /// The office's supervision centre (督查室, 效能办): supervises every group of every
+    /// department (sees their work, issues cards on any case, reassigns) without being
+    /// named supervisor of each.
+    Supervision,
 }
 
 /// A bundle (一件事): one application form that opens several cases at once.
@@ -120,11 +124,21 @@ impl RuleSet {
             .is_some_and(|d| d.heads.iter().any(|h| h == staff))
     }
 
-    /// Whether `staff` supervises `group`: named as its supervisor, or head of its department.
+    /// Whether `staff` supervises `group`: named as its supervisor, head of its
+    /// department, or of the supervision centre (every group).
     pub fn supervises(&self, staff: &str, group: &str) -> bool {
         self.groups.get(group).is_some_and(|g| {
-            g.supervisors.iter().any(|s| s == staff) || self.is_head(staff, &g.department)
+            g.supervisors.iter().any(|s| s == staff)
+                || self.is_head(staff, &g.department)
+                || self.is_supervision_centre(staff)
         })
+    }
+
+    /// Whether `staff` belongs to the office's supervision centre.
+    pub fn is_supervision_centre(&self, staff: &str) -> bool {
+        self.staff
+            .get(staff)
+            .is_some_and(|s| s.roles.contains(&OfficeRole::Supervision))
     }
 
     /// The groups `staff` supervises, in id order.
@@ -164,6 +178,9 @@ impl RuleSet {
         }
         if self.is_auditor(staff) {
             roles.push("auditor");
+        }
+        if self.is_supervision_centre(staff) {
+            roles.push("supervision");
         }
         roles
     }

@@ -19,7 +19,13 @@ use crate::procedure::Procedure;
 /// Every group a procedure's cases pass through: the intake group, the steps' groups,
 /// the extension approver and the supervisor groups of its warnings.
 pub fn groups_of(p: &Procedure) -> BTreeSet<&str> {
-    let mut g: BTreeSet<&str> = p.steps.iter().filter_map(|s| s.group.as_deref()).collect();
+    // A group worked out per case is known from the case's tasks, not from here.
+    let mut g: BTreeSet<&str> = p
+        .steps
+        .iter()
+        .filter(|s| !s.dynamic_group())
+        .filter_map(|s| s.group.as_deref())
+        .collect();
     g.insert(p.intake.as_str());
     if let Some(x) = &p.extension {
         g.insert(x.approver.as_str());

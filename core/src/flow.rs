@@ -214,6 +214,51 @@ impl<'a> Flow<'a> {
         });
     }
 
+    /// The group that handles `step` for this case: its id, or what its expression or
+    /// `assign` function gives. One that does not exist is a script error that changes
+    /// nothing: never a task no one can see.
+    fn group_of(&mut self, step: &crate::procedure::Step) -> Result<String> {
+        if !step.dynamic_group() {
+            return Ok(step.group.clone().unwrap_or_default());
+        }
+        let script = self
+            .proc
+            .script
+            .clone()
+            .ok_or_else(|| self.script_error("no script".into()))?;
+        let group = match (&step.assign, &step.group) {
+            (Some(f), _) => match script.call(f, &self.case_view()) {
+                Ok(Value::String(g)) => g,
+                Ok(other) => {
+                    return Err(self.script_error(format!(
+                        "step '{}': {f} must return a group id, not {other}",
+                        step.id
+                    )))
+                }
+                Err(m) => return Err(self.script_error(m)),
+            },
+            (None, Some(expr)) => {
+                let applicant = serde_json::to_value(&self.case.applicant).unwrap_or(Value::Null);
+                let data = Value::Object(self.case.data.clone());
+                script
+                    .group_of(expr, &data, &applicant)
+                    .map_err(|m| self.script_error(m))?
+            }
+            (None, None) => String::new(),
+        };
+        match self.rules.groups.get(&group) {
+            Some(g) if !g.members.is_empty() => Ok(group),
+            Some(_) => Err(self.script_error(format!(
+                "step '{}': group '{group}', worked out for this case, has no members",
+                step.id
+            ))),
+            None => Err(self.script_error(format!(
+                "step '{}': group '{group}', worked out for this case, does not exist",
+                step.id
+            ))),
+        }
+    }
+
     /// 加签: `staff` signs the countersign step `task` belongs to as well: a task of its own
     /// now (all sign, in any order), or after the signers still waiting (in turn).
     pub(crate) fn add_signer(&mut self, task: &Task, staff: &str) -> Result<()> {
@@ -221,7 +266,8 @@ impl<'a> Flow<'a> {
             .proc
             .step(&task.step)
             .ok_or_else(|| Error::Validation(format!("step '{}' takes no signers", task.step)))?;
-        let group = step.group.clone().unwrap_or_default();
+        // The group the step's tasks went to for this case.
+        let group = task.group.clone();
         if !self.rules.is_member(staff, &group) {
             return Err(Error::Validation(format!(
                 "'{staff}' is not a member of group '{group}'"
@@ -449,7 +495,7 @@ impl<'a> Flow<'a> {
         }
         match step.kind {
             StepKind::Task => {
-                let group = step.group.clone().unwrap_or_default();
+                let group = self.group_of(step)?;
                 let signers = if step.signers.is_empty() {
                     self.rules
                         .groups

@@ -223,8 +223,14 @@ pub struct Step {
     pub names: BTreeMap<String, String>,
     #[serde(default)]
     pub kind: StepKind,
+    /// The group that handles the step: a group id, or an expression over the case that
+    /// gives one (`data.district + ".branch"`).
     #[serde(default)]
     pub group: Option<String>,
+    /// Instead of `group`: a function of the script, called with the case, that returns
+    /// the group's id (the judge's chamber chosen at filing, the officer for an industry).
+    #[serde(default)]
+    pub assign: Option<String>,
     #[serde(default)]
     pub mode: Mode,
     /// Staff who sign in `all`, `any` and `sequential` modes; empty means every member.
@@ -469,8 +475,20 @@ impl Procedure {
                 ));
             }
             match s.kind {
+                StepKind::Task if s.dynamic_group() => {
+                    // Which group is known only when a case reaches the step (the loader
+                    // compiles the expression and checks the function exists).
+                    if !s.signers.is_empty() {
+                        errs.push(format!(
+                            "{ctx}: signers need a fixed group, not one worked out per case"
+                        ));
+                    }
+                    if s.group.is_some() && s.assign.is_some() {
+                        errs.push(format!("{ctx}: give `group` or `assign`, not both"));
+                    }
+                }
                 StepKind::Task => match &s.group {
-                    None => errs.push(format!("{ctx}: a task step needs a group")),
+                    None => errs.push(format!("{ctx}: a task step needs a group (or `assign`)")),
                     Some(g) => {
                         check_group(rules, g, &ctx, &mut errs);
                         for who in &s.signers {
@@ -566,6 +584,14 @@ impl Procedure {
             }
         }
         errs
+    }
+}
+
+impl Step {
+    /// Whether the step's group is worked out per case (an `assign` function, or a `group`
+    /// that is an expression rather than a group id).
+    pub fn dynamic_group(&self) -> bool {
+        self.assign.is_some() || self.group.as_deref().is_some_and(|g| !valid_id(g))
     }
 }
 

@@ -400,6 +400,7 @@ fn build_procedure(
     need_fn(&p.hooks.on_decide, "hooks.on_decide");
     for s in &p.steps {
         let ctx = format!("step '{}'", s.id);
+        need_fn(&s.assign, &format!("{ctx} assign"));
         need_fn(&s.on_enter, &format!("{ctx} on_enter"));
         need_fn(&s.on_complete, &format!("{ctx} on_complete"));
         if s.kind == StepKind::Auto && s.topic.is_none() {
@@ -453,6 +454,37 @@ fn build_procedure(
                     )),
                 }
             }
+        }
+    }
+    // Group expressions, compiled and checked as conditions are.
+    let fields: Vec<&str> = p.fields.iter().map(|f| f.id.as_str()).collect();
+    for s in p.steps.iter().filter(|s| s.assign.is_none()) {
+        let Some(expr) = s.group.as_ref().filter(|g| !crate::procedure::valid_id(g)) else {
+            continue;
+        };
+        let ctx = format!("procedure '{}': step '{}': group `{expr}`", p.id, s.id);
+        match engine.compile_expression(expr) {
+            Ok(ast) => {
+                let ast = functions.merge(&ast);
+                for call in unknown_calls(&known, &ast) {
+                    errs.push(format!("{ctx} calls {call}, which does not exist"));
+                }
+                for name in undeclared_reads(&ast, "data", &fields) {
+                    errs.push(format!(
+                        "{ctx} reads data.{name}, which is not a field of the procedure (its fields: {})",
+                        fields.join(", ")
+                    ));
+                }
+                for name in undeclared_reads(&ast, "applicant", &APPLICANT_FIELDS) {
+                    errs.push(format!("{ctx} reads applicant.{name}"));
+                }
+                conditions.insert(expr.clone(), ast);
+            }
+            Err(e) => errs.push(format!(
+                "{ctx}: {} (column {} of the expression)",
+                e.0,
+                e.1.position().unwrap_or(0)
+            )),
         }
     }
     if !errs.is_empty() {

@@ -41,6 +41,34 @@ impl ProcedureScript {
             .map_err(|e| format!("{name} returned a value that is not data: {e}"))
     }
 
+    /// Evaluates a step's group expression over the case data and applicant: the id of
+    /// the group that handles the step for this case.
+    pub fn group_of(&self, expr: &str, data: &Value, applicant: &Value) -> Result<String, String> {
+        let out = self.eval(expr, data, applicant)?;
+        out.into_string()
+            .map_err(|t| format!("group `{expr}` gave a {t}, not a group id"))
+    }
+
+    fn eval(&self, expr: &str, data: &Value, applicant: &Value) -> Result<Dynamic, String> {
+        let ast = self
+            .conditions
+            .get(expr)
+            .ok_or_else(|| format!("`{expr}` was not compiled"))?;
+        let mut scope = rhai::Scope::new();
+        scope.push_dynamic(
+            "data",
+            rhai::serde::to_dynamic(data).map_err(|e| e.to_string())?,
+        );
+        scope.push_dynamic(
+            "applicant",
+            rhai::serde::to_dynamic(applicant).map_err(|e| e.to_string())?,
+        );
+        with_budget(DEFAULT_BUDGET, || {
+            self.engine.eval_ast_with_scope(&mut scope, ast)
+        })
+        .map_err(|e| format!("`{expr}`: {}", describe(&e)))
+    }
+
     /// Evaluates a routing condition over the case data and applicant.
     pub fn condition(&self, expr: &str, data: &Value, applicant: &Value) -> Result<bool, String> {
         let ast = self

@@ -387,7 +387,7 @@ impl<'a> Flow<'a> {
         }
         // New timers for the moved limits; the old ones no longer match and do nothing.
         for (limit, token, budget, start, due) in moved {
-            for (threshold, at) in self.proc.warnings.thresholds(cal, start, budget) {
+            for (threshold, at) in self.policy(token).thresholds(cal, start, budget) {
                 self.timers.push(Timer {
                     at: shift(at),
                     case: self.case.id,
@@ -442,10 +442,17 @@ impl<'a> Flow<'a> {
     }
 
     /// Timers for a limit that starts now: one per warning threshold, one at its end.
+    /// The warning policy of the limit `token` runs (a step's own, or the procedure's).
+    fn policy(&self, token: Option<u32>) -> &'a crate::limits::WarningPolicy {
+        let step = token
+            .and_then(|id| self.case.tokens.iter().find(|t| t.id == id))
+            .map(|t| t.step.clone());
+        self.proc.warnings_for(step.as_deref())
+    }
+
     fn set_timers(&mut self, limit: Limit, token: Option<u32>, days: u32, due: DateTime<Utc>) {
         let thresholds = self
-            .proc
-            .warnings
+            .policy(token)
             .thresholds(&self.rules.calendar, self.now, days);
         for (threshold, at) in thresholds.into_iter().chain([("breach".to_string(), due)]) {
             self.timers.push(Timer {

@@ -227,6 +227,10 @@ pub struct Step {
     /// gives one (`data.district + ".branch"`).
     #[serde(default)]
     pub group: Option<String>,
+    /// When this step's budget turns yellow and who supervises it, instead of the
+    /// procedure's `warnings` (which apply to its limits and to steps without their own).
+    #[serde(default)]
+    pub warnings: Option<crate::limits::WarningPolicy>,
     /// Instead of `group`: a function of the script, called with the case, that returns
     /// the group's id (the judge's chamber chosen at filing, the officer for an industry).
     #[serde(default)]
@@ -420,9 +424,17 @@ impl Procedure {
                 errs.push("extension: days must be at least 1".into());
             }
         }
-        for g in p.warnings.supervisor.iter().chain(&p.warnings.escalate_to) {
-            if !rules.groups.contains_key(g) {
-                errs.push(format!("warnings: group '{g}' does not exist"));
+        let step_policies = p.steps.iter().filter_map(|s| {
+            s.warnings
+                .as_ref()
+                .map(|w| (format!("step '{}': warnings", s.id), w))
+        });
+        for (ctx, w) in std::iter::once(("warnings".to_string(), &p.warnings)).chain(step_policies)
+        {
+            for g in w.supervisor.iter().chain(&w.escalate_to) {
+                if !rules.groups.contains_key(g) {
+                    errs.push(format!("{ctx}: group '{g}' does not exist"));
+                }
             }
         }
         let mut seen = BTreeSet::new();
@@ -584,6 +596,15 @@ impl Procedure {
             }
         }
         errs
+    }
+}
+
+impl Procedure {
+    /// The warning policy of a limit: a step's own when it has one, else the procedure's.
+    pub fn warnings_for(&self, step: Option<&str>) -> &crate::limits::WarningPolicy {
+        step.and_then(|s| self.step(s))
+            .and_then(|s| s.warnings.as_ref())
+            .unwrap_or(&self.warnings)
     }
 }
 

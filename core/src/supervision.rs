@@ -196,18 +196,17 @@ impl Engine {
         assignees.sort();
         assignees.dedup();
         let breach = t.threshold == "breach";
-        let supervisor = if breach {
-            proc.warnings
-                .escalate_to
-                .clone()
-                .or(proc.warnings.supervisor.clone())
-        } else {
-            proc.warnings.supervisor.clone()
-        };
         let step = t
             .token
             .and_then(|id| case.tokens.iter().find(|k| k.id == id))
             .map(|k| k.step.clone());
+        // A step's own policy names its supervisor and escalation, else the procedure's.
+        let policy = proc.warnings_for(step.as_deref());
+        let supervisor = if breach {
+            policy.escalate_to.clone().or(policy.supervisor.clone())
+        } else {
+            policy.supervisor.clone()
+        };
         let card = Card {
             id: card_id.clone(),
             kind: if breach {

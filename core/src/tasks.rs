@@ -296,7 +296,7 @@ impl Engine {
                     .iter()
                     .find(|t| t.id == task.token)
                     .map_or(task.created_at, |t| t.entered_at);
-                p.warnings.clock(
+                p.warnings_for(Some(&task.step)).clock(
                     &rules.calendar,
                     (start, step_days, due),
                     Self::stopped_since(case, start),

@@ -185,12 +185,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(
+/// The configuration file (or the defaults), with the folders the flags name.
+fn configured(
     config: Option<PathBuf>,
     scripts: Option<PathBuf>,
     data: Option<PathBuf>,
-    listen: Option<String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Config> {
     let mut cfg = match config {
         Some(path) => Config::from_file(&path)?,
         None => Config::default(),
@@ -201,6 +201,16 @@ fn serve(
     if let Some(d) = data {
         cfg.data = d;
     }
+    Ok(cfg)
+}
+
+fn serve(
+    config: Option<PathBuf>,
+    scripts: Option<PathBuf>,
+    data: Option<PathBuf>,
+    listen: Option<String>,
+) -> anyhow::Result<()> {
+    let mut cfg = configured(config, scripts, data)?;
     if let Some(l) = listen {
         cfg.listen = l;
     }
@@ -334,16 +344,7 @@ fn stats_rebuild(
     scripts: Option<PathBuf>,
     data: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let mut cfg = match config {
-        Some(path) => Config::from_file(&path)?,
-        None => Config::default(),
-    };
-    if let Some(s) = scripts {
-        cfg.scripts = s;
-    }
-    if let Some(d) = data {
-        cfg.data = d;
-    }
+    let cfg = configured(config, scripts, data)?;
     let engine = guichet::server::open(&cfg)?;
     let started = std::time::Instant::now();
     let n = engine.rebuild_statistics()?;

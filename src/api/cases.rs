@@ -405,21 +405,45 @@ pub(super) async fn rate(
     Path(reference): Path<String>,
     Body(b): Body<RatingBody>,
 ) -> ApiResult<axum::response::Response> {
-    if guesses_code(&caller) {
+    let code = b.code.clone();
+    applicant_action(
+        &s,
+        &caller,
+        &client,
+        reference,
+        code,
+        move |e, actor, case| {
+            let rating = guichet_core::rating::RatingRequest {
+                score: b.score,
+                tags: b.tags,
+                comment: b.comment,
+            };
+            e.rate(actor, case.id, rating)
+        },
+    )
+    .await
+}
+
+/// An applicant's action on a case reached with its query code (or applicant token, or
+/// by staff who may see it), under the guess limits; answers the case.
+async fn applicant_action(
+    s: &AppState,
+    caller: &Caller,
+    client: &guard::Client,
+    reference: String,
+    code: Option<String>,
+    f: impl FnOnce(&Engine, &Actor, Case) -> guichet_core::Result<Committed> + Send + 'static,
+) -> ApiResult<axum::response::Response> {
+    if guesses_code(caller) {
         s.guesses.check(&client.0, &reference)?;
     }
     let (actor, r) = (caller.0.clone(), reference.clone());
-    let answer = mutate(&s, move |e| {
-        let case = e.applicant_access(&actor, &r, b.code.as_deref())?;
-        let rating = guichet_core::rating::RatingRequest {
-            score: b.score,
-            tags: b.tags,
-            comment: b.comment,
-        };
-        e.rate(&actor, case.id, rating)
+    let answer = mutate(s, move |e| {
+        let case = e.applicant_access(&actor, &r, code.as_deref())?;
+        f(e, &actor, case)
     })
     .await;
-    let done = after_code(&s, &caller, &client, &reference, answer)?;
+    let done = after_code(s, caller, client, &reference, answer)?;
     Ok(case_body(done.case()).into_response())
 }
 
@@ -457,17 +481,16 @@ pub(super) async fn withdraw(
     Path(reference): Path<String>,
     Body(b): Body<WithdrawBody>,
 ) -> ApiResult<axum::response::Response> {
-    if guesses_code(&caller) {
-        s.guesses.check(&client.0, &reference)?;
-    }
-    let (actor, r) = (caller.0.clone(), reference.clone());
-    let answer = mutate(&s, move |e| {
-        let case = e.applicant_access(&actor, &r, b.code.as_deref())?;
-        e.withdraw(&actor, case.id, b.code.as_deref(), b.reason)
-    })
-    .await;
-    let done = after_code(&s, &caller, &client, &reference, answer)?;
-    Ok(case_body(done.case()).into_response())
+    let code = b.code.clone();
+    applicant_action(
+        &s,
+        &caller,
+        &client,
+        reference,
+        code,
+        move |e, actor, case| e.withdraw(actor, case.id, b.code.as_deref(), b.reason),
+    )
+    .await
 }
 
 pub(super) async fn applicant_cases(

@@ -71,23 +71,9 @@ impl ProcedureScript {
 
     /// Evaluates a routing condition over the case data and applicant.
     pub fn condition(&self, expr: &str, data: &Value, applicant: &Value) -> Result<bool, String> {
-        let ast = self
-            .conditions
-            .get(expr)
-            .ok_or_else(|| format!("condition `{expr}` was not compiled"))?;
-        let mut scope = rhai::Scope::new();
-        scope.push_dynamic(
-            "data",
-            rhai::serde::to_dynamic(data).map_err(|e| e.to_string())?,
-        );
-        scope.push_dynamic(
-            "applicant",
-            rhai::serde::to_dynamic(applicant).map_err(|e| e.to_string())?,
-        );
-        let out: Dynamic = with_budget(DEFAULT_BUDGET, || {
-            self.engine.eval_ast_with_scope(&mut scope, ast)
-        })
-        .map_err(|e| format!("condition `{expr}`: {}", describe(&e)))?;
+        let out = self
+            .eval(expr, data, applicant)
+            .map_err(|e| format!("condition {e}"))?;
         out.as_bool()
             .map_err(|t| format!("condition `{expr}` gave a {t}, not true or false"))
     }

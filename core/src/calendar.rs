@@ -1,5 +1,6 @@
 //! Working-day arithmetic on an office calendar: weekly rest days, public holidays and
-//! make-up working days (调休) per year, office hours, and the office's UTC offset.
+//! make-up working days (调休) per year, office hours, and the office's time zone (an IANA
+//! name with its daylight saving, or a fixed UTC offset).
 //!
 //! Rules (DOMAIN.md): the day a limit starts from (acceptance) is not counted; a limit of
 //! N working days ends at the close of office on the N-th working day after it, so a limit
@@ -9,7 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{
-    DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc, Weekday,
+    DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc,
+    Weekday,
 };
 use serde::{Deserialize, Serialize};
 
@@ -17,9 +19,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CalendarSpec {
-    /// Offset of local office time from UTC, e.g. `+08:00`.
+    /// Offset of local office time from UTC, e.g. `+08:00` (when no `time_zone`).
     #[serde(default = "default_offset")]
     pub utc_offset: String,
+    /// The office's time zone by IANA name (`Asia/Shanghai`, `Europe/Paris`), daylight
+    /// saving included; takes precedence over `utc_offset`.
+    #[serde(default)]
+    pub time_zone: Option<String>,
     /// Weekly rest days: `mon` … `sun`.
     #[serde(default = "default_rest")]
     pub rest_days: Vec<String>,
@@ -51,9 +57,16 @@ fn default_hours() -> [String; 2] {
     ["09:00".into(), "17:30".into()]
 }
 
+/// Where the office's clocks are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Zone {
+    Fixed(FixedOffset),
+    Named(chrono_tz::Tz),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Calendar {
-    offset: FixedOffset,
+    zone: Zone,
     /// Weekly rest days, indexed from Monday.
     rest: [bool; 7],
     opens: NaiveTime,
@@ -68,6 +81,7 @@ impl Default for Calendar {
     fn default() -> Self {
         Calendar::from_spec(&CalendarSpec {
             utc_offset: default_offset(),
+            time_zone: None,
             rest_days: default_rest(),
             office_hours: default_hours(),
             years: BTreeMap::new(),
@@ -111,6 +125,18 @@ impl Calendar {
             ));
             FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!())
         });
+        let zone = match &spec.time_zone {
+            None => Zone::Fixed(offset),
+            Some(name) => match name.parse::<chrono_tz::Tz>() {
+                Ok(tz) => Zone::Named(tz),
+                Err(_) => {
+                    errs.push(format!(
+                        "time_zone '{name}' is not an IANA time zone name (like Asia/Shanghai)"
+                    ));
+                    Zone::Fixed(offset)
+                }
+            },
+        };
         let mut rest = [false; 7];
         for d in &spec.rest_days {
             match weekday(d) {
@@ -162,7 +188,7 @@ impl Calendar {
         }
         if errs.is_empty() {
             Ok(Calendar {
-                offset,
+                zone,
                 rest,
                 opens,
                 closes,
@@ -192,16 +218,37 @@ impl Calendar {
         !self.holidays.contains(&d) && !self.rest[d.weekday().num_days_from_monday() as usize]
     }
 
+    /// An instant as the office's local date and time.
+    fn local(&self, t: DateTime<Utc>) -> NaiveDateTime {
+        match self.zone {
+            Zone::Fixed(o) => t.with_timezone(&o).naive_local(),
+            Zone::Named(tz) => t.with_timezone(&tz).naive_local(),
+        }
+    }
+
+    /// A local date and time as an instant. Daylight saving: a time the clocks skip is
+    /// taken an hour later, a time they repeat at its first occurrence.
+    fn instant(&self, l: NaiveDateTime) -> Option<DateTime<Utc>> {
+        fn pick<T: TimeZone>(z: &T, l: NaiveDateTime) -> Option<DateTime<Utc>> {
+            z.from_local_datetime(&l)
+                .earliest()
+                .or_else(|| z.from_local_datetime(&(l + Duration::hours(1))).earliest())
+                .map(|x| x.with_timezone(&Utc))
+        }
+        match self.zone {
+            Zone::Fixed(o) => pick(&o, l),
+            Zone::Named(tz) => pick(&tz, l),
+        }
+    }
+
     /// The local date of an instant.
     pub fn local_date(&self, t: DateTime<Utc>) -> NaiveDate {
-        t.with_timezone(&self.offset).date_naive()
+        self.local(t).date()
     }
 
     /// An instant as the office's local date and time (`2026-11-30 14:05`), for people.
     pub fn local_time_text(&self, t: DateTime<Utc>) -> String {
-        t.with_timezone(&self.offset)
-            .format("%Y-%m-%d %H:%M")
-            .to_string()
+        self.local(t).format("%Y-%m-%d %H:%M").to_string()
     }
 
     /// Opening of office on a local date, as an instant.
@@ -215,10 +262,7 @@ impl Calendar {
     }
 
     fn at(&self, d: NaiveDate, t: NaiveTime) -> DateTime<Utc> {
-        self.offset
-            .from_local_datetime(&d.and_time(t))
-            .single()
-            .map(|x| x.with_timezone(&Utc))
+        self.instant(d.and_time(t))
             .unwrap_or_else(|| d.and_time(t).and_utc())
     }
 
@@ -253,7 +297,7 @@ impl Calendar {
     /// Adds working hours within office hours (for same-day items).
     pub fn add_working_hours(&self, from: DateTime<Utc>, minutes: u32) -> DateTime<Utc> {
         let mut left = Duration::minutes(minutes as i64);
-        let mut local = from.with_timezone(&self.offset).naive_local();
+        let mut local = self.local(from);
         loop {
             let d = local.date();
             if self.is_working_day(d) {
@@ -262,12 +306,7 @@ impl Calendar {
                 if start < end {
                     let avail = end - start;
                     if left <= avail {
-                        return self
-                            .offset
-                            .from_local_datetime(&(start + left))
-                            .single()
-                            .map(|x| x.with_timezone(&Utc))
-                            .unwrap_or(from);
+                        return self.instant(start + left).unwrap_or(from);
                     }
                     left -= avail;
                 }
@@ -285,10 +324,7 @@ impl Calendar {
         if b <= a {
             return 0;
         }
-        let (from, to) = (
-            a.with_timezone(&self.offset).naive_local(),
-            b.with_timezone(&self.offset).naive_local(),
-        );
+        let (from, to) = (self.local(a), self.local(b));
         let mut total = 0;
         let mut d = from.date();
         while d <= to.date() {

@@ -196,3 +196,33 @@ fn working_minutes_count_office_hours_on_working_days_only() {
         600
     );
 }
+
+#[test]
+fn a_time_zone_by_name_follows_daylight_saving() {
+    use guichet_core::calendar::CalendarSpec;
+    let spec = |tz: Option<&str>| CalendarSpec {
+        utc_offset: "+01:00".into(),
+        time_zone: tz.map(str::to_string),
+        rest_days: vec!["sat".into(), "sun".into()],
+        office_hours: ["09:00".into(), "17:30".into()],
+        years: Default::default(),
+    };
+    let paris = Calendar::from_spec(&spec(Some("Europe/Paris"))).unwrap();
+    let utc = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    // Winter (UTC+1), then summer (UTC+2) after the last Sunday of March.
+    assert_eq!(paris.close_of(d("2026-03-27")), utc("2026-03-27T16:30:00Z"));
+    assert_eq!(paris.close_of(d("2026-03-30")), utc("2026-03-30T15:30:00Z"));
+    // A limit across the change ends at 17:30 local time all the same.
+    let friday = utc("2026-03-27T09:00:00Z"); // 10:00 in Paris
+    assert_eq!(paris.deadline(friday, 1), utc("2026-03-30T15:30:00Z"));
+    assert_eq!(
+        paris.local_time_text(utc("2026-03-30T07:00:00Z")),
+        "2026-03-30 09:00"
+    );
+    // The fixed offset does not move.
+    let fixed = Calendar::from_spec(&spec(None)).unwrap();
+    assert_eq!(fixed.close_of(d("2026-03-30")), utc("2026-03-30T16:30:00Z"));
+    // A name that is no time zone is refused.
+    let err = Calendar::from_spec(&spec(Some("Mars/Olympus"))).unwrap_err();
+    assert!(err[0].contains("not an IANA time zone name"), "{err:?}");
+}

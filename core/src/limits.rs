@@ -119,7 +119,10 @@ impl WarningPolicy {
     /// The instants at which warnings fall due for a limit of `days` working days that
     /// started at `start`, labelled (`50%`, `10d`), in time order. Thresholds are counted
     /// in whole working days: a share is reached at the close of the first working day by
-    /// which at least that share of the days has passed.
+    /// which at least that share of the days has passed. Where whole days would put a
+    /// share at the start itself or at the deadline (short limits: 75 % of one day, any
+    /// share of an immediate item), it falls at that share of the limit's working time
+    /// instead: in the afternoon, not at the moment of acceptance nor at the end.
     pub fn thresholds(
         &self,
         cal: &Calendar,
@@ -128,12 +131,16 @@ impl WarningPolicy {
     ) -> Vec<(String, DateTime<Utc>)> {
         let start_day = cal.local_date(start);
         let mut out: Vec<(String, DateTime<Utc>)> = Vec::new();
+        let due = cal.deadline(start, days);
+        let total = cal.working_minutes_between(start, due);
         for s in &self.at_shares {
             let k = ((*s * days as f64).ceil() as u32).min(days);
-            out.push((
-                format!("{}%", (s * 100.0).round()),
-                at_day(cal, start, start_day, k),
-            ));
+            let at = if (k == 0 || k == days) && total > 0 {
+                cal.add_working_hours(start, (total as f64 * s).round() as u32)
+            } else {
+                at_day(cal, start, start_day, k)
+            };
+            out.push((format!("{}%", (s * 100.0).round()), at));
         }
         for n in self.days_before.iter().filter(|n| **n < days) {
             let k = days - n;

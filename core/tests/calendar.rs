@@ -226,3 +226,21 @@ fn a_time_zone_by_name_follows_daylight_saving() {
     let err = Calendar::from_spec(&spec(Some("Mars/Olympus"))).unwrap_err();
     assert!(err[0].contains("not an IANA time zone name"), "{err:?}");
 }
+
+#[test]
+fn short_limits_warn_at_the_real_share_of_their_working_time() {
+    use guichet_core::limits::WarningPolicy;
+    let cal = shipped();
+    let policy = WarningPolicy::default(); // 75 %
+    let at = |start: &str, days: u32| {
+        let t = policy.thresholds(&cal, bj(start), days);
+        cal.local_time_text(t[0].1)
+    };
+    // One day from Monday 10:00 (960 working minutes to Tuesday 17:30): Tuesday afternoon,
+    // not the deadline.
+    assert_eq!(at("2026-03-02 10:00", 1), "2026-03-03 13:30");
+    // An immediate item accepted at 10:00 (due 17:30): in the afternoon, not at once.
+    assert_eq!(at("2026-03-02 10:00", 0), "2026-03-02 15:38");
+    // Longer limits keep whole days: the close of the 4th working day of 5.
+    assert_eq!(at("2026-03-02 10:00", 5), "2026-03-06 17:30");
+}

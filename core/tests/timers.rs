@@ -12,8 +12,8 @@ use guichet_core::engine::Submission;
 use guichet_core::store::{CaseTable, FaultPoint, SledStore, Store};
 use guichet_core::{Actor, Engine};
 
-/// An immediate item: a 0-day promised limit whose 50 % card is due the moment the case
-/// is accepted.
+/// An immediate item: a 0-day promised limit, its 50 % card due halfway through the rest
+/// of the working day it is accepted on.
 const OFFICE: &str = r#"
 department(#{ id: "d", name: "Dept" });
 staff(#{ id: "a", name: "A" });
@@ -96,6 +96,8 @@ fn accept_while_the_scheduler_runs(at: DateTime<Utc>) -> (Case, usize) {
         })
     };
     reached.recv().unwrap();
+    // The scheduler runs four hours on, while the acceptance is still being committed.
+    clock.advance(chrono::Duration::hours(4));
     // The timers are due and on disk, the case is not yet accepted: they must wait, not
     // be dropped as timers of a limit that moved.
     assert_eq!(e.fire_due_timers(100).unwrap().cards, 0);
@@ -129,7 +131,7 @@ fn an_overdue_card_due_when_its_limit_is_set_is_issued() {
 
 #[test]
 fn timers_of_a_transition_that_failed_before_its_case_record_are_removed() {
-    let (e, store, _clock, _tmp) = engine();
+    let (e, store, clock, _tmp) = engine();
     let c = submit(&e);
     // The acceptance fails between its timers and its case record, as in a crash.
     store.set_fault(Some(Arc::new(|stage| {
@@ -145,12 +147,16 @@ fn timers_of_a_transition_that_failed_before_its_case_record_are_removed() {
         .is_err());
     store.set_fault(None);
     assert!(e.next_timer().unwrap().is_some());
+    // 14:00: the failed acceptance's 50 % timer (13:45) is due, and goes without a card.
+    clock.advance(chrono::Duration::hours(4));
     assert_eq!(e.fire_due_timers(100).unwrap().cards, 0);
     assert_eq!(e.next_timer().unwrap(), None);
     // The case is still at intake, and accepting it now sets its timers anew.
     let accepted = e
         .complete(&a, &intake_task(&c), "accept", None, Data::new())
         .unwrap();
+    // Half of what is left of the day (14:00 to 17:30) later: its card.
+    clock.advance(chrono::Duration::minutes(110));
     assert_eq!(e.fire_due_timers(100).unwrap().cards, 1);
     assert_eq!(store_case(&store, accepted.case().id).cards.len(), 1);
 }

@@ -62,8 +62,12 @@ async fn court_limits_run_on_working_days_and_turn_yellow_then_red() {
     assert_eq!(red["tasks"].as_array().unwrap().len(), 1);
     let (_, green) = s.get("/api/tasks?level=green", &clerk).await;
     assert!(green["tasks"].as_array().unwrap().is_empty());
-    // The case's own promised limit (60 days) is still green.
-    assert_eq!(s.case(id).await["level"], "green");
+    // The case shows the worst of its limits and open step budgets: red, though its own
+    // promised limit (60 days) is far off.
+    let case = s.case(id).await;
+    assert_eq!(case["level"], "red");
+    let promised: DateTime<Utc> = case["promised_due"].as_str().unwrap().parse().unwrap();
+    assert!(promised > bj("2025-10-11 09:00"));
 }
 
 fn cards_of(case: &serde_json::Value) -> Vec<(String, String)> {

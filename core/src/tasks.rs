@@ -335,9 +335,15 @@ impl Engine {
         }
     }
 
-    /// The warning level of a case's promised limit (green before acceptance).
+    /// The warning level of a case: the worst of its promised limit (green before
+    /// acceptance) and the budgets of its open steps.
     pub fn case_level(&self, rules: &RuleSet, p: &Procedure, case: &Case) -> crate::limits::Level {
-        Self::case_clock(rules, p, case).level(self.clock.now())
+        let now = self.clock.now();
+        case.open_tasks()
+            .map(|t| Self::task_clock(rules, p, case, t).level(now))
+            .chain([Self::case_clock(rules, p, case).level(now)])
+            .max()
+            .unwrap_or(crate::limits::Level::Green)
     }
 
     /// What the worklist index holds of each open task of `case`.

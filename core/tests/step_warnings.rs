@@ -6,6 +6,7 @@ use chrono::Duration;
 use guichet_core::case::{Applicant, Data};
 use guichet_core::clock::ManualClock;
 use guichet_core::engine::Submission;
+use guichet_core::limits::Level;
 use guichet_core::store::SledStore;
 use guichet_core::{Actor, Engine};
 
@@ -65,10 +66,18 @@ fn a_step_warns_and_escalates_by_its_own_policy() {
         .map(|k| (k.threshold.clone(), k.supervisor.clone()))
         .collect();
     assert_eq!(cards, [("50%".to_string(), Some("sup.visits".to_string()))]);
+    // The case shows the worst of its limits and its open step's budget: yellow already,
+    // though its own 20 days have barely begun.
+    let level = |c: &guichet_core::case::Case| {
+        let p = e.procedure_of(c).unwrap();
+        e.case_level(&e.rules(), &p, c)
+    };
+    assert_eq!(level(&c), Level::Yellow);
     // Past the visit's end: escalated where the step says.
     clock.advance(Duration::days(1) + Duration::hours(2));
     e.fire_due_timers(100).unwrap();
     let c = e.case(c.id).unwrap();
     let overdue = c.cards.iter().find(|k| k.threshold == "breach").unwrap();
     assert_eq!(overdue.supervisor.as_deref(), Some("sup.office"));
+    assert_eq!(level(&c), Level::Red);
 }

@@ -236,7 +236,7 @@ impl Sim<'_> {
             .e
             .procedure_of(case)
             .ok()
-            .and_then(|p| p.step(&t.step).map(|s| s.days))
+            .and_then(|p| p.step(&t.step).and_then(|s| s.days))
             .filter(|d| *d > 0)
             .unwrap_or(if t.step == FOLLOW_UP_STEP { 3 } else { 1 });
         let budget = f64::from(days) * DAY;

@@ -369,7 +369,7 @@ impl<'a> Flow<'a> {
         }
         for tok in self.case.tokens.iter_mut() {
             if let Some(due) = tok.due {
-                let days_budget = self.proc.step(&tok.step).map_or(0, |s| s.days);
+                let days_budget = self.proc.step(&tok.step).and_then(|s| s.days).unwrap_or(0);
                 tok.due = Some(shift(due));
                 moved.push((
                     Limit::Step,
@@ -493,12 +493,12 @@ impl<'a> Flow<'a> {
             )?;
         }
         // A step without `days` has no budget of its own; only the case's limits apply.
-        if step.days > 0 {
-            let due = self.rules.calendar.deadline(self.now, step.days);
+        if let Some(days) = step.days {
+            let due = self.rules.calendar.deadline(self.now, days);
             if let Some(t) = self.token_mut(token) {
                 t.due = Some(due);
             }
-            self.set_timers(Limit::Step, Some(token), step.days, due);
+            self.set_timers(Limit::Step, Some(token), days, due);
         }
         match step.kind {
             StepKind::Task => {

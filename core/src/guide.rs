@@ -146,7 +146,7 @@ impl ServiceGuide {
                 .filter(|s| !inside(&s.id))
                 .map(|s| GuideStep {
                     name: localized(&s.name, &s.names, lang).to_string(),
-                    days: (s.days > 0).then_some(s.days),
+                    days: s.days,
                     counted: s.counted,
                     automatic: s.kind == StepKind::Auto,
                     in_parallel: s.branches.iter().map(|b| step_name(b)).collect(),

@@ -249,12 +249,15 @@ impl Engine {
         for tok in after.tokens.iter_mut() {
             if let Some(t) = renamed.get(&tok.id) {
                 tok.step = t.clone();
-                let days = new.step(t).map_or(0, |s| s.days);
-                tok.due = (days > 0).then(|| rules.calendar.deadline(tok.entered_at, days));
+                let budget = new.step(t).and_then(|s| s.days);
+                let days = budget.unwrap_or(0);
+                tok.due = budget.map(|d| rules.calendar.deadline(tok.entered_at, d));
                 if let Some(due) = tok.due {
-                    let thresholds = new
-                        .warnings
-                        .thresholds(&rules.calendar, tok.entered_at, days);
+                    let thresholds = new.warnings_for(Some(t.as_str())).thresholds(
+                        &rules.calendar,
+                        tok.entered_at,
+                        days,
+                    );
                     for (threshold, at) in
                         thresholds.into_iter().chain([("breach".to_string(), due)])
                     {

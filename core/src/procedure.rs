@@ -240,9 +240,10 @@ pub struct Step {
     /// Staff who sign in `all`, `any` and `sequential` modes; empty means every member.
     #[serde(default)]
     pub signers: Vec<String>,
-    /// The step's own budget in working days.
+    /// The step's own budget in working days; `0` is a same-day step, due at the close of
+    /// the working day it starts on. Without it the step has no budget of its own.
     #[serde(default)]
-    pub days: u32,
+    pub days: Option<u32>,
     /// `false` for steps whose time does not count against the limits (hearing, expert
     /// review): the clock stops while the case is in them.
     #[serde(default = "yes")]

@@ -288,9 +288,8 @@ impl Engine {
                 None => LevelClock::default(),
             };
         }
-        let step_days = p.step(&task.step).map(|s| s.days).unwrap_or(0);
-        match task.due {
-            Some(due) if step_days > 0 => {
+        match (task.due, p.step(&task.step).and_then(|s| s.days)) {
+            (Some(due), Some(step_days)) => {
                 let start = case
                     .tokens
                     .iter()

@@ -81,3 +81,56 @@ fn a_step_warns_and_escalates_by_its_own_policy() {
     assert_eq!(overdue.supervisor.as_deref(), Some("sup.office"));
     assert_eq!(level(&c), Level::Red);
 }
+
+#[test]
+fn a_step_of_zero_days_is_due_the_same_working_day_with_its_timers() {
+    let office = OFFICE.replace(
+        r#"days: 2, next: "@approved",
+           warnings: #{ at_shares: [0.5], supervisor: "sup.visits", escalate_to: "sup.office" } },"#,
+        r#"days: 0, next: "@approved" },"#,
+    );
+    assert!(office.contains("days: 0"));
+    let tmp = tempfile::tempdir().unwrap();
+    let scripts = tmp.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    std::fs::write(scripts.join("office.rhai"), office).unwrap();
+    let store = Arc::new(SledStore::open(&tmp.path().join("store"), 8 << 20).unwrap());
+    let clock = Arc::new(ManualClock::new("2026-11-30T02:00:00Z".parse().unwrap()));
+    let e = Engine::open(store, &scripts, clock.clone()).unwrap();
+    let sub = Submission {
+        procedure: "p".into(),
+        applicant: Applicant {
+            id: "X1".into(),
+            name: "X".into(),
+            ..Default::default()
+        },
+        data: Data::new(),
+        materials: vec![],
+    };
+    let c = e.submit(&Actor::Public, sub).unwrap().cases.remove(0);
+    let t = c.open_tasks().next().unwrap().id.clone();
+    let w = Actor::Staff("w".into());
+    e.claim(&w, &t).unwrap();
+    let c = e
+        .complete(&w, &t, "accept", None, Data::new())
+        .unwrap()
+        .cases
+        .remove(0);
+    // Accepted Monday 10:00: the visit is due at 17:30 the same day.
+    let visit = c.open_tasks().next().unwrap();
+    assert_eq!(visit.due, Some("2026-11-30T09:30:00Z".parse().unwrap()));
+    // Its 75 % warning in the afternoon, then its breach.
+    clock.advance(Duration::hours(6));
+    e.fire_due_timers(100).unwrap();
+    let c = e.case(c.id).unwrap();
+    assert_eq!(c.cards.len(), 1, "{:?}", c.cards);
+    assert_eq!(c.cards[0].threshold, "75%");
+    clock.advance(Duration::hours(2));
+    e.fire_due_timers(100).unwrap();
+    assert!(e
+        .case(c.id)
+        .unwrap()
+        .cards
+        .iter()
+        .any(|k| k.threshold == "breach"));
+}

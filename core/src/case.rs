@@ -239,6 +239,9 @@ pub struct Case {
     pub visited: Vec<String>,
     pub next_task: u32,
     pub next_token: u32,
+    /// The limits of this case when the procedure's `limits` hook set them at acceptance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<CaseLimits>,
     /// The applicant's rating (好差评), once given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rating: Option<crate::rating::Rating>,
@@ -287,6 +290,7 @@ impl Case {
             visited: vec![],
             next_task: 0,
             next_token: 0,
+            limits: None,
             rating: None,
             history_len: 0,
             rev: 0,
@@ -332,6 +336,13 @@ pub struct ClockStop {
     /// Working days every deadline moved by when the clock resumed.
     #[serde(default)]
     pub days: u32,
+}
+
+/// A case's own promised and statutory limits, in working days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseLimits {
+    pub promised_days: u32,
+    pub statutory_days: u32,
 }
 
 /// Accept with a commitment (容缺受理): the main materials are complete, minor ones are

@@ -352,20 +352,9 @@ impl<'a> Flow<'a> {
         ) {
             self.case.promised_due = Some(shift(p));
             self.case.statutory_due = Some(shift(st));
-            moved.push((
-                Limit::Promised,
-                None,
-                self.proc.promised_days,
-                start,
-                shift(p),
-            ));
-            moved.push((
-                Limit::Statutory,
-                None,
-                self.proc.statutory_days,
-                start,
-                shift(st),
-            ));
+            let (promised_days, statutory_days) = self.proc.limits_of(&self.case);
+            moved.push((Limit::Promised, None, promised_days, start, shift(p)));
+            moved.push((Limit::Statutory, None, statutory_days, start, shift(st)));
         }
         for tok in self.case.tokens.iter_mut() {
             if let Some(due) = tok.due {
@@ -419,7 +408,7 @@ impl<'a> Flow<'a> {
         let cal = &self.rules.calendar;
         let new_due = cal.close_of(cal.add_working_days(cal.local_date(due), days));
         self.case.statutory_due = Some(new_due);
-        let budget = self.proc.statutory_days + days;
+        let budget = self.proc.limits_of(&self.case).1 + days;
         for (threshold, at) in self.proc.warnings.thresholds(cal, start, budget) {
             self.timers.push(Timer {
                 at,
@@ -830,18 +819,52 @@ impl<'a> Flow<'a> {
         }
     }
 
+    /// The case's own limits from the procedure's `limits` hook, if it has one.
+    fn case_limits(&mut self) -> Result<()> {
+        let Some(name) = self.proc.hooks.limits.clone() else {
+            return Ok(());
+        };
+        let script = self
+            .proc
+            .script
+            .clone()
+            .ok_or_else(|| self.script_error("no script".into()))?;
+        let out = script
+            .call(&name, &self.case_view())
+            .map_err(|m| self.script_error(m))?;
+        let days = |k: &str| {
+            out.get(k)
+                .and_then(Value::as_u64)
+                .and_then(|d| u32::try_from(d).ok())
+        };
+        match (days("promised_days"), days("statutory_days")) {
+            (Some(p), Some(s)) if p <= s && s <= 3650 => {
+                self.case.limits = Some(crate::case::CaseLimits {
+                    promised_days: p,
+                    statutory_days: s,
+                });
+                Ok(())
+            }
+            _ => Err(self.script_error(format!(
+                "{name} must return #{{ promised_days, statutory_days }} in working days, the promised not above the statutory, not {out}"
+            ))),
+        }
+    }
+
     /// Accepts the case: its limits start now and it goes to its first step.
     pub fn accept(&mut self) -> Result<()> {
         self.case.status = CaseStatus::InProgress;
         self.case.accepted_at = Some(self.now);
         // The clock starts at acceptance; that day itself is not counted.
+        self.case_limits()?;
+        let (promised_days, statutory_days) = self.proc.limits_of(&self.case);
         let cal = &self.rules.calendar;
-        let promised = cal.deadline(self.now, self.proc.promised_days);
-        let statutory = cal.deadline(self.now, self.proc.statutory_days);
+        let promised = cal.deadline(self.now, promised_days);
+        let statutory = cal.deadline(self.now, statutory_days);
         self.case.promised_due = Some(promised);
         self.case.statutory_due = Some(statutory);
-        self.set_timers(Limit::Promised, None, self.proc.promised_days, promised);
-        self.set_timers(Limit::Statutory, None, self.proc.statutory_days, statutory);
+        self.set_timers(Limit::Promised, None, promised_days, promised);
+        self.set_timers(Limit::Statutory, None, statutory_days, statutory);
         self.hook(self.proc.hooks.on_accept.as_ref())?;
         let start = self.proc.start.clone();
         self.follow(RouteRef::Route(&start), None)

@@ -187,6 +187,11 @@ pub struct Hooks {
     pub on_accept: Option<String>,
     #[serde(default)]
     pub on_decide: Option<String>,
+    /// Called at acceptance with the case: `#{ promised_days, statutory_days }` for this
+    /// case (a small request an immediate item, a large one five days), instead of the
+    /// procedure's.
+    #[serde(default)]
+    pub limits: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -601,6 +606,14 @@ impl Procedure {
 }
 
 impl Procedure {
+    /// The promised and statutory limits of `case` in working days: the ones its `limits`
+    /// hook set at acceptance, else the procedure's.
+    pub fn limits_of(&self, case: &crate::case::Case) -> (u32, u32) {
+        case.limits
+            .map(|l| (l.promised_days, l.statutory_days))
+            .unwrap_or((self.promised_days, self.statutory_days))
+    }
+
     /// The warning policy of a limit: a step's own when it has one, else the procedure's.
     pub fn warnings_for(&self, step: Option<&str>) -> &crate::limits::WarningPolicy {
         step.and_then(|s| self.step(s))

@@ -61,6 +61,7 @@ impl Engine {
             visited: Vec::new(),
             next_task: 0,
             next_token: 0,
+            limits: None,
             rating: None,
             history_len: 0,
             rev: 0,

@@ -326,7 +326,7 @@ impl Engine {
         match (case.accepted_at, case.promised_due) {
             (Some(start), Some(due)) if case.status.is_open() => p.warnings.clock(
                 &rules.calendar,
-                (start, p.promised_days, due),
+                (start, p.limits_of(case).0, due),
                 Self::stopped_since(case, start),
                 Self::frozen_at(case),
             ),

@@ -398,6 +398,7 @@ fn build_procedure(
     need_fn(&p.hooks.on_submit, "hooks.on_submit");
     need_fn(&p.hooks.on_accept, "hooks.on_accept");
     need_fn(&p.hooks.on_decide, "hooks.on_decide");
+    need_fn(&p.hooks.limits, "hooks.limits");
     for s in &p.steps {
         let ctx = format!("step '{}'", s.id);
         need_fn(&s.assign, &format!("{ctx} assign"));

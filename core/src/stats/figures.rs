@@ -159,8 +159,8 @@ impl CaseFigures {
                 let stopped: u32 = c.clock_stops.iter().map(|s| s.days).sum();
                 Some(Timing {
                     days: cal.working_days_between(from, to).saturating_sub(stopped),
-                    promised: proc.promised_days,
-                    statutory: proc.statutory_days + c.extension.as_ref().map_or(0, |x| x.days),
+                    promised: proc.limits_of(c).0,
+                    statutory: proc.limits_of(c).1 + c.extension.as_ref().map_or(0, |x| x.days),
                     on_time_promised: c.promised_due.is_none_or(|due| to <= due),
                     on_time_statutory: c.statutory_due.is_none_or(|due| to <= due),
                 })

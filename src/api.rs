@@ -163,6 +163,22 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Runs engine work on the engine threads: scripts are CPU-bound and sled is synchronous.
+/// Most items a paged list answers at once.
+const MAX_LIMIT: usize = 1000;
+
+/// A page size as the paged lists take it (1 to [`MAX_LIMIT`]), or the 400 that says so.
+fn check_limit(limit: usize) -> ApiResult<()> {
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ))
+    }
+}
+
 async fn call<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Engine) -> guichet_core::Result<T> + Send + 'static,

@@ -20,6 +20,7 @@ group(#{ id: "win", name: "Window", department: "d", members: ["w"] });
 group(#{ id: "east.branch", name: "East branch", department: "d", members: ["e1"] });
 group(#{ id: "west.branch", name: "West branch", department: "d", members: ["w1"] });
 group(#{ id: "chamber.a", name: "Chamber A", department: "d", members: ["j"] });
+group(#{ id: "chamber.b", name: "Chamber B", department: "d", members: ["j"] });
 "#;
 
 const PROCS: &str = r#"
@@ -33,7 +34,8 @@ procedure(#{
         #{ id: "chamber", name: "Chamber", assign: "chamber_of", next: "@approved" },
     ],
 });
-fn chamber_of(c) { if c.data.amount > 100 { "chamber.a" } else { "chamber.a" } }
+// Large claims go to chamber A, small ones to chamber B.
+fn chamber_of(c) { if c.data.amount > 100 { "chamber.a" } else { "chamber.b" } }
 "#;
 
 fn engine(procs: &str) -> Result<(Engine, tempfile::TempDir), String> {

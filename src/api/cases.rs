@@ -537,13 +537,7 @@ pub(super) async fn cards(
     Query(q): Query<CardQuery>,
 ) -> ApiResult<Json<Value>> {
     let actor = caller.staff_or_admin()?.clone();
-    if !(1..=1000).contains(&q.limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            "limit must be between 1 and 1000",
-        ));
-    }
+    super::check_limit(q.limit)?;
     let (offset, limit) = (q.offset, q.limit);
     let (list, total) = call(&s, move |e| {
         // The card index is pruned as cards are answered and cases close: the list
@@ -574,12 +568,10 @@ pub(super) async fn answer_card(
     Body(b): Body<AnswerBody>,
 ) -> ApiResult<axum::response::Response> {
     let actor = caller.staff_or_admin()?.clone();
-    let done = mutate(&s, move |e| {
-        let id = e.visible_case_id(&actor, &reference)?;
-        e.answer_card(&actor, id, &card, &b.reason)
+    on_visible_case(&s, actor, reference, move |e, actor, id| {
+        e.answer_card(actor, id, &card, &b.reason)
     })
-    .await?;
-    Ok(case_body(done.case()).into_response())
+    .await
 }
 
 #[derive(Deserialize, Default, schemars::JsonSchema)]
@@ -646,9 +638,23 @@ pub(super) async fn suspend(
     Body(b): Body<ReasonBody>,
 ) -> ApiResult<axum::response::Response> {
     let actor = caller.staff_or_admin()?.clone();
-    let done = mutate(&s, move |e| {
+    on_visible_case(&s, actor, reference, move |e, actor, id| {
+        e.suspend(actor, id, b.reason.as_deref().unwrap_or_default())
+    })
+    .await
+}
+
+/// A staff action on a case the caller may see (else 404, as for no such case); answers
+/// the case.
+async fn on_visible_case(
+    s: &AppState,
+    actor: Actor,
+    reference: String,
+    f: impl FnOnce(&Engine, &Actor, u64) -> guichet_core::Result<Committed> + Send + 'static,
+) -> ApiResult<axum::response::Response> {
+    let done = mutate(s, move |e| {
         let id = e.visible_case_id(&actor, &reference)?;
-        e.suspend(&actor, id, b.reason.as_deref().unwrap_or_default())
+        f(e, &actor, id)
     })
     .await?;
     Ok(case_body(done.case()).into_response())
@@ -662,12 +668,10 @@ pub(super) async fn resume(
     Body(b): Body<ReasonBody>,
 ) -> ApiResult<axum::response::Response> {
     let actor = caller.staff_or_admin()?.clone();
-    let done = mutate(&s, move |e| {
-        let id = e.visible_case_id(&actor, &reference)?;
-        e.resume(&actor, id, b.reason)
+    on_visible_case(&s, actor, reference, move |e, actor, id| {
+        e.resume(actor, id, b.reason)
     })
-    .await?;
-    Ok(case_body(done.case()).into_response())
+    .await
 }
 
 /// Extends the statutory limit once (approver group only), with a reason.
@@ -678,12 +682,10 @@ pub(super) async fn extend(
     Body(b): Body<ReasonBody>,
 ) -> ApiResult<axum::response::Response> {
     let actor = caller.staff_or_admin()?.clone();
-    let done = mutate(&s, move |e| {
-        let id = e.visible_case_id(&actor, &reference)?;
-        e.extend(&actor, id, b.reason.as_deref().unwrap_or_default())
+    on_visible_case(&s, actor, reference, move |e, actor, id| {
+        e.extend(actor, id, b.reason.as_deref().unwrap_or_default())
     })
-    .await?;
-    Ok(case_body(done.case()).into_response())
+    .await
 }
 
 /// A supervisor issues a supervision card by hand, with the reason.
@@ -693,11 +695,10 @@ pub(super) async fn issue_card(
     Path(reference): Path<String>,
     Body(b): Body<AnswerBody>,
 ) -> ApiResult<axum::response::Response> {
-    let actor = caller.0;
-    let done = mutate(&s, move |e| {
-        let id = e.visible_case_id(&actor, &reference)?;
-        e.issue_card(&actor, id, &b.reason)
+    let mut answer = on_visible_case(&s, caller.0, reference, move |e, actor, id| {
+        e.issue_card(actor, id, &b.reason)
     })
     .await?;
-    Ok((StatusCode::CREATED, case_body(done.case())).into_response())
+    *answer.status_mut() = StatusCode::CREATED;
+    Ok(answer)
 }

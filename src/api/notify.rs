@@ -7,9 +7,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{call, commit, AppState, Caller, Query};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::pool::NEXT_FLUSH;
-use axum::http::StatusCode;
 
 /// Every notice a case caused, with channel, recipient and delivery status.
 pub(super) async fn case_notices(
@@ -73,13 +72,7 @@ pub(super) async fn failed_notices(
     caller: Caller,
     Query(q): Query<FailedQuery>,
 ) -> ApiResult<Json<Value>> {
-    if !(1..=1000).contains(&q.limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            "limit must be between 1 and 1000".to_string(),
-        ));
-    }
+    super::check_limit(q.limit)?;
     let actor = caller.0;
     let list = call(&s, move |e| e.failed_notices(&actor, q.limit)).await?;
     Ok(Json(json!({ "notices": list })))

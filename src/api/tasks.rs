@@ -33,13 +33,7 @@ pub(super) async fn worklist(
     caller: Caller,
     Query(q): Query<TaskQuery>,
 ) -> ApiResult<Json<Value>> {
-    if !(1..=1000).contains(&q.limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            "limit must be between 1 and 1000",
-        ));
-    }
+    super::check_limit(q.limit)?;
     let actor = caller.staff_or_admin()?.clone();
     let f = WorkFilter {
         procedure: q.procedure,
@@ -92,13 +86,7 @@ pub(super) async fn board(
     caller: Caller,
     Query(q): Query<BoardQuery>,
 ) -> ApiResult<Json<Value>> {
-    if !(1..=1000).contains(&q.limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            "limit must be between 1 and 1000",
-        ));
-    }
+    super::check_limit(q.limit)?;
     let actor = caller.staff_or_admin()?.clone();
     let board = call(&s, move |e| e.board(&actor, q.offset, q.limit)).await?;
     Ok(Json(json!(board)))

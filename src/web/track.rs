@@ -632,39 +632,19 @@ pub(super) async fn withdraw(
         ))
     })
     .await;
-    match done {
-        Ok(()) => {
-            let flash = label(lang, "track.withdrawn");
-            again(
-                &s,
-                &client,
-                p,
-                page::csrf_token(&headers).0,
-                &f.number,
-                &f.code,
-                Some(flash),
-                vec![],
-                StatusCode::OK,
-            )
-            .await
-        }
+    let (flash, problems, status) = match done {
+        Ok(()) => (Some(label(lang, "track.withdrawn")), vec![], StatusCode::OK),
         Err(e)
             if e.status == StatusCode::CONFLICT || e.status == StatusCode::UNPROCESSABLE_ENTITY =>
         {
             let problem = guichet_core::form::Problem::general(e.message);
-            again(
-                &s,
-                &client,
-                p,
-                page::csrf_token(&headers).0,
-                &f.number,
-                &f.code,
-                None,
-                vec![problem],
-                e.status,
-            )
-            .await
+            (None, vec![problem], e.status)
         }
-        Err(e) => super::public::refused(p, e.status),
-    }
+        Err(e) => return super::public::refused(p, e.status),
+    };
+    let csrf = page::csrf_token(&headers).0;
+    again(
+        &s, &client, p, csrf, &f.number, &f.code, flash, problems, status,
+    )
+    .await
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use guichet_core::case::{Applicant, Data};
+use guichet_core::case::{Applicant, Case, Data};
 use guichet_core::clock::ManualClock;
 use guichet_core::engine::Submission;
 use guichet_core::limits::Level;
@@ -31,14 +31,14 @@ procedure(#{
 });
 "#;
 
-#[test]
-fn a_step_warns_and_escalates_by_its_own_policy() {
+/// The office of `office`, with one case accepted at the window on Monday 2026-11-30 at
+/// 10:00 in the office.
+fn accepted(office: &str) -> (Engine, Arc<ManualClock>, Case, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
     let scripts = tmp.path().join("scripts");
     std::fs::create_dir_all(&scripts).unwrap();
-    std::fs::write(scripts.join("office.rhai"), OFFICE).unwrap();
+    std::fs::write(scripts.join("office.rhai"), office).unwrap();
     let store = Arc::new(SledStore::open(&tmp.path().join("store"), 8 << 20).unwrap());
-    // Monday 2026-11-30, 10:00 in the office.
     let clock = Arc::new(ManualClock::new("2026-11-30T02:00:00Z".parse().unwrap()));
     let e = Engine::open(store, &scripts, clock.clone()).unwrap();
     let sub = Submission {
@@ -55,7 +55,17 @@ fn a_step_warns_and_escalates_by_its_own_policy() {
     let t = c.open_tasks().next().unwrap().id.clone();
     let w = Actor::Staff("w".into());
     e.claim(&w, &t).unwrap();
-    e.complete(&w, &t, "accept", None, Data::new()).unwrap();
+    let c = e
+        .complete(&w, &t, "accept", None, Data::new())
+        .unwrap()
+        .cases
+        .remove(0);
+    (e, clock, c, tmp)
+}
+
+#[test]
+fn a_step_warns_and_escalates_by_its_own_policy() {
+    let (e, clock, c, _tmp) = accepted(OFFICE);
     // Half of the visit's two days (the procedure's 75 % of 20 days is far off).
     clock.advance(Duration::days(1) + Duration::hours(9));
     e.fire_due_timers(100).unwrap();
@@ -90,32 +100,7 @@ fn a_step_of_zero_days_is_due_the_same_working_day_with_its_timers() {
         r#"days: 0, next: "@approved" },"#,
     );
     assert!(office.contains("days: 0"));
-    let tmp = tempfile::tempdir().unwrap();
-    let scripts = tmp.path().join("scripts");
-    std::fs::create_dir_all(&scripts).unwrap();
-    std::fs::write(scripts.join("office.rhai"), office).unwrap();
-    let store = Arc::new(SledStore::open(&tmp.path().join("store"), 8 << 20).unwrap());
-    let clock = Arc::new(ManualClock::new("2026-11-30T02:00:00Z".parse().unwrap()));
-    let e = Engine::open(store, &scripts, clock.clone()).unwrap();
-    let sub = Submission {
-        procedure: "p".into(),
-        applicant: Applicant {
-            id: "X1".into(),
-            name: "X".into(),
-            ..Default::default()
-        },
-        data: Data::new(),
-        materials: vec![],
-    };
-    let c = e.submit(&Actor::Public, sub).unwrap().cases.remove(0);
-    let t = c.open_tasks().next().unwrap().id.clone();
-    let w = Actor::Staff("w".into());
-    e.claim(&w, &t).unwrap();
-    let c = e
-        .complete(&w, &t, "accept", None, Data::new())
-        .unwrap()
-        .cases
-        .remove(0);
+    let (e, clock, c, _tmp) = accepted(&office);
     // Accepted Monday 10:00: the visit is due at 17:30 the same day.
     let visit = c.open_tasks().next().unwrap();
     assert_eq!(visit.due, Some("2026-11-30T09:30:00Z".parse().unwrap()));

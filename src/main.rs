@@ -42,10 +42,20 @@ enum Command {
         #[arg(long, env = "GUICHET_LISTEN")]
         listen: Option<String>,
     },
-    /// Load and validate a scripts folder; exit code 1 with the errors.
+    /// Load and validate a scripts folder and run its procedure tests (DIR/tests/); exit
+    /// code 1 with the errors.
     Check {
         #[arg(default_value = "scripts")]
         dir: PathBuf,
+    },
+    /// Run the procedure tests (scenario files in DIR/tests/), each on a temporary store
+    /// with a manual clock; exit code 1 if one fails.
+    Test {
+        #[arg(default_value = "scripts")]
+        dir: PathBuf,
+        /// Only the scenarios whose name or file contains this.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Verify or export the audit log of a data folder (the server must be stopped:
     /// sled allows one process per folder; a running server answers `/api/audit/verify`).
@@ -140,14 +150,16 @@ enum TokenAction {
 
 fn main() -> ExitCode {
     guichet::server::disable_huge_pages();
+    let cli = Cli::parse();
+    // Checking and testing scripts print their own findings; the engine's log would bury them.
+    let quiet = matches!(cli.command, Command::Check { .. } | Command::Test { .. });
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GUICHET_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| if quiet { "error" } else { "info" }.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve {
             config,
@@ -156,6 +168,7 @@ fn main() -> ExitCode {
             listen,
         } => serve(config, scripts, data, listen),
         Command::Check { dir } => return check(&dir),
+        Command::Test { dir, only } => return test(&dir, only.as_deref()),
         Command::Audit { data, action } => return audit(data, action),
         Command::Demo {
             scripts,
@@ -243,6 +256,9 @@ fn check(dir: &std::path::Path) -> ExitCode {
             for w in guichet_core::reload::warnings(&rules, chrono::Utc::now()) {
                 eprintln!("warning: {w}");
             }
+            if dir.join(guichet_core::script::scenario::TESTS_DIR).is_dir() {
+                return test(dir, None);
+            }
             ExitCode::SUCCESS
         }
         Err(problems) => {
@@ -252,6 +268,47 @@ fn check(dir: &std::path::Path) -> ExitCode {
             eprintln!("{} problem(s) in {}", problems.len(), dir.display());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs the procedure tests and prints one line per scenario, each failure with its
+/// `file:line:column`.
+fn test(dir: &std::path::Path, only: Option<&str>) -> ExitCode {
+    use guichet_core::script::scenario;
+    if let Err(problems) = guichet_core::script::load_dir(dir) {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        eprintln!(
+            "{} problem(s) in {}: no test run",
+            problems.len(),
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let report = scenario::run_dir(dir, Default::default(), only);
+    for p in &report.problems {
+        eprintln!("{p}");
+    }
+    for o in &report.outcomes {
+        match &o.failure {
+            None => println!("ok    {}:{} {}", o.file, o.line, o.name),
+            Some(f) => {
+                println!("FAIL  {}:{} {}", o.file, o.line, o.name);
+                println!("      {f}");
+            }
+        }
+    }
+    println!(
+        "{} scenario(s): {} passed, {} failed",
+        report.outcomes.len(),
+        report.passed(),
+        report.failed()
+    );
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

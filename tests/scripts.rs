@@ -147,7 +147,7 @@ fn check_reports_errors_with_location_and_exit_code() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("d/bad.rhai:2:1: procedure 'p': step 'review': group 'nobody' does not exist"),
+        err.contains("d/bad.rhai:6:5: procedure 'p': step 'review': group 'nobody' does not exist"),
         "{err}"
     );
     let ok = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
@@ -161,7 +161,54 @@ fn check_reports_errors_with_location_and_exit_code() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("power.connection"));
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(out.contains("power.connection"));
+    // `check` runs the procedure tests too.
+    assert!(
+        out.contains("ok    tests/power.rhai:8 test_small_connection"),
+        "{out}"
+    );
+    assert!(out.contains(" 0 failed"), "{out}");
+}
+
+#[test]
+fn test_runs_the_scenarios_and_reports_failures_at_their_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "office.rhai", OFFICE);
+    write(tmp.path(), "d/p.rhai", PROC_V1);
+    write(
+        tmp.path(),
+        "tests/p.rhai",
+        "fn test_review() {\n    let c = submit(\"p\", #{ mode: \"ok\" });\n    complete(c, \"intake\");\n    expect_steps(c, [\"approval\"]);\n}\n",
+    );
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+            .args(args)
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, out) = run(&["test"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAIL  tests/p.rhai:1 test_review"), "{out}");
+    assert!(
+        out.contains("tests/p.rhai:4:5: expected open steps approval, they are review"),
+        "{out}"
+    );
+    assert!(out.contains("1 scenario(s): 0 passed, 1 failed"), "{out}");
+    let (code, _) = run(&["check"]);
+    assert_eq!(code, Some(1), "a failing scenario fails the check");
+    write(
+        tmp.path(),
+        "tests/p.rhai",
+        "fn test_review() {\n    let c = submit(\"p\", #{ mode: \"ok\" });\n    complete(c, \"intake\");\n    expect_steps(c, [\"review\"]);\n}\n",
+    );
+    let (code, out) = run(&["test"]);
+    assert_eq!(code, Some(0), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -219,7 +219,7 @@ impl Calendar {
     }
 
     /// An instant as the office's local date and time.
-    fn local(&self, t: DateTime<Utc>) -> NaiveDateTime {
+    pub fn local(&self, t: DateTime<Utc>) -> NaiveDateTime {
         match self.zone {
             Zone::Fixed(o) => t.with_timezone(&o).naive_local(),
             Zone::Named(tz) => t.with_timezone(&tz).naive_local(),
@@ -228,7 +228,7 @@ impl Calendar {
 
     /// A local date and time as an instant. Daylight saving: a time the clocks skip is
     /// taken an hour later, a time they repeat at its first occurrence.
-    fn instant(&self, l: NaiveDateTime) -> Option<DateTime<Utc>> {
+    pub fn instant(&self, l: NaiveDateTime) -> Option<DateTime<Utc>> {
         fn pick<T: TimeZone>(z: &T, l: NaiveDateTime) -> Option<DateTime<Utc>> {
             z.from_local_datetime(&l)
                 .earliest()

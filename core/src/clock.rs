@@ -28,6 +28,11 @@ impl ManualClock {
     pub fn advance(&self, by: Duration) {
         *self.0.lock() += by;
     }
+
+    /// Moves the clock to `t`, forward or back.
+    pub fn set(&self, t: DateTime<Utc>) {
+        *self.0.lock() = t;
+    }
 }
 
 impl Clock for ManualClock {

@@ -74,7 +74,8 @@ fn errors_name_file_line_and_column() {
             r#""s1""#,
             "",
         ),
-        "p.rhai:1:1: procedure 'p': step 's1': group 'nope' does not exist",
+        // The step's own line, not the procedure's.
+        "p.rhai:6:5: procedure 'p': step 's1': group 'nope' does not exist",
     );
     check_err("let x = ;", "p.rhai:1:9");
     check_err("\n\nprocedure(#{ id: 5 });", "p.rhai:3:1");
@@ -193,6 +194,45 @@ fn conditions_may_call_only_functions_that_exist() {
         )
         .replace("fn hook(c)", "fn big(d) { d.x > 100 }\nfn hook(c)"),
     );
+}
+
+#[test]
+fn problems_point_at_the_step_field_or_key_at_fault() {
+    let src = r#"
+procedure(#{
+    id: "p", name: "P", department: "d", promised_days: 5, statutory_days: 10, intake: "g",
+    fields: [
+        #{ id: "x", label: "X", type: "number" },
+        #{ id: "y", label: "Y", type: "enum" },
+    ],
+    start: "s1",
+    steps: [
+        #{ id: "s1", name: "S1", group: "g", next: "s2" },
+        #{ id: "s2", name: "S2", group: "g", next: "@nowhere" },
+    ],
+});
+"#;
+    check_err(src, "p.rhai:11:9: procedure 'p': step 's2'");
+    check_err(src, "p.rhai:6:9: procedure 'p': field 'y'");
+    let typo = src.replace(r#"next: "s2" }"#, r#"nxt: "s2" }"#);
+    check_err(&typo, "p.rhai:10:9: procedure: unknown field `nxt`");
+}
+
+#[test]
+fn parser_messages_are_plain() {
+    check_err(
+        "procedure(#{ id: \"p\", name: \"P\"\n",
+        "a map `#{ ... }` is not closed",
+    );
+    check_err(
+        "procedure(#{ id: \"p\" name: \"P\" });",
+        "a ',' is missing between two entries of a map",
+    );
+    check_err(
+        "let x = [1, 2;",
+        "a ',' is missing between two items of a list",
+    );
+    check_err("let x = \"open;", "a text is not closed");
 }
 
 #[test]

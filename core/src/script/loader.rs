@@ -91,7 +91,8 @@ pub fn version_of(source: &str) -> String {
 }
 
 /// Reads every `*.rhai` file under `dir` (recursively, in path order), skipping hidden and
-/// editor temp files. Paths are relative to `dir`, with `/` separators.
+/// editor temp files and the procedure tests (`tests/` at the top: scenarios, not rules).
+/// Paths are relative to `dir`, with `/` separators.
 pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, Vec<ScriptProblem>> {
     let mut files = Vec::new();
     let mut problems = Vec::new();
@@ -116,7 +117,9 @@ pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, Vec<ScriptProblem>>
                 continue;
             }
             if path.is_dir() {
-                stack.push(path);
+                if d.as_path() != dir || name != super::scenario::TESTS_DIR {
+                    stack.push(path);
+                }
             } else if name.ends_with(".rhai") {
                 let rel = path
                     .strip_prefix(dir)
@@ -198,7 +201,7 @@ pub fn load_sources_with(
                     file,
                     e.1.line().unwrap_or(0),
                     e.1.position().unwrap_or(0),
-                    e.0.to_string(),
+                    plain_parse_message(&e.0),
                 ));
                 continue;
             }
@@ -329,16 +332,25 @@ pub fn load_sources_with(
         let Some(file) = scripts.get(&at.file) else {
             continue;
         };
+        // A problem that names a step, a field or a key points at its line.
+        let at_fault = |m: &str| match line_at_fault(&file.source, at.line, m) {
+            Some((line, column)) => Location {
+                line,
+                column,
+                ..at.clone()
+            },
+            None => at.clone(),
+        };
         match build_procedure(value, file, &at.file, runtime.clone()) {
             Err(msgs) => problems.extend(msgs.into_iter().map(|m| ScriptProblem {
-                location: at.clone(),
+                location: at_fault(&m),
                 message: m,
             })),
             Ok(mut p) => {
                 let errs = p.validate(&rules);
                 if !errs.is_empty() {
                     problems.extend(errs.into_iter().map(|m| ScriptProblem {
-                        location: at.clone(),
+                        location: at_fault(&m),
                         message: format!("procedure '{}': {m}", p.id),
                     }));
                 } else if rules.procedures.contains_key(&p.id) {
@@ -368,6 +380,71 @@ pub fn load_sources_with(
         Ok(rules)
     } else {
         Err(problems)
+    }
+}
+
+/// The line of what a problem's message names, searched from the procedure's own line: the
+/// step or field (`step 'x'`, `field 'x'`, written `id: "x"`) or the key serde did not
+/// know (`unknown field `nxt``, written `nxt:`).
+fn line_at_fault(source: &str, from: usize, message: &str) -> Option<(usize, usize)> {
+    fn quoted<'a>(m: &'a str, before: &str, open: char, close: char) -> Option<&'a str> {
+        let rest = &m[m.find(before)? + before.len()..];
+        let rest = rest.strip_prefix(open)?;
+        Some(&rest[..rest.find(close)?])
+    }
+    let needle = if let Some(id) =
+        quoted(message, "step ", '\'', '\'').or_else(|| quoted(message, "field ", '\'', '\''))
+    {
+        format!("id:\"{id}\"")
+    } else {
+        format!("{}:", quoted(message, "unknown field ", '`', '`')?)
+    };
+    source
+        .lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find(|(_, l)| {
+            let compact: String = l.chars().filter(|c| !c.is_whitespace()).collect();
+            compact.contains(&needle)
+        })
+        .map(|(i, l)| (i + 1, l.len() - l.trim_start().len() + 1))
+}
+
+/// Rhai's parser messages in the words of someone writing a procedure.
+pub fn plain_parse_message(e: &rhai::ParseErrorType) -> String {
+    use rhai::ParseErrorType as P;
+    match e {
+        P::MissingToken(t, what) if what.contains("object map") && t == "}" => {
+            "a map `#{ ... }` is not closed: a '}' is missing before this point".into()
+        }
+        P::MissingToken(t, what) if what.contains("object map") && t == "," => {
+            "a ',' is missing between two entries of a map `#{ ... }`".into()
+        }
+        P::MissingToken(t, what) if what.contains("array") && t == "]" => {
+            "a list `[ ... ]` is not closed: a ']' is missing before this point".into()
+        }
+        P::MissingToken(t, what) if what.contains("array") && t == "," => {
+            "a ',' is missing between two items of a list `[ ... ]`".into()
+        }
+        P::MissingToken(t, _) if t == ")" => {
+            "a parenthesis is not closed: a ')' is missing before this point".into()
+        }
+        P::MissingToken(t, _) if t == ";" => {
+            "a ';' is missing at the end of the statement before this point".into()
+        }
+        P::MissingToken(t, what) => format!("a '{t}' is missing {what}"),
+        P::UnexpectedEOF => {
+            "the file ends in the middle of something: a bracket, brace or quote is not closed"
+                .into()
+        }
+        P::VariableUndefined(v) => {
+            format!("'{v}' is not defined here (a text needs quotes: \"{v}\")")
+        }
+        P::DuplicatedProperty(k) => format!("the key '{k}' is written twice in one map"),
+        P::BadInput(rhai::LexError::UnterminatedString) => {
+            "a text is not closed: a '\"' is missing".into()
+        }
+        other => other.to_string(),
     }
 }
 

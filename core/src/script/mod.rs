@@ -6,6 +6,7 @@
 pub mod loader;
 pub mod runtime;
 pub mod sandbox;
+pub mod scenario;
 
 pub use loader::{
     load_dir, load_dir_with, load_sources, load_sources_with, load_version, read_dir, version_of,

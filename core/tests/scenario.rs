@@ -1,0 +1,211 @@
+//! Procedure tests (`guichet test`): the example office's scenarios pass and cover every
+//! example procedure; a failing scenario is reported at its file and line; broken or empty
+//! scenario files are problems, not silent passes; the loader does not take scenarios for
+//! rules.
+
+use std::path::{Path, PathBuf};
+
+use guichet_core::script::scenario::run_dir;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts")
+}
+
+#[test]
+fn the_example_scenarios_pass_and_cover_every_procedure() {
+    let dir = examples();
+    let report = run_dir(&dir, Default::default(), None);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    for o in &report.outcomes {
+        assert!(
+            o.failure.is_none(),
+            "{} {}: {:?}",
+            o.file,
+            o.name,
+            o.failure
+        );
+    }
+    let rules = guichet_core::script::load_dir(&dir).expect("the example office loads");
+    let mut sources = String::new();
+    for entry in std::fs::read_dir(dir.join("tests")).unwrap() {
+        sources.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    for id in rules.procedures.keys() {
+        assert!(
+            sources.contains(&format!("submit(\"{id}\"")),
+            "no scenario submits {id}"
+        );
+    }
+    assert!(report.outcomes.len() >= rules.procedures.len());
+}
+
+const OFFICE: &str = r#"
+calendar(#{ time_zone: "Asia/Shanghai", office_hours: ["09:00", "17:00"] });
+department(#{ id: "d", name: "Dept" });
+staff(#{ id: "a", name: "A" });
+staff(#{ id: "b", name: "B" });
+group(#{ id: "g", name: "G", department: "d", members: ["a", "b"] });
+group(#{ id: "boss", name: "Boss", department: "d", members: ["b"] });
+procedure(#{
+    id: "p", name: "P", department: "d", promised_days: 3, statutory_days: 5, intake: "g",
+    warnings: #{ at_shares: [0.5], supervisor: "boss" },
+    fields: [ #{ id: "amount", label: "Amount", type: "number", required: true } ],
+    start: "check",
+    steps: [
+        #{ id: "check", name: "Check", group: "g", days: 2, next: [
+            #{ when: "data.amount > 100", to: "sign" },
+            #{ to: "@approved" },
+        ] },
+        #{ id: "sign", name: "Sign", group: "boss", days: 1, next: "@approved" },
+    ],
+});
+"#;
+
+fn office(tests: &[(&str, &str)]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("office.rhai"), OFFICE).unwrap();
+    std::fs::create_dir(tmp.path().join("tests")).unwrap();
+    for (name, src) in tests {
+        std::fs::write(tmp.path().join("tests").join(name), src).unwrap();
+    }
+    tmp
+}
+
+#[test]
+fn a_failed_expectation_names_its_file_and_line() {
+    let tmp = office(&[(
+        "p.rhai",
+        r#"
+fn test_small_amounts_need_no_signature() {
+    let c = submit("p", #{ amount: 50 });
+    complete(c, "intake");
+    complete(c, "check");
+    expect_status(c, "approved");
+}
+
+fn test_large_amounts_are_signed() {
+    let c = submit("p", #{ amount: 500 });
+    complete(c, "intake");
+    complete(c, "check");
+    expect_steps(c, ["check"]);
+}
+
+fn test_the_boss_is_warned() {
+    let c = submit("p", #{ amount: 500 });
+    complete(c, "intake");
+    advance_days(2);
+    expect_card(c, "nobody");
+}
+"#,
+    )]);
+    // The scripts folder itself still loads: scenarios are not rules.
+    guichet_core::script::load_dir(tmp.path()).expect("the office loads beside its tests");
+    let report = run_dir(tmp.path(), Default::default(), None);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let names: Vec<&str> = report.outcomes.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "test_small_amounts_need_no_signature",
+            "test_large_amounts_are_signed",
+            "test_the_boss_is_warned"
+        ],
+        "in the order of the file"
+    );
+    assert_eq!(report.outcomes[0].line, 2);
+    assert!(report.outcomes[0].failure.is_none());
+    let f = report.outcomes[1].failure.as_ref().expect("fails");
+    assert_eq!(
+        (f.location.file.as_str(), f.location.line, f.location.column),
+        ("tests/p.rhai", 13, 5)
+    );
+    assert_eq!(f.message, "expected open steps check, they are sign");
+    let f = report.outcomes[2].failure.as_ref().expect("fails");
+    assert_eq!(f.location.line, 20);
+    assert!(
+        f.message.contains("expected a card {\"to\":\"nobody\"}")
+            && f.message.contains("to g, boss"),
+        "{}",
+        f.message
+    );
+    assert_eq!(
+        (report.passed(), report.failed(), report.ok()),
+        (1, 2, false)
+    );
+
+    let only = run_dir(tmp.path(), Default::default(), Some("small"));
+    assert_eq!(only.outcomes.len(), 1);
+    assert!(only.ok());
+}
+
+#[test]
+fn refusals_and_the_clock_can_be_expected() {
+    let tmp = office(&[(
+        "p.rhai",
+        r#"
+fn test_refusals() {
+    expect_error("validation_failed", || submit("p", #{ amount: "many" }));
+    let c = submit("p", #{ amount: 500 });
+    complete(c, "intake");
+    expect_error("invalid_transition", || return_to(c, "check", "sign"));
+    expect_due(c, "2026-03-05");
+}
+
+fn test_time_passes_in_working_hours() {
+    at("2026-03-06 16:00");
+    let c = submit("p", #{ amount: 500 });
+    complete(c, "intake");
+    advance_hours(2);
+    expect(now() == "2026-03-09 10:00", "two working hours from Friday 16:00 end on Monday at 10:00");
+    expect_error("only moves forward", || at("2026-03-01 09:00"));
+}
+
+fn test_an_expected_refusal_that_does_not_come_fails() {
+    let c = submit("p", #{ amount: 50 });
+    expect_error("forbidden", || complete(c, "intake"));
+}
+"#,
+    )]);
+    let report = run_dir(tmp.path(), Default::default(), None);
+    let fails: Vec<_> = report
+        .outcomes
+        .iter()
+        .map(|o| {
+            o.failure
+                .as_ref()
+                .map(|f| (f.location.line, f.message.clone()))
+        })
+        .collect();
+    assert_eq!(fails[0], None);
+    assert_eq!(fails[1], None);
+    assert_eq!(
+        fails[2],
+        Some((
+            21,
+            "expected a refusal (forbidden), it was done".to_string()
+        ))
+    );
+}
+
+#[test]
+fn broken_or_empty_scenario_files_are_problems() {
+    let tmp = office(&[
+        (
+            "broken.rhai",
+            "fn test_x() {\n    let c = submit(\"p\", #{ amount: 1 );\n}\n",
+        ),
+        ("empty.rhai", "fn helper() { 1 }\n"),
+    ]);
+    let report = run_dir(tmp.path(), Default::default(), None);
+    assert!(!report.ok());
+    let problems: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+    assert!(
+        problems[0].starts_with("tests/broken.rhai:2:")
+            && problems[0].contains("a map `#{ ... }` is not closed"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].starts_with("tests/empty.rhai:0:0: no scenario"),
+        "{problems:?}"
+    );
+}

@@ -12,10 +12,11 @@ use crate::case::{
     Token,
 };
 use crate::error::{Error, Result};
+use crate::limits::{Budget, Stopped};
 use crate::office::RuleSet;
 use crate::procedure::{Mode, Procedure, Route, RouteRef, StepKind, Target, INTAKE_STEP};
 
-type MovedLimit = (Limit, Option<u32>, u32, DateTime<Utc>, DateTime<Utc>);
+type MovedLimit = (Limit, Option<u32>, Budget, DateTime<Utc>, DateTime<Utc>);
 
 /// Steps entered in one transition beyond which routing is taken to loop.
 const MAX_STEPS_PER_TRANSITION: u32 = 256;
@@ -328,57 +329,80 @@ impl<'a> Flow<'a> {
         Ok(())
     }
 
-    /// Restarts the clock and moves every deadline by the working days it was stopped.
+    /// Restarts the clock and moves every deadline by the time it was stopped: limits in
+    /// days by the working days, step budgets in hours by the working minutes.
     pub fn resume_clock(&mut self) -> Result<u32> {
         let Some(mut stop) = self.case.clock_stop.take() else {
             return Err(Error::InvalidTransition("the clock is running".into()));
         };
         let cal = &self.rules.calendar;
         let days = cal.working_days_between(stop.since, self.now);
+        let stopped = Stopped {
+            days,
+            minutes: u32::try_from(cal.working_minutes_between(stop.since, self.now))
+                .unwrap_or(u32::MAX),
+        };
         stop.until = Some(self.now);
         stop.days = days;
         self.case.clock_stops.push(stop);
         self.effects.push(Effect::ClockResumed { days });
-        if days == 0 {
+        if stopped == Stopped::default() {
             return Ok(0);
         }
-        let shift = |t: DateTime<Utc>| cal.close_of(cal.add_working_days(cal.local_date(t), days));
-        // (limit, token, budget in days, start, new end) of every limit that moved.
+        // (limit, token, budget, start, new end) of every limit that moved.
         let mut moved: Vec<MovedLimit> = Vec::new();
         if let (Some(start), Some(p), Some(st)) = (
             self.case.accepted_at,
             self.case.promised_due,
             self.case.statutory_due,
         ) {
-            self.case.promised_due = Some(shift(p));
-            self.case.statutory_due = Some(shift(st));
             let (promised_days, statutory_days) = self.proc.limits_of(&self.case);
-            moved.push((Limit::Promised, None, promised_days, start, shift(p)));
-            moved.push((Limit::Statutory, None, statutory_days, start, shift(st)));
+            let (promised, statutory) = (Budget::Days(promised_days), Budget::Days(statutory_days));
+            self.case.promised_due = Some(promised.shift(cal, p, stopped));
+            self.case.statutory_due = Some(statutory.shift(cal, st, stopped));
+            moved.push((
+                Limit::Promised,
+                None,
+                promised,
+                start,
+                promised.shift(cal, p, stopped),
+            ));
+            moved.push((
+                Limit::Statutory,
+                None,
+                statutory,
+                start,
+                statutory.shift(cal, st, stopped),
+            ));
         }
+        let mut task_dues = Vec::new();
         for tok in self.case.tokens.iter_mut() {
             if let Some(due) = tok.due {
-                let days_budget = self.proc.step(&tok.step).and_then(|s| s.days).unwrap_or(0);
-                tok.due = Some(shift(due));
-                moved.push((
-                    Limit::Step,
-                    Some(tok.id),
-                    days_budget,
-                    tok.entered_at,
-                    shift(due),
-                ));
+                let budget = self
+                    .proc
+                    .step(&tok.step)
+                    .and_then(|s| s.budget())
+                    .unwrap_or(Budget::Days(0));
+                let new_due = budget.shift(cal, due, stopped);
+                tok.due = Some(new_due);
+                task_dues.push((tok.id, new_due));
+                moved.push((Limit::Step, Some(tok.id), budget, tok.entered_at, new_due));
             }
         }
         for t in self.case.tasks.iter_mut() {
             if let Some(due) = t.due {
-                t.due = Some(shift(due));
+                // A task's due is its step's (a follow-up's own moves by whole days).
+                t.due = Some(match task_dues.iter().find(|(id, _)| *id == t.token) {
+                    Some((_, d)) => *d,
+                    None => Budget::Days(0).shift(cal, due, stopped),
+                });
             }
         }
         // New timers for the moved limits; the old ones no longer match and do nothing.
         for (limit, token, budget, start, due) in moved {
             for (threshold, at) in self.policy(token).thresholds(cal, start, budget) {
                 self.timers.push(Timer {
-                    at: shift(at),
+                    at: budget.shift(cal, at, stopped),
                     case: self.case.id,
                     limit,
                     token,
@@ -439,10 +463,16 @@ impl<'a> Flow<'a> {
         self.proc.warnings_for(step.as_deref())
     }
 
-    fn set_timers(&mut self, limit: Limit, token: Option<u32>, days: u32, due: DateTime<Utc>) {
+    fn set_timers(
+        &mut self,
+        limit: Limit,
+        token: Option<u32>,
+        budget: impl Into<Budget>,
+        due: DateTime<Utc>,
+    ) {
         let thresholds = self
             .policy(token)
-            .thresholds(&self.rules.calendar, self.now, days);
+            .thresholds(&self.rules.calendar, self.now, budget);
         for (threshold, at) in thresholds.into_iter().chain([("breach".to_string(), due)]) {
             self.timers.push(Timer {
                 at,
@@ -481,13 +511,14 @@ impl<'a> Flow<'a> {
                 "engine",
             )?;
         }
-        // A step without `days` has no budget of its own; only the case's limits apply.
-        if let Some(days) = step.days {
-            let due = self.rules.calendar.deadline(self.now, days);
+        // A step without `days` or `hours` has no budget of its own; only the case's
+        // limits apply.
+        if let Some(budget) = step.budget() {
+            let due = budget.due(&self.rules.calendar, self.now);
             if let Some(t) = self.token_mut(token) {
                 t.due = Some(due);
             }
-            self.set_timers(Limit::Step, Some(token), days, due);
+            self.set_timers(Limit::Step, Some(token), budget, due);
         }
         match step.kind {
             StepKind::Task => {

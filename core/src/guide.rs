@@ -81,6 +81,9 @@ pub struct GuideStep {
     /// The step's own budget in working days, if it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub days: Option<u32>,
+    /// Or in working hours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hours: Option<u32>,
     /// False for a special step (expert review, hearing) whose time does not count
     /// against the limits.
     pub counted: bool,
@@ -147,6 +150,7 @@ impl ServiceGuide {
                 .map(|s| GuideStep {
                     name: localized(&s.name, &s.names, lang).to_string(),
                     days: s.days,
+                    hours: s.hours,
                     counted: s.counted,
                     automatic: s.kind == StepKind::Auto,
                     in_parallel: s.branches.iter().map(|b| step_name(b)).collect(),

@@ -2,7 +2,8 @@
 //! instant over a number of working days to a due instant; a procedure's policy says when
 //! a warning (and, with the scheduler, a supervision card) is due: at shares of the limit
 //! used (e.g. 50 % and 75 %) and/or a number of working days before the end (a court's
-//! 10 days). Past the due instant the limit is overdue (red).
+//! 10 days). Past the due instant the limit is overdue (red). A step's budget may be in
+//! working hours instead ([`Budget`]): an on-site visit within four hours of office time.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,50 @@ impl Default for WarningPolicy {
             escalate_to: None,
         }
     }
+}
+
+/// The size of a limit: working days (due at the close of the n-th working day after the
+/// start; 0 is the close of the day it starts) or working hours (due once that much time
+/// inside office hours on working days has passed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    Days(u32),
+    Hours(u32),
+}
+
+impl From<u32> for Budget {
+    fn from(days: u32) -> Budget {
+        Budget::Days(days)
+    }
+}
+
+impl Budget {
+    /// When a limit of this size that starts at `start` ends.
+    pub fn due(self, cal: &Calendar, start: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Budget::Days(d) => cal.deadline(start, d),
+            Budget::Hours(h) => cal.add_working_hours(start, h.saturating_mul(60)),
+        }
+    }
+
+    /// `t` moved on by a clock stop of `stopped`: whole working days for a limit in days
+    /// (to the close of the day), working minutes for one in hours.
+    pub fn shift(self, cal: &Calendar, t: DateTime<Utc>, stopped: Stopped) -> DateTime<Utc> {
+        match self {
+            Budget::Days(_) if stopped.days == 0 => t,
+            Budget::Days(_) => cal.close_of(cal.add_working_days(cal.local_date(t), stopped.days)),
+            Budget::Hours(_) if stopped.minutes == 0 => t,
+            Budget::Hours(_) => cal.add_working_hours(t, stopped.minutes),
+        }
+    }
+}
+
+/// How long a case's clock stood still (after some instant): in working days, as limits
+/// in days move, and in working minutes, as limits in hours move.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stopped {
+    pub days: u32,
+    pub minutes: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -81,28 +126,20 @@ impl LevelClock {
 }
 
 impl WarningPolicy {
-    /// The clock of a limit of `days` working days from `start`, due at `due`, moved by
-    /// `stopped` working days of clock stops (as resuming moves the limit and its
-    /// warnings).
+    /// The clock of a limit of `budget` from `start`, due at `due`, moved by the clock
+    /// stops since (as resuming moves the limit and its warnings).
     pub fn clock(
         &self,
         cal: &Calendar,
-        (start, days, due): (DateTime<Utc>, u32, DateTime<Utc>),
-        stopped: u32,
+        (start, budget, due): (DateTime<Utc>, Budget, DateTime<Utc>),
+        stopped: Stopped,
         frozen_at: Option<DateTime<Utc>>,
     ) -> LevelClock {
-        let shift = |t: DateTime<Utc>| {
-            if stopped == 0 {
-                t
-            } else {
-                cal.close_of(cal.add_working_days(cal.local_date(t), stopped))
-            }
-        };
         LevelClock {
             yellow_at: self
-                .thresholds(cal, start, days)
+                .thresholds(cal, start, budget)
                 .first()
-                .map(|(_, t)| shift(*t)),
+                .map(|(_, t)| budget.shift(cal, *t, stopped)),
             due: Some(due),
             frozen_at,
         }
@@ -123,12 +160,29 @@ impl WarningPolicy {
     /// share at the start itself or at the deadline (short limits: 75 % of one day, any
     /// share of an immediate item), it falls at that share of the limit's working time
     /// instead: in the afternoon, not at the moment of acceptance nor at the end.
+    ///
+    /// For a limit in hours the shares fall at that share of its working time, and the
+    /// days before the end do not apply.
     pub fn thresholds(
         &self,
         cal: &Calendar,
         start: DateTime<Utc>,
-        days: u32,
+        budget: impl Into<Budget>,
     ) -> Vec<(String, DateTime<Utc>)> {
+        let days = match budget.into() {
+            Budget::Days(d) => d,
+            Budget::Hours(h) => {
+                let minutes = f64::from(h) * 60.0;
+                return self
+                    .at_shares
+                    .iter()
+                    .map(|s| {
+                        let at = cal.add_working_hours(start, (minutes * s).round() as u32);
+                        (format!("{}%", (s * 100.0).round()), at)
+                    })
+                    .collect();
+            }
+        };
         let start_day = cal.local_date(start);
         let mut out: Vec<(String, DateTime<Utc>)> = Vec::new();
         let due = cal.deadline(start, days);

@@ -249,14 +249,13 @@ impl Engine {
         for tok in after.tokens.iter_mut() {
             if let Some(t) = renamed.get(&tok.id) {
                 tok.step = t.clone();
-                let budget = new.step(t).and_then(|s| s.days);
-                let days = budget.unwrap_or(0);
-                tok.due = budget.map(|d| rules.calendar.deadline(tok.entered_at, d));
-                if let Some(due) = tok.due {
+                let budget = new.step(t).and_then(|s| s.budget());
+                tok.due = budget.map(|b| b.due(&rules.calendar, tok.entered_at));
+                if let (Some(due), Some(budget)) = (tok.due, budget) {
                     let thresholds = new.warnings_for(Some(t.as_str())).thresholds(
                         &rules.calendar,
                         tok.entered_at,
-                        days,
+                        budget,
                     );
                     for (threshold, at) in
                         thresholds.into_iter().chain([("breach".to_string(), due)])

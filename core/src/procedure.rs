@@ -249,6 +249,10 @@ pub struct Step {
     /// the working day it starts on. Without it the step has no budget of its own.
     #[serde(default)]
     pub days: Option<u32>,
+    /// Instead of `days`: the step's budget in working hours, counted inside office hours
+    /// on working days (an on-site visit within four hours).
+    #[serde(default)]
+    pub hours: Option<u32>,
     /// `false` for steps whose time does not count against the limits (hearing, expert
     /// review): the clock stops while the case is in them.
     #[serde(default = "yes")]
@@ -428,6 +432,19 @@ impl Procedure {
             }
             if x.days == 0 {
                 errs.push("extension: days must be at least 1".into());
+            }
+        }
+        for s in &p.steps {
+            match (s.days, s.hours) {
+                (Some(_), Some(_)) => errs.push(format!(
+                    "step '{}': give its budget in days or in hours, not both",
+                    s.id
+                )),
+                (None, Some(0)) => errs.push(format!(
+                    "step '{}': hours must be at least 1 (a same-day step is days: 0)",
+                    s.id
+                )),
+                _ => {}
             }
         }
         let step_policies = p.steps.iter().filter_map(|s| {
@@ -627,6 +644,14 @@ impl Step {
     /// that is an expression rather than a group id).
     pub fn dynamic_group(&self) -> bool {
         self.assign.is_some() || self.group.as_deref().is_some_and(|g| !valid_id(g))
+    }
+
+    /// The step's own budget, in working days or hours; none if it has none.
+    pub fn budget(&self) -> Option<crate::limits::Budget> {
+        use crate::limits::Budget;
+        self.days
+            .map(Budget::Days)
+            .or(self.hours.map(Budget::Hours))
     }
 }
 

@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 
+use crate::calendar::Calendar;
 use crate::case::{Case, Data, HistoryEvent, Task, TaskState};
 use crate::engine::{task_case_id, Actor, Committed, Engine, WorkFilter, WorkItem};
 use crate::error::{Error, Result};
 use crate::flow::Flow;
 use crate::form::{check_data, Filler};
-use crate::limits::{Level, LevelClock};
+use crate::limits::{Budget, Level, LevelClock, Stopped};
 use crate::office::RuleSet;
 use crate::procedure::Procedure;
 use crate::store::WorkEntry;
@@ -281,15 +282,15 @@ impl Engine {
             return match task.due {
                 Some(due) => p.warnings.clock(
                     &rules.calendar,
-                    (task.created_at, p.rating.days, due),
-                    0,
+                    (task.created_at, Budget::Days(p.rating.days), due),
+                    Stopped::default(),
                     None,
                 ),
                 None => LevelClock::default(),
             };
         }
-        match (task.due, p.step(&task.step).and_then(|s| s.days)) {
-            (Some(due), Some(step_days)) => {
+        match (task.due, p.step(&task.step).and_then(|s| s.budget())) {
+            (Some(due), Some(budget)) => {
                 let start = case
                     .tokens
                     .iter()
@@ -297,8 +298,8 @@ impl Engine {
                     .map_or(task.created_at, |t| t.entered_at);
                 p.warnings_for(Some(&task.step)).clock(
                     &rules.calendar,
-                    (start, step_days, due),
-                    Self::stopped_since(case, start),
+                    (start, budget, due),
+                    Self::stopped_since(&rules.calendar, case, start),
                     Self::frozen_at(case),
                 )
             }
@@ -306,14 +307,20 @@ impl Engine {
         }
     }
 
-    /// Working days of the clock stops that ended after `start`: how far resuming moved a
-    /// limit that started then.
-    fn stopped_since(case: &Case, start: chrono::DateTime<chrono::Utc>) -> u32 {
-        case.clock_stops
-            .iter()
-            .filter(|s| s.until.is_some_and(|u| u > start))
-            .map(|s| s.days)
-            .sum()
+    /// The clock stops that ended after `start`: how far resuming moved a limit that
+    /// started then (working days; working minutes for a budget in hours).
+    fn stopped_since(cal: &Calendar, case: &Case, start: chrono::DateTime<chrono::Utc>) -> Stopped {
+        let mut out = Stopped::default();
+        for s in &case.clock_stops {
+            if let Some(until) = s.until.filter(|u| *u > start) {
+                out.days += s.days;
+                let minutes = cal.working_minutes_between(s.since, until);
+                out.minutes = out
+                    .minutes
+                    .saturating_add(u32::try_from(minutes).unwrap_or(u32::MAX));
+            }
+        }
+        out
     }
 
     /// While a case's clock is stopped its limits are measured at the stop.
@@ -326,8 +333,8 @@ impl Engine {
         match (case.accepted_at, case.promised_due) {
             (Some(start), Some(due)) if case.status.is_open() => p.warnings.clock(
                 &rules.calendar,
-                (start, p.limits_of(case).0, due),
-                Self::stopped_since(case, start),
+                (start, Budget::Days(p.limits_of(case).0), due),
+                Self::stopped_since(&rules.calendar, case, start),
                 Self::frozen_at(case),
             ),
             _ => LevelClock::default(),

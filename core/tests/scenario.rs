@@ -209,3 +209,97 @@ fn broken_or_empty_scenario_files_are_problems() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn step_budgets_in_working_hours() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("office.rhai"),
+        OFFICE.replace(
+            r#"#{ id: "sign", name: "Sign", group: "boss", days: 1, next: "@approved" },"#,
+            r#"#{ id: "sign", name: "Sign", group: "boss", hours: 4, next: "@approved" },"#,
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(tmp.path().join("tests")).unwrap();
+    std::fs::write(
+        tmp.path().join("tests/hours.rhai"),
+        r#"
+fn signed(at) {
+    at(at);
+    let c = submit("p", #{ amount: 500 });
+    complete(c, "intake");
+    complete(c, "check");
+    c
+}
+
+fn test_four_working_hours_run_over_the_weekend() {
+    // Friday 15:00 + 4 working hours (office 09:00-17:00) = Monday 11:00.
+    let c = signed("2026-03-06 15:00");
+    expect_due(c, "sign", "2026-03-09 11:00");
+    // Half of it (the procedure warns at 50 %), two working hours, at Friday's close.
+    at("2026-03-06 16:59");
+    expect_level(c, "green");
+    at("2026-03-06 17:00");
+    expect_level(c, "yellow");
+    expect_card(c, #{ step: "sign", threshold: "50%", to: "boss" });
+    at("2026-03-09 11:01");
+    expect_level(c, "red");
+    expect_card(c, #{ step: "sign", kind: "overdue", to: "boss" });
+}
+
+fn test_a_stopped_clock_moves_an_hour_budget_by_its_working_minutes() {
+    let c = signed("2026-03-09 09:00");
+    expect_due(c, "sign", "2026-03-09 13:00");
+    at("2026-03-09 10:00");
+    request_supplement(c, "sign", ["The signed plan"]);
+    // Stopped from 10:00 to 16:30: six and a half working hours.
+    at("2026-03-09 16:30");
+    supply(c, #{ data: #{ amount: 450 } });
+    expect_due(c, "sign", "2026-03-10 11:30");
+    // Its half (11:00 on Monday) moves as far: to 09:30 on Tuesday.
+    at("2026-03-10 09:29");
+    expect_level(c, "green");
+    expect_no_card(c, #{ step: "sign", threshold: "50%" });
+    at("2026-03-10 09:30");
+    expect_level(c, "yellow");
+    expect_card(c, #{ step: "sign", threshold: "50%" });
+    at("2026-03-10 11:31");
+    expect_level(c, "red");
+}
+"#,
+    )
+    .unwrap();
+    let report = run_dir(tmp.path(), Default::default(), None);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    for o in &report.outcomes {
+        assert!(o.failure.is_none(), "{}: {:?}", o.name, o.failure);
+    }
+    assert_eq!(report.outcomes.len(), 2);
+
+    // Days and hours together, or zero hours, do not load.
+    let both = OFFICE.replace(
+        r#"days: 1, next: "@approved""#,
+        r#"days: 1, hours: 2, next: "@approved""#,
+    );
+    let problems = guichet_core::script::load_sources(Path::new("."), &[("o.rhai".into(), both)])
+        .map(|_| ())
+        .expect_err("refused");
+    assert!(
+        problems[0]
+            .message
+            .contains("step 'sign': give its budget in days or in hours, not both"),
+        "{problems:?}"
+    );
+    let zero = OFFICE.replace(
+        r#"days: 1, next: "@approved""#,
+        r#"hours: 0, next: "@approved""#,
+    );
+    let problems = guichet_core::script::load_sources(Path::new("."), &[("o.rhai".into(), zero)])
+        .map(|_| ())
+        .expect_err("refused");
+    assert!(
+        problems[0].message.contains("hours must be at least 1"),
+        "{problems:?}"
+    );
+}

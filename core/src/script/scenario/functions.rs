@@ -425,6 +425,36 @@ pub(super) fn register(e: &mut rhai::Engine, w: &Shared) {
             })
         },
     );
+    let s = w.clone();
+    e.register_fn(
+        "expect_due",
+        move |ctx: NativeCallContext, c: S, step: S, when: S| -> R<()> {
+            with(&ctx, &s, |w| {
+                let case = w.case(&c)?;
+                let task = w.task(&case, &step)?;
+                let cal = &w.engine.rules().calendar;
+                // A date compares with the due date, a date and time with the instant.
+                let due = task
+                    .due
+                    .map(|d| {
+                        let text = cal.local_time_text(d);
+                        if when.len() <= 10 {
+                            text[..10].to_string()
+                        } else {
+                            text
+                        }
+                    })
+                    .unwrap_or_else(|| "none".into());
+                if due == when.as_str() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "expected step '{step}' due {when}, it is due {due}"
+                    ))
+                }
+            })
+        },
+    );
     e.register_fn(
         "expect",
         move |ctx: NativeCallContext, ok: bool, message: S| -> R<()> {

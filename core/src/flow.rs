@@ -467,12 +467,13 @@ impl<'a> Flow<'a> {
         &mut self,
         limit: Limit,
         token: Option<u32>,
+        start: DateTime<Utc>,
         budget: impl Into<Budget>,
         due: DateTime<Utc>,
     ) {
         let thresholds = self
             .policy(token)
-            .thresholds(&self.rules.calendar, self.now, budget);
+            .thresholds(&self.rules.calendar, start, budget);
         for (threshold, at) in thresholds.into_iter().chain([("breach".to_string(), due)]) {
             self.timers.push(Timer {
                 at,
@@ -485,11 +486,44 @@ impl<'a> Flow<'a> {
         }
     }
 
-    /// Opens the intake task at the window: the case's first task.
+    /// Opens the intake task at the window: the case's first task, due by the
+    /// procedure's intake limit if it has one.
     pub fn open_intake(&mut self) {
         let token = self.new_token(INTAKE_STEP, None);
+        if let Some(limit) = &self.proc.intake_limit {
+            let due = self.rules.calendar.deadline(self.now, limit.days);
+            if let Some(t) = self.token_mut(token) {
+                t.due = Some(due);
+            }
+            self.set_timers(Limit::Step, Some(token), self.now, limit.days, due);
+        }
         let group = self.proc.intake.clone();
         self.create_task(token, INTAKE_STEP, "Intake", &group, None);
+    }
+
+    /// The intake limit passed with the lapse `accept`: the application counts as accepted
+    /// from its receipt (the intake token's start), the open intake task closed by it.
+    pub fn accept_by_lapse(&mut self, token: u32) -> Result<()> {
+        let receipt = self
+            .case
+            .tokens
+            .iter()
+            .find(|t| t.id == token && t.step == INTAKE_STEP)
+            .map(|t| t.entered_at)
+            .ok_or_else(|| Error::InvalidTransition("the case is not at intake".into()))?;
+        let now = self.now;
+        for t in self.case.tasks.iter_mut() {
+            if t.token == token && t.is_open() {
+                t.state = TaskState::Completed;
+                t.completed_at = Some(now);
+                t.completed_by = Some("scheduler".into());
+                t.outcome = Some("accept".into());
+                t.comment =
+                    Some("the intake limit passed: accepted by law from the receipt".into());
+            }
+        }
+        self.case.tokens.retain(|t| t.id != token);
+        self.accept_from(receipt)
     }
 
     fn activate(&mut self, id: &str, parent: Option<u32>) -> Result<()> {
@@ -518,7 +552,7 @@ impl<'a> Flow<'a> {
             if let Some(t) = self.token_mut(token) {
                 t.due = Some(due);
             }
-            self.set_timers(Limit::Step, Some(token), budget, due);
+            self.set_timers(Limit::Step, Some(token), self.now, budget, due);
         }
         match step.kind {
             StepKind::Task => {
@@ -884,18 +918,24 @@ impl<'a> Flow<'a> {
 
     /// Accepts the case: its limits start now and it goes to its first step.
     pub fn accept(&mut self) -> Result<()> {
+        self.accept_from(self.now)
+    }
+
+    /// Accepts the case with its limits running from `start` (now, or the receipt when
+    /// the intake limit lapsed into an acceptance).
+    fn accept_from(&mut self, start: DateTime<Utc>) -> Result<()> {
         self.case.status = CaseStatus::InProgress;
-        self.case.accepted_at = Some(self.now);
+        self.case.accepted_at = Some(start);
         // The clock starts at acceptance; that day itself is not counted.
         self.case_limits()?;
         let (promised_days, statutory_days) = self.proc.limits_of(&self.case);
         let cal = &self.rules.calendar;
-        let promised = cal.deadline(self.now, promised_days);
-        let statutory = cal.deadline(self.now, statutory_days);
+        let promised = cal.deadline(start, promised_days);
+        let statutory = cal.deadline(start, statutory_days);
         self.case.promised_due = Some(promised);
         self.case.statutory_due = Some(statutory);
-        self.set_timers(Limit::Promised, None, promised_days, promised);
-        self.set_timers(Limit::Statutory, None, statutory_days, statutory);
+        self.set_timers(Limit::Promised, None, start, promised_days, promised);
+        self.set_timers(Limit::Statutory, None, start, statutory_days, statutory);
         self.hook(self.proc.hooks.on_accept.as_ref())?;
         let start = self.proc.start.clone();
         self.follow(RouteRef::Route(&start), None)

@@ -31,6 +31,10 @@ pub struct Procedure {
     pub statutory_days: u32,
     /// The group that accepts cases at the window (and follows up low ratings).
     pub intake: String,
+    /// The window's own limit to decide on acceptance (行政许可法 art. 32: five working
+    /// days), and what happens when it passes.
+    #[serde(default)]
+    pub intake_limit: Option<IntakeLimit>,
     /// `false` for an internal procedure (a staff request): submitted by staff only,
     /// accepted on submission, it starts at its first step with no window step; the
     /// public pages do not offer it.
@@ -85,6 +89,28 @@ pub struct Procedure {
 pub struct ExtensionPolicy {
     pub days: u32,
     pub approver: String,
+}
+
+/// How long the window has to accept, refuse or ask for a supplement, counted from the
+/// receipt (or from the applicant's answer to a supplement asked at intake).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeLimit {
+    pub days: u32,
+    #[serde(default)]
+    pub lapse: Lapse,
+}
+
+/// What the passing of the intake limit does, besides the overdue card to the window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lapse {
+    /// Nothing more: the window still decides.
+    #[default]
+    Warn,
+    /// The application counts as accepted from its receipt (行政许可法 art. 32): the
+    /// engine accepts it and its limits run from the receipt.
+    Accept,
 }
 
 /// The public service guide (办事指南) text of a procedure.

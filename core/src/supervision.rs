@@ -184,10 +184,14 @@ impl Engine {
             return Ok(None);
         }
         let proc = self.procedure_of(&case)?;
+        // A limit of the case is held by its steps' tasks; a step's (the intake's
+        // included) by that step's.
         let tasks: Vec<_> = case
             .open_tasks()
-            .filter(|k| k.step != crate::procedure::INTAKE_STEP)
-            .filter(|k| t.token.is_none() || Some(k.token) == t.token)
+            .filter(|k| match t.token {
+                None => k.step != crate::procedure::INTAKE_STEP,
+                Some(token) => k.token == token,
+            })
             .collect();
         let mut holders: Vec<String> = tasks.iter().map(|k| k.group.clone()).collect();
         holders.sort();
@@ -226,6 +230,15 @@ impl Engine {
         };
         let mut after = case.clone();
         after.cards.push(card);
+        let lapsed = breach
+            && step.as_deref() == Some(crate::procedure::INTAKE_STEP)
+            && proc
+                .intake_limit
+                .as_ref()
+                .is_some_and(|l| l.lapse == crate::procedure::Lapse::Accept);
+        if lapsed {
+            return self.accept_by_lapse(case, after, t, card_id).map(Some);
+        }
         let what = match t.limit {
             Limit::Step => format!("step '{}' budget", step.as_deref().unwrap_or_default()),
             Limit::Promised => "promised limit".into(),
@@ -247,6 +260,31 @@ impl Engine {
             )
         };
         Ok(Some(self.commit_change(case, after, event, vec![])?.ticket))
+    }
+
+    /// The intake limit passed and the procedure says the application then counts as
+    /// accepted from its receipt: the overdue card and the acceptance in one commit.
+    fn accept_by_lapse(&self, case: Case, after: Case, t: &Timer, card: String) -> Result<u64> {
+        let proc = self.procedure_of(&case)?;
+        let rules = self.rules();
+        let mut flow = crate::flow::Flow::new(&proc, &rules, after, self.now());
+        flow.accept_by_lapse(t.token.unwrap_or_default())?;
+        let mut effects = vec![Effect::CardIssued { card }];
+        effects.extend(flow.effects);
+        let event = HistoryEvent {
+            step: Some(crate::procedure::INTAKE_STEP.into()),
+            outcome: Some("accept".into()),
+            comment: Some(format!(
+                "the intake limit passed ({}): the application counts as accepted from its receipt",
+                t.limit_due
+            )),
+            effects,
+            data_changed: flow.data_changed,
+            ..HistoryEvent::new(flow.now, "scheduler", "accepted_by_lapse")
+        };
+        Ok(self
+            .commit_change(case, flow.case, event, flow.timers)?
+            .ticket)
     }
 
     /// A promise made at an acceptance with commitment fell due: if the items are still

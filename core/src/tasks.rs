@@ -289,7 +289,12 @@ impl Engine {
                 None => LevelClock::default(),
             };
         }
-        match (task.due, p.step(&task.step).and_then(|s| s.budget())) {
+        let budget = if task.step == crate::procedure::INTAKE_STEP {
+            p.intake_limit.as_ref().map(|l| Budget::Days(l.days))
+        } else {
+            p.step(&task.step).and_then(|s| s.budget())
+        };
+        match (task.due, budget) {
             (Some(due), Some(budget)) => {
                 let start = case
                     .tokens

@@ -303,3 +303,98 @@ fn test_a_stopped_clock_moves_an_hour_budget_by_its_working_minutes() {
         "{problems:?}"
     );
 }
+
+/// The test office with `from` replaced by `to` in its procedure, and one scenario file.
+fn variant(from: &str, to: &str, tests: &str) -> tempfile::TempDir {
+    assert!(OFFICE.contains(from));
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("office.rhai"), OFFICE.replace(from, to)).unwrap();
+    std::fs::create_dir(tmp.path().join("tests")).unwrap();
+    std::fs::write(tmp.path().join("tests/t.rhai"), tests).unwrap();
+    tmp
+}
+
+#[track_caller]
+fn all_pass(tmp: &tempfile::TempDir, n: usize) {
+    let report = run_dir(tmp.path(), Default::default(), None);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    for o in &report.outcomes {
+        assert!(o.failure.is_none(), "{}: {:?}", o.name, o.failure);
+    }
+    assert_eq!(report.outcomes.len(), n);
+}
+
+#[test]
+fn the_intake_limit_lapses_into_an_acceptance_from_the_receipt() {
+    let tmp = variant(
+        r#"intake: "g","#,
+        r#"intake: "g", intake_limit: #{ days: 5, lapse: "accept" },"#,
+        r#"
+fn test_the_window_that_does_not_decide_has_accepted() {
+    let c = submit("p", #{ amount: 500 });
+    expect_due(c, "intake", "2026-03-09");
+    // Half of five days (the procedure warns at 50 %): the window and its supervisor are
+    // told at the close of the third.
+    advance_days(3);
+    expect_level(c, "green");
+    advance_days(1);
+    expect_level(c, "yellow");
+    expect_card(c, #{ step: "intake", threshold: "50%", to: "g" });
+    expect_status(c, "submitted");
+    at("2026-03-09 17:00");
+    // Five working days passed: accepted by law, its limits counted from the receipt, so
+    // its three promised days are already past.
+    expect_status(c, "in_progress");
+    expect_steps(c, ["check"]);
+    expect_card(c, #{ step: "intake", kind: "overdue", to: "g" });
+    expect(read_case(c).accepted_at == "2026-03-02T01:00:00Z", "accepted from the receipt");
+    expect_due(c, "2026-03-05");
+    expect_level(c, "red");
+}
+
+fn test_a_decision_in_time_stops_the_intake_limit() {
+    let c = submit("p", #{ amount: 500 });
+    advance_days(2);
+    complete(c, "intake");
+    expect_due(c, "2026-03-09");
+    advance_days(4);
+    expect_no_card(c, #{ step: "intake" });
+}
+
+fn test_a_supplement_at_intake_restarts_it_from_the_answer() {
+    let c = submit("p", #{ amount: 500 });
+    advance_days(3);
+    request_supplement(c, "intake", ["The amount in words"]);
+    advance_days(3);
+    supply(c, #{ data: #{ amount: 400 } });
+    // Answered on Tuesday 10 March: five working days from then.
+    expect_due(c, "intake", "2026-03-17");
+    at("2026-03-16 17:00");
+    expect_status(c, "submitted");
+    expect_no_card(c, #{ kind: "overdue" });
+}
+"#,
+    );
+    all_pass(&tmp, 3);
+}
+
+#[test]
+fn the_intake_limit_by_default_only_warns() {
+    let tmp = variant(
+        r#"intake: "g","#,
+        r#"intake: "g", intake_limit: #{ days: 5 },"#,
+        r#"
+fn test_the_window_is_told_and_still_decides() {
+    let c = submit("p", #{ amount: 500 });
+    advance_days(6);
+    expect_status(c, "submitted");
+    expect_card(c, #{ step: "intake", kind: "overdue", to: "g" });
+    expect_level(c, "red");
+    complete(c, "intake");
+    // Accepted now: its limits run from the acceptance.
+    expect_due(c, "2026-03-13");
+}
+"#,
+    );
+    all_pass(&tmp, 1);
+}

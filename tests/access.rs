@@ -120,6 +120,10 @@ const MATRIX: &[(&str, &str)] = &[
         "401  403  404  403  403  403  ok",
     ),
     (
+        "POST /api/tasks/{task}/take-back",
+        "401  403  404  ok   403  403  ok",
+    ),
+    (
         "POST /api/tasks/{task}/reassign",
         "401  403  403  ok   403  403  403",
     ),

@@ -655,3 +655,70 @@ async fn the_public_service_guide_shows_what_the_public_may_know_and_nothing_int
     assert_eq!(d["file"], "power/new_connection.rhai");
     assert_eq!(d["steps"][0]["group"], "power.project");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_manager_takes_back_his_survey_before_the_scheme_group_acts() {
+    let s = TestServer::start().await;
+    let (customer, project, scheme) = (
+        s.token("zhou.qiang").await,
+        s.token("wu.gang").await,
+        s.token("xu.li").await,
+    );
+    let (id, _, _) = s.submit(power_case(1250.0)).await;
+    s.act(&customer, id, "intake", "accept", json!({})).await;
+    let survey = s.task_at(&project, id, "site_survey").await;
+    s.act(&project, id, "site_survey", "approve", json!({}))
+        .await;
+    // The case page offers it to him, and to no one else.
+    let (_, c) = s.get(&format!("/api/cases/{id}"), &project).await;
+    assert_eq!(c["offers"]["take_back"], survey.as_str(), "{c}");
+    let (_, c) = s.get(&format!("/api/cases/{id}"), &scheme).await;
+    assert!(c["offers"]["take_back"].is_null(), "{c}");
+    let (st, v) = s
+        .post(
+            &format!("/api/tasks/{survey}/take-back"),
+            &scheme,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let (st, v) = s
+        .post(
+            &format!("/api/tasks/{survey}/take-back"),
+            &project,
+            json!({ "comment": "the capacity was misread" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(open_steps(&v["case"]), vec!["site_survey"]);
+    assert_eq!(v["case"]["tasks"][0]["claimed_by"], "wu.gang");
+    // Again, and this time the scheme group claims before he changes his mind.
+    s.act(&project, id, "site_survey", "approve", json!({}))
+        .await;
+    let review = s.task_at(&scheme, id, "scheme_review").await;
+    let (st, _) = s
+        .post(&format!("/api/tasks/{review}/claim"), &scheme, json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, c) = s.get(&format!("/api/cases/{id}"), &project).await;
+    assert!(
+        c["offers"]["take_back"].is_null(),
+        "nothing left to take back: {c}"
+    );
+    assert!(
+        c["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "taken_back"),
+        "{c}"
+    );
+    let (st, v) = s
+        .post(
+            &format!("/api/tasks/{survey}/take-back"),
+            &project,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+}

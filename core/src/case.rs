@@ -245,6 +245,10 @@ pub struct Case {
     /// The applicant's rating (好差评), once given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rating: Option<crate::rating::Rating>,
+    /// What the last completion changed, while its handler may take it back (撤回):
+    /// kept only by the commit of that completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub take_back: Option<crate::takeback::TakeBack>,
     /// Events in the history; the next event's sequence number.
     pub history_len: u64,
     /// Bumped on every write; a write against a stale revision is a conflict.
@@ -292,6 +296,7 @@ impl Case {
             next_token: 0,
             limits: None,
             rating: None,
+            take_back: None,
             history_len: 0,
             rev: 0,
         }

@@ -406,6 +406,14 @@ impl Engine {
         let mut procs = HashMap::new();
         let mut before_figures = Vec::with_capacity(writes.len());
         for w in writes.iter_mut() {
+            // What a completion changed is kept only by that completion's own commit.
+            if w.after
+                .take_back
+                .as_ref()
+                .is_some_and(|t| t.rev != w.after.rev + 1)
+            {
+                w.after.take_back = None;
+            }
             let key = (w.after.procedure.clone(), w.after.version.clone());
             if !procs.contains_key(&key) {
                 procs.insert(key.clone(), self.procedure_of(&w.after)?);

@@ -215,6 +215,48 @@ impl<'a> Flow<'a> {
         });
     }
 
+    /// A task like `like` again, as a new task of the same token, claimed by `claimed`
+    /// (what a take-back gives back).
+    pub(crate) fn reopen_task(&mut self, like: &Task, claimed: Option<String>) {
+        self.create_task(
+            like.token,
+            &like.step,
+            &like.step_name,
+            &like.group,
+            like.assignee.clone(),
+        );
+        if let Some(t) = self.case.tasks.last_mut() {
+            t.state = if claimed.is_some() {
+                TaskState::Claimed
+            } else {
+                TaskState::Open
+            };
+            t.claimed_by = claimed;
+            t.external = like.external.clone().map(|mut x| {
+                x.worker = None;
+                x
+            });
+        }
+    }
+
+    /// Timers again for the budgets of the case's steps (after a take-back restored
+    /// tokens whose timers may have fired while they were gone); a card already issued
+    /// is not issued twice.
+    pub(crate) fn rearm_step_timers(&mut self) {
+        let budgets: Vec<(u32, DateTime<Utc>, Budget, DateTime<Utc>)> = self
+            .case
+            .tokens
+            .iter()
+            .filter_map(|t| {
+                let budget = self.proc.step(&t.step).and_then(|s| s.budget())?;
+                Some((t.id, t.entered_at, budget, t.due?))
+            })
+            .collect();
+        for (token, start, budget, due) in budgets {
+            self.set_timers(Limit::Step, Some(token), start, budget, due);
+        }
+    }
+
     /// The group that handles `step` for this case: its id, or what its expression or
     /// `assign` function gives. One that does not exist is a script error that changes
     /// nothing: never a task no one can see.

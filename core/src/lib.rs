@@ -63,6 +63,7 @@ pub mod stops;
 pub mod store;
 pub mod submit;
 pub mod supervision;
+pub mod takeback;
 pub mod tasks;
 pub mod tokens;
 

@@ -28,6 +28,8 @@ pub struct Offers {
     pub withdraw: bool,
     /// Record the rating the applicant gives at the window (a decided case not rated).
     pub rate: bool,
+    /// 撤回: the task this staff member completed last and may still take back.
+    pub take_back: Option<String>,
 }
 
 /// The actions open on one task.
@@ -134,6 +136,7 @@ impl Engine {
                 .map(|c| c.id.clone())
                 .collect(),
             withdraw: case.status.is_open() && self.can_see(actor, case) && !rules.is_auditor(me),
+            take_back: self.may_take_back(actor, case),
             rate: crate::rating::may_be_rated(case)
                 && self.can_see(actor, case)
                 && !rules.is_auditor(me),

@@ -63,6 +63,7 @@ impl Engine {
             next_token: 0,
             limits: None,
             rating: None,
+            take_back: None,
             history_len: 0,
             rev: 0,
         })

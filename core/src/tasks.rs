@@ -585,8 +585,12 @@ impl Engine {
             if !errs.is_empty() {
                 return Err(Error::Invalid(errs));
             }
+            let take_back = crate::takeback::TakeBack::before(&flow.case, task, &me);
             flow.merge(data);
             flow.complete_task(&task.id, &me, outcome, c)?;
+            if task.external.is_none() {
+                flow.case.take_back = take_back.after(&flow.case);
+            }
             Ok(Some(outcome.to_string()))
         })
     }

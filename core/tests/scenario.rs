@@ -398,3 +398,63 @@ fn test_the_window_is_told_and_still_decides() {
     );
     all_pass(&tmp, 1);
 }
+
+#[test]
+fn a_handler_takes_back_his_step_while_the_next_has_not_acted() {
+    let tmp = variant(
+        r#"fields: [ #{ id: "amount", label: "Amount", type: "number", required: true } ],"#,
+        r#"fields: [ #{ id: "amount", label: "Amount", type: "number", required: true },
+                 #{ id: "opinion", label: "Opinion", type: "string", internal: true } ],"#,
+        r#"
+fn at_sign() {
+    let c = submit("p", #{ amount: 500 });
+    complete(c, "intake");
+    complete(c, "check", #{ by: "a", data: #{ opinion: "fine" } });
+    expect_steps(c, ["sign"]);
+    c
+}
+
+fn test_taken_back_before_the_next_handler_acts() {
+    let c = at_sign();
+    take_back(c);
+    // The step is his again, claimed; the opinion he gave is gone; nothing waits at sign.
+    expect_steps(c, ["check"]);
+    let task = read_case(c).tasks[0];
+    expect(task.claimed_by == "a" && task.state == "claimed", "claimed by a");
+    expect(read_case(c).data.opinion == (), "the opinion is withdrawn");
+    // He completes it again, now with another opinion.
+    complete(c, "check", #{ data: #{ opinion: "needs a signature" } });
+    expect_steps(c, ["sign"]);
+    expect_data(c, "opinion", "needs a signature");
+}
+
+fn test_not_once_the_next_handler_has_claimed_it() {
+    let c = at_sign();
+    claim(c, "sign");
+    expect_error("the next handler acted", || take_back(c));
+}
+
+fn test_only_by_who_completed_it() {
+    let c = at_sign();
+    expect_error("forbidden", || take_back(c, "b"));
+}
+
+fn test_not_once_the_case_is_decided() {
+    let c = submit("p", #{ amount: 50 });
+    complete(c, "intake");
+    complete(c, "check");
+    expect_status(c, "approved");
+    expect_error("invalid_transition", || take_back(c, "a"));
+}
+
+fn test_not_once_anything_else_happened() {
+    let c = at_sign();
+    advance_days(2);
+    // A card was issued meanwhile: the case moved on.
+    expect_card(c, #{ step: "sign" });
+    expect_error("the case moved on since", || take_back(c));
+}
+"#,
+    );
+    all_pass(&tmp, 5);
+}

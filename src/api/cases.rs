@@ -233,20 +233,22 @@ pub(super) async fn case(
     Path(reference): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let actor = caller.0;
-    let (case, closed, history, notices, level) = call(&s, move |e| {
+    let (case, closed, history, notices, level, offers) = call(&s, move |e| {
         let case = e.visible_case(&actor, &reference)?;
         let id = case.id;
         let notices = e.notices(&case)?;
-        let level = e
-            .procedure_of(&case)
-            .ok()
-            .map(|p| e.case_level(&e.rules(), &p, &case));
-        Ok((case, e.closed_tasks(id)?, e.history(id)?, notices, level))
+        let proc = e.procedure_of(&case).ok();
+        let level = proc.as_ref().map(|p| e.case_level(&e.rules(), p, &case));
+        let offers = proc.as_ref().map(|p| e.offers(&actor, &case, p));
+        let (closed, history) = (e.closed_tasks(id)?, e.history(id)?);
+        Ok((case, closed, history, notices, level, offers))
     })
     .await?;
     let mut v = case_json(&case);
     if let Value::Object(m) = &mut v {
         m.insert("level".into(), json!(level));
+        // What the caller may do on it now, as the case page offers it.
+        m.insert("offers".into(), json!(offers));
         m.insert("closed_tasks".into(), json!(closed));
         m.insert("history".into(), json!(history));
         m.insert("notices".into(), json!(notices));

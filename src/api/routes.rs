@@ -358,6 +358,14 @@ pub fn table() -> Vec<Route> {
         .body(s::signer),
         Route::new(
             post.clone(),
+            "/api/tasks/{task}/take-back",
+            Staff,
+            "Take back a step you completed, while the next handler has not acted (撤回)",
+            take_back,
+        )
+        .body(s::take_back),
+        Route::new(
+            post.clone(),
             "/api/tasks/{task}/reassign",
             Supervisor,
             "Reassign a task of a supervised group",

@@ -189,6 +189,27 @@ pub(super) struct SignerBody {
     comment: Option<String>,
 }
 
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TakeBackBody {
+    /// Why (recorded in the history).
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// 撤回: the handler who completed a task takes the step back while the next handler has
+/// not acted.
+pub(super) async fn take_back(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(task): Path<String>,
+    Body(b): Body<TakeBackBody>,
+) -> ApiResult<axum::response::Response> {
+    let actor = caller.staff_or_admin()?.clone();
+    let done = mutate(&s, move |e| e.take_back(&actor, &task, b.comment)).await?;
+    Ok(case_body(done.case()).into_response())
+}
+
 /// 加签: a signer of a countersign step adds another signer.
 pub(super) async fn add_signer(
     State(s): State<AppState>,

@@ -109,6 +109,8 @@ struct CaseActions {
     issue_card: bool,
     withdraw: bool,
     rate: bool,
+    /// 撤回: the task this staff member may still take back.
+    take_back: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -288,6 +290,7 @@ fn case_view(
             issue_card: offers.issue_card,
             withdraw: offers.withdraw,
             rate: offers.rate,
+            take_back: offers.take_back.clone(),
         },
         rating: case.rating.clone(),
         data: case
@@ -538,6 +541,7 @@ pub(in crate::web) async fn task_action(
             "transfer" => e.transfer(&who, &task, None, f.some("staff"), comment),
             "reassign" => e.reassign(&who, &task, None, f.some("staff"), comment),
             "add-signer" => e.add_signer(&who, &task, &f.get("staff"), comment),
+            "take-back" => e.take_back(&who, &task, comment),
             "supplement" => {
                 e.request_supplement(&who, &task, f.items("material", "items"), comment)
             }

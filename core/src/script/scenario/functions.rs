@@ -231,6 +231,34 @@ pub(super) fn register(e: &mut rhai::Engine, w: &Shared) {
         },
     );
     let s = w.clone();
+    e.register_fn("take_back", move |ctx: NativeCallContext, c: S| -> R<()> {
+        with(&ctx, &s, |w| take_back(w, &c, None))
+    });
+    let s = w.clone();
+    e.register_fn(
+        "take_back",
+        move |ctx: NativeCallContext, c: S, by: S| -> R<()> {
+            with(&ctx, &s, |w| take_back(w, &c, Some(by.to_string())))
+        },
+    );
+    let s = w.clone();
+    e.register_fn(
+        "claim",
+        move |ctx: NativeCallContext, c: S, step: S| -> R<()> {
+            with(&ctx, &s, |w| {
+                let case = w.case(&c)?;
+                let task = w.task(&case, &step)?;
+                let by = w.handler(&task)?;
+                let done = w
+                    .engine
+                    .claim(&Actor::Staff(by), &task.id)
+                    .map_err(|e| refused(&format!("claiming '{step}'"), e))?;
+                w.keep(&done);
+                Ok(())
+            })
+        },
+    );
+    let s = w.clone();
     e.register_fn(
         "add_signer",
         move |ctx: NativeCallContext, c: S, step: S, staff: S| -> R<()> {

@@ -28,6 +28,8 @@ pub(super) struct World {
     pub(super) clock: Arc<ManualClock>,
     /// Case number → case id, for the cases this scenario submitted.
     pub(super) cases: HashMap<String, u64>,
+    /// Case number → the task a scenario completed last on it, and by whom.
+    pub(super) completed: HashMap<String, (String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -54,6 +56,7 @@ impl World {
             engine,
             clock,
             cases: HashMap::new(),
+            completed: HashMap::new(),
             _dir: dir,
         })
     }
@@ -315,9 +318,32 @@ pub(super) fn complete(w: &mut World, number: &str, step: &str, act: Act) -> Res
     };
     let c = w
         .engine
-        .complete(&Actor::Staff(by), &task.id, &outcome, act.comment, act.data)
+        .complete(
+            &Actor::Staff(by.clone()),
+            &task.id,
+            &outcome,
+            act.comment,
+            act.data,
+        )
         .map_err(|e| refused(&format!("completing '{step}'"), e))?;
     w.keep(&c);
+    w.completed
+        .insert(number.to_string(), (task.id.clone(), by));
+    Ok(())
+}
+
+/// 撤回 of the task the scenario completed last on the case, by its handler or `by`.
+pub(super) fn take_back(w: &mut World, number: &str, by: Option<String>) -> Result<(), Fail> {
+    let (task, handler) = w
+        .completed
+        .get(number)
+        .cloned()
+        .ok_or_else(|| format!("nothing was completed on case {number} in this scenario"))?;
+    let done = w
+        .engine
+        .take_back(&Actor::Staff(by.unwrap_or(handler)), &task, None)
+        .map_err(|e| refused("taking back", e))?;
+    w.keep(&done);
     Ok(())
 }
 

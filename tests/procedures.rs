@@ -722,3 +722,94 @@ async fn a_project_manager_takes_back_his_survey_before_the_scheme_group_acts() 
         .await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_online_shares_its_fields_one_code_and_one_token() {
+    let s = TestServer::start().await;
+    let items = json!([
+        { "procedure": "tax.registration",
+          "materials": [ { "id": "business_licence", "file": "bl.pdf" }, { "id": "legal_rep_id", "file": "id.jpg" } ] },
+        { "procedure": "tax.vat_general", "data": { "annual_sales": 6000000 } },
+    ]);
+    // A required shared field missing is said once, at the shared field.
+    let (st, v) = s
+        .call(
+            "POST",
+            "/api/bundles/tax.new_business/cases",
+            None,
+            Some(json!({
+                "applicant": applicant("91310000MA1TX0004A"),
+                "data": { "company": "Bright Bakery Ltd" },
+                "items": items,
+            })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let fields: Vec<&str> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["shared:credit_code"], "{v}");
+    let (st, v) = s
+        .call(
+            "POST",
+            "/api/bundles/tax.new_business/cases",
+            None,
+            Some(json!({
+                "applicant": applicant("91310000MA1TX0004A"),
+                "data": { "company": "Bright Bakery Ltd", "credit_code": "91310000MA1TX0004A" },
+                "items": items,
+            })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let cases = v["cases"].as_array().unwrap();
+    let code = v["query_code"].as_str().unwrap();
+    for c in cases {
+        assert_eq!(c["query_code"], code, "one code for the bundle");
+        assert_eq!(c["data"]["company"], "Bright Bakery Ltd", "{c}");
+    }
+    assert_eq!(cases[0]["data"]["credit_code"], "91310000MA1TX0004A");
+    assert!(
+        cases[1]["data"].get("credit_code").is_none(),
+        "VAT status has no such field"
+    );
+    // The one token follows the whole bundle, and each of its cases, without the code.
+    let (bundle, token) = (
+        v["bundle"].as_str().unwrap(),
+        v["applicant_token"].as_str().unwrap(),
+    );
+    let (st, followed) = s
+        .call(
+            "GET",
+            &format!("/api/track/bundle/{bundle}"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{followed}");
+    assert_eq!(followed["cases"].as_array().unwrap().len(), 2);
+    let second = cases[1]["number"].as_str().unwrap();
+    let (st, one) = s
+        .call("GET", &format!("/api/track/{second}"), Some(token), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{one}");
+    // Another application's token does not, nor no token at all.
+    let (st, other) = s
+        .call("POST", "/api/cases", None, Some(power_case(100.0)))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{other}");
+    let stranger = other["applicant_token"].as_str().expect("token");
+    for who in [Some(stranger), None] {
+        let (st, _) = s
+            .call("GET", &format!("/api/track/bundle/{bundle}"), who, None)
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        let (st, _) = s
+            .call("GET", &format!("/api/track/{second}"), who, None)
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+    }
+}

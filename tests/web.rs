@@ -1458,12 +1458,15 @@ async fn an_applicant_applies_for_a_bundle_once_and_follows_it_as_one() {
     );
     let (st, _, form) = b.get("/apply/bundle/tax.new_business?lang=en").await;
     assert_eq!(st, StatusCode::OK);
-    // A section per service, ticked, its fields and files named under it.
-    assert!(form.contains("name=\"include.tax.registration\" value=\"yes\" checked"));
+    // The bundle's shared fields once; a section per service, ticked, its own fields
+    // and files named under it.
+    assert!(form.contains("name=\"shared:field.company\""), "{form}");
+    assert!(form.contains("name=\"shared:field.credit_code\""), "{form}");
     assert!(
-        form.contains("name=\"tax.registration:field.company\""),
-        "{form}"
+        !form.contains("name=\"tax.registration:field.company\""),
+        "asked once"
     );
+    assert!(form.contains("name=\"include.tax.registration\" value=\"yes\" checked"));
     assert!(form.contains("name=\"material.tax.registration:business_licence\""));
     let csrf = csrf_of(&form);
     let mut fields = vec![
@@ -1471,8 +1474,8 @@ async fn an_applicant_applies_for_a_bundle_once_and_follows_it_as_one() {
         ("applicant.name", "Riverside Tea Ltd"),
         ("applicant.id", "91310000MA1TX0004A"),
         ("include.tax.registration", "yes"),
-        ("tax.registration:field.company", "Riverside Tea Ltd"),
-        ("tax.registration:field.credit_code", "91310000MA1TX0004A"),
+        ("shared:field.company", "Riverside Tea Ltd"),
+        ("shared:field.credit_code", "91310000MA1TX0004A"),
         ("include.tax.invoice_purchase", "yes"),
         ("tax.invoice_purchase:field.invoice_kind", "ordinary"),
         ("tax.invoice_purchase:field.monthly_quantity", "many"),
@@ -1532,16 +1535,24 @@ async fn an_applicant_applies_for_a_bundle_once_and_follows_it_as_one() {
     assert!(reference.starts_with("tax.new_business-"), "{reference}");
     assert_eq!(
         strong.len(),
-        5,
-        "the reference and two numbers with their codes"
+        4,
+        "the reference, its one query code and two numbers"
     );
-    let code = strong[2].clone();
+    let code = strong[1].clone();
     let (_, cases) = s
         .get("/api/applicants/91310000MA1TX0004A/cases", &clerk)
         .await;
     let cases = cases["cases"].as_array().unwrap().clone();
     assert_eq!(cases.len(), 2);
     assert!(cases.iter().all(|c| c["bundle"] == reference.as_str()));
+    // The name entered once is in both; the credit code where the service has the field.
+    assert!(
+        cases
+            .iter()
+            .all(|c| c["data"]["company"] == "Riverside Tea Ltd"),
+        "{cases:?}"
+    );
+    assert!(cases.iter().all(|c| c["query_code"] == code.as_str()));
     // Followed as one with the reference and either code.
     let (_, _, track) = b.get("/track?lang=en").await;
     let csrf = csrf_of(&track);

@@ -532,9 +532,11 @@ impl Engine {
     ) -> Result<Case> {
         let missing = || Error::NotFound(format!("no case {reference} with that query code"));
         match actor {
+            // The token of a case reaches the cases of its bundle too: the bundle's
+            // applicant got one token for the whole bundle.
             Actor::Applicant(id) => {
                 let case = self.case(self.case_id(reference).map_err(|_| missing())?)?;
-                return if case.id == *id {
+                return if case.id == *id || self.same_bundle(*id, &case)? {
                     Ok(case)
                 } else {
                     Err(missing())
@@ -577,8 +579,36 @@ impl Engine {
             .collect()
     }
 
-    /// The cases of a bundle for its applicant, who proves it with the query code of any
-    /// of them. A wrong code looks like a missing bundle.
+    /// Whether `case` belongs to the bundle of case `token_case`.
+    fn same_bundle(&self, token_case: u64, case: &Case) -> Result<bool> {
+        let Some(bundle) = &case.bundle else {
+            return Ok(false);
+        };
+        Ok(self
+            .store
+            .case(token_case)?
+            .is_some_and(|t| t.bundle.as_ref() == Some(bundle)))
+    }
+
+    /// The cases of a bundle for its applicant: with the bundle's applicant token (that of
+    /// any of its cases), or else with its query code.
+    pub fn track_bundle_as(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        code: Option<&str>,
+    ) -> Result<Vec<Case>> {
+        if let Actor::Applicant(id) = actor {
+            let cases = self.bundle_cases(reference)?;
+            if cases.iter().any(|c| c.id == *id) {
+                return Ok(cases);
+            }
+        }
+        self.track_bundle(reference, code.unwrap_or_default())
+    }
+
+    /// The cases of a bundle for its applicant, who proves it with the bundle's query code
+    /// (that of any of them). A wrong code looks like a missing bundle.
     pub fn track_bundle(&self, reference: &str, code: &str) -> Result<Vec<Case>> {
         let cases = self.bundle_cases(reference)?;
         let given = code.trim().to_ascii_uppercase();

@@ -85,6 +85,11 @@ pub struct Bundle {
     pub id: String,
     pub name: String,
     pub procedures: Vec<String>,
+    /// Fields the applicant enters once for the whole bundle (the company's name, its
+    /// credit code): ids of fields its procedures declare, copied into each case whose
+    /// procedure declares them.
+    #[serde(default)]
+    pub fields: Vec<String>,
 }
 
 /// Everything loaded from one scripts folder, validated as a whole. Immutable once built:

@@ -230,18 +230,23 @@ impl Engine {
         actor: &Actor,
         bundle: &str,
         applicant: Applicant,
+        shared: Data,
         items: Vec<BundleItem>,
     ) -> Result<Committed> {
-        self.submit_bundle_with_files(actor, bundle, applicant, items, Vec::new())
+        self.submit_bundle_with_files(actor, bundle, applicant, shared, items, Vec::new())
     }
 
-    /// As [`Engine::submit_bundle`], with files: `(procedure, upload)`. Every problem of
-    /// every item is reported at once, its field named `<procedure>:<field>`.
+    /// As [`Engine::submit_bundle`], with files: `(procedure, upload)`. `shared` holds the
+    /// bundle's own fields, entered once and copied into every item whose procedure
+    /// declares them. Every problem of every item is reported at once, its field named
+    /// `<procedure>:<field>` (`shared:<field>` for a shared one). The cases share one query
+    /// code: the applicant follows the bundle, and each of its cases, with one code.
     pub fn submit_bundle_with_files(
         &self,
         actor: &Actor,
         bundle: &str,
         applicant: Applicant,
+        shared: Data,
         items: Vec<BundleItem>,
         uploads: Vec<(String, crate::files::Upload)>,
     ) -> Result<Committed> {
@@ -269,15 +274,34 @@ impl Engine {
                 )));
             }
         }
+        let mut problems: Vec<Problem> = shared
+            .keys()
+            .filter(|k| !b.fields.contains(k))
+            .map(|k| {
+                Problem::of(
+                    format!("shared:{k}"),
+                    format!(
+                        "'{k}' is not a field of bundle '{bundle}' (its fields: {})",
+                        b.fields.join(", ")
+                    ),
+                )
+            })
+            .collect();
         let reference = format!("{}-{}", bundle, query_code());
         let mut by_procedure: HashMap<String, Vec<crate::files::Upload>> = HashMap::new();
         for (p, u) in uploads {
             by_procedure.entry(p).or_default().push(u);
         }
         let mut writes = Vec::new();
-        let mut problems = Vec::new();
         for mut it in items {
             let name = it.procedure.clone();
+            if let Some(proc) = rules.procedures.get(&name) {
+                for (k, v) in &shared {
+                    if proc.fields.iter().any(|f| &f.id == k) {
+                        it.data.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+            }
             let mine = by_procedure
                 .get(&name)
                 .map(Vec::as_slice)
@@ -296,16 +320,40 @@ impl Engine {
                 found,
             ) {
                 Ok(w) => writes.push(w),
-                Err(Error::Invalid(list)) => problems.extend(list.into_iter().map(|p| Problem {
-                    field: Some(format!("{name}:{}", p.field.unwrap_or_default())),
-                    message: format!("{name}: {}", p.message),
-                    ..p
-                })),
+                Err(Error::Invalid(list)) => {
+                    for p in list {
+                        let field = p.field.clone().unwrap_or_default();
+                        // A shared field's problem is said once, at the shared field.
+                        if b.fields.contains(&field) {
+                            let at = format!("shared:{field}");
+                            if !problems
+                                .iter()
+                                .any(|q| q.field.as_deref() == Some(at.as_str()))
+                            {
+                                problems.push(Problem {
+                                    field: Some(at),
+                                    ..p
+                                });
+                            }
+                            continue;
+                        }
+                        problems.push(Problem {
+                            field: Some(format!("{name}:{field}")),
+                            message: format!("{name}: {}", p.message),
+                            ..p
+                        });
+                    }
+                }
                 Err(e) => problems.push(Problem::of(format!("{name}:"), format!("{name}: {e}"))),
             }
         }
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
+        }
+        if let Some(code) = writes.first().map(|w| w.after.query_code.clone()) {
+            for w in &mut writes {
+                w.after.query_code = code.clone();
+            }
         }
         for files in by_procedure.values() {
             self.keep_files(files)?;

@@ -312,3 +312,30 @@ fn the_example_office_loads() {
     assert_eq!(rules.procedures.len(), 10);
     assert!(rules.bundles.contains_key("tax.new_business"));
 }
+
+#[test]
+fn a_bundles_shared_fields_are_fields_of_its_procedures() {
+    let second = procedure(ONE, r#""s1""#, "")
+        .replace(r#"id: "p","#, r#"id: "q","#)
+        .replace(
+            r#"#{ id: "x", label: "X", type: "number" }"#,
+            r#"#{ id: "x", label: "X", type: "string" }"#,
+        );
+    // Its functions are the first one's.
+    let second = &second[..second.find("fn hook").unwrap()];
+    let with = |fields: &str| {
+        format!(
+            "{}\n{second}\nbundle(#{{ id: \"b\", name: \"B\", procedures: [\"p\", \"q\"], fields: {fields} }});",
+            procedure(ONE, r#""s1""#, "")
+        )
+    };
+    check_ok(&with(r#"["name"]"#));
+    check_err(
+        &with(r#"["nope"]"#),
+        "bundle 'b': field 'nope' is not a field of any of its procedures",
+    );
+    check_err(
+        &with(r#"["x"]"#),
+        "bundle 'b': field 'x' has another type in procedure 'q'",
+    );
+}

@@ -158,6 +158,9 @@ pub(crate) fn attachment(name: &str, bytes: Vec<u8>) -> axum::response::Response
 #[serde(deny_unknown_fields)]
 pub(super) struct BundleSubmission {
     applicant: Applicant,
+    /// The bundle's shared fields, entered once (see the bundle's `fields`).
+    #[serde(default)]
+    data: guichet_core::case::Data,
     items: Vec<BundleItem>,
 }
 
@@ -194,15 +197,25 @@ pub(super) async fn submit_bundle(
         u.material = material.to_string();
         uploads.push((procedure, u));
     }
-    let done = mutate(&s, move |e| {
-        e.submit_bundle_with_files(&actor, &id, b.applicant, b.items, uploads)
-    })
+    let (done, token) = commit(
+        &s,
+        move |e| {
+            let done =
+                e.submit_bundle_with_files(&actor, &id, b.applicant, b.data, b.items, uploads)?;
+            // One token for the bundle: that of its first case reaches them all.
+            let token = e.applicant_token(done.case().id)?;
+            Ok((done, token))
+        },
+        |(done, _)| done.ticket,
+    )
     .await?;
     let reference = done.case().bundle.clone();
     Ok((
         StatusCode::CREATED,
         Json(json!({
             "bundle": reference,
+            "query_code": done.case().query_code,
+            "applicant_token": token,
             "cases": done.cases.iter().map(case_json).collect::<Vec<_>>(),
         })),
     ))
@@ -348,14 +361,17 @@ pub(super) async fn track_bundle(
     Path(reference): Path<String>,
     Query(q): Query<TrackQuery>,
 ) -> ApiResult<Json<Value>> {
-    // Without a code nothing is guessed: nothing counts against the address.
-    let Some(code) = q.code.filter(|c| !c.trim().is_empty()) else {
+    // Without a code (or the bundle's applicant token) nothing is guessed: nothing counts
+    // against the address.
+    let code = q.code.filter(|c| !c.trim().is_empty());
+    let actor = caller.0.clone();
+    if code.is_none() && !matches!(actor, Actor::Applicant(_)) {
         return Err(ApiError::not_found("no such bundle with that query code"));
-    };
+    }
     s.guesses.check(&client.0, &reference)?;
     let r = reference.clone();
     let answer = call(&s, move |e| {
-        let cases = e.track_bundle(&r, &code)?;
+        let cases = e.track_bundle_as(&actor, &r, code.as_deref())?;
         cases
             .into_iter()
             .map(|c| {

@@ -36,7 +36,7 @@ impl Sent {
 
 #[derive(Serialize)]
 pub(super) struct InputView {
-    name: String,
+    pub(super) name: String,
     anchor: String,
     label: String,
     hint: Option<String>,

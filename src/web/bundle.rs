@@ -26,7 +26,34 @@ struct Section {
     materials: Vec<MaterialView>,
 }
 
-/// The bundle's form: who applies once, then a section per service, each ticked.
+/// The bundle's shared fields as a procedure of their own (each as its first procedure
+/// declares it), so the form draws and reads them as any procedure's; `None` without any.
+fn shared_fields(
+    bundle: &guichet_core::office::Bundle,
+    rules: &guichet_core::office::RuleSet,
+) -> Option<guichet_core::procedure::Procedure> {
+    let procs: Vec<_> = bundle
+        .procedures
+        .iter()
+        .filter_map(|id| rules.procedures.get(id))
+        .collect();
+    let mut shared = (***procs.first()?).clone();
+    shared.materials.clear();
+    shared.fields = bundle
+        .fields
+        .iter()
+        .filter_map(|f| {
+            procs
+                .iter()
+                .find_map(|p| p.fields.iter().find(|x| &x.id == f))
+        })
+        .cloned()
+        .collect();
+    (!shared.fields.is_empty()).then_some(shared)
+}
+
+/// The bundle's form: who applies once, the shared fields once, then a section per
+/// service, each ticked.
 fn form(
     p: Page,
     bundle: &guichet_core::office::Bundle,
@@ -43,7 +70,15 @@ fn form(
         .filter_map(|id| rules.procedures.get(id))
         .map(|proc| {
             let prefix = format!("{}:", proc.id);
-            let (fields, materials) = apply::procedure_inputs(proc, sent, problems, lang, &prefix);
+            let (mut fields, materials) =
+                apply::procedure_inputs(proc, sent, problems, lang, &prefix);
+            // Entered once, above.
+            fields.retain(|f| {
+                !bundle
+                    .fields
+                    .iter()
+                    .any(|s| f.name == format!("{prefix}field.{s}"))
+            });
             Section {
                 id: proc.id.clone(),
                 name: localized(&proc.name, &proc.names, lang).to_string(),
@@ -63,6 +98,12 @@ fn form(
         serde_json::json!({ "id": bundle.id, "name": bundle.name }),
     )
     .with("applicant", apply::applicant_inputs(sent, problems, lang))
+    .with(
+        "shared",
+        shared_fields(bundle, rules)
+            .map(|p| apply::procedure_inputs(&p, sent, problems, lang, "shared:").0)
+            .unwrap_or_default(),
+    )
     .with("sections", sections)
     .with("errors", apply::summary(problems))
     .with("csrf", csrf)
@@ -91,7 +132,6 @@ pub(super) async fn form_page(
 struct ReceiptCase {
     service: String,
     number: String,
-    code: String,
     promised_days: u32,
 }
 
@@ -135,6 +175,9 @@ pub(super) async fn send(
         })
         .collect();
     let applicant = apply::applicant_of(&sent, lang);
+    let shared = shared_fields(&bundle, &rules)
+        .map(|p| apply::data_of(&p, false, |name| sent.get(&format!("shared:{name}"))))
+        .unwrap_or_default();
     // The files go to the engine (`material.<procedure>:<id>`); the text stays to fill
     // the form again if need be.
     let Sent { text, uploads } = sent;
@@ -167,6 +210,7 @@ pub(super) async fn send(
                         &Actor::Public,
                         &bundle_id,
                         applicant,
+                        shared,
                         items,
                         uploads,
                     )?;
@@ -190,7 +234,6 @@ pub(super) async fn send(
                         .map(|p| localized(&p.name, &p.names, lang).to_string())
                         .unwrap_or_else(|| c.procedure_name.clone()),
                     number: c.number.clone(),
-                    code: c.query_code.clone(),
                     promised_days: rules
                         .procedures
                         .get(&c.procedure)
@@ -204,6 +247,7 @@ pub(super) async fn send(
             .status(StatusCode::CREATED)
             .with("bundle", serde_json::json!({ "name": bundle.name }))
             .with("reference", done.case().bundle.clone())
+            .with("code", done.case().query_code.clone())
             .with("received", received)
             .with("cases", cases)
             .into_response()

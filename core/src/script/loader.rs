@@ -375,6 +375,38 @@ pub fn load_sources_with(
                 ));
             }
         }
+        // A shared field is one field: declared by a procedure of the bundle, of one type
+        // wherever it is declared, and entered by the applicant (not internal).
+        for f in &b.fields {
+            let decls: Vec<(&str, &crate::procedure::Field)> = b
+                .procedures
+                .iter()
+                .filter_map(|p| rules.procedures.get(p))
+                .filter_map(|p| {
+                    p.fields
+                        .iter()
+                        .find(|x| &x.id == f)
+                        .map(|x| (p.id.as_str(), x))
+                })
+                .collect();
+            let mut say =
+                |m: String| problems.push(problem("", 0, 0, format!("bundle '{}': {m}", b.id)));
+            match decls.first() {
+                None => say(format!(
+                    "field '{f}' is not a field of any of its procedures"
+                )),
+                Some((_, first)) => {
+                    for (p, x) in &decls {
+                        if x.kind != first.kind {
+                            say(format!("field '{f}' has another type in procedure '{p}'"));
+                        }
+                        if x.internal {
+                            say(format!("field '{f}' is internal in procedure '{p}': staff fill it, not the applicant"));
+                        }
+                    }
+                }
+            }
+        }
     }
     if problems.is_empty() {
         Ok(rules)

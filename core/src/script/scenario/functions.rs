@@ -107,6 +107,14 @@ pub(super) fn register(e: &mut rhai::Engine, w: &Shared) {
         },
     );
     let s = w.clone();
+    e.register_fn(
+        "submit_bundle",
+        move |ctx: NativeCallContext, b: S, shared: Map, items: Map| -> R<Array> {
+            let numbers = with(&ctx, &s, |w| submit_bundle(w, &b, shared, items))?;
+            Ok(numbers.into_iter().map(Dynamic::from).collect())
+        },
+    );
+    let s = w.clone();
     e.register_fn("supply", move |ctx: NativeCallContext, c: S| -> R<()> {
         with(&ctx, &s, |w| supply(w, &c, Map::new()))
     });

@@ -332,6 +332,52 @@ pub(super) fn complete(w: &mut World, number: &str, step: &str, act: Act) -> Res
     Ok(())
 }
 
+/// A bundle (一件事): the shared fields once, and per procedure its own data; every
+/// required material of each handed in. The numbers of its cases, in the bundle's order.
+pub(super) fn submit_bundle(
+    w: &mut World,
+    bundle: &str,
+    shared: Map,
+    items: Map,
+) -> Result<Vec<String>, Fail> {
+    let rules = w.engine.rules();
+    let mut list = Vec::new();
+    for (procedure, data) in items {
+        let proc = rules
+            .procedures
+            .get(procedure.as_str())
+            .ok_or_else(|| format!("no procedure '{procedure}'"))?;
+        list.push(crate::engine::BundleItem {
+            procedure: procedure.to_string(),
+            data: to_data(
+                data.try_cast::<Map>()
+                    .ok_or("each item's data must be a map")?,
+            )?,
+            materials: proc
+                .materials
+                .iter()
+                .filter(|m| m.required)
+                .map(|m| material(proc, &m.id))
+                .collect(),
+        });
+    }
+    // In the bundle's own order, whatever the order of the map.
+    if let Some(b) = rules.bundles.get(bundle) {
+        list.sort_by_key(|it| b.procedures.iter().position(|p| *p == it.procedure));
+    }
+    let applicant = Applicant {
+        id: "91330100MA2B3C4D5E".into(),
+        name: "Test Company".into(),
+        ..Default::default()
+    };
+    let done = w
+        .engine
+        .submit_bundle(&Actor::Public, bundle, applicant, to_data(shared)?, list)
+        .map_err(|e| refused("the bundle", e))?;
+    w.keep(&done);
+    Ok(done.cases.iter().map(|c| c.number.clone()).collect())
+}
+
 /// 撤回 of the task the scenario completed last on the case, by its handler or `by`.
 pub(super) fn take_back(w: &mut World, number: &str, by: Option<String>) -> Result<(), Fail> {
     let (task, handler) = w

@@ -1,63 +1,89 @@
-//! E-mail through a real SMTP server: Python's `aiosmtpd` (installed by `.ci/run`) writes
-//! what it receives to a maildir, and the test reads the message that arrived.
+//! E-mail over real SMTP: the plugin's client (lettre) talks to an SMTP server in the test
+//! that keeps what it receives, and the test reads the messages that arrived.
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::TestServer;
 use guichet_core::clock::SystemClock;
 use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-struct Smtp {
-    child: Child,
+/// An SMTP server that keeps what it receives in memory: the conversation a relay has
+/// with a client (greeting, EHLO, MAIL, RCPT, DATA with its dot-stuffing, QUIT), no more.
+/// The tests need nothing installed to receive mail.
+struct SmtpSink {
     port: u16,
+    received: Arc<Mutex<Vec<String>>>,
 }
 
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl SmtpSink {
+    async fn start() -> SmtpSink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received: Arc<Mutex<Vec<String>>> = Arc::default();
+        let kept = received.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let _ = session(sock, kept).await;
+                });
+            }
+        });
+        SmtpSink { port, received }
     }
 }
 
-async fn smtp_server(maildir: &Path) -> Smtp {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new("python3")
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-        .args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(maildir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("python3 -m aiosmtpd (pip install aiosmtpd)");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Smtp { child, port };
+async fn session(
+    sock: tokio::net::TcpStream,
+    kept: Arc<Mutex<Vec<String>>>,
+) -> std::io::Result<()> {
+    let (r, mut w) = sock.into_split();
+    let mut r = BufReader::new(r);
+    w.write_all(b"220 sink.test ESMTP\r\n").await?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await? == 0 {
+            return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let verb = line.trim_end().to_ascii_uppercase();
+        if verb.starts_with("EHLO") {
+            w.write_all(b"250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+                .await?;
+        } else if verb.starts_with("DATA") {
+            w.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
+            let mut message = String::new();
+            loop {
+                line.clear();
+                if r.read_line(&mut line).await? == 0 {
+                    return Ok(());
+                }
+                if line == ".\r\n" || line == ".\n" {
+                    break;
+                }
+                message.push_str(line.strip_prefix('.').unwrap_or(&line));
+            }
+            kept.lock().unwrap().push(message);
+            w.write_all(b"250 queued\r\n").await?;
+        } else if verb.starts_with("QUIT") {
+            w.write_all(b"221 bye\r\n").await?;
+            return Ok(());
+        } else {
+            // HELO, MAIL FROM, RCPT TO, RSET, NOOP.
+            w.write_all(b"250 ok\r\n").await?;
+        }
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("aiosmtpd did not start");
 }
 
-/// The messages in the maildir, with folded headers unfolded and a quoted-printable body
+/// The messages received, with folded headers unfolded and a quoted-printable body
 /// decoded, so the test reads what a mail client would show.
-fn messages(maildir: &Path) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(maildir.join("new")) else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+fn messages(sink: &SmtpSink) -> Vec<String> {
+    let raw = sink.received.lock().unwrap().clone();
+    raw.into_iter()
         .map(|raw| {
             let raw = raw.replace("\r\n", "\n");
             let (head, body) = raw.split_once("\n\n").unwrap_or((&raw, ""));
@@ -97,8 +123,7 @@ fn decode_qp(s: &str) -> String {
 #[tokio::test]
 async fn the_receipt_and_the_decision_arrive_by_email() {
     let tmp = tempfile::tempdir().unwrap();
-    let maildir = tmp.path().join("mail");
-    let smtp = smtp_server(&maildir).await;
+    let smtp = SmtpSink::start().await;
     let port = smtp.port;
     let s = TestServer::start_configured(
         common::example_scripts(),
@@ -124,7 +149,7 @@ async fn the_receipt_and_the_decision_arrive_by_email() {
 
     let mut mail = Vec::new();
     for _ in 0..100 {
-        mail = messages(&maildir);
+        mail = messages(&smtp);
         if !mail.is_empty() {
             break;
         }
@@ -166,12 +191,12 @@ async fn the_receipt_and_the_decision_arrive_by_email() {
     s.act(&officer, id, "site_visit", "approve", json!({}))
         .await;
     for _ in 0..100 {
-        if messages(&maildir).len() >= 3 {
+        if messages(&smtp).len() >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let all = messages(&maildir).join("\n----\n");
+    let all = messages(&smtp).join("\n----\n");
     assert!(
         all.contains(&format!(
             "Subject: [Riverside District Service Hall] Decision on {number}"
@@ -179,5 +204,4 @@ async fn the_receipt_and_the_decision_arrive_by_email() {
         "{all}"
     );
     assert!(all.contains("has been decided: approved"), "{all}");
-    drop(smtp);
 }

@@ -17,6 +17,7 @@ The token is a staff token of a member of the step's group (`credit.bot` in
 import argparse
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -53,7 +54,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default=os.environ.get("GUICHET_URL", "http://127.0.0.1:8080"))
     ap.add_argument("--token", default=os.environ.get("GUICHET_TOKEN"))
-    ap.add_argument("--worker", default="credit-check@" + socket.gethostname())
+    # Letters, digits and - _ . : only, at most 64: what Guichet accepts as a worker id.
+    default_worker = re.sub(r"[^A-Za-z0-9._:-]", "-", "credit-check:" + socket.gethostname())[:64]
+    ap.add_argument("--worker", default=default_worker)
     ap.add_argument("--once", action="store_true", help="stop when no task is left")
     args = ap.parse_args()
     if not args.token:

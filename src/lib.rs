@@ -21,6 +21,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod init;
 pub mod maintenance;
 pub mod outbox;
 pub mod plugins;

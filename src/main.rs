@@ -48,6 +48,9 @@ enum Command {
         #[arg(default_value = "scripts")]
         dir: PathBuf,
     },
+    /// Write a starter office into a new scripts folder: one department, its staff and
+    /// groups, the calendar, the notices, one procedure and its procedure tests.
+    Init { dir: PathBuf },
     /// Run the procedure tests (scenario files in DIR/tests/), each on a temporary store
     /// with a manual clock; exit code 1 if one fails.
     Test {
@@ -169,6 +172,7 @@ fn main() -> ExitCode {
         } => serve(config, scripts, data, listen),
         Command::Check { dir } => return check(&dir),
         Command::Test { dir, only } => return test(&dir, only.as_deref()),
+        Command::Init { dir } => init(&dir),
         Command::Audit { data, action } => return audit(data, action),
         Command::Demo {
             scripts,
@@ -269,6 +273,19 @@ fn check(dir: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes the starter office and says what to do next.
+fn init(dir: &std::path::Path) -> anyhow::Result<()> {
+    for f in guichet::init::init(dir)? {
+        println!("wrote {}", f.display());
+    }
+    let d = dir.display();
+    println!(
+        "\nNext:\n  guichet check {d}                             # load it and run its procedure tests\n  \
+         guichet serve --scripts {d} --data {d}-data   # serve it; edit the files while it runs"
+    );
+    Ok(())
 }
 
 /// Runs the procedure tests and prints one line per scenario, each failure with its

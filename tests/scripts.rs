@@ -275,3 +275,39 @@ async fn token_commands_call_the_admin_api() {
     assert_eq!(code, Some(1));
     assert!(err.contains("validation_failed"), "{err}");
 }
+
+#[test]
+fn init_writes_a_starter_office_that_checks_and_passes_its_tests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("office");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+            .args(args)
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["init"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.join("permits/outdoor_sign.rhai").is_file());
+    let out = run(&["check"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("permits.outdoor_sign"), "{stdout}");
+    assert!(
+        stdout.contains("4 scenario(s): 4 passed, 0 failed"),
+        "{stdout}"
+    );
+    // Never over an existing office.
+    let out = run(&["init"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not empty"));
+}

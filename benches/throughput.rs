@@ -13,7 +13,8 @@
 //! "Embedded" runs the engine calls through the server's engine threads (`guichet::pool`)
 //! without HTTP; `GUICHET_BENCH_THREADS=N` changes their number (default two per core), and
 //! `GUICHET_BENCH_NO_FLUSH=1` adds a diagnostic run that answers without waiting for
-//! the disk.
+//! the disk. `GUICHET_BENCH_DURABILITY=flush` runs the store with `durability = "flush"`
+//! (default `fsync`), to compare the two in alternating runs.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -323,9 +324,15 @@ fn main() {
     rt.block_on(async {
         let tmp = tempfile::tempdir().unwrap();
         let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+        let durability = match std::env::var("GUICHET_BENCH_DURABILITY").as_deref() {
+            Ok("flush") => guichet_core::store::Durability::Flush,
+            _ => guichet_core::store::Durability::Fsync,
+        };
+        println!("durability {durability:?}");
         let cfg = Config {
             scripts,
             data: tmp.path().join("data"),
+            durability,
             ..Config::default()
         };
         let engine = guichet::server::open(&cfg).unwrap();

@@ -21,6 +21,10 @@ pub struct Config {
     pub checkpoint_mb: u64,
     /// ...and only after this many seconds without a write; store calls wait meanwhile.
     pub checkpoint_idle_secs: u64,
+    /// `fsync` (default): a write is on the disk before its client is answered, and
+    /// survives a power cut; `flush`: handed to the operating system, survives a crash of
+    /// the server but not of the machine (faster on disks whose syncs are slow).
+    pub durability: guichet_core::store::Durability,
     /// Largest accepted request body, in KiB.
     pub max_body_kb: usize,
     /// Largest accepted upload (a `multipart/form-data` body: an application with its
@@ -118,6 +122,7 @@ impl Config {
             cache_bytes: self.cache_mb * 1024 * 1024,
             checkpoint_bytes: self.checkpoint_mb << 20,
             checkpoint_idle: std::time::Duration::from_secs(self.checkpoint_idle_secs),
+            durability: self.durability,
         }
     }
 }
@@ -131,6 +136,7 @@ impl Default for Config {
             cache_mb: 256,
             checkpoint_mb: 256,
             checkpoint_idle_secs: 10,
+            durability: Default::default(),
             max_body_kb: 1024,
             max_upload_mb: 50,
             watch: true,

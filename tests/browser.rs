@@ -8,7 +8,7 @@
 //!
 //! Needs `chromium` and `chromedriver` on the PATH (`.ci/run` installs Debian's
 //! `chromium` and `chromium-driver`). Without them the test says so and passes, so that
-//! `cargo test` works on a machine with only Rust; with `GUICHET_REQUIRE_BROWSER=1` (set by
+//! `cargo test` works on a machine with only Rust; with `GUICHET_CI=1` (set by
 //! `.ci/run`) a missing browser fails it: CI never skips it. Screenshots of the main pages go to
 //! `target/ui-screenshots/`; with `GUICHET_SCREENSHOTS=docs/ui` they refresh the ones
 //! `docs/ui.md` shows.
@@ -47,8 +47,8 @@ fn browser_installed() -> bool {
         .is_ok_and(|o| o.status.success());
     if !found {
         assert!(
-            std::env::var_os("GUICHET_REQUIRE_BROWSER").is_none(),
-            "GUICHET_REQUIRE_BROWSER is set and chromedriver is not installed"
+            std::env::var_os("GUICHET_CI").is_none(),
+            "GUICHET_CI is set and chromedriver is not installed"
         );
         eprintln!(
             "SKIPPED: the browser test needs chromium and chromedriver (Debian: apt-get install chromium chromium-driver)"

@@ -18,6 +18,8 @@ pub enum StoreConfig {
         checkpoint_bytes: u64,
         /// ... and nothing was written for this long.
         checkpoint_idle: std::time::Duration,
+        /// How far a flush carries acknowledged writes.
+        durability: super::Durability,
     },
 }
 
@@ -29,9 +31,11 @@ pub fn open(config: &StoreConfig) -> Result<Arc<dyn Store>> {
             cache_bytes,
             checkpoint_bytes,
             checkpoint_idle,
+            durability,
         } => {
             let store = SledStore::open(path, *cache_bytes)?
-                .with_checkpoints(*checkpoint_bytes, *checkpoint_idle);
+                .with_checkpoints(*checkpoint_bytes, *checkpoint_idle)
+                .with_durability(*durability);
             Ok(Arc::new(store))
         }
     }

@@ -24,7 +24,7 @@ use crate::error::Result;
 use crate::notice::Notice;
 
 pub use config::{open, StoreConfig};
-pub use embedded::SledStore;
+pub use embedded::{Durability, SledStore};
 
 /// A commit's place in the store's order: the commit is durable once
 /// [`CaseTable::flushed`] reaches it.

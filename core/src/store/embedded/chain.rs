@@ -97,6 +97,9 @@ impl SledStore {
         let target = self.written.load(Ordering::SeqCst);
         self.write_audit_block(trees)?;
         trees.db.flush()?;
+        if self.durability == super::Durability::Fsync {
+            trees.files.sync()?;
+        }
         Ok(self.flushed.fetch_max(target, Ordering::SeqCst).max(target))
     }
 

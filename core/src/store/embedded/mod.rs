@@ -71,6 +71,8 @@
 
 mod cases;
 mod chain;
+mod durable;
+pub use durable::Durability;
 mod files;
 mod keys;
 mod recent;
@@ -117,6 +119,8 @@ pub(super) const STRIPES: usize = 256;
 /// The open database and its trees. Replaced whole by a checkpoint.
 pub(crate) struct Trees {
     db: sled::Db,
+    /// The files an `fsync` flush syncs after sled's own flush.
+    files: durable::SyncedFiles,
     state: Tree,
     versions: Tree,
     tokens: Tree,
@@ -180,6 +184,7 @@ pub struct SledStore {
     flush_lock: Mutex<()>,
     /// Tests only (see [`SledStore::set_fault`]); `None` in production.
     fault: parking_lot::RwLock<Option<Fault>>,
+    durability: Durability,
     /// The folder's lock file, locked while the store is open: a second process gets a
     /// clear [`Error::InUse`], and sled's own lock is only ever contended by this process.
     _lock: std::fs::File,
@@ -238,6 +243,7 @@ impl SledStore {
             flushed: AtomicU64::new(0),
             flush_lock: Mutex::new(()),
             fault: parking_lot::RwLock::new(None),
+            durability: Durability::default(),
         })
     }
 
@@ -298,6 +304,7 @@ impl SledStore {
             incidents: db.open_tree("incidents")?,
             audit: db.open_tree("audit")?,
             meta,
+            files: durable::SyncedFiles::open(path)?,
             db,
         })
     }
@@ -351,6 +358,12 @@ impl SledStore {
     /// nothing for `idle`.
     pub fn with_checkpoints(mut self, bytes: u64, idle: std::time::Duration) -> SledStore {
         self.checkpoints = (bytes, idle);
+        self
+    }
+
+    /// How far a flush carries acknowledged writes (default: to the disk itself).
+    pub fn with_durability(mut self, durability: Durability) -> SledStore {
+        self.durability = durability;
         self
     }
 

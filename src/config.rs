@@ -156,3 +156,19 @@ impl Config {
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The configuration `deploy/` ships is one the server accepts, as it says.
+    #[test]
+    fn the_deployment_config_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/guichet.toml");
+        let c = super::Config::from_file(&path).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.data, std::path::PathBuf::from("/var/lib/guichet"));
+        assert_eq!(c.durability, guichet_core::store::Durability::Fsync);
+        let flush: super::Config = toml::from_str("durability = \"flush\"").unwrap();
+        assert_eq!(flush.durability, guichet_core::store::Durability::Flush);
+        assert!(toml::from_str::<super::Config>("durability = \"maybe\"").is_err());
+    }
+}

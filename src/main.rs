@@ -48,6 +48,29 @@ enum Command {
         #[arg(default_value = "scripts")]
         dir: PathBuf,
     },
+    /// Ask the running server for a consistent copy of its store (uploaded files
+    /// included) into a new folder, while it serves.
+    Backup {
+        /// The new folder to write (on the server's machine).
+        #[arg(long)]
+        to: PathBuf,
+        /// Server base URL.
+        #[arg(long, env = "GUICHET_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// File holding an administrator token [default: ./data/admin.token]
+        #[arg(long, env = "GUICHET_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+    },
+    /// Put a backup in place as the store of a new data folder and verify its audit chain
+    /// (then `guichet serve --data DIR`).
+    Restore {
+        /// The backup folder.
+        #[arg(long)]
+        from: PathBuf,
+        /// The new data folder [default: ./data]
+        #[arg(long, env = "GUICHET_DATA")]
+        data: Option<PathBuf>,
+    },
     /// Write a starter office into a new scripts folder: one department, its staff and
     /// groups, the calendar, the notices, one procedure and its procedure tests.
     Init { dir: PathBuf },
@@ -173,6 +196,14 @@ fn main() -> ExitCode {
         Command::Check { dir } => return check(&dir),
         Command::Test { dir, only } => return test(&dir, only.as_deref()),
         Command::Init { dir } => init(&dir),
+        Command::Backup {
+            to,
+            server,
+            token_file,
+        } => backup(&server, token_file, &to),
+        Command::Restore { from, data } => {
+            restore(&from, &data.unwrap_or_else(|| PathBuf::from("data")))
+        }
         Command::Audit { data, action } => return audit(data, action),
         Command::Demo {
             scripts,
@@ -477,13 +508,21 @@ fn audit(data: Option<PathBuf>, action: AuditAction) -> ExitCode {
     }
 }
 
-fn token(server: &str, token_file: Option<PathBuf>, action: TokenAction) -> anyhow::Result<()> {
-    let path = token_file.unwrap_or_else(|| server::admin_token_path(std::path::Path::new("data")));
-    let secret = std::fs::read_to_string(&path)
+/// One call of the running server's administrator API with the administrator token of
+/// `token_file` (default `./data/admin.token`): the answer, or the server's refusal.
+fn admin_call(
+    server: &str,
+    token_file: Option<PathBuf>,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    let file = token_file.unwrap_or_else(|| server::admin_token_path(std::path::Path::new("data")));
+    let secret = std::fs::read_to_string(&file)
         .map_err(|e| {
             anyhow::anyhow!(
                 "cannot read the administrator token from {}: {e}",
-                path.display()
+                file.display()
             )
         })?
         .trim()
@@ -491,55 +530,144 @@ fn token(server: &str, token_file: Option<PathBuf>, action: TokenAction) -> anyh
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let url = format!("{}{path}", server.trim_end_matches('/'));
     rt.block_on(async move {
-        let client = reqwest::Client::new();
-        let base = server.trim_end_matches('/');
-        let req = match &action {
-            TokenAction::Issue { subject, label } => client
-                .post(format!("{base}/api/admin/tokens"))
-                .json(&serde_json::json!({ "subject": subject, "label": label })),
-            TokenAction::List => client.get(format!("{base}/api/admin/tokens")),
-            TokenAction::Revoke { id } => client.delete(format!("{base}/api/admin/tokens/{id}")),
-            TokenAction::Password { staff } => {
-                let mut password = String::new();
-                std::io::stdin().read_line(&mut password)?;
-                let password = password.trim_end_matches(['\r', '\n']);
-                client
-                    .post(format!("{base}/api/admin/passwords"))
-                    .json(&serde_json::json!({ "staff": staff, "password": password }))
-            }
-        };
-        let resp = req.bearer_auth(&secret).send().await?;
+        let mut req = reqwest::Client::new()
+            .request(method, url)
+            .bearer_auth(&secret);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
         let status = resp.status();
         let body: serde_json::Value = resp.json().await?;
         if !status.is_success() {
             anyhow::bail!("{} ({}): {}", body["code"], status, body["message"]);
         }
-        match action {
-            TokenAction::Issue { .. } => {
-                println!("{}", body["token"].as_str().unwrap_or_default());
-                eprintln!(
-                    "token id {} for {}; the secret above is shown only once",
-                    body["record"]["id"], body["record"]["subject"]
+        Ok(body)
+    })
+}
+
+fn token(server: &str, token_file: Option<PathBuf>, action: TokenAction) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let (method, path, body) = match &action {
+        TokenAction::Issue { subject, label } => (
+            Method::POST,
+            "/api/admin/tokens".to_string(),
+            Some(serde_json::json!({ "subject": subject, "label": label })),
+        ),
+        TokenAction::List => (Method::GET, "/api/admin/tokens".to_string(), None),
+        TokenAction::Revoke { id } => (Method::DELETE, format!("/api/admin/tokens/{id}"), None),
+        TokenAction::Password { staff } => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            (
+                Method::POST,
+                "/api/admin/passwords".to_string(),
+                Some(serde_json::json!({ "staff": staff, "password": password })),
+            )
+        }
+    };
+    let body = admin_call(server, token_file, method, &path, body)?;
+    match action {
+        TokenAction::Issue { .. } => {
+            println!("{}", body["token"].as_str().unwrap_or_default());
+            eprintln!(
+                "token id {} for {}; the secret above is shown only once",
+                body["record"]["id"], body["record"]["subject"]
+            );
+        }
+        TokenAction::List => {
+            for t in body["tokens"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    t["id"].as_str().unwrap_or_default(),
+                    t["subject"].as_str().unwrap_or_default(),
+                    t["created_at"].as_str().unwrap_or_default(),
+                    t["revoked_at"]
+                        .as_str()
+                        .map(|r| format!("revoked {r}"))
+                        .unwrap_or_else(|| "active".into())
                 );
             }
-            TokenAction::List => {
-                for t in body["tokens"].as_array().into_iter().flatten() {
-                    println!(
-                        "{}\t{}\t{}\t{}",
-                        t["id"].as_str().unwrap_or_default(),
-                        t["subject"].as_str().unwrap_or_default(),
-                        t["created_at"].as_str().unwrap_or_default(),
-                        t["revoked_at"]
-                            .as_str()
-                            .map(|r| format!("revoked {r}"))
-                            .unwrap_or_else(|| "active".into())
-                    );
-                }
-            }
-            TokenAction::Revoke { id } => println!("revoked {id}"),
-            TokenAction::Password { staff } => println!("password set for {staff}"),
         }
-        Ok(())
-    })
+        TokenAction::Revoke { id } => println!("revoked {id}"),
+        TokenAction::Password { staff } => println!("password set for {staff}"),
+    }
+    Ok(())
+}
+
+/// Asks the running server for a consistent copy of its store into `to` (a new folder).
+fn backup(server: &str, token_file: Option<PathBuf>, to: &std::path::Path) -> anyhow::Result<()> {
+    // The server resolves the path on its own machine, from its own working folder.
+    let to = std::path::absolute(to)?;
+    let body = admin_call(
+        server,
+        token_file,
+        reqwest::Method::POST,
+        "/api/admin/backup",
+        Some(serde_json::json!({ "to": to })),
+    )?;
+    let b = &body["backup"];
+    println!(
+        "backup in {}: {} files, {} bytes; writes waited {} ms, {} ms in all",
+        to.display(),
+        b["files"],
+        b["bytes"],
+        b["held_ms"],
+        b["ms"]
+    );
+    Ok(())
+}
+
+/// Puts a backup in place as the store of a new data folder, then verifies its audit
+/// chain (the server must not run on that folder).
+fn restore(from: &std::path::Path, data: &std::path::Path) -> anyhow::Result<()> {
+    let store = data.join("store");
+    if store.exists() && std::fs::read_dir(&store)?.next().is_some() {
+        anyhow::bail!(
+            "{} already holds a store: restore into a new data folder",
+            store.display()
+        );
+    }
+    if !from.join("db").is_file() {
+        anyhow::bail!("{} is not a backup (no db file)", from.display());
+    }
+    copy_dir(from, &store)?;
+    let cfg = Config {
+        data: data.to_path_buf(),
+        cache_mb: 64,
+        ..Default::default()
+    };
+    let opened = guichet_core::store::open(&cfg.store())?;
+    let verdict = guichet_core::audit::verify(opened.as_ref())?;
+    if let Some(b) = &verdict.broken {
+        anyhow::bail!(
+            "restored, but the audit chain is BROKEN at entry {}: {}",
+            b.seq,
+            b.reason
+        );
+    }
+    println!(
+        "restored into {}; audit chain intact: {} entries, head {}",
+        data.display(),
+        verdict.entries,
+        verdict.head
+    );
+    Ok(())
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }

@@ -220,6 +220,10 @@ const MATRIX: &[(&str, &str)] = &[
         "401  403  403  403  403  ok   403",
     ),
     (
+        "POST /api/admin/backup",
+        "401  403  403  403  403  ok   403",
+    ),
+    (
         "GET /api/admin/versions",
         "401  403  403  403  ok   ok   403",
     ),

@@ -311,6 +311,32 @@ impl Engine {
         Ok(done)
     }
 
+    /// A consistent copy of the store, uploaded files included, into the new folder `to`
+    /// while the office works: store calls wait while the database is copied. Recorded in
+    /// the audit chain (the copy holds every entry before this one). Blocking.
+    pub fn backup(&self, by: &str, to: &Path) -> Result<crate::store::BackupReport> {
+        if !to.is_absolute() {
+            return Err(Error::Validation(format!(
+                "{}: give the backup folder as an absolute path on the server's machine",
+                to.display()
+            )));
+        }
+        let report = self.store.backup(to)?;
+        tracing::info!(message = "backup written", to = %to.display(), bytes = report.bytes, held_ms = report.held_ms);
+        self.audit_or_warn(
+            crate::audit::Record::new(self.now(), by, "store.backup", "store").with_detail(
+                format!(
+                    "to {}: {} files, {} bytes, writes held {} ms",
+                    to.display(),
+                    report.files,
+                    report.bytes,
+                    report.held_ms
+                ),
+            ),
+        );
+        Ok(report)
+    }
+
     /// Returns once the commit with `ticket` is on disk, flushing on this thread if it is
     /// not yet. Servers group commits through [`Engine::flush`] and [`Engine::flushed`]
     /// instead of calling this once per commit.

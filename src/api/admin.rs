@@ -131,6 +131,27 @@ pub(super) async fn scripts_reload(
     ))
 }
 
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BackupBody {
+    /// A new (or empty) folder on the server's machine, as an absolute path.
+    to: String,
+}
+
+/// A consistent copy of the store while the office works (`guichet backup`).
+pub(super) async fn backup(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(b): Body<BackupBody>,
+) -> ApiResult<Json<Value>> {
+    let who = caller.0.name();
+    let report = s
+        .pool
+        .call_heavy(move |e| e.backup(&who, std::path::Path::new(&b.to)))
+        .await?;
+    Ok(Json(json!({ "backup": report })))
+}
+
 /// Every procedure version ever loaded: since when, whether live, open cases on it.
 pub(super) async fn versions(State(s): State<AppState>) -> ApiResult<Json<Value>> {
     let list = call(&s, |e| e.versions()).await?;

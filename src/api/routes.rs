@@ -565,6 +565,14 @@ pub fn table() -> Vec<Route> {
             scripts_reload,
         ),
         Route::new(
+            post.clone(),
+            "/api/admin/backup",
+            Admin,
+            "A consistent copy of the store while it serves",
+            backup,
+        )
+        .body(s::backup),
+        Route::new(
             get.clone(),
             "/api/admin/versions",
             Oversight,

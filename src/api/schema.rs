@@ -32,6 +32,9 @@ pub(super) fn withdraw() -> Value {
 pub(super) fn signer() -> Value {
     of::<super::tasks::SignerBody>()
 }
+pub(super) fn backup() -> Value {
+    of::<super::admin::BackupBody>()
+}
 pub(super) fn take_back() -> Value {
     of::<super::tasks::TakeBackBody>()
 }

@@ -326,4 +326,19 @@ pub trait Store:
     /// of what a crash between two writes leaves behind.
     #[doc(hidden)]
     fn set_fault(&self, fault: Option<Fault>);
+    /// A consistent copy of the whole store (uploaded files included) into the new folder
+    /// `to`, while it serves: a data folder of its own that a server can open.
+    fn backup(&self, to: &std::path::Path) -> Result<BackupReport>;
+}
+
+/// What a backup copied and how long writes waited for it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct BackupReport {
+    pub files: u64,
+    pub bytes: u64,
+    /// How long store calls waited while the database was copied.
+    pub held_ms: u64,
+    /// The whole backup.
+    pub ms: u64,
 }

@@ -69,6 +69,7 @@
 //! notices, administration), `timers` (timer groups), `chain` (the audit chain),
 //! `recent` (the recently committed cases kept parsed).
 
+mod backup;
 mod cases;
 mod chain;
 mod durable;
@@ -439,6 +440,10 @@ impl Store for SledStore {
 
     fn set_fault(&self, fault: Option<Fault>) {
         *self.fault.write() = fault;
+    }
+
+    fn backup(&self, to: &Path) -> Result<super::BackupReport> {
+        self.backup_impl(to)
     }
 }
 

@@ -159,6 +159,8 @@ pub fn router(state: AppState) -> Router {
         guard::admit,
     ))
     .layer(axum::extract::DefaultBodyLimit::max(max_body))
+    // Outermost: the request's id, span, log line and metrics cover all of the above.
+    .layer(axum::middleware::from_fn(crate::telemetry::observe))
     .with_state(state)
 }
 

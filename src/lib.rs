@@ -28,6 +28,7 @@ pub mod plugins;
 pub mod pool;
 pub mod scheduler;
 pub mod server;
+pub mod telemetry;
 pub mod watch;
 pub mod web;
 pub mod workers;

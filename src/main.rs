@@ -179,13 +179,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Checking and testing scripts print their own findings; the engine's log would bury them.
     let quiet = matches!(cli.command, Command::Check { .. } | Command::Test { .. });
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GUICHET_LOG")
                 .unwrap_or_else(|_| if quiet { "error" } else { "info" }.into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    // One JSON object per line, its spans (the request id) included: for a log collector.
+    if std::env::var("GUICHET_LOG_FORMAT").as_deref() == Ok("json") {
+        logs.json().with_current_span(true).init();
+    } else {
+        logs.init();
+    }
     let result = match cli.command {
         Command::Serve {
             config,

@@ -13,12 +13,31 @@ use crate::background::Stopping;
 
 const EVERY: Duration = Duration::from_secs(1);
 
-pub fn start(engine: &Arc<Engine>, mut stopping: Stopping) -> tokio::task::JoinHandle<()> {
+/// The data folder's size is measured this often (for `guichet_store_bytes`).
+const MEASURE_EVERY: u32 = 15;
+
+pub fn start(
+    engine: &Arc<Engine>,
+    data: std::path::PathBuf,
+    mut stopping: Stopping,
+) -> tokio::task::JoinHandle<()> {
     let weak: Weak<Engine> = Arc::downgrade(engine);
     tokio::spawn(async move {
+        let mut ticks = 0u32;
         while stopping.sleep(EVERY).await {
             let Some(engine) = weak.upgrade() else { return };
-            match tokio::task::spawn_blocking(move || engine.maintain_store()).await {
+            let measure = ticks.is_multiple_of(MEASURE_EVERY);
+            ticks = ticks.wrapping_add(1);
+            let data = data.clone();
+            match tokio::task::spawn_blocking(move || {
+                if measure {
+                    metrics::gauge!("guichet_store_bytes")
+                        .set(crate::telemetry::folder_bytes(&data) as f64);
+                }
+                engine.maintain_store()
+            })
+            .await
+            {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::error!(message = "store maintenance failed", error = %e),
                 Err(e) => tracing::error!(message = "store maintenance panicked", error = %e),

@@ -46,6 +46,7 @@ pub fn start(
                 }
             };
             let busy = due.len() == BATCH;
+            metrics::gauge!("guichet_outbox_due").set(due.len() as f64);
             let results = join_all(due.iter().map(|n| deliver(&engine, n, timeout))).await;
             let e = engine.clone();
             let policy = policy.clone();
@@ -54,8 +55,20 @@ pub fn start(
             let settled = tokio::task::spawn_blocking(move || {
                 for (n, r) in due.into_iter().zip(results) {
                     let id = n.id.clone();
-                    if let Err(err) = e.settle(n, r, &policy) {
-                        tracing::error!(message = "cannot record a delivery", notice = %id, error = %err);
+                    match e.settle(n, r, &policy) {
+                        Ok(n) => {
+                            let result = match n.status {
+                                guichet_core::notice::NoticeStatus::Sent => "sent",
+                                guichet_core::notice::NoticeStatus::Delivered => "delivered",
+                                guichet_core::notice::NoticeStatus::Failed => "failed",
+                                _ => "retry",
+                            };
+                            metrics::counter!("guichet_notices_total", "result" => result)
+                                .increment(1);
+                        }
+                        Err(err) => {
+                            tracing::error!(message = "cannot record a delivery", notice = %id, error = %err)
+                        }
                     }
                 }
                 if busy {

@@ -240,9 +240,12 @@ impl Pool {
     ) -> Result<T, PoolError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let gate = current_gate();
+        // The engine call logs within its request's span (its request id).
+        let span = tracing::Span::current();
         self.push(
             weight,
             Box::new(move |e| {
+                let _in = span.enter();
                 // The caller gave up (a request timeout) before the call started.
                 if !tx.is_closed() && !gate.is_some_and(|g| g.abandoned()) {
                     let _ = tx.send(f(e).map_err(PoolError::from));
@@ -264,9 +267,11 @@ impl Pool {
     ) -> Result<T, PoolError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let gate = current_gate();
+        let span = tracing::Span::current();
         self.push(
             Weight::Heavy,
             Box::new(move |e| {
+                let _in = span.enter();
                 if tx.is_closed() || gate.is_some_and(|g| !g.start_write()) {
                     return None;
                 }
@@ -308,6 +313,7 @@ impl Pool {
             Weight::Light => st.light.push_back((n, job)),
             Weight::Heavy => st.heavy.push_back((n, job)),
         }
+        metrics::gauge!("guichet_engine_queue").set(st.queued() as f64);
         drop(st);
         self.shared.wake.notify_one();
         Ok(())
@@ -351,7 +357,11 @@ fn work(shared: &Shared, engine: &Engine) {
             drop(st);
             // Every commit in the group was made before this flush starts, so it covers
             // them all whatever their tickets.
+            let started = std::time::Instant::now();
             let flushed = engine.flush().map(|_| ()).map_err(|e| e.to_string());
+            metrics::histogram!("guichet_flush_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            metrics::histogram!("guichet_flush_group_size").record(group.len() as f64);
             for answer in group {
                 answer(flushed.clone());
             }
@@ -360,6 +370,7 @@ fn work(shared: &Shared, engine: &Engine) {
             continue;
         }
         if let Some((weight, job)) = st.next() {
+            metrics::gauge!("guichet_engine_queue").set(st.queued() as f64);
             st.running += 1;
             if weight == Weight::Heavy {
                 st.running_heavy += 1;

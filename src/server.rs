@@ -122,6 +122,8 @@ pub async fn serve(
         config.max_body_kb * 1024,
         config.max_upload_mb << 20,
     );
+    // The metrics recorder, before anything counts.
+    crate::telemetry::handle();
     let app = router(state);
     let watch = if config.watch {
         Some(crate::watch::start(
@@ -141,7 +143,11 @@ pub async fn serve(
         &config.outbox,
         stopping.clone(),
     ));
-    loops.push(crate::maintenance::start(&engine, stopping));
+    loops.push(crate::maintenance::start(
+        &engine,
+        config.data.clone(),
+        stopping,
+    ));
     tracing::info!(message = "listening", addr = %listener.local_addr()?);
     crate::http::serve(listener, app, &config.limits, shutdown).await?;
     // Every loop finishes the pass it is in, then returns.

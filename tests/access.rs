@@ -31,6 +31,7 @@ const ROLES: [&str; 7] = [
 const MATRIX: &[(&str, &str)] = &[
     //                                                     anon appl outs  sup  aud  adm  staff
     ("GET /api/health", "ok   ok   ok   ok   ok   ok   ok"),
+    ("GET /metrics", "ok   ok   ok   ok   ok   ok   ok"),
     ("GET /api/ready", "ok   ok   ok   ok   ok   ok   ok"),
     ("GET /api/openapi.json", "ok   ok   ok   ok   ok   ok   ok"),
     ("GET /api/me", "401  ok   ok   ok   ok   ok   ok"),

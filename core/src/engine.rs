@@ -398,6 +398,10 @@ impl Engine {
 
     pub(crate) fn commit(&self, mut writes: Vec<CaseWrite>) -> Result<Committed> {
         let ticket = self.commit_writes(&mut writes)?;
+        for w in &writes {
+            metrics::counter!("guichet_transitions_total", "action" => w.event.action.clone())
+                .increment(1);
+        }
         Ok(Committed {
             cases: writes.into_iter().map(|w| w.after).collect(),
             ticket,

@@ -147,6 +147,17 @@ impl Engine {
 
     /// As [`Engine::reload`], recording `who` asked for it in the audit log.
     pub fn reload_as(&self, who: &str) -> Result<ReloadOutcome> {
+        let outcome = self.reload_once(who);
+        let result = match &outcome {
+            Ok(ReloadOutcome::Unchanged) => "unchanged",
+            Ok(ReloadOutcome::Live { .. }) => "live",
+            Err(_) => "refused",
+        };
+        metrics::counter!("guichet_reloads_total", "result" => result).increment(1);
+        outcome
+    }
+
+    fn reload_once(&self, who: &str) -> Result<ReloadOutcome> {
         // One reload at a time, compile included: two saves in quick succession must not
         // install the older rule set last.
         let _one = self.reloading.lock();

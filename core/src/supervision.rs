@@ -94,7 +94,9 @@ impl Engine {
             report.cards += lane.cards;
             report.ticket = report.ticket.max(lane.ticket);
         }
+        metrics::counter!("guichet_timers_fired_total").increment(report.timers as u64);
         if report.cards > 0 {
+            metrics::counter!("guichet_cards_issued_total").increment(report.cards as u64);
             tracing::info!(message = "supervision cards issued", cards = report.cards);
         }
         Ok(report)
@@ -129,6 +131,8 @@ impl Engine {
                 continue;
             }
             let timer = &groups[g].timers[i];
+            metrics::histogram!("guichet_timer_lateness_seconds")
+                .record((now - timer.at).num_milliseconds().max(0) as f64 / 1000.0);
             match self.fire(timer) {
                 Ok(Some(ticket)) => {
                     report.cards += 1;

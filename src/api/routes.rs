@@ -128,6 +128,14 @@ pub fn table() -> Vec<Route> {
         Route::new(get.clone(), "/api/health", Public, "Liveness", health),
         Route::new(
             get.clone(),
+            "/metrics",
+            Public,
+            "Metrics in the Prometheus text format (keep it off the public side of the proxy)",
+            crate::telemetry::render,
+        )
+        .produces("text/plain"),
+        Route::new(
+            get.clone(),
             "/api/ready",
             Public,
             "Readiness: store open and a rule set live (503 otherwise)",

@@ -25,6 +25,10 @@ pub struct Config {
     /// survives a power cut; `flush`: handed to the operating system, survives a crash of
     /// the server but not of the machine (faster on disks whose syncs are slow).
     pub durability: guichet_core::store::Durability,
+    /// Serve HTTPS: the certificate chain (PEM, the server's certificate first) and its
+    /// private key (PEM). For a small office without a reverse proxy.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Largest accepted request body, in KiB.
     pub max_body_kb: usize,
     /// Largest accepted upload (a `multipart/form-data` body: an application with its
@@ -137,6 +141,8 @@ impl Default for Config {
             checkpoint_mb: 256,
             checkpoint_idle_secs: 10,
             durability: Default::default(),
+            tls_cert: None,
+            tls_key: None,
             max_body_kb: 1024,
             max_upload_mb: 50,
             watch: true,

@@ -1,7 +1,9 @@
 //! The connection layer under the router: accepts connections, enforces the header and
 //! idle timeout (hyper's `header_read_timeout`, which also runs while a kept-alive
 //! connection waits for its next request), caps connections in all and per client
-//! address, tells the router who the peer is, and drains connections on shutdown.
+//! address, tells the router who the peer is, speaks HTTPS when given a certificate
+//! (rustls; the handshake bounded by the same timeout), and drains connections on
+//! shutdown.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,6 +20,34 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::config::LimitsConfig;
+
+/// The TLS side of an HTTPS listener from PEM files: the certificate chain (the server's
+/// first) and its private key.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use anyhow::Context;
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("tls_cert {}", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("tls_cert {}: no certificate in it", cert.display());
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(key).with_context(|| format!("tls_key {}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("tls_cert and tls_key do not make a usable certificate")?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
 
 /// Open connections per client address.
 #[derive(Default)]
@@ -56,8 +86,10 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: &LimitsConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let handshake_timeout = Duration::from_millis(limits.header_timeout_ms.max(1));
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let per_client = Arc::new(PerClient::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -100,9 +132,31 @@ pub async fn serve(
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             router.clone().oneshot(req)
         });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let tls = tls.clone();
         open.spawn(async move {
-            let _ = conn.await;
+            match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    let _ = watcher.watch(conn).await;
+                }
+                // In the connection's own task: a slow handshake holds up no one else.
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let conn = builder.serve_connection(TokioIo::new(tls), service);
+                            let _ = watcher.watch(conn).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(message = "TLS handshake failed", client = %peer.ip(), error = %e)
+                        }
+                        Err(_) => {
+                            tracing::debug!(message = "TLS handshake timed out", client = %peer.ip())
+                        }
+                    }
+                }
+            }
             drop(slot);
             drop(permit);
         });

@@ -110,6 +110,12 @@ pub async fn serve(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // A certificate that cannot be used stops the start, before anything runs.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::http::tls_acceptor(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("tls_cert and tls_key go together"),
+    };
     let pool = crate::pool::Pool::start_with(
         engine.clone(),
         crate::pool::Pool::default_threads(),
@@ -148,8 +154,8 @@ pub async fn serve(
         config.data.clone(),
         stopping,
     ));
-    tracing::info!(message = "listening", addr = %listener.local_addr()?);
-    crate::http::serve(listener, app, &config.limits, shutdown).await?;
+    tracing::info!(message = "listening", addr = %listener.local_addr()?, https = tls.is_some());
+    crate::http::serve(listener, app, &config.limits, tls, shutdown).await?;
     // Every loop finishes the pass it is in, then returns.
     stop.stop();
     for task in loops {

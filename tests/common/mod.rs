@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod tls;
+
 use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, StatusCode as AxStatus};
@@ -390,10 +392,41 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// Serves HTTPS on `listener` with `acceptor`'s certificate until the test ends.
+    pub fn serve_tls(
+        &self,
+        listener: tokio::net::TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+    ) {
+        let app = self.app();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+    }
+
     /// Serves on `listener` until the test ends.
     pub fn serve(&self, listener: tokio::net::TcpListener) {
+        let app = self.app();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+    }
+
+    /// The receiving end: records each request, answers with the next scripted status.
+    fn app(&self) -> axum::Router {
         let me = self.clone();
-        let app = axum::Router::new().fallback(
+        axum::Router::new().fallback(
             move |uri: axum::http::Uri, headers: HeaderMap, body: axum::body::Bytes| {
                 let me = me.clone();
                 async move {
@@ -411,10 +444,7 @@ impl Receiver {
                     AxStatus::from_u16(code).unwrap()
                 }
             },
-        );
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        )
     }
 
     pub async fn start() -> (Receiver, String) {

@@ -11,10 +11,14 @@
 //! from = "Guichet <noreply@office.example>"
 //! username = "guichet"              # optional, with password or password_env
 //! password_env = "GUICHET_SMTP_PASSWORD"
+//! tls = "starttls"                  # default; "tls" (implicit, port 465) or "none"
+//! ca_file = "/etc/guichet/internal-ca.pem"   # optional: a CA trusted besides the public ones
 //! ```
 //!
-//! Connections are plain SMTP (with AUTH if configured), meant for the office's own relay;
-//! this build carries no TLS stack.
+//! `starttls` (the default) upgrades the connection before anything is sent and refuses a
+//! relay that does not offer it; `tls` speaks TLS from the first byte; both verify the
+//! relay's certificate for `host` against the public authorities and `ca_file`. `none` is
+//! plain SMTP for a relay on the office's own network, and never carries a password.
 
 use guichet_core::plugin::{
     BoxFuture, Channel, Delivered, DeliveryError, Notice, Plugin, PluginError, Registrar,
@@ -43,6 +47,24 @@ struct Config {
     message_id_domain: Option<String>,
     #[serde(default = "default_timeout")]
     timeout_ms: u64,
+    #[serde(default)]
+    tls: TlsMode,
+    /// A PEM file of certificate authorities trusted besides the public ones.
+    #[serde(default)]
+    ca_file: Option<String>,
+}
+
+/// How the connection to the relay is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TlsMode {
+    /// STARTTLS, required.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+    /// Plain SMTP.
+    None,
 }
 
 fn default_port() -> u16 {
@@ -87,6 +109,24 @@ impl Email {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host)
             .port(c.port)
             .timeout(Some(std::time::Duration::from_millis(c.timeout_ms.max(1))));
+        if c.tls != TlsMode::None {
+            use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+            let mut params = TlsParameters::builder(c.host.clone());
+            if let Some(file) = &c.ca_file {
+                let pem = std::fs::read(file)
+                    .map_err(|e| config_error(format!("ca_file {file}: {e}")))?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| config_error(format!("ca_file {file}: {e}")))?;
+                params = params.add_root_certificate(cert);
+            }
+            let params = params
+                .build_rustls()
+                .map_err(|e| config_error(format!("tls: {e}")))?;
+            builder = builder.tls(match c.tls {
+                TlsMode::Tls => Tls::Wrapper(params),
+                _ => Tls::Required(params),
+            });
+        }
         let password = match (&c.password, &c.password_env) {
             (Some(p), None) => Some(p.clone()),
             (None, Some(var)) => Some(
@@ -101,6 +141,11 @@ impl Email {
             }
         };
         match (&c.username, password) {
+            (Some(_), Some(_)) if c.tls == TlsMode::None => {
+                return Err(config_error(
+                    "a password is never sent in clear: use tls = \"starttls\" or \"tls\"".into(),
+                ))
+            }
             (Some(u), Some(p)) => builder = builder.credentials(Credentials::new(u.clone(), p)),
             (None, None) => {}
             _ => return Err(config_error("username and a password go together".into())),
@@ -178,5 +223,10 @@ mod tests {
         let ok =
             serde_json::json!({"host": "localhost", "port": 2525, "from": "Office <a@b.example>"});
         assert!(Email::from_config(&ok).is_ok());
+        let clear = serde_json::json!({"host": "localhost", "from": "a@b.example", "tls": "none",
+            "username": "u", "password": "p"});
+        assert!(Email::from_config(&clear).is_err(), "no password in clear");
+        let odd = serde_json::json!({"host": "localhost", "from": "a@b.example", "tls": "maybe"});
+        assert!(Email::from_config(&odd).is_err());
     }
 }

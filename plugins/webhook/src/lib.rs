@@ -19,7 +19,11 @@
 //! url = "https://archive.example/events"
 //! secret = "..."
 //! events = ["case.decided", "case.withdrawn"]
+//! ca_file = "/etc/guichet/internal-ca.pem"   # optional: a CA trusted besides the public ones
 //! ```
+//!
+//! `https` endpoints are verified against the public certificate authorities (Mozilla's
+//! list, compiled in) and, with `ca_file`, the PEM certificates in that file.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -47,6 +51,10 @@ struct Endpoint {
     events: Vec<String>,
     #[serde(default = "default_timeout")]
     timeout_ms: u64,
+    /// A PEM file of certificate authorities trusted besides the public ones (an
+    /// office's internal CA).
+    #[serde(default)]
+    ca_file: Option<String>,
 }
 
 fn default_timeout() -> u64 {
@@ -119,8 +127,23 @@ impl Webhooks {
                     return Err(config_error(format!("{kind}.{name}: unknown event '{ev}'")));
                 }
             }
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_millis(e.timeout_ms.max(1)))
+            let mut client =
+                reqwest::Client::builder().timeout(Duration::from_millis(e.timeout_ms.max(1)));
+            if let Some(file) = &e.ca_file {
+                let pem = std::fs::read(file)
+                    .map_err(|err| config_error(format!("{kind}.{name}: ca_file {file}: {err}")))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|err| config_error(format!("{kind}.{name}: ca_file {file}: {err}")))?;
+                if certs.is_empty() {
+                    return Err(config_error(format!(
+                        "{kind}.{name}: ca_file {file} holds no PEM certificate"
+                    )));
+                }
+                for cert in certs {
+                    client = client.add_root_certificate(cert);
+                }
+            }
+            let client = client
                 .build()
                 .map_err(|err| config_error(err.to_string()))?;
             Ok(Arc::new(Hook {

@@ -479,18 +479,40 @@ impl Engine {
     }
 
     /// Runs `f` on a flow over the task's case and commits the result with one event.
+    /// If the case changed meanwhile only by the system (a card the scheduler issued at
+    /// that moment), the action is worked out again on the new case: the handler acted on
+    /// what he saw, and a card changes nothing he decided. Anyone else's change is a
+    /// conflict for him to see.
     pub(crate) fn act(
         &self,
         actor: &Actor,
         task_id: &str,
         action: &str,
         comment: Option<String>,
-        f: impl FnOnce(&mut Flow, &Task) -> Result<Option<String>>,
+        f: impl Fn(&mut Flow, &Task) -> Result<Option<String>>,
     ) -> Result<Committed> {
-        let (case, task, on_behalf) = self.for_task(actor, task_id)?;
-        let case_id = case.id;
-        self.act_full(actor, case, task, action, comment, on_behalf, f)
-            .inspect_err(|e| self.incident(e, actor, action, Some(case_id), Some(task_id)))
+        let mut tries = 0;
+        loop {
+            let (case, task, on_behalf) = self.for_task(actor, task_id)?;
+            let (case_id, seen) = (case.id, case.history_len);
+            match self.act_full(actor, case, task, action, comment.clone(), on_behalf, &f) {
+                Err(Error::Conflict(_)) if tries < 3 && self.moved_by_system(case_id, seen)? => {
+                    tries += 1;
+                }
+                done => {
+                    return done.inspect_err(|e| {
+                        self.incident(e, actor, action, Some(case_id), Some(task_id))
+                    })
+                }
+            }
+        }
+    }
+
+    /// Whether every event of the case after the first `seen` was the system's own.
+    fn moved_by_system(&self, case_id: u64, seen: u64) -> Result<bool> {
+        let history = self.history(case_id)?;
+        let newer = history.iter().skip(seen as usize);
+        Ok(history.len() as u64 > seen && newer.into_iter().all(|e| e.actor == "scheduler"))
     }
 
     pub(crate) fn act_inner(
@@ -544,7 +566,7 @@ impl Engine {
                 )));
             }
             set_task(flow, &task.id, |t| {
-                t.claimed_by = Some(me);
+                t.claimed_by = Some(me.clone());
                 t.state = TaskState::Claimed;
             });
             Ok(None)
@@ -586,8 +608,8 @@ impl Engine {
                 return Err(Error::Invalid(errs));
             }
             let take_back = crate::takeback::TakeBack::before(&flow.case, task, &me);
-            flow.merge(data);
-            flow.complete_task(&task.id, &me, outcome, c)?;
+            flow.merge(data.clone());
+            flow.complete_task(&task.id, &me, outcome, c.clone())?;
             if task.external.is_none() {
                 flow.case.take_back = take_back.after(&flow.case);
             }
@@ -623,9 +645,9 @@ impl Engine {
         let c = comment.clone();
         self.act(actor, task_id, "returned", comment, |flow, task| {
             set_task(flow, &task.id, |t| {
-                t.completed_by = Some(me);
+                t.completed_by = Some(me.clone());
                 t.outcome = Some(format!("return:{to}"));
-                t.comment = c;
+                t.comment = c.clone();
             });
             flow.return_to(&task.id, to)?;
             Ok(Some(format!("return:{to}")))
@@ -647,7 +669,7 @@ impl Engine {
             ));
         }
         self.act(actor, task_id, "transferred", comment, |flow, task| {
-            move_task(flow, task, group, staff)
+            move_task(flow, task, group.clone(), staff.clone())
         })
     }
 }

@@ -89,48 +89,33 @@ async fn client_loop(
             e.1 = e.1.max(rev);
         }
     };
+    // The answer of one POST, or None once the server is gone.
+    let post = |path: String, token: Option<&str>, body: Value| {
+        let mut req = client.post(format!("{base}{path}")).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move { req.send().await.ok()?.json::<Value>().await.ok() }
+    };
+    let first_task = |v: &Value| v["case"]["tasks"][0]["id"].as_str().map(str::to_string);
     loop {
-        let Ok(r) = client
-            .post(format!("{base}/api/cases"))
-            .json(&power_case())
-            .send()
-            .await
-        else {
-            return;
-        };
-        let Ok(v) = r.json::<Value>().await else {
+        let Some(v) = post("/api/cases".into(), None, power_case()).await else {
             return;
         };
         ack(&v);
-        let Some(task) = v["case"]["tasks"][0]["id"].as_str().map(str::to_string) else {
-            continue;
-        };
-        let Ok(r) = client
-            .post(format!("{base}/api/tasks/{task}/complete"))
-            .bearer_auth(&tokens.0)
-            .json(&json!({ "outcome": "accept" }))
-            .send()
-            .await
-        else {
-            return;
-        };
-        let Ok(v) = r.json::<Value>().await else {
+        let Some(task) = first_task(&v) else { continue };
+        let accept = json!({ "outcome": "accept" });
+        let path = format!("/api/tasks/{task}/complete");
+        let Some(v) = post(path, Some(&tokens.0), accept).await else {
             return;
         };
         ack(&v);
-        let Some(survey) = v["case"]["tasks"][0]["id"].as_str().map(str::to_string) else {
+        let Some(survey) = first_task(&v) else {
             continue;
         };
-        let Ok(r) = client
-            .post(format!("{base}/api/tasks/{survey}/complete"))
-            .bearer_auth(&tokens.1)
-            .json(&json!({ "outcome": "approve" }))
-            .send()
-            .await
-        else {
-            return;
-        };
-        let Ok(v) = r.json::<Value>().await else {
+        let approve = json!({ "outcome": "approve" });
+        let path = format!("/api/tasks/{survey}/complete");
+        let Some(v) = post(path, Some(&tokens.1), approve).await else {
             return;
         };
         ack(&v);

@@ -398,8 +398,11 @@ impl<'a> Flow<'a> {
             self.case.promised_due,
             self.case.statutory_due,
         ) {
-            let (promised_days, statutory_days) = self.proc.limits_of(&self.case);
-            let (promised, statutory) = (Budget::Days(promised_days), Budget::Days(statutory_days));
+            let (_, statutory_days) = self.proc.limits_of(&self.case);
+            let (promised, statutory) = (
+                self.proc.promised_budget(&self.case),
+                Budget::Days(statutory_days),
+            );
             self.case.promised_due = Some(promised.shift(cal, p, stopped));
             self.case.statutory_due = Some(statutory.shift(cal, st, stopped));
             moved.push((
@@ -970,13 +973,14 @@ impl<'a> Flow<'a> {
         self.case.accepted_at = Some(start);
         // The clock starts at acceptance; that day itself is not counted.
         self.case_limits()?;
-        let (promised_days, statutory_days) = self.proc.limits_of(&self.case);
+        let (_, statutory_days) = self.proc.limits_of(&self.case);
+        let promised_budget = self.proc.promised_budget(&self.case);
         let cal = &self.rules.calendar;
-        let promised = cal.deadline(start, promised_days);
+        let promised = promised_budget.due(cal, start);
         let statutory = cal.deadline(start, statutory_days);
         self.case.promised_due = Some(promised);
         self.case.statutory_due = Some(statutory);
-        self.set_timers(Limit::Promised, None, start, promised_days, promised);
+        self.set_timers(Limit::Promised, None, start, promised_budget, promised);
         self.set_timers(Limit::Statutory, None, start, statutory_days, statutory);
         self.hook(self.proc.hooks.on_accept.as_ref())?;
         let start = self.proc.start.clone();

@@ -35,6 +35,9 @@ pub struct ServiceGuide {
     /// Working days promised, and the legal maximum; an immediate item (即办件, promised
     /// 0) is done the day it is accepted.
     pub promised_days: u32,
+    /// An immediate item promised within this many working hours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promised_hours: Option<u32>,
     pub statutory_days: u32,
     pub immediate: bool,
     pub materials: Vec<GuideMaterial>,
@@ -116,6 +119,7 @@ impl ServiceGuide {
             description: p.guide.description.clone(),
             who_may_apply: p.guide.who_may_apply.clone(),
             promised_days: p.promised_days,
+            promised_hours: p.promised_hours,
             statutory_days: p.statutory_days,
             immediate: p.promised_days == 0,
             materials: p

@@ -27,6 +27,10 @@ pub struct Procedure {
     pub number_prefix: Option<String>,
     /// Working days the office promises (承诺时限); 0 for an immediate item (即办件).
     pub promised_days: u32,
+    /// With `promised_days: 0`: the promise in working hours instead (an immediate item
+    /// done within two hours of office time).
+    #[serde(default)]
+    pub promised_hours: Option<u32>,
     /// The legal maximum (法定时限); never below the promised limit.
     pub statutory_days: u32,
     /// The group that accepts cases at the window (and follows up low ratings).
@@ -441,6 +445,14 @@ impl Procedure {
         if p.rating.threshold > 5 {
             errs.push("rating: threshold is 0 (never follow up) to 5".to_string());
         }
+        match p.promised_hours {
+            Some(0) => errs.push("promised_hours must be at least 1".into()),
+            Some(_) if p.promised_days != 0 => errs.push(
+                "promised_hours is the promise of an immediate item: give promised_days: 0 with it"
+                    .into(),
+            ),
+            _ => {}
+        }
         if p.promised_days > p.statutory_days {
             errs.push(format!(
                 "promised_days ({}) exceeds statutory_days ({})",
@@ -655,6 +667,16 @@ impl Procedure {
         case.limits
             .map(|l| (l.promised_days, l.statutory_days))
             .unwrap_or((self.promised_days, self.statutory_days))
+    }
+
+    /// The promised limit of `case` as a budget: its working hours if the procedure
+    /// promises hours (and the case's own limits do not say otherwise), else its days.
+    pub fn promised_budget(&self, case: &crate::case::Case) -> crate::limits::Budget {
+        use crate::limits::Budget;
+        match (self.promised_hours, &case.limits) {
+            (Some(h), None) => Budget::Hours(h),
+            _ => Budget::Days(self.limits_of(case).0),
+        }
     }
 
     /// The warning policy of a limit: a step's own when it has one, else the procedure's.

@@ -338,7 +338,7 @@ impl Engine {
         match (case.accepted_at, case.promised_due) {
             (Some(start), Some(due)) if case.status.is_open() => p.warnings.clock(
                 &rules.calendar,
-                (start, Budget::Days(p.limits_of(case).0), due),
+                (start, p.promised_budget(case), due),
                 Self::stopped_since(&rules.calendar, case, start),
                 Self::frozen_at(case),
             ),

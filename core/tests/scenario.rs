@@ -458,3 +458,49 @@ fn test_not_once_anything_else_happened() {
     );
     all_pass(&tmp, 5);
 }
+
+#[test]
+fn a_promise_in_working_hours() {
+    let tmp = variant(
+        r#"promised_days: 3, statutory_days: 5,"#,
+        r#"promised_days: 0, promised_hours: 2, statutory_days: 5,"#,
+        r#"
+fn test_two_working_hours_from_friday_afternoon() {
+    at("2026-03-06 16:00");
+    let c = submit("p", #{ amount: 50 });
+    complete(c, "intake");
+    // Accepted at 16:00 on Friday; two working hours (office 09:00-17:00): Monday 10:00.
+    expect(read_case(c).promised_due == "2026-03-09T02:00:00Z", "due Monday 10:00 Beijing");
+    expect_due(c, "2026-03-09");
+}
+
+fn test_warned_at_half_the_hours_and_late_after_them() {
+    at("2026-03-09 09:00");
+    let c = submit("p", #{ amount: 500 });
+    complete(c, "intake");
+    at("2026-03-09 09:59");
+    expect_no_card(c, #{ limit: "promised" });
+    at("2026-03-09 10:00");
+    expect_card(c, #{ limit: "promised", threshold: "50%", to: "boss" });
+    at("2026-03-09 11:01");
+    expect_card(c, #{ limit: "promised", kind: "overdue" });
+    expect_level(c, "red");
+}
+"#,
+    );
+    all_pass(&tmp, 2);
+    // Hours promised with days too do not load.
+    let both = OFFICE.replace(
+        "promised_days: 3, statutory_days: 5,",
+        "promised_days: 3, promised_hours: 2, statutory_days: 5,",
+    );
+    let problems = guichet_core::script::load_sources(Path::new("."), &[("o.rhai".into(), both)])
+        .map(|_| ())
+        .expect_err("refused");
+    assert!(
+        problems[0]
+            .message
+            .contains("give promised_days: 0 with it"),
+        "{problems:?}"
+    );
+}

@@ -128,13 +128,9 @@ pub(super) fn register(e: &mut rhai::Engine, w: &Shared) {
     let s = w.clone();
     e.register_fn("withdraw", move |ctx: NativeCallContext, c: S| -> R<()> {
         with(&ctx, &s, |w| {
-            let case = w.case(&c)?;
-            let done = w
-                .engine
-                .withdraw(&Actor::Applicant(case.id), case.id, None, None)
-                .map_err(|e| refused("withdrawal", e))?;
-            w.keep(&done);
-            Ok(())
+            w.on_case(&c, "withdrawal", |e, case| {
+                e.withdraw(&Actor::Applicant(case.id), case.id, None, None)
+            })
         })
     });
     let s = w.clone();
@@ -142,19 +138,13 @@ pub(super) fn register(e: &mut rhai::Engine, w: &Shared) {
         "rate",
         move |ctx: NativeCallContext, c: S, score: i64| -> R<()> {
             with(&ctx, &s, |w| {
-                let case = w.case(&c)?;
                 let score = u8::try_from(score).map_err(|_| "a score is 1 to 5".to_string())?;
                 let r = RatingRequest {
                     score,
                     tags: vec![],
                     comment: None,
                 };
-                let done = w
-                    .engine
-                    .rate(&Actor::Public, case.id, r)
-                    .map_err(|e| refused("rating", e))?;
-                w.keep(&done);
-                Ok(())
+                w.on_case(&c, "rating", |e, case| e.rate(&Actor::Public, case.id, r))
             })
         },
     );
@@ -207,16 +197,11 @@ pub(super) fn register(e: &mut rhai::Engine, w: &Shared) {
     e.register_fn(
         "return_to",
         move |ctx: NativeCallContext, c: S, step: S, to: S| -> R<()> {
+            let what = format!("returning '{step}' to '{to}'");
             with(&ctx, &s, |w| {
-                let case = w.case(&c)?;
-                let task = w.task(&case, &step)?;
-                let by = w.handler(&task)?;
-                let done = w
-                    .engine
-                    .return_to(&Actor::Staff(by), &task.id, &to, None)
-                    .map_err(|e| refused(&format!("returning '{step}' to '{to}'"), e))?;
-                w.keep(&done);
-                Ok(())
+                w.on_task(&c, &step, &what, |e, by, task| {
+                    e.return_to(by, task, &to, None)
+                })
             })
         },
     );
@@ -224,17 +209,11 @@ pub(super) fn register(e: &mut rhai::Engine, w: &Shared) {
     e.register_fn(
         "request_supplement",
         move |ctx: NativeCallContext, c: S, step: S, items: Array| -> R<()> {
+            let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
             with(&ctx, &s, |w| {
-                let case = w.case(&c)?;
-                let task = w.task(&case, &step)?;
-                let by = w.handler(&task)?;
-                let items = items.into_iter().map(|i| i.to_string()).collect();
-                let done = w
-                    .engine
-                    .request_supplement(&Actor::Staff(by), &task.id, items, None)
-                    .map_err(|e| refused("the supplement request", e))?;
-                w.keep(&done);
-                Ok(())
+                w.on_task(&c, &step, "the supplement request", |e, by, task| {
+                    e.request_supplement(by, task, items, None)
+                })
             })
         },
     );
@@ -253,16 +232,9 @@ pub(super) fn register(e: &mut rhai::Engine, w: &Shared) {
     e.register_fn(
         "claim",
         move |ctx: NativeCallContext, c: S, step: S| -> R<()> {
+            let what = format!("claiming '{step}'");
             with(&ctx, &s, |w| {
-                let case = w.case(&c)?;
-                let task = w.task(&case, &step)?;
-                let by = w.handler(&task)?;
-                let done = w
-                    .engine
-                    .claim(&Actor::Staff(by), &task.id)
-                    .map_err(|e| refused(&format!("claiming '{step}'"), e))?;
-                w.keep(&done);
-                Ok(())
+                w.on_task(&c, &step, &what, |e, by, task| e.claim(by, task))
             })
         },
     );
@@ -271,15 +243,9 @@ pub(super) fn register(e: &mut rhai::Engine, w: &Shared) {
         "add_signer",
         move |ctx: NativeCallContext, c: S, step: S, staff: S| -> R<()> {
             with(&ctx, &s, |w| {
-                let case = w.case(&c)?;
-                let task = w.task(&case, &step)?;
-                let by = w.handler(&task)?;
-                let done = w
-                    .engine
-                    .add_signer(&Actor::Staff(by), &task.id, &staff, None)
-                    .map_err(|e| refused("adding a signer", e))?;
-                w.keep(&done);
-                Ok(())
+                w.on_task(&c, &step, "adding a signer", |e, by, task| {
+                    e.add_signer(by, task, &staff, None)
+                })
             })
         },
     );

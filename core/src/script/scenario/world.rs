@@ -116,6 +116,35 @@ impl World {
             })
     }
 
+    /// A staff action on the open task of `step`, by its handler: refused as `what`.
+    pub(super) fn on_task(
+        &mut self,
+        number: &str,
+        step: &str,
+        what: &str,
+        action: impl FnOnce(&Engine, &Actor, &str) -> crate::Result<Committed>,
+    ) -> Result<(), Fail> {
+        let case = self.case(number)?;
+        let task = self.task(&case, step)?;
+        let by = Actor::Staff(self.handler(&task)?);
+        let done = action(&self.engine, &by, &task.id).map_err(|e| refused(what, e))?;
+        self.keep(&done);
+        Ok(())
+    }
+
+    /// An action of the applicant (or on the case as a whole) on case `number`.
+    pub(super) fn on_case(
+        &mut self,
+        number: &str,
+        what: &str,
+        action: impl FnOnce(&Engine, &Case) -> crate::Result<Committed>,
+    ) -> Result<(), Fail> {
+        let case = self.case(number)?;
+        let done = action(&self.engine, &case).map_err(|e| refused(what, e))?;
+        self.keep(&done);
+        Ok(())
+    }
+
     /// Moves the clock to `target`, firing each timer when it falls due, in order.
     pub(super) fn advance_to(&self, target: DateTime<Utc>) -> Result<(), Fail> {
         let now = self.clock.now();

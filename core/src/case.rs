@@ -95,6 +95,7 @@ pub enum TaskState {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Task {
     /// `<case id>-<n>`: unique, and names its case so no lookup table is needed.
     pub id: String,
@@ -128,6 +129,7 @@ pub struct Task {
 
 /// The state of an external task (an automatic step done by a worker).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct External {
     pub topic: String,
     /// Failed attempts left before the task becomes an incident.
@@ -165,6 +167,7 @@ impl Task {
 /// One active step instance. Parallel steps hold a token while their branches run; branch
 /// tokens point at it through `parent`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Token {
     pub id: u32,
     pub step: String,
@@ -183,6 +186,7 @@ pub struct Token {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Case {
     pub id: u64,
     /// Human-facing number, gap-free per procedure and year: `PLAN-LUP-2026-000042`.
@@ -320,6 +324,7 @@ impl Case {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum StopKind {
     /// Waiting on the applicant (supplement request after acceptance).
     Applicant,
@@ -331,6 +336,7 @@ pub enum StopKind {
 
 /// A stop of a case's clock: why, who, from when, until when, and the working days lost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ClockStop {
     pub kind: StopKind,
     pub reason: String,
@@ -345,6 +351,7 @@ pub struct ClockStop {
 
 /// A case's own promised and statutory limits, in working days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CaseLimits {
     pub promised_days: u32,
     pub statutory_days: u32,
@@ -353,6 +360,7 @@ pub struct CaseLimits {
 /// Accept with a commitment (容缺受理): the main materials are complete, minor ones are
 /// promised by a date; the case is terminated if the promise is not kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Commitment {
     pub items: Vec<String>,
     /// Close of office on the promised date.
@@ -363,6 +371,7 @@ pub struct Commitment {
 
 /// An extension of the statutory limit: granted once, with a reason, by the approver group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Extension {
     pub days: u32,
     pub reason: String,
@@ -374,6 +383,7 @@ pub struct Extension {
 
 /// A request for supplementary materials (补正), listing everything missing at once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SupplementRequest {
     pub items: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -387,6 +397,7 @@ pub struct SupplementRequest {
 /// Which limit a card or timer is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Limit {
     /// A step's own budget.
     Step,
@@ -398,6 +409,7 @@ pub enum Limit {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum CardKind {
     /// Issued at a warning threshold, before the limit runs out.
     Supervision,
@@ -408,6 +420,7 @@ pub enum CardKind {
 /// A supervision card: a record addressed to the holders of a late step and a supervisor
 /// group, answered with a reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Card {
     /// Unique within the case and derived from the timer that issued it, so a timer that
     /// fires twice (a crash between the two writes) cannot issue two cards.
@@ -443,6 +456,7 @@ impl Card {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CardAnswer {
     pub by: String,
     pub at: DateTime<Utc>,
@@ -478,6 +492,7 @@ impl Timer {
 /// What a transition did besides the action itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Effect {
     StepEntered {
         step: String,
@@ -521,6 +536,7 @@ pub enum Effect {
 
 /// One entry of a case's append-only history: who, when, what, why, and what data changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HistoryEvent {
     pub seq: u64,
     pub at: DateTime<Utc>,

@@ -105,6 +105,7 @@ pub struct WorkItem {
 
 /// What [`Engine::readiness`] found.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Readiness {
     pub store_open: bool,
     pub rules_live: bool,

@@ -5,7 +5,7 @@
 //! gives the step back to him as a new task, claimed. Only simple moves: not one that
 //! decided the case, stopped or started its clock, or opened work someone took.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,7 @@ use crate::flow::Flow;
 
 /// What a staff member's completion changed, kept so that he can take it back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TakeBack {
     /// The completed task, as it was before.
     pub task: Task,
@@ -30,7 +31,7 @@ pub struct TakeBack {
     pub open: Vec<Task>,
     /// The data fields the completion changed, as they were (`null`: absent).
     #[serde(default)]
-    pub data: Vec<(String, Option<Value>)>,
+    pub data: BTreeMap<String, Option<Value>>,
     pub clock_stopped: bool,
     pub clock_stops: usize,
     pub promised_due: Option<DateTime<Utc>>,
@@ -64,7 +65,7 @@ impl TakeBack {
         if !after.status.is_open() {
             return None;
         }
-        let old: std::collections::HashMap<String, Option<Value>> = self.data.drain(..).collect();
+        let old = std::mem::take(&mut self.data);
         let keys: BTreeSet<&String> = old.keys().chain(after.data.keys()).collect();
         self.data = keys
             .into_iter()

@@ -54,6 +54,8 @@ pub struct Route {
     pub body: Option<fn() -> serde_json::Value>,
     /// The query string's schema (an object whose properties are the parameters).
     pub query: Option<fn() -> serde_json::Value>,
+    /// The success answer's schema, for the OpenAPI document (none: not described yet).
+    pub answers: Option<fn() -> serde_json::Value>,
     /// Answers 201 (it creates something) rather than 200 on success.
     pub created: bool,
     /// The media type of a success.
@@ -84,6 +86,7 @@ impl Route {
             summary,
             body: None,
             query: None,
+            answers: None,
             created: false,
             produces: "application/json",
             uploads: None,
@@ -115,6 +118,11 @@ impl Route {
         self.query = Some(schema);
         self
     }
+
+    fn answers(mut self, schema: fn() -> serde_json::Value) -> Route {
+        self.answers = Some(schema);
+        self
+    }
 }
 
 /// Every route of the API.
@@ -124,8 +132,8 @@ pub fn table() -> Vec<Route> {
     use Permission::*;
     let get = Method::GET;
     let post = Method::POST;
-    vec![
-        Route::new(get.clone(), "/api/health", Public, "Liveness", health),
+    let routes = vec![
+        Route::new(get.clone(), "/api/health", Public, "Liveness", health).answers(s::health),
         Route::new(
             get.clone(),
             "/metrics",
@@ -140,7 +148,8 @@ pub fn table() -> Vec<Route> {
             Public,
             "Readiness: store open and a rule set live (503 otherwise)",
             ready,
-        ),
+        )
+        .answers(s::readiness),
         Route::new(
             get.clone(),
             "/api/openapi.json",
@@ -212,7 +221,8 @@ pub fn table() -> Vec<Route> {
         Route::new(post.clone(), "/api/cases", Public, "Submit a case", submit)
             .created()
             .body(s::submission)
-            .uploads("submission", true),
+            .uploads("submission", true)
+            .answers(s::submitted),
         Route::new(
             get.clone(),
             "/api/cases/{case}/files/{sha256}",
@@ -618,7 +628,18 @@ pub fn table() -> Vec<Route> {
             "Check the audit chain",
             audit::verify,
         ),
-    ]
+    ];
+    // Every action on a task answers with its case.
+    routes
+        .into_iter()
+        .map(|r| {
+            if r.method == Method::POST && r.path.starts_with("/api/tasks/{task}/") {
+                r.answers(s::case_answer)
+            } else {
+                r
+            }
+        })
+        .collect()
 }
 
 pub(super) type Permissions = Arc<HashMap<(Method, &'static str), Permission>>;

@@ -8,6 +8,72 @@ use serde_json::{json, Map, Value};
 
 use super::routes::{Permission, Route};
 
+/// The schema of what the server sends: fields skipped when empty are optional.
+fn sent<T: JsonSchema>() -> Value {
+    let generator = SchemaSettings::draft2020_12()
+        .for_serialize()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator();
+    let mut v = serde_json::to_value(generator.into_root_schema_for::<T>()).unwrap_or(json!({}));
+    if let Value::Object(m) = &mut v {
+        m.remove("$schema");
+        m.remove("title");
+    }
+    v
+}
+
+/// A case as the API sends it: the stored case and where it is.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct CaseShape {
+    #[serde(flatten)]
+    case: guichet_core::case::Case,
+    current_steps: Vec<String>,
+}
+
+/// The answer of an action on a case.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct CaseAnswer {
+    case: CaseShape,
+}
+
+/// The answer to a submission.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Submitted {
+    case: CaseShape,
+    query_code: String,
+    applicant_token: String,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Health {
+    status: String,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Ready {
+    ready: bool,
+    checks: guichet_core::engine::Readiness,
+}
+
+pub(super) fn health() -> Value {
+    sent::<Health>()
+}
+
+pub(super) fn case_answer() -> Value {
+    sent::<CaseAnswer>()
+}
+pub(super) fn submitted() -> Value {
+    sent::<Submitted>()
+}
+pub(super) fn readiness() -> Value {
+    sent::<Ready>()
+}
+
 fn of<T: JsonSchema>() -> Value {
     let generator = SchemaSettings::draft2020_12()
         .with(|s| s.inline_subschemas = true)
@@ -223,8 +289,9 @@ pub fn openapi(routes: &[Route]) -> Value {
         }
         let mut responses = Map::new();
         let ok = if r.created { "201" } else { "200" };
+        let schema = r.answers.map_or(json!({}), |f| f());
         let mut success =
-            json!({ "description": "success", "content": { r.produces: { "schema": {} } } });
+            json!({ "description": "success", "content": { r.produces: { "schema": schema } } });
         if r.method == axum::http::Method::POST && r.path == "/api/cases" {
             // Where a new case's id, number and first task lead: lets a fuzzer (and a
             // reader) follow a submission into the routes that act on it.

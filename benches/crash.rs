@@ -168,10 +168,10 @@ async fn check(
     }
     // Numbers: 1..=n, each once, over every case of the procedure.
     let mut numbers = BTreeSet::new();
-    let mut after: Option<u64> = None;
+    let mut after: Option<String> = None;
     loop {
         let mut url = format!("{base}/api/cases?procedure=power.connection&order=oldest&limit=200");
-        if let Some(a) = after {
+        if let Some(a) = &after {
             url.push_str(&format!("&after={a}"));
         }
         let v: Value = client
@@ -194,8 +194,9 @@ async fn check(
                 .unwrap();
             assert!(numbers.insert(n), "number {n} twice");
         }
-        match v["next"].as_u64() {
-            Some(n) => after = Some(n),
+        // The cursor is a string; the pages end with none.
+        match v["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
             None => break,
         }
     }

@@ -863,6 +863,23 @@ async fn the_openapi_document_describes_the_answers_of_submissions_and_task_acti
     conforms(&declared, &submitted, "submitted");
     let customer = s.token("zhou.qiang").await;
     let id = submitted["case"]["id"].as_u64().unwrap();
+    // The worklist and the case search, as a clerk reads them.
+    let read = |path: &str| {
+        doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+            .clone()
+    };
+    assert!(
+        read("/api/tasks")["properties"]["tasks"]["items"]["properties"]["case_number"].is_object()
+    );
+    assert!(read("/api/cases")["properties"]["cases"].is_object());
+    let (_, worklist) = s.get("/api/tasks", &customer).await;
+    assert!(!worklist["tasks"].as_array().unwrap().is_empty());
+    conforms(&read("/api/tasks"), &worklist, "worklist");
+    let (_, found) = s
+        .get("/api/cases?procedure=power.connection", &customer)
+        .await;
+    assert!(!found["cases"].as_array().unwrap().is_empty());
+    conforms(&read("/api/cases"), &found, "search");
     let task = s.task_at(&customer, id, "intake").await;
     let (st, answer) = s
         .post(

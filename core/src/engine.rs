@@ -86,6 +86,7 @@ pub struct WorkFilter {
 
 /// A task with what a clerk needs to see of its case.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WorkItem {
     #[serde(flatten)]
     pub task: Task,

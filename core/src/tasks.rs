@@ -52,6 +52,7 @@ pub struct WorkPage {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LevelCounts {
     pub green: usize,
     pub yellow: usize,

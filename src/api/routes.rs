@@ -217,7 +217,8 @@ pub fn table() -> Vec<Route> {
             "Search the cases I may see, a page at a time",
             search_cases,
         )
-        .query(s::case_search),
+        .query(s::case_search)
+        .answers(s::search_page),
         Route::new(post.clone(), "/api/cases", Public, "Submit a case", submit)
             .created()
             .body(s::submission)
@@ -286,7 +287,9 @@ pub fn table() -> Vec<Route> {
             "An applicant's cases",
             applicant_cases,
         ),
-        Route::new(get.clone(), "/api/tasks", Staff, "Worklist", worklist).query(s::work_filter),
+        Route::new(get.clone(), "/api/tasks", Staff, "Worklist", worklist)
+            .query(s::work_filter)
+            .answers(s::worklist),
         Route::new(
             get.clone(),
             "/api/stats",

@@ -64,6 +64,22 @@ pub(super) fn health() -> Value {
     sent::<Health>()
 }
 
+/// A page of the worklist.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Worklist {
+    tasks: Vec<guichet_core::engine::WorkItem>,
+    offset: usize,
+    total: usize,
+    counts: guichet_core::tasks::LevelCounts,
+}
+
+pub(super) fn worklist() -> Value {
+    sent::<Worklist>()
+}
+pub(super) fn search_page() -> Value {
+    sent::<guichet_core::search::SearchPage>()
+}
 pub(super) fn case_answer() -> Value {
     sent::<CaseAnswer>()
 }

@@ -113,11 +113,14 @@ pub struct Readiness {
     /// False when the scripts folder was refused and an earlier rule set stays live:
     /// the server still serves, an administrator should look.
     pub last_reload_ok: bool,
+    /// False when the store's checkpoint is overdue (writes never paused long enough):
+    /// out of rotation a while, the node checkpoints and a restart replays little.
+    pub checkpoint_ok: bool,
 }
 
 impl Readiness {
     pub fn ready(&self) -> bool {
-        self.store_open && self.rules_live
+        self.store_open && self.rules_live && self.checkpoint_ok
     }
 }
 
@@ -287,6 +290,7 @@ impl Engine {
             store_open: self.store.available(),
             rules_live: status.live_since.is_some(),
             last_reload_ok: status.ok,
+            checkpoint_ok: !self.store.upkeep_overdue(),
         }
     }
 

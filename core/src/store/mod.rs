@@ -319,6 +319,12 @@ pub trait Store:
 {
     /// Whether calls can be served now (false while the store is being reopened).
     fn available(&self) -> bool;
+    /// Whether the backend's own upkeep is overdue (the embedded store: twice the
+    /// checkpoint's worth written without one, because writes never paused): a node
+    /// worth taking out of rotation until it catches up.
+    fn upkeep_overdue(&self) -> bool {
+        false
+    }
     /// The backend's own upkeep, called about once a second from a background thread
     /// (the embedded store's checkpoint); says what it did, if anything.
     fn maintain(&self) -> Result<Option<String>>;

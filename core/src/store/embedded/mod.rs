@@ -426,6 +426,11 @@ impl Store for SledStore {
         self.is_open()
     }
 
+    fn upkeep_overdue(&self) -> bool {
+        let (bytes, _) = self.checkpoints;
+        bytes > 0 && self.written_bytes.load(Ordering::Relaxed) >= bytes.saturating_mul(2)
+    }
+
     /// A checkpoint, once `checkpoint_bytes` were written and nothing for
     /// `checkpoint_idle` (see [`SledStore::checkpoint`]).
     fn maintain(&self) -> Result<Option<String>> {

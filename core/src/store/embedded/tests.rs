@@ -601,3 +601,27 @@ fn a_store_of_format_5_gets_its_failed_notices_indexed_on_open() {
     let s = SledStore::open(dir.path(), 1 << 20).unwrap();
     assert_eq!(s.failed_notices(10).unwrap().len(), 1);
 }
+
+#[test]
+fn a_checkpoint_that_writes_never_let_run_makes_the_store_overdue_until_it_runs() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    // A checkpoint after 4 KiB and an hour without writes: the hour never comes.
+    let s = SledStore::open(&dir.path().join("s"), 8 << 20)
+        .unwrap()
+        .with_checkpoints(4096, Duration::from_secs(3600));
+    assert!(!s.upkeep_overdue());
+    let mut id = 1;
+    while !s.upkeep_overdue() {
+        submit(&s, id);
+        id += 1;
+        assert!(id < 10_000, "8 KiB written and never overdue");
+    }
+    assert!(
+        s.maintain().unwrap().is_none(),
+        "not quiet: no checkpoint yet"
+    );
+    // Once writes pause (here: no idle time asked), it runs and the store is fine again.
+    assert!(s.checkpoint(4096, Duration::ZERO).unwrap().is_some());
+    assert!(!s.upkeep_overdue());
+}

@@ -131,6 +131,24 @@ async fn a_backup_under_load_restores_with_every_acknowledged_case() {
     );
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    // A folder the server cannot make, and a relative path: 422, nothing written.
+    let client2 = reqwest::Client::new();
+    for to in ["/proc/no-backup-here", "relative/folder"] {
+        let r = client2
+            .post(format!("{base}/api/admin/backup"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({ "to": to }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+            "{to}"
+        );
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["code"], "validation_failed", "{v}");
+    }
 
     // Restored into a new data folder: the chain verifies.
     let restored = tmp.path().join("restored");

@@ -667,8 +667,14 @@ async fn a_project_manager_takes_back_his_survey_before_the_scheme_group_acts() 
     let (id, _, _) = s.submit(power_case(1250.0)).await;
     s.act(&customer, id, "intake", "accept", json!({})).await;
     let survey = s.task_at(&project, id, "site_survey").await;
-    s.act(&project, id, "site_survey", "approve", json!({}))
-        .await;
+    s.act(
+        &project,
+        id,
+        "site_survey",
+        "approve",
+        json!({ "scheme": "two feeders" }),
+    )
+    .await;
     // The case page offers it to him, and to no one else.
     let (_, c) = s.get(&format!("/api/cases/{id}"), &project).await;
     assert_eq!(c["offers"]["take_back"], survey.as_str(), "{c}");
@@ -692,6 +698,17 @@ async fn a_project_manager_takes_back_his_survey_before_the_scheme_group_acts() 
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(open_steps(&v["case"]), vec!["site_survey"]);
     assert_eq!(v["case"]["tasks"][0]["claimed_by"], "wu.gang");
+    // The scheme he wrote is withdrawn with the step, and the history says so.
+    assert!(v["case"]["data"].get("scheme").is_none(), "{v}");
+    let (_, c) = s.get(&format!("/api/cases/{id}"), &project).await;
+    let last = c["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "taken_back");
+    assert!(
+        last["data_changed"]
+            .get("scheme")
+            .is_some_and(|v| v.is_null()),
+        "{last}"
+    );
     // Again, and this time the scheme group claims before he changes his mind.
     s.act(&project, id, "site_survey", "approve", json!({}))
         .await;

@@ -27,8 +27,12 @@ pub struct TakeBack {
     pub rev: u64,
     pub tokens: Vec<Token>,
     pub visited: Vec<String>,
-    /// Open tasks before the completion (the ones it closed besides its own included).
-    pub open: Vec<Task>,
+    /// Ids of the tasks open before the completion.
+    pub open: Vec<String>,
+    /// The tasks the completion closed besides its own (the other signers of an any-of
+    /// step), as they were: only these are kept whole.
+    #[serde(default)]
+    pub closed: Vec<Task>,
     /// The data fields the completion changed, as they were (`null`: absent).
     #[serde(default)]
     pub data: BTreeMap<String, Option<Value>>,
@@ -46,7 +50,14 @@ impl TakeBack {
             rev: before.rev + 1,
             tokens: before.tokens.clone(),
             visited: before.visited.clone(),
-            open: before.tasks.clone(),
+            open: before.tasks.iter().map(|t| t.id.clone()).collect(),
+            // Every open task for now; `after` keeps those the completion closed.
+            closed: before
+                .tasks
+                .iter()
+                .filter(|t| t.id != task.id)
+                .cloned()
+                .collect(),
             // The whole data for now; `after` keeps only what changed.
             data: before
                 .data
@@ -65,6 +76,8 @@ impl TakeBack {
         if !after.status.is_open() {
             return None;
         }
+        self.closed
+            .retain(|t| !after.tasks.iter().any(|a| a.id == t.id && a.is_open()));
         let old = std::mem::take(&mut self.data);
         let keys: BTreeSet<&String> = old.keys().chain(after.data.keys()).collect();
         self.data = keys
@@ -103,7 +116,7 @@ impl Engine {
         let proc = self.procedure_of(&case)?;
         let rules = self.rules();
         let mut flow = Flow::new(&proc, &rules, case.clone(), self.now());
-        let before: BTreeSet<&str> = tb.open.iter().map(|t| t.id.as_str()).collect();
+        let before: BTreeSet<&str> = tb.open.iter().map(String::as_str).collect();
         let now = flow.now;
         for t in flow.case.tasks.iter_mut() {
             if !before.contains(t.id.as_str()) {
@@ -120,18 +133,16 @@ impl Engine {
                 Some(v) => flow.case.data.insert(k.clone(), v.clone()),
                 None => flow.case.data.remove(k),
             };
+            // Recorded in the history as any change of data is (null: removed).
+            flow.data_changed
+                .insert(k.clone(), v.clone().unwrap_or(Value::Null));
         }
         // The step comes back to its handler, claimed, and the tasks the completion closed
         // (other signers of an any-of step) come back as they were: as new tasks, so that
         // the completed ones stay in the history as they happened.
-        let still_open: BTreeSet<String> = flow.case.tasks.iter().map(|t| t.id.clone()).collect();
-        for t in tb.open.iter().filter(|t| !still_open.contains(&t.id)) {
-            let claimed = if t.id == tb.task.id {
-                Some(tb.by.clone())
-            } else {
-                t.claimed_by.clone()
-            };
-            flow.reopen_task(t, claimed);
+        flow.reopen_task(&tb.task, Some(tb.by.clone()));
+        for t in &tb.closed {
+            flow.reopen_task(t, t.claimed_by.clone());
         }
         flow.rearm_step_timers();
         let event = HistoryEvent {
@@ -184,7 +195,7 @@ fn taken_back<'a>(actor: &Actor, case: &'a Case, task_id: &str) -> Result<&'a Ta
     {
         return refuse("the move stopped or started the case's clock");
     }
-    let before: BTreeSet<&str> = tb.open.iter().map(|t| t.id.as_str()).collect();
+    let before: BTreeSet<&str> = tb.open.iter().map(String::as_str).collect();
     let taken = case
         .tasks
         .iter()

@@ -352,8 +352,8 @@ pub(super) async fn track(
     Ok(Json(v))
 }
 
-/// A bundle followed as one: its reference and the query code of any of its cases (the
-/// same guess limits as a case's). Complete once every case is decided.
+/// A bundle followed as one: its reference and its query code (the same guess limits as
+/// a case's), or the bundle's applicant token. Complete once every case is decided.
 pub(super) async fn track_bundle(
     State(s): State<AppState>,
     caller: Caller,

@@ -470,6 +470,12 @@ pub(super) fn register(e: &mut rhai::Engine, w: &Shared) {
     e.register_fn(
         "expect_error",
         move |ctx: NativeCallContext, code: S, f: FnPtr| -> R<()> {
+            if code.trim().is_empty() {
+                return fail(
+                    &ctx,
+                    "expect_error needs an error code or words of the refusal".into(),
+                );
+            }
             // Not under the world's lock: the function calls the scenario's own functions.
             match f.call_within_context::<Dynamic>(&ctx, ()) {
                 Ok(_) => fail(&ctx, format!("expected a refusal ({code}), it was done")),

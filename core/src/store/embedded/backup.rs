@@ -26,7 +26,9 @@ impl SledStore {
                 to.display()
             )));
         }
-        std::fs::create_dir_all(to).map_err(|e| io("creating the target", e))?;
+        // A folder the server cannot make is the caller's to fix: nothing was copied.
+        std::fs::create_dir_all(to)
+            .map_err(|e| Error::Validation(format!("cannot create {}: {e}", to.display())))?;
         let started = Instant::now();
         let deadline = started + GATE_PATIENCE;
         let gate = loop {

@@ -323,6 +323,8 @@ async fn every_route_allows_exactly_the_roles_it_declares() {
         .collect();
     let mut observed = Vec::new();
     let mut wrong = Vec::new();
+    let mut undescribed = Vec::new();
+    let mut answered = std::collections::BTreeSet::new();
     for route in &table {
         let key = format!("{} {}", route.method, route.path);
         // A fresh case per route: what one route does to a case cannot change another's.
@@ -405,6 +407,15 @@ async fn every_route_allows_exactly_the_roles_it_declares() {
                 // The table (and so the OpenAPI document) declares the success status.
                 let declared = if route.created { 201 } else { 200 };
                 assert_eq!(status.as_u16(), declared, "{key} as {role}: {v}");
+                // And the answer is what the document says it is.
+                if route.produces == "application/json" {
+                    let schema = route.answers.map(|f| f());
+                    match schema {
+                        Some(schema) => assert_conforms(&schema, &v, &format!("{key} as {role}")),
+                        None => undescribed.push(key.clone()),
+                    }
+                    answered.insert(key.clone());
+                }
             }
             if status.as_u16() >= 400 {
                 assert!(
@@ -446,6 +457,18 @@ async fn every_route_allows_exactly_the_roles_it_declares() {
         table.len(),
         "the matrix names routes that no longer exist"
     );
+    assert!(
+        undescribed.is_empty(),
+        "routes whose answer the OpenAPI document does not describe: {undescribed:?}"
+    );
+    // Each JSON route's answer was read against its schema at least once (by some role).
+    let unread: Vec<String> = table
+        .iter()
+        .filter(|r| r.produces == "application/json")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .filter(|k| !answered.contains(k))
+        .collect();
+    println!("routes no role reached with success in the walk: {unread:?}");
     assert!(
         wrong.is_empty(),
         "{}\nobserved:\n{}",

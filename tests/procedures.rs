@@ -831,35 +831,6 @@ async fn a_bundle_online_shares_its_fields_one_code_and_one_token() {
     }
 }
 
-/// Every property the schema requires is in the value, recursively through objects and
-/// arrays, and no property outside the schema where it allows none: a client generated
-/// from the document can read the answer.
-fn conforms(schema: &serde_json::Value, value: &serde_json::Value, at: &str) {
-    if let Some(props) = schema["properties"].as_object() {
-        let Some(obj) = value.as_object() else {
-            panic!("{at}: an object expected, got {value}");
-        };
-        for req in schema["required"].as_array().into_iter().flatten() {
-            let key = req.as_str().unwrap();
-            assert!(obj.contains_key(key), "{at}.{key} is required and missing");
-        }
-        for (k, v) in obj {
-            match props.get(k) {
-                Some(sub) => conforms(sub, v, &format!("{at}.{k}")),
-                None => assert!(
-                    schema["additionalProperties"] != false,
-                    "{at}.{k} is not in the schema"
-                ),
-            }
-        }
-    }
-    if let (Some(items), Some(list)) = (schema.get("items"), value.as_array()) {
-        for (i, v) in list.iter().enumerate() {
-            conforms(items, v, &format!("{at}[{i}]"));
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_describes_the_answers_of_submissions_and_task_actions() {
     let s = TestServer::start().await;
@@ -877,7 +848,7 @@ async fn the_openapi_document_describes_the_answers_of_submissions_and_task_acti
         declared["properties"]["case"]["properties"]["number"].is_object(),
         "{declared}"
     );
-    conforms(&declared, &submitted, "submitted");
+    assert_conforms(&declared, &submitted, "submitted");
     let customer = s.token("zhou.qiang").await;
     let id = submitted["case"]["id"].as_u64().unwrap();
     // The worklist and the case search, as a clerk reads them.
@@ -891,12 +862,12 @@ async fn the_openapi_document_describes_the_answers_of_submissions_and_task_acti
     assert!(read("/api/cases")["properties"]["cases"].is_object());
     let (_, worklist) = s.get("/api/tasks", &customer).await;
     assert!(!worklist["tasks"].as_array().unwrap().is_empty());
-    conforms(&read("/api/tasks"), &worklist, "worklist");
+    assert_conforms(&read("/api/tasks"), &worklist, "worklist");
     let (_, found) = s
         .get("/api/cases?procedure=power.connection", &customer)
         .await;
     assert!(!found["cases"].as_array().unwrap().is_empty());
-    conforms(&read("/api/cases"), &found, "search");
+    assert_conforms(&read("/api/cases"), &found, "search");
     let task = s.task_at(&customer, id, "intake").await;
     let (st, answer) = s
         .post(
@@ -906,7 +877,7 @@ async fn the_openapi_document_describes_the_answers_of_submissions_and_task_acti
         )
         .await;
     assert_eq!(st, StatusCode::OK);
-    conforms(
+    assert_conforms(
         &schema("/api/tasks/{task}/complete", "200"),
         &answer,
         "completed",

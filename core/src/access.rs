@@ -106,6 +106,7 @@ impl Engine {
 
 /// A staff member's tasks handed to a deputy for a period (leave, a mission), recorded.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Delegation {
     pub id: String,
     /// Whose tasks.

@@ -23,6 +23,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// What an action is, before the store places it in the chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Record {
     pub at: DateTime<Utc>,
     /// A staff id, `admin`, `applicant`, `scheduler`, a worker, or `anonymous`.
@@ -42,6 +43,7 @@ pub struct Record {
 
 /// A case history event an entry vouches for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EventRef {
     pub case: u64,
     pub number: String,
@@ -52,6 +54,7 @@ pub struct EventRef {
 
 /// An entry of the chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Entry {
     pub seq: u64,
     #[serde(flatten)]
@@ -137,6 +140,7 @@ fn entry_hash(seq: u64, record: &Record, prev: &str) -> String {
 
 /// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Verdict {
     /// Entries checked.
     pub entries: u64,
@@ -148,6 +152,7 @@ pub struct Verdict {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Break {
     pub seq: u64,
     pub reason: String,
@@ -275,6 +280,7 @@ impl Filter {
 
 /// A page of matching entries, and where to go on if the scan stopped early.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Found {
     pub entries: Vec<Entry>,
     /// The sequence number to pass as `from` for more; none when the log was read to

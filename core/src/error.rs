@@ -5,6 +5,7 @@ use std::fmt;
 
 /// Where in the scripts folder a problem is: file, line and column (1-based, 0 if unknown).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Location {
     pub file: String,
     pub line: usize,
@@ -19,6 +20,7 @@ impl fmt::Display for Location {
 
 /// One problem found while loading scripts.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ScriptProblem {
     pub location: Location,
     pub message: String,

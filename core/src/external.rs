@@ -21,6 +21,7 @@ pub const MAX_LEASE: Duration = Duration::hours(1);
 
 /// A fetched task with its lease.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Locked {
     #[serde(flatten)]
     pub job: Job,

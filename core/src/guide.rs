@@ -23,6 +23,7 @@ pub fn localized<'a>(name: &'a str, names: &'a BTreeMap<String, String>, lang: &
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ServiceGuide {
     pub id: String,
     pub name: String,
@@ -53,6 +54,7 @@ pub struct ServiceGuide {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GuideMaterial {
     pub id: String,
     pub name: String,
@@ -62,6 +64,7 @@ pub struct GuideMaterial {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GuideField {
     pub id: String,
     pub label: String,
@@ -79,6 +82,7 @@ pub struct GuideField {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GuideStep {
     pub name: String,
     /// The step's own budget in working days, if it has one.

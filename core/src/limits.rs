@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::Calendar;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WarningPolicy {
     /// Shares of a limit used at which it turns yellow and a card is issued.

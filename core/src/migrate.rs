@@ -31,6 +31,7 @@ pub struct MigrationPlan {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CaseMigration {
     pub id: u64,
     pub number: String,
@@ -41,6 +42,7 @@ pub struct CaseMigration {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MigrationReport {
     pub procedure: String,
     pub from: String,

@@ -44,6 +44,7 @@ pub const EVENT_KINDS: &[&str] = &[
 
 /// Something that happened to a case, as plugins and notice rules see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Event {
     /// One of [`EVENT_KINDS`].
     pub kind: String,
@@ -196,6 +197,7 @@ pub fn events(before: Option<&Case>, after: &Case, h: &HistoryEvent) -> Vec<Even
 
 /// Text in one language, or per language (`#{ zh: "...", en: "..." }`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum Texts {
     One(String),
@@ -227,6 +229,7 @@ impl Texts {
 
 /// A procedure's rule: on an event, tell someone through some channels.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NoticeRule {
     /// The event kind, one of [`EVENT_KINDS`].
@@ -337,6 +340,7 @@ fn template_env() -> minijinja::Environment<'static> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NoticeStatus {
     /// Waiting for (another) delivery attempt.
@@ -351,6 +355,7 @@ pub enum NoticeStatus {
 
 /// One message to one recipient through one channel, kept in the outbox with its status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Notice {
     /// `<case id>-<history seq>-<n>`: stable across retries, so receivers deduplicate by it.
     pub id: String,

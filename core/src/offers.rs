@@ -10,6 +10,7 @@ use crate::procedure::{Procedure, INTAKE_STEP};
 
 /// The actions open to one staff member on one case.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Offers {
     /// Per open (non-external) task, in the case's order.
     pub tasks: Vec<TaskOffers>,
@@ -34,6 +35,7 @@ pub struct Offers {
 
 /// The actions open on one task.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TaskOffers {
     pub task: String,
     /// Claim, release, complete, return, transfer, ask for supplements.

@@ -80,6 +80,7 @@ pub enum OfficeRole {
 
 /// A bundle (一件事): one application form that opens several cases at once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Bundle {
     pub id: String,

@@ -94,6 +94,7 @@ pub trait Subscriber: Send + Sync {
 
 /// A job handed to a [`StepHandler`]: an automatic step's task, locked for the handler.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Job {
     pub task: String,
     pub topic: String,

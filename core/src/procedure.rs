@@ -13,6 +13,7 @@ use crate::office::RuleSet;
 pub const INTAKE_STEP: &str = "intake";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Procedure {
     pub id: String,
@@ -89,6 +90,7 @@ pub struct Procedure {
 /// A statutory limit may be extended once by `days` working days, by a member of
 /// `approver` with a reason (typically 10 days, by the department head).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ExtensionPolicy {
     pub days: u32,
@@ -98,6 +100,7 @@ pub struct ExtensionPolicy {
 /// How long the window has to accept, refuse or ask for a supplement, counted from the
 /// receipt (or from the applicant's answer to a supplement asked at intake).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IntakeLimit {
     pub days: u32,
@@ -107,6 +110,7 @@ pub struct IntakeLimit {
 
 /// What the passing of the intake limit does, besides the overdue card to the window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Lapse {
     /// Nothing more: the window still decides.
@@ -119,6 +123,7 @@ pub enum Lapse {
 
 /// The public service guide (办事指南) text of a procedure.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Guide {
     #[serde(default)]
@@ -140,6 +145,7 @@ pub struct Guide {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Material {
     pub id: String,
@@ -166,6 +172,7 @@ fn default_retries() -> u32 {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum FieldType {
     String,
@@ -178,6 +185,7 @@ pub enum FieldType {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Field {
     pub id: String,
@@ -209,6 +217,7 @@ pub struct Field {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Hooks {
     #[serde(default)]
@@ -225,6 +234,7 @@ pub struct Hooks {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum StepKind {
     #[default]
@@ -235,6 +245,7 @@ pub enum StepKind {
 
 /// How a step with several handlers is decided.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// One task for the group; any member takes it.
@@ -249,6 +260,7 @@ pub enum Mode {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     pub id: String,
@@ -320,6 +332,7 @@ pub struct Step {
 
 /// Where a case goes: a fixed target, or the first rule whose condition holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum Route {
     To(String),
@@ -327,6 +340,7 @@ pub enum Route {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// A Rhai expression over `data` and `applicant`; absent means "otherwise".

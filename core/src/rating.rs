@@ -18,6 +18,7 @@ pub const FOLLOW_UP_OUTCOMES: [&str; 2] = ["resolved", "explained"];
 
 /// How a procedure handles its ratings (`rating: #{ threshold: 2, group: "...", days: 5 }`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RatingPolicy {
     /// A score at or below this opens a follow-up (default 2: dissatisfied or worse).

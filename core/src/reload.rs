@@ -15,6 +15,7 @@ use crate::script;
 
 /// What the last load attempt did, for the admin API and `guichet check`.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ReloadStatus {
     /// Whether the last attempt went live.
     pub ok: bool,
@@ -316,6 +317,7 @@ impl Engine {
 
 /// One stored procedure version, as the admin API lists it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct VersionInfo {
     pub procedure: String,
     pub version: String,

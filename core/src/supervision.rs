@@ -34,6 +34,7 @@ pub struct FireReport {
 
 /// A card with what a supervisor needs to see of its case.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CardItem {
     #[serde(flatten)]
     pub card: Card,

@@ -18,6 +18,7 @@ use crate::supervision::CardItem;
 
 /// A supervisor's board: see [`Engine::board`].
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Board {
     /// The groups supervised.
     pub groups: Vec<String>,
@@ -40,6 +41,7 @@ pub enum WorkOrder {
 
 /// One page of a list of tasks, with what the whole list holds.
 #[derive(Debug, Clone, Default, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WorkPage {
     pub items: Vec<WorkItem>,
     /// Where the page starts: as asked, or the last page's start if that was past the

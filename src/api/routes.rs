@@ -156,21 +156,24 @@ pub fn table() -> Vec<Route> {
             Public,
             "This API as an OpenAPI 3.1 document",
             openapi,
-        ),
+        )
+        .answers(s::openapi_document),
         Route::new(
             get.clone(),
             "/api/me",
             Authenticated,
             "Who the token stands for, with roles and groups",
             me,
-        ),
+        )
+        .answers(s::me),
         Route::new(
             get.clone(),
             "/api/procedures",
             Public,
             "Procedures on offer",
             procedures,
-        ),
+        )
+        .answers(s::procedures),
         Route::new(
             get.clone(),
             "/api/procedures/{id}",
@@ -178,6 +181,7 @@ pub fn table() -> Vec<Route> {
             "A procedure's service guide (public information only)",
             procedure,
         )
+        .answers(s::guide)
         .query(s::lang_query),
         Route::new(
             get.clone(),
@@ -185,14 +189,16 @@ pub fn table() -> Vec<Route> {
             Staff,
             "A procedure's whole definition: steps, groups, routes, hooks, notices",
             procedure_definition,
-        ),
+        )
+        .answers(s::definition),
         Route::new(
             get.clone(),
             "/api/bundles",
             Public,
             "Bundles (one application, several cases)",
             bundles,
-        ),
+        )
+        .answers(s::bundles),
         Route::new(
             post.clone(),
             "/api/bundles/{id}/cases",
@@ -200,6 +206,7 @@ pub fn table() -> Vec<Route> {
             "Submit a bundle",
             submit_bundle,
         )
+        .answers(s::bundle_submitted)
         .created()
         .body(s::bundle_submission)
         .uploads("bundle", true),
@@ -209,7 +216,8 @@ pub fn table() -> Vec<Route> {
             Staff,
             "Cases of a submitted bundle",
             bundle_cases,
-        ),
+        )
+        .answers(s::cases),
         Route::new(
             get.clone(),
             "/api/cases",
@@ -238,7 +246,8 @@ pub fn table() -> Vec<Route> {
             Staff,
             "A case with tasks, history and notices",
             case,
-        ),
+        )
+        .answers(s::case_read),
         Route::new(
             post.clone(),
             "/api/cases/{case}/withdraw",
@@ -246,6 +255,7 @@ pub fn table() -> Vec<Route> {
             "Withdraw a case",
             withdraw,
         )
+        .answers(s::case_answer)
         .body(s::withdraw),
         Route::new(
             post.clone(),
@@ -254,6 +264,7 @@ pub fn table() -> Vec<Route> {
             "Rate a decided case (好差评), once",
             rate,
         )
+        .answers(s::case_answer)
         .body(s::rating),
         Route::new(
             get.clone(),
@@ -262,6 +273,7 @@ pub fn table() -> Vec<Route> {
             "Track a case with its query code or applicant token",
             track,
         )
+        .answers(s::tracking)
         .query(s::track_query),
         Route::new(
             get.clone(),
@@ -270,6 +282,7 @@ pub fn table() -> Vec<Route> {
             "Follow a bundle as one, with the query code of any of its cases",
             track_bundle,
         )
+        .answers(s::bundle_tracking)
         .query(s::track_query),
         Route::new(
             post.clone(),
@@ -278,6 +291,7 @@ pub fn table() -> Vec<Route> {
             "Supply what the office asked for",
             supply,
         )
+        .answers(s::applicant_view)
         .body(s::supply)
         .uploads("supplement", false),
         Route::new(
@@ -286,7 +300,8 @@ pub fn table() -> Vec<Route> {
             Staff,
             "An applicant's cases",
             applicant_cases,
-        ),
+        )
+        .answers(s::cases),
         Route::new(get.clone(), "/api/tasks", Staff, "Worklist", worklist)
             .query(s::work_filter)
             .answers(s::worklist),
@@ -297,6 +312,7 @@ pub fn table() -> Vec<Route> {
             "Statistics of a period (JSON, or CSV with format=csv)",
             super::stats::statistics,
         )
+        .answers(s::stats)
         .query(s::stats_query),
         Route::new(
             get.clone(),
@@ -305,6 +321,7 @@ pub fn table() -> Vec<Route> {
             "Open tasks of the groups I supervise, worst first, and their open cards",
             board,
         )
+        .answers(s::board)
         .query(s::board_query),
         Route::new(
             get.clone(),
@@ -313,6 +330,7 @@ pub fn table() -> Vec<Route> {
             "Supervision cards for my groups",
             cards,
         )
+        .answers(s::cards)
         .query(s::card_query),
         Route::new(
             post.clone(),
@@ -321,6 +339,7 @@ pub fn table() -> Vec<Route> {
             "Issue a supervision card",
             issue_card,
         )
+        .answers(s::case_answer)
         .created()
         .body(s::reason_required),
         Route::new(
@@ -330,6 +349,7 @@ pub fn table() -> Vec<Route> {
             "Answer a card",
             answer_card,
         )
+        .answers(s::case_answer)
         .body(s::reason_required),
         Route::new(
             post.clone(),
@@ -416,6 +436,7 @@ pub fn table() -> Vec<Route> {
             "Stop the clock",
             suspend,
         )
+        .answers(s::case_answer)
         .body(s::reason),
         Route::new(
             post.clone(),
@@ -424,6 +445,7 @@ pub fn table() -> Vec<Route> {
             "Restart the clock",
             resume,
         )
+        .answers(s::case_answer)
         .body(s::reason),
         Route::new(
             post.clone(),
@@ -432,6 +454,7 @@ pub fn table() -> Vec<Route> {
             "Extend the statutory limit",
             extend,
         )
+        .answers(s::case_answer)
         .body(s::reason),
         Route::new(
             get.clone(),
@@ -439,8 +462,10 @@ pub fn table() -> Vec<Route> {
             Staff,
             "Notices of a case",
             notify::case_notices,
-        ),
+        )
+        .answers(s::notices),
         Route::new(get.clone(), "/api/inbox", Staff, "My inbox", notify::inbox)
+            .answers(s::notices)
             .query(s::inbox_query),
         Route::new(
             post.clone(),
@@ -448,7 +473,8 @@ pub fn table() -> Vec<Route> {
             Staff,
             "Mark an inbox notice read",
             notify::mark_read,
-        ),
+        )
+        .answers(s::one_notice),
         Route::new(
             get.clone(),
             "/api/admin/notices/failed",
@@ -456,6 +482,7 @@ pub fn table() -> Vec<Route> {
             "Notices that failed for good",
             notify::failed_notices,
         )
+        .answers(s::notices)
         .query(s::failed_query),
         Route::new(
             post.clone(),
@@ -463,7 +490,8 @@ pub fn table() -> Vec<Route> {
             Admin,
             "Queue a failed notice again",
             notify::retry_notice,
-        ),
+        )
+        .answers(s::one_notice),
         Route::new(
             post.clone(),
             "/api/external-tasks/fetch-and-lock",
@@ -471,6 +499,7 @@ pub fn table() -> Vec<Route> {
             "Fetch and lock external tasks",
             external::fetch_and_lock,
         )
+        .answers(s::locked)
         .body(s::fetch),
         Route::new(
             post.clone(),
@@ -479,6 +508,7 @@ pub fn table() -> Vec<Route> {
             "Complete an external task",
             external::complete,
         )
+        .answers(s::case_answer)
         .body(s::external_complete),
         Route::new(
             post.clone(),
@@ -487,6 +517,7 @@ pub fn table() -> Vec<Route> {
             "Report an external task's failure",
             external::failure,
         )
+        .answers(s::case_answer)
         .body(s::external_failure),
         Route::new(
             get.clone(),
@@ -494,21 +525,24 @@ pub fn table() -> Vec<Route> {
             Oversight,
             "External tasks out of retries",
             external::incidents,
-        ),
+        )
+        .answers(s::external_incidents),
         Route::new(
             post.clone(),
             "/api/admin/external-tasks/{task}/retry",
             Admin,
             "Retry an external-task incident",
             external::retry,
-        ),
+        )
+        .answers(s::case_answer),
         Route::new(
             get.clone(),
             "/api/delegations",
             Staff,
             "Delegations I gave, received or may manage",
             delegations,
-        ),
+        )
+        .answers(s::delegations),
         Route::new(
             post.clone(),
             "/api/delegations",
@@ -516,6 +550,7 @@ pub fn table() -> Vec<Route> {
             "Hand a staff member's tasks to a deputy",
             delegate,
         )
+        .answers(s::one_delegation)
         .created()
         .body(s::delegation),
         Route::new(
@@ -524,14 +559,16 @@ pub fn table() -> Vec<Route> {
             Staff,
             "End a delegation",
             revoke_delegation,
-        ),
+        )
+        .answers(s::one_delegation),
         Route::new(
             get.clone(),
             "/api/admin/tokens",
             Oversight,
             "Tokens (never secrets)",
             tokens,
-        ),
+        )
+        .answers(s::tokens),
         Route::new(
             post.clone(),
             "/api/admin/tokens",
@@ -539,6 +576,7 @@ pub fn table() -> Vec<Route> {
             "Issue a token",
             issue_token,
         )
+        .answers(s::issued_token)
         .created()
         .body(s::issue_token),
         Route::new(
@@ -548,6 +586,7 @@ pub fn table() -> Vec<Route> {
             "Set a staff member's password for the web pages",
             set_password,
         )
+        .answers(s::password_set)
         .body(s::password),
         Route::new(
             post.clone(),
@@ -556,6 +595,7 @@ pub fn table() -> Vec<Route> {
             "Make a one-time link for a staff member to set their password",
             password_link,
         )
+        .answers(s::link_issued)
         .body(s::password_link),
         Route::new(
             Method::DELETE,
@@ -563,28 +603,32 @@ pub fn table() -> Vec<Route> {
             Admin,
             "Revoke a token",
             revoke_token,
-        ),
+        )
+        .answers(s::one_token),
         Route::new(
             get.clone(),
             "/api/admin/incidents",
             Oversight,
             "Script failures that changed nothing",
             incidents,
-        ),
+        )
+        .answers(s::incidents),
         Route::new(
             get.clone(),
             "/api/admin/scripts",
             Oversight,
             "The live rule set and the last reload",
             scripts_status,
-        ),
+        )
+        .answers(s::reload_status),
         Route::new(
             post.clone(),
             "/api/admin/scripts/reload",
             Admin,
             "Reload the scripts now",
             scripts_reload,
-        ),
+        )
+        .answers(s::reloaded),
         Route::new(
             post.clone(),
             "/api/admin/backup",
@@ -592,6 +636,7 @@ pub fn table() -> Vec<Route> {
             "A consistent copy of the store while it serves",
             backup,
         )
+        .answers(s::backup_done)
         .body(s::backup),
         Route::new(
             get.clone(),
@@ -599,7 +644,8 @@ pub fn table() -> Vec<Route> {
             Oversight,
             "Every procedure version",
             versions,
-        ),
+        )
+        .answers(s::versions),
         Route::new(
             post.clone(),
             "/api/admin/migrations",
@@ -607,6 +653,7 @@ pub fn table() -> Vec<Route> {
             "Move open cases between versions",
             migrate,
         )
+        .answers(s::migrated)
         .body(s::migration),
         Route::new(
             get.clone(),
@@ -615,6 +662,7 @@ pub fn table() -> Vec<Route> {
             "Audit entries",
             audit::entries,
         )
+        .answers(s::audit_found)
         .query(s::audit_query),
         Route::new(
             get.clone(),
@@ -630,7 +678,8 @@ pub fn table() -> Vec<Route> {
             Auditor,
             "Check the audit chain",
             audit::verify,
-        ),
+        )
+        .answers(s::audit_verdict),
     ];
     // Every action on a task answers with its case.
     routes

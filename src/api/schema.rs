@@ -90,6 +90,410 @@ pub(super) fn readiness() -> Value {
     sent::<Ready>()
 }
 
+// --- answers of the other routes: shapes of what the handlers build -------------------
+// (Each mirrors a handler's `json!`; tests/procedures.rs and the API fuzzer check real
+// answers against them.)
+
+use guichet_core::case::{HistoryEvent, Task};
+use guichet_core::notice::Notice;
+use guichet_core::store::{Incident, TokenRecord};
+
+/// Who a token stands for (`kind`: staff, applicant or admin).
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Me {
+    kind: String,
+    /// The staff id, or `admin`; absent for an applicant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    /// A staff member's name (null for an id the office does not list).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    groups: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    supervises: Option<Vec<String>>,
+    /// Whose work the staff member does as a deputy (delegations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deputy_for: Option<Vec<String>>,
+    /// An applicant token's case id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    case: Option<u64>,
+    roles: Vec<String>,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct ProcedureItem {
+    id: String,
+    name: String,
+    department: String,
+    promised_days: u32,
+    statutory_days: u32,
+    version: String,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Procedures {
+    procedures: Vec<ProcedureItem>,
+}
+
+/// A procedure's definition, as staff read it.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Definition {
+    #[serde(flatten)]
+    procedure: guichet_core::procedure::Procedure,
+    version: String,
+    file: String,
+    department_name: Option<String>,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Bundles {
+    bundles: Vec<guichet_core::office::Bundle>,
+}
+
+/// A bundle submitted: its reference, one query code and one applicant token for all its
+/// cases.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct BundleSubmitted {
+    bundle: Option<String>,
+    query_code: String,
+    applicant_token: String,
+    cases: Vec<CaseShape>,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Cases {
+    cases: Vec<CaseShape>,
+}
+
+/// A case as staff read it: the case, its level, what the caller may do on it, its closed
+/// tasks, history and notices.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct CaseRead {
+    #[serde(flatten)]
+    case: CaseShape,
+    level: Option<guichet_core::limits::Level>,
+    offers: Option<guichet_core::offers::Offers>,
+    closed_tasks: Vec<Task>,
+    history: Vec<HistoryEvent>,
+    notices: Vec<Notice>,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Progress {
+    at: chrono::DateTime<chrono::Utc>,
+    action: String,
+    step: Option<String>,
+    outcome: Option<String>,
+}
+
+/// What an applicant sees of a case.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct ApplicantView {
+    number: String,
+    procedure: String,
+    procedure_name: String,
+    status: guichet_core::case::CaseStatus,
+    current_steps: Vec<String>,
+    submitted_at: chrono::DateTime<chrono::Utc>,
+    accepted_at: Option<chrono::DateTime<chrono::Utc>>,
+    decided_at: Option<chrono::DateTime<chrono::Utc>>,
+    bundle: Option<String>,
+    /// What the office waits for from the applicant, if anything.
+    requested: Option<Vec<String>>,
+    promised_by: Option<chrono::DateTime<chrono::Utc>>,
+    progress: Vec<Progress>,
+}
+
+/// A notice the office sent the applicant, and whether it arrived.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct SentNotice {
+    id: String,
+    event: String,
+    channel: String,
+    to: String,
+    status: guichet_core::notice::NoticeStatus,
+    at: chrono::DateTime<chrono::Utc>,
+    subject: String,
+    body: String,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Tracking {
+    #[serde(flatten)]
+    view: ApplicantView,
+    notices: Vec<SentNotice>,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct BundleTracking {
+    bundle: String,
+    /// Every case decided.
+    complete: bool,
+    cases: Vec<ApplicantView>,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct StatsAnswer {
+    report: guichet_core::stats::Report,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Cards {
+    cards: Vec<guichet_core::supervision::CardItem>,
+    total: usize,
+    offset: usize,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Notices {
+    notices: Vec<Notice>,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct OneNotice {
+    notice: Notice,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Locked {
+    tasks: Vec<guichet_core::external::Locked>,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct ExternalIncident {
+    task: Task,
+    case_id: u64,
+    case_number: String,
+    procedure: String,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct ExternalIncidents {
+    tasks: Vec<ExternalIncident>,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Delegations {
+    delegations: Vec<guichet_core::access::Delegation>,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct OneDelegation {
+    delegation: guichet_core::access::Delegation,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Tokens {
+    tokens: Vec<TokenRecord>,
+}
+
+/// A new token: the secret, shown this once, and its record.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct IssuedToken {
+    token: String,
+    record: TokenRecord,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct OneToken {
+    record: TokenRecord,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct PasswordSet {
+    staff: String,
+    password: String,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct PasswordLink {
+    staff: String,
+    /// The page where the staff member sets their password (hand it over in person).
+    link: String,
+    expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Incidents {
+    incidents: Vec<Incident>,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Reloaded {
+    /// The procedures whose version changed.
+    changed: Vec<String>,
+    status: guichet_core::reload::ReloadStatus,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct BackupDone {
+    backup: guichet_core::store::BackupReport,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Versions {
+    versions: Vec<guichet_core::reload::VersionInfo>,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Migrated {
+    report: guichet_core::migrate::MigrationReport,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct AuditVerdict {
+    ok: bool,
+    verdict: guichet_core::audit::Verdict,
+}
+
+/// This document (described by the OpenAPI 3.1 schema itself, not repeated here).
+pub(super) fn openapi_document() -> Value {
+    json!({
+        "type": "object",
+        "required": ["openapi", "info", "paths"],
+        "properties": {
+            "openapi": { "type": "string" },
+            "info": { "type": "object" },
+            "paths": { "type": "object" },
+            "components": { "type": "object" },
+        },
+    })
+}
+
+pub(super) fn me() -> Value {
+    sent::<Me>()
+}
+pub(super) fn procedures() -> Value {
+    sent::<Procedures>()
+}
+pub(super) fn guide() -> Value {
+    sent::<guichet_core::guide::ServiceGuide>()
+}
+pub(super) fn definition() -> Value {
+    sent::<Definition>()
+}
+pub(super) fn bundles() -> Value {
+    sent::<Bundles>()
+}
+pub(super) fn bundle_submitted() -> Value {
+    sent::<BundleSubmitted>()
+}
+pub(super) fn cases() -> Value {
+    sent::<Cases>()
+}
+pub(super) fn case_read() -> Value {
+    sent::<CaseRead>()
+}
+pub(super) fn applicant_view() -> Value {
+    sent::<ApplicantView>()
+}
+pub(super) fn tracking() -> Value {
+    sent::<Tracking>()
+}
+pub(super) fn bundle_tracking() -> Value {
+    sent::<BundleTracking>()
+}
+pub(super) fn stats() -> Value {
+    sent::<StatsAnswer>()
+}
+pub(super) fn board() -> Value {
+    sent::<guichet_core::tasks::Board>()
+}
+pub(super) fn cards() -> Value {
+    sent::<Cards>()
+}
+pub(super) fn notices() -> Value {
+    sent::<Notices>()
+}
+pub(super) fn one_notice() -> Value {
+    sent::<OneNotice>()
+}
+pub(super) fn locked() -> Value {
+    sent::<Locked>()
+}
+pub(super) fn external_incidents() -> Value {
+    sent::<ExternalIncidents>()
+}
+pub(super) fn delegations() -> Value {
+    sent::<Delegations>()
+}
+pub(super) fn one_delegation() -> Value {
+    sent::<OneDelegation>()
+}
+pub(super) fn tokens() -> Value {
+    sent::<Tokens>()
+}
+pub(super) fn issued_token() -> Value {
+    sent::<IssuedToken>()
+}
+pub(super) fn one_token() -> Value {
+    sent::<OneToken>()
+}
+pub(super) fn password_set() -> Value {
+    sent::<PasswordSet>()
+}
+pub(super) fn link_issued() -> Value {
+    sent::<PasswordLink>()
+}
+pub(super) fn incidents() -> Value {
+    sent::<Incidents>()
+}
+pub(super) fn reload_status() -> Value {
+    sent::<guichet_core::reload::ReloadStatus>()
+}
+pub(super) fn reloaded() -> Value {
+    sent::<Reloaded>()
+}
+pub(super) fn backup_done() -> Value {
+    sent::<BackupDone>()
+}
+pub(super) fn versions() -> Value {
+    sent::<Versions>()
+}
+pub(super) fn migrated() -> Value {
+    sent::<Migrated>()
+}
+pub(super) fn audit_found() -> Value {
+    sent::<guichet_core::audit::Found>()
+}
+pub(super) fn audit_verdict() -> Value {
+    sent::<AuditVerdict>()
+}
+
 fn of<T: JsonSchema>() -> Value {
     let generator = SchemaSettings::draft2020_12()
         .with(|s| s.inline_subschemas = true)

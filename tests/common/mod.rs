@@ -177,7 +177,14 @@ impl TestServer {
             req = req.json(&b);
         }
         let resp = req.send().await.expect("request");
-        answer(resp).await
+        let json = is_json(&resp);
+        let (status, v) = answer(resp).await;
+        if status.is_success() && json {
+            if let Some(schema) = declared_answer(method, path) {
+                assert_conforms(&schema, &v, &format!("{method} {path}"));
+            }
+        }
+        (status, v)
     }
 
     /// Submits `submission` with files, as `multipart/form-data`: `(material, file name,
@@ -307,12 +314,48 @@ pub fn multipart(parts: &[(String, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
 }
 
 /// An answer as JSON; JSON lines and files as a string.
+fn is_json(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get("content-type")
+        .is_none_or(|v| v.as_bytes().starts_with(b"application/json"))
+}
+
+/// The answer schema the route table declares for a request: every successful JSON
+/// answer a test reads through [`TestServer::call`] is checked against it, so the
+/// OpenAPI document is checked on every state the tests reach.
+fn declared_answer(method: &str, path: &str) -> Option<Value> {
+    type Declared = Vec<(String, Vec<String>, Option<Value>)>;
+    static TABLE: std::sync::OnceLock<Declared> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        guichet::api::table()
+            .iter()
+            .map(|r| {
+                let segments = r.path.split('/').map(str::to_string).collect();
+                (r.method.to_string(), segments, r.answers.map(|f| f()))
+            })
+            .collect()
+    });
+    let path = path.split('?').next().unwrap_or(path);
+    let parts: Vec<&str> = path.split('/').collect();
+    // The route whose literal segments match most (`/api/track/bundle/{reference}`
+    // before `/api/track/{number}/...`).
+    table
+        .iter()
+        .filter(|(m, segments, _)| {
+            m == method
+                && segments.len() == parts.len()
+                && segments
+                    .iter()
+                    .zip(&parts)
+                    .all(|(s, p)| s.starts_with('{') || s == p)
+        })
+        .max_by_key(|(_, segments, _)| segments.iter().filter(|s| !s.starts_with('{')).count())
+        .and_then(|(_, _, schema)| schema.clone())
+}
+
 async fn answer(resp: reqwest::Response) -> (StatusCode, Value) {
     let status = resp.status();
-    let json = resp
-        .headers()
-        .get("content-type")
-        .is_none_or(|v| v.as_bytes().starts_with(b"application/json"));
+    let json = is_json(&resp);
     let text = String::from_utf8_lossy(&resp.bytes().await.expect("body")).to_string();
     if !json {
         return (status, Value::String(text));
@@ -561,4 +604,104 @@ pub async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value
         .json()
         .await
         .unwrap()
+}
+
+/// Panics unless `value` is what `schema` (a JSON Schema as the OpenAPI document
+/// declares it) describes.
+pub fn assert_conforms(schema: &Value, value: &Value, at: &str) {
+    if let Err(e) = conforms(schema, value, at) {
+        panic!("{e}\nschema: {schema}\nvalue: {value}");
+    }
+}
+
+/// Checks the keywords schemars writes: `type`, `enum`, `const`, `anyOf`, `oneOf`,
+/// `allOf`, `properties`, `required`, `additionalProperties`, `items`. Enough for a client
+/// generated from the document to read the answer: every field it expects is there, of
+/// the declared type, and none it does not know where none is allowed.
+pub fn conforms(schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+    let Some(s) = schema.as_object() else {
+        return Ok(()); // `true` or `{}`: anything
+    };
+    if let Some(t) = s.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(one) => vec![one.as_str()],
+            Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let fits = types.iter().any(|t| match *t {
+            "null" => value.is_null(),
+            "boolean" => value.is_boolean(),
+            "string" => value.is_string(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "array" => value.is_array(),
+            "object" => value.is_object(),
+            _ => true,
+        });
+        if !fits {
+            return Err(format!("{at}: {value} is not of type {t}"));
+        }
+    }
+    if let Some(list) = s.get("enum").and_then(Value::as_array) {
+        if !list.contains(value) {
+            return Err(format!("{at}: {value} is not one of {list:?}"));
+        }
+    }
+    if let Some(c) = s.get("const") {
+        if c != value {
+            return Err(format!("{at}: {value} is not {c}"));
+        }
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(branches) = s.get(key).and_then(Value::as_array) {
+            let errors: Vec<String> = branches
+                .iter()
+                .filter_map(|b| conforms(b, value, at).err())
+                .collect();
+            if errors.len() == branches.len() {
+                return Err(format!(
+                    "{at}: no branch of {key} fits: {}",
+                    errors.join("; ")
+                ));
+            }
+        }
+    }
+    for branch in s
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        conforms(branch, value, at)?;
+    }
+    if let Some(obj) = value.as_object() {
+        let props = s.get("properties").and_then(Value::as_object);
+        for req in s
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let key = req.as_str().unwrap_or_default();
+            if !obj.contains_key(key) {
+                return Err(format!("{at}.{key} is required and missing"));
+            }
+        }
+        for (k, v) in obj {
+            match (props.and_then(|p| p.get(k)), s.get("additionalProperties")) {
+                (Some(sub), _) => conforms(sub, v, &format!("{at}.{k}"))?,
+                (None, Some(Value::Bool(false))) => {
+                    return Err(format!("{at}.{k} is not in the schema"))
+                }
+                (None, Some(extra)) => conforms(extra, v, &format!("{at}.{k}"))?,
+                (None, None) => {}
+            }
+        }
+    }
+    if let (Some(items), Some(list)) = (s.get("items"), value.as_array()) {
+        for (i, v) in list.iter().enumerate() {
+            conforms(items, v, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
 }

@@ -105,6 +105,7 @@ pub fn no_notices(_: Option<&Case>, _: &Case, _: &HistoryEvent) -> Vec<Notice> {
 
 /// A stored API token (only its hash is kept).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TokenRecord {
     /// Short public id used to list and revoke the token.
     pub id: String,
@@ -133,6 +134,7 @@ pub struct VersionRecord {
 /// A failure worth an administrator's attention that changed no case (e.g. a script that
 /// broke a limit). Kept so it can be looked at after the fact.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Incident {
     pub id: u64,
     pub at: chrono::DateTime<chrono::Utc>,

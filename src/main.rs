@@ -174,23 +174,45 @@ enum TokenAction {
     Password { staff: String },
 }
 
+/// The log on standard error (and, with the `otel` feature, the trace exporter); what it
+/// returns sends the last traces when dropped.
+fn logging(quiet: bool) -> anyhow::Result<Option<Box<dyn std::any::Any>>> {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GUICHET_LOG")
+        .unwrap_or_else(|_| if quiet { "error" } else { "info" }.into());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // One JSON object per line, its spans (the request id) included: for a log collector.
+    // The filter is the log's own: traces keep their spans whatever the log level.
+    let fmt = if std::env::var("GUICHET_LOG_FORMAT").as_deref() == Ok("json") {
+        fmt.json()
+            .with_current_span(true)
+            .with_filter(filter)
+            .boxed()
+    } else {
+        fmt.with_filter(filter).boxed()
+    };
+    let logs = tracing_subscriber::registry().with(fmt);
+    #[cfg(feature = "otel")]
+    if let Some((traces, flush)) = guichet::telemetry::otel::layer()? {
+        logs.with(traces).init();
+        return Ok(Some(Box::new(flush)));
+    }
+    logs.init();
+    Ok(None)
+}
+
 fn main() -> ExitCode {
     guichet::server::disable_huge_pages();
     let cli = Cli::parse();
     // Checking and testing scripts print their own findings; the engine's log would bury them.
     let quiet = matches!(cli.command, Command::Check { .. } | Command::Test { .. });
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GUICHET_LOG")
-                .unwrap_or_else(|_| if quiet { "error" } else { "info" }.into()),
-        )
-        .with_writer(std::io::stderr);
-    // One JSON object per line, its spans (the request id) included: for a log collector.
-    if std::env::var("GUICHET_LOG_FORMAT").as_deref() == Ok("json") {
-        logs.json().with_current_span(true).init();
-    } else {
-        logs.init();
-    }
+    let _traces = match logging(quiet) {
+        Ok(flush) => flush,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Serve {
             config,

@@ -245,7 +245,9 @@ impl Pool {
         self.push(
             weight,
             Box::new(move |e| {
-                let _in = span.enter();
+                // The engine's own time, a child of the request's span (its request id):
+                // what a trace shows apart from the queue and the flush.
+                let _in = tracing::info_span!(parent: &span, "engine", kind = "read").entered();
                 // The caller gave up (a request timeout) before the call started.
                 if !tx.is_closed() && !gate.is_some_and(|g| g.abandoned()) {
                     let _ = tx.send(f(e).map_err(PoolError::from));
@@ -271,7 +273,7 @@ impl Pool {
         self.push(
             Weight::Heavy,
             Box::new(move |e| {
-                let _in = span.enter();
+                let _in = tracing::info_span!(parent: &span, "engine", kind = "write").entered();
                 if tx.is_closed() || gate.is_some_and(|g| !g.start_write()) {
                     return None;
                 }

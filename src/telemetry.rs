@@ -172,3 +172,64 @@ pub fn folder_bytes(dir: &std::path::Path) -> u64 {
         })
         .sum()
 }
+
+/// Trace export over OTLP/HTTP (the `otel` feature), configured the standard way: on when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; the
+/// service is `guichet` unless `OTEL_SERVICE_NAME` says otherwise; batching follows the
+/// `OTEL_BSP_*` variables. Spans exported: each request (`request`, with its id and
+/// route) and the engine call inside it (`engine`).
+#[cfg(feature = "otel")]
+pub mod otel {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_subscriber::registry::LookupSpan;
+
+    /// Sends what is still batched when dropped (at the end of `main`).
+    pub struct Flush(SdkTracerProvider);
+
+    impl Drop for Flush {
+        fn drop(&mut self) {
+            if let Err(e) = self.0.shutdown() {
+                eprintln!("warning: traces not all exported: {e}");
+            }
+        }
+    }
+
+    /// The layer that exports spans, if an endpoint is configured.
+    pub fn layer<S>() -> anyhow::Result<Option<(impl tracing_subscriber::Layer<S>, Flush)>>
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let configured = [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+        if !configured {
+            return Ok(None);
+        }
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()?;
+        let mut resource = opentelemetry_sdk::Resource::builder();
+        if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+            resource = resource.with_service_name("guichet");
+        }
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource.build())
+            .build();
+        let tracer = provider.tracer("guichet");
+        // Guichet's own spans (the request, the engine call), not its libraries'.
+        let ours =
+            tracing_subscriber::filter::Targets::new().with_target("guichet", tracing::Level::INFO);
+        Ok(Some((
+            tracing_subscriber::Layer::with_filter(
+                tracing_opentelemetry::layer().with_tracer(tracer),
+                ours,
+            ),
+            Flush(provider),
+        )))
+    }
+}

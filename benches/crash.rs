@@ -4,8 +4,10 @@
 //! connections, and kills the server with SIGKILL at a random moment. After every restart:
 //! every acknowledged transition is there (each case at least at the revision its client
 //! was answered with, its history whole), case numbers run from 1 with no gap and no
-//! duplicate, the audit chain verifies, and no card was issued twice. Prints per-cycle and
-//! total figures; CI runs a few cycles.
+//! duplicate, the audit chain verifies, no card was issued twice, and every due timer fired
+//! once (the bench's office is open round the clock and one procedure's step has a warning
+//! due the moment it starts: each accepted case of it holds exactly one warning card).
+//! Prints per-cycle and total figures; CI runs a few cycles.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,52 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 type Acked = Arc<Mutex<BTreeMap<u64, (String, u64)>>>;
+/// Cases of `crash.timer` whose acceptance (and with it the timer) was acknowledged.
+type Timed = Arc<Mutex<BTreeSet<u64>>>;
+
+/// The bench's calendar: open round the clock, so that timers fall due while it runs.
+const CALENDAR: &str = r#"calendar(#{
+    time_zone: "Asia/Shanghai", utc_offset: "+08:00", rest_days: [],
+    office_hours: ["00:00", "23:59"], years: #{},
+});"#;
+
+/// A review whose warning (0.5 % of one working hour, rounded to the minute: none) falls
+/// due the moment the step starts.
+const TIMED: &str = r#"department(#{ id: "crash", name: "Crash bench" });
+group(#{ id: "crash.window", name: "Window", department: "crash", members: ["zhou.qiang"] });
+group(#{ id: "crash.review", name: "Review", department: "crash", members: ["wu.gang"] });
+procedure(#{
+    id: "crash.timer", name: "Timer under crashes", department: "crash",
+    promised_days: 5, statutory_days: 20, intake: "crash.window",
+    warnings: #{ at_shares: [0.005] },
+    start: "review",
+    steps: [ #{ id: "review", name: "Review", group: "crash.review", hours: 1, next: "@approved" } ],
+});"#;
+
+/// The example office (its scenarios left out) with the bench's calendar and procedure.
+fn bench_scripts(to: &std::path::Path) {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                if entry.file_name() != "tests" {
+                    copy(&entry.path(), &target);
+                }
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    copy(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts"),
+        to,
+    );
+    std::fs::write(to.join("calendar.rhai"), CALENDAR).unwrap();
+    std::fs::create_dir_all(to.join("crash")).unwrap();
+    std::fs::write(to.join("crash").join("timer.rhai"), TIMED).unwrap();
+}
 
 struct Server(std::process::Child);
 
@@ -25,8 +73,7 @@ impl Drop for Server {
     }
 }
 
-fn start(data: &std::path::Path, port: u16) -> Server {
-    let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+fn start(data: &std::path::Path, scripts: &std::path::Path, port: u16) -> Server {
     Server(
         std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
             .args([
@@ -71,13 +118,21 @@ fn power_case() -> Value {
     })
 }
 
+fn timed_case() -> Value {
+    json!({
+        "procedure": "crash.timer",
+        "applicant": { "id": "91310000MA1FL0001X", "name": "Metro Line 14 Construction Co." },
+    })
+}
+
 /// One client: submit, accept at the window, complete the survey; again, until the
-/// server is gone. Every answer received is acknowledged: its case id, number, revision.
+/// server is gone. Every fourth round submits and accepts a `crash.timer` case instead.
+/// Every answer received is acknowledged: its case id, number, revision.
 async fn client_loop(
     client: reqwest::Client,
     base: String,
     tokens: (String, String),
-    acked: Acked,
+    (acked, timed): (Acked, Timed),
 ) {
     let ack = |v: &Value| {
         let c = &v["case"];
@@ -98,7 +153,26 @@ async fn client_loop(
         async move { req.send().await.ok()?.json::<Value>().await.ok() }
     };
     let first_task = |v: &Value| v["case"]["tasks"][0]["id"].as_str().map(str::to_string);
-    loop {
+    for round in 0.. {
+        if round % 4 == 3 {
+            let Some(v) = post("/api/cases".into(), None, timed_case()).await else {
+                return;
+            };
+            ack(&v);
+            let Some(task) = first_task(&v) else { continue };
+            let path = format!("/api/tasks/{task}/complete");
+            let Some(v) = post(path, Some(&tokens.0), json!({ "outcome": "accept" })).await else {
+                return;
+            };
+            ack(&v);
+            if let (Some(id), Some("review")) = (
+                v["case"]["id"].as_u64(),
+                v["case"]["tasks"][0]["step"].as_str(),
+            ) {
+                timed.lock().unwrap().insert(id);
+            }
+            continue;
+        }
         let Some(v) = post("/api/cases".into(), None, power_case()).await else {
             return;
         };
@@ -119,6 +193,44 @@ async fn client_loop(
             return;
         };
         ack(&v);
+    }
+}
+
+/// Every timer of the `crash.timer` cases fired once: each holds exactly one warning
+/// card of its review (those due while the server was down fire when it starts; waits
+/// for them, a few seconds at most).
+async fn check_timers(client: &reqwest::Client, base: &str, admin: &str, timed: &BTreeSet<u64>) {
+    let started = Instant::now();
+    for id in timed {
+        loop {
+            let c: Value = client
+                .get(format!("{base}/api/cases/{id}"))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let warnings = c["cards"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|k| k["step"] == "review" && k["kind"] == "supervision")
+                .count();
+            assert!(
+                warnings <= 1,
+                "case {id}: its timer fired {warnings} times: {c}"
+            );
+            if warnings == 1 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "case {id}: its due timer never fired: {c}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -247,6 +359,9 @@ fn main() {
     rt.block_on(async move {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
+        let scripts = tmp.path().join("scripts");
+        bench_scripts(&scripts);
+        let timed: Timed = Arc::default();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
@@ -257,8 +372,9 @@ fn main() {
         // Tokens are kept by the store: issued once, they work after every restart.
         let mut staff: Option<(String, String, String)> = None;
         let mut checked: BTreeMap<u64, (String, u64)> = BTreeMap::new();
+        let mut timers_checked: BTreeSet<u64> = BTreeSet::new();
         for cycle in 0..cycles {
-            let mut server = start(&data, port);
+            let mut server = start(&data, &scripts, port);
             let up = wait_up(&client, &base).await;
             let admin = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_string();
             if staff.is_none() {
@@ -278,6 +394,9 @@ fn main() {
                 .map(|(id, v)| (*id, v.clone()))
                 .collect();
             check(&client, &base, (&admin, &auditor), &changed).await;
+            let timers = timed.lock().unwrap().clone();
+            check_timers(&client, &base, &admin, &timers.difference(&timers_checked).copied().collect()).await;
+            timers_checked = timers;
             checked = now;
             if cycle > 0 {
                 restarts.push(up);
@@ -287,7 +406,7 @@ fn main() {
             let count = |a: &Acked| a.lock().unwrap().values().map(|(_, r)| *r as usize).sum::<usize>();
             let before_count = count(&acked);
             let workers: Vec<_> = (0..clients)
-                .map(|_| tokio::spawn(client_loop(client.clone(), base.clone(), tokens.clone(), acked.clone())))
+                .map(|_| tokio::spawn(client_loop(client.clone(), base.clone(), tokens.clone(), (acked.clone(), timed.clone()))))
                 .collect();
             let run = Duration::from_millis(rng.random_range(150..900));
             tokio::time::sleep(run).await;
@@ -305,18 +424,21 @@ fn main() {
             );
         }
         // The last kill is checked too.
-        let _server = start(&data, port);
+        let _server = start(&data, &scripts, port);
         let up = wait_up(&client, &base).await;
         restarts.push(up);
         let admin = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_string();
         let all = acked.lock().unwrap().clone();
         let auditor = staff.map(|s| s.2).unwrap_or_default();
         check(&client, &base, (&admin, &auditor), &all).await;
+        let timers = timed.lock().unwrap().clone();
+        check_timers(&client, &base, &admin, &timers).await;
         restarts.sort();
         let p = |q: f64| restarts[((restarts.len() - 1) as f64 * q) as usize].as_millis();
         println!(
-            "{cycles} kills: {} cases, {transitions} transitions acknowledged, none lost; numbers gap-free; audit chain intact; restart p50 {} ms, max {} ms",
+            "{cycles} kills: {} cases, {transitions} transitions acknowledged, none lost; numbers gap-free; audit chain intact; {} due timers fired once each; restart p50 {} ms, max {} ms",
             all.len(),
+            timers.len(),
             p(0.5),
             p(1.0)
         );

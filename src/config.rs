@@ -10,8 +10,15 @@ use serde::Deserialize;
 pub struct Config {
     /// Folder of Rhai scripts describing the office.
     pub scripts: PathBuf,
-    /// Folder of the embedded store.
+    /// The node's data folder: the embedded store (unless `store` names another), the
+    /// administrator token file, backups' default place.
     pub data: PathBuf,
+    /// Where cases are kept: absent for the embedded store in `<data>/store`, or a
+    /// PostgreSQL address (`postgres://user:password@host:5432/guichet`) that several
+    /// nodes share (docs/deployment.md).
+    pub store: Option<String>,
+    /// Connections to PostgreSQL each node keeps at most.
+    pub store_connections: u32,
     /// Address to listen on.
     pub listen: String,
     /// sled page cache, in MiB.
@@ -119,8 +126,15 @@ impl Default for LimitsConfig {
 }
 
 impl Config {
-    /// The store this configuration names: the embedded store in `<data>/store`.
+    /// The store this configuration names: PostgreSQL if `store` gives its address, else
+    /// the embedded store in `<data>/store`.
     pub fn store(&self) -> guichet_core::store::StoreConfig {
+        if let Some(url) = &self.store {
+            return guichet_core::store::StoreConfig::Postgres {
+                url: url.clone(),
+                connections: self.store_connections,
+            };
+        }
         guichet_core::store::StoreConfig::Embedded {
             path: self.data.join("store"),
             cache_bytes: self.cache_mb * 1024 * 1024,
@@ -136,6 +150,8 @@ impl Default for Config {
         Config {
             scripts: PathBuf::from("scripts"),
             data: PathBuf::from("data"),
+            store: None,
+            store_connections: 16,
             listen: "127.0.0.1:8080".into(),
             cache_mb: 256,
             checkpoint_mb: 256,

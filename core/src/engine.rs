@@ -161,8 +161,13 @@ pub struct Engine {
     pub(crate) stats: RwLock<crate::stats::Table>,
 }
 
-/// A valid token's actor and expiry, by the hash of its secret.
-pub(crate) type CachedToken = (Actor, Option<chrono::DateTime<chrono::Utc>>);
+/// A valid token's actor and expiry, by the hash of its secret, and when the store last
+/// said it was valid.
+pub(crate) type CachedToken = (
+    Actor,
+    Option<chrono::DateTime<chrono::Utc>>,
+    std::time::Instant,
+);
 
 pub fn task_case_id(task_id: &str) -> Result<u64> {
     task_id

@@ -105,7 +105,11 @@ impl Engine {
         if let Some(rest) = secret.strip_prefix(APPLICANT_TOKEN_PREFIX) {
             return Some(self.applicant_token_case(rest).map(Actor::Applicant));
         }
-        let (actor, expires) = self.token_cache.read().get(&hash_secret(secret)).cloned()?;
+        let (actor, expires, checked) =
+            self.token_cache.read().get(&hash_secret(secret)).cloned()?;
+        if !self.token_fresh(checked) {
+            return None;
+        }
         Some(
             expires
                 .is_none_or(|e| self.clock.now() < e)
@@ -122,13 +126,18 @@ impl Engine {
         let hash = hash_secret(secret);
         let now = self.clock.now();
         let cached = self.token_cache.read().get(&hash).cloned();
-        if let Some((a, expires)) = cached {
-            return Ok(expires.is_none_or(|e| now < e).then_some(a));
+        if let Some((a, expires, checked)) = &cached {
+            if self.token_fresh(*checked) {
+                return Ok(expires.is_none_or(|e| now < e).then_some(a.clone()));
+            }
         }
         let Some(rec) = self.store.token_by_hash(&hash)? else {
+            self.forget_token(&hash);
             return Ok(None);
         };
         if rec.revoked_at.is_some() || rec.expires_at.is_some_and(|e| now >= e) {
+            // Revoked on another node of a shared store, perhaps.
+            self.forget_token(&hash);
             return Ok(None);
         }
         let actor = if rec.admin {
@@ -136,9 +145,14 @@ impl Engine {
         } else {
             Actor::Staff(rec.subject.clone())
         };
-        self.token_cache
-            .write()
-            .insert(hash, (actor.clone(), rec.expires_at));
+        self.token_cache.write().insert(
+            hash,
+            (actor.clone(), rec.expires_at, std::time::Instant::now()),
+        );
+        if cached.is_some() {
+            // Checked again, not a new login.
+            return Ok(Some(actor));
+        }
         self.audit_or_warn(crate::audit::Record::new(
             now,
             actor.name(),
@@ -146,6 +160,13 @@ impl Engine {
             format!("token:{}", rec.id),
         ));
         Ok(Some(actor))
+    }
+
+    /// Whether a cached token may be used without asking the store: always on a store of
+    /// this process alone (a revocation here clears the cache); on a store other nodes
+    /// share, for a second, so that a revocation on any node holds everywhere within it.
+    fn token_fresh(&self, checked: std::time::Instant) -> bool {
+        !self.store.shared() || checked.elapsed() < std::time::Duration::from_secs(1)
     }
 
     /// Drops a token from the cache: its next use reads the store (after a revocation).

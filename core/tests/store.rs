@@ -21,10 +21,50 @@ struct Backend {
 }
 
 fn backends() -> Vec<Backend> {
-    vec![Backend {
+    let mut all = vec![Backend {
         name: "embedded",
         open: |dir| Arc::new(SledStore::open(dir, 8 << 20).unwrap()),
-    }]
+    }];
+    #[cfg(feature = "postgres")]
+    match std::env::var("GUICHET_TEST_POSTGRES") {
+        Ok(_) => all.push(Backend {
+            name: "postgres",
+            open: |dir| Arc::new(postgres_store(dir)),
+        }),
+        // CI starts a cluster (.ci/postgres): there the suite may not skip a backend.
+        Err(_) if std::env::var_os("GUICHET_CI").is_some() => {
+            panic!("GUICHET_TEST_POSTGRES is not set (start a cluster with .ci/postgres)")
+        }
+        Err(_) => eprintln!("GUICHET_TEST_POSTGRES not set: the PostgreSQL store is not checked"),
+    }
+    all
+}
+
+/// The PostgreSQL store of a check: a database of its own on the test cluster, named
+/// after the check's folder (so that opening it again is a restart).
+#[cfg(feature = "postgres")]
+fn postgres_store(dir: &Path) -> guichet_core::store::postgres::PgStore {
+    let base = std::env::var("GUICHET_TEST_POSTGRES").unwrap();
+    let name = format!(
+        "guichet_{}",
+        dir.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    );
+    let mut admin = ::postgres::Client::connect(&base, ::postgres::NoTls).unwrap();
+    if admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .unwrap()
+        .is_none()
+    {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+    }
+    let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+    guichet_core::store::postgres::PgStore::open(&url, 8).unwrap()
 }
 
 /// Runs `check` on a fresh store of every backend (with the folder, for restarts).

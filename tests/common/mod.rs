@@ -75,8 +75,13 @@ impl TestServer {
         tune(&mut cfg);
         // A restart here is in the same process: `serve` returns once the engine (and
         // with it the store and its folder lock) is released.
-        let engine = server::open_with_clock(&cfg, clock.clone())
-            .unwrap_or_else(|e| panic!("open server: {e:#}"));
+        // Off the async threads, as `main` opens it (a PostgreSQL client blocks).
+        let engine = std::thread::scope(|s| {
+            s.spawn(|| server::open_with_clock(&cfg, clock.clone()))
+                .join()
+                .expect("open server")
+        })
+        .unwrap_or_else(|e| panic!("open server: {e:#}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -90,10 +95,11 @@ impl TestServer {
             .await
             .expect("serve");
         });
+        // A second node on a shared store finds the administrator already there: no file
+        // (the test uses the first node's token).
         let admin = std::fs::read_to_string(server::admin_token_path(&data))
-            .expect("admin token file")
-            .trim()
-            .to_string();
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default();
         let client = reqwest::Client::new();
         // Serving means started: the watcher and the background loops start before the
         // accept loop, so a test's first edit or timer is never missed.
@@ -704,4 +710,32 @@ pub fn conforms(schema: &Value, value: &Value, at: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A fresh database on the test cluster (`GUICHET_TEST_POSTGRES`, started by
+/// `.ci/postgres`), as the address a server's `store` takes; `None` (the test then says
+/// it skipped) without a cluster, except in CI, where a test never skips silently.
+pub fn postgres_database() -> Option<String> {
+    let Ok(base) = std::env::var("GUICHET_TEST_POSTGRES") else {
+        assert!(
+            std::env::var_os("GUICHET_CI").is_none(),
+            "GUICHET_TEST_POSTGRES is not set (start a cluster with .ci/postgres)"
+        );
+        eprintln!("skipped: GUICHET_TEST_POSTGRES is not set (start a cluster with .ci/postgres)");
+        return None;
+    };
+    let name = format!("guichet_{:016x}", rand::random::<u64>());
+    // On a thread of its own: the client blocks, and tests call this from async code.
+    let create = format!("CREATE DATABASE {name}");
+    std::thread::spawn(move || {
+        let mut admin = postgres::Client::connect(&base, postgres::NoTls).expect("test cluster");
+        admin.batch_execute(&create).expect("create database");
+    })
+    .join()
+    .expect("create database");
+    let base = std::env::var("GUICHET_TEST_POSTGRES").unwrap_or_default();
+    Some(format!(
+        "{}/{name}",
+        base.rsplit_once('/').expect("an address").0
+    ))
 }

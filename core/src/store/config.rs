@@ -21,6 +21,14 @@ pub enum StoreConfig {
         /// How far a flush carries acknowledged writes.
         durability: super::Durability,
     },
+    /// PostgreSQL, shared by every node of the office (built with the `postgres`
+    /// feature).
+    Postgres {
+        /// `postgres://user:password@host:port/database`.
+        url: String,
+        /// The pool's size.
+        connections: u32,
+    },
 }
 
 /// Opens the configured backend.
@@ -38,5 +46,13 @@ pub fn open(config: &StoreConfig) -> Result<Arc<dyn Store>> {
                 .with_durability(*durability);
             Ok(Arc::new(store))
         }
+        #[cfg(feature = "postgres")]
+        StoreConfig::Postgres { url, connections } => {
+            Ok(Arc::new(super::postgres::PgStore::open(url, *connections)?))
+        }
+        #[cfg(not(feature = "postgres"))]
+        StoreConfig::Postgres { .. } => Err(crate::error::Error::Validation(
+            "this Guichet was built without the `postgres` feature".into(),
+        )),
     }
 }

@@ -15,6 +15,8 @@
 
 mod config;
 pub mod embedded;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +27,34 @@ use crate::notice::Notice;
 
 pub use config::{open, StoreConfig};
 pub use embedded::{Durability, SledStore};
+
+/// A history event as every backend stores it, and as the audit chain hashes it: its JSON,
+/// then, if it closed tasks, a newline and their JSON array (compact JSON has no raw
+/// newline, so the first one ends the event). Kept in one place: a store copied from one
+/// backend to another keeps its chain.
+pub fn stored_event(event: &HistoryEvent, closed: &[Task]) -> Result<Vec<u8>> {
+    let mut stored = serde_json::to_vec(event)?;
+    if !closed.is_empty() {
+        stored.push(b'\n');
+        serde_json::to_writer(&mut stored, closed)?;
+    }
+    Ok(stored)
+}
+
+/// A stored history event and the JSON array of the tasks it closed, if any.
+pub fn split_event(stored: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match stored.iter().position(|&b| b == b'\n') {
+        Some(i) => (&stored[..i], Some(&stored[i + 1..])),
+        None => (stored, None),
+    }
+}
+
+/// The number of a task id (`42-3` is 3), for ordering a case's tasks.
+pub fn task_number(task: &str) -> u64 {
+    task.rsplit_once('-')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
 
 /// A commit's place in the store's order: the commit is durable once
 /// [`CaseTable::flushed`] reaches it.
@@ -321,6 +351,11 @@ pub trait Store:
 {
     /// Whether calls can be served now (false while the store is being reopened).
     fn available(&self) -> bool;
+    /// Whether other processes (nodes) write to this store too: what this process
+    /// keeps in memory of it (token checks, delegations) must then be read again.
+    fn shared(&self) -> bool {
+        false
+    }
     /// Whether the backend's own upkeep is overdue (the embedded store: twice the
     /// checkpoint's worth written without one, because writes never paused): a node
     /// worth taking out of rotation until it catches up.

@@ -177,11 +177,7 @@ impl CaseTable for SledStore {
             after.tasks = open;
             // One key for the event and the tasks it closed; the audit entry vouches
             // for both.
-            let mut stored_event = serde_json::to_vec(&event)?;
-            if !closed.is_empty() {
-                stored_event.push(b'\n');
-                serde_json::to_writer(&mut stored_event, &closed)?;
-            }
+            let stored_event = crate::store::stored_event(&event, &closed)?;
             audit.push(crate::audit::Record::transition(
                 &after.number,
                 after.id,

@@ -31,20 +31,7 @@ pub(super) fn task_key(case: u64, task: &str) -> Option<[u8; 17]> {
     Some(pair_key(b't', case, n))
 }
 
-/// A stored history event and the JSON array of the tasks it closed, if any.
-pub(super) fn split_event(stored: &[u8]) -> (&[u8], Option<&[u8]>) {
-    // Compact JSON has no raw newline: the first one ends the event.
-    match stored.iter().position(|&b| b == b'\n') {
-        Some(i) => (&stored[..i], Some(&stored[i + 1..])),
-        None => (stored, None),
-    }
-}
-
-pub(super) fn task_number(task: &str) -> u64 {
-    task.rsplit_once('-')
-        .and_then(|(_, n)| n.parse().ok())
-        .unwrap_or(u64::MAX)
-}
+pub(super) use crate::store::{split_event, task_number};
 
 pub(super) fn hist_key(case: u64, seq: u64) -> [u8; 17] {
     pair_key(b'h', case, seq)

@@ -1,0 +1,171 @@
+//! The PostgreSQL store: the same tables as the embedded store, as SQL tables in one
+//! database that several Guichet nodes share. A commit is one transaction (acknowledged
+//! means committed: nothing to flush after); case numbers are drawn from a counter row in
+//! that transaction, so they stay gap-free across nodes; the audit chain is appended under
+//! the lock of its head row, so it stays one chain whichever node commits. Timers are
+//! taken with `FOR UPDATE SKIP LOCKED` and a lease: one node fires a group, and another
+//! takes it over once the lease of a node that died has run out.
+//!
+//! The schema is created and migrated when the store opens (`migrations`, in order, each
+//! once, recorded in `guichet_schema`).
+
+mod cases;
+mod tables;
+
+use parking_lot::RwLock;
+use postgres::NoTls;
+use r2d2_postgres::PostgresConnectionManager;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+use crate::store::{BackupReport, Fault, Receipt, Store};
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+pub(super) type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// The schema's versions, applied in order.
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+
+/// How long a node holds the timers it took before another node may take them.
+const TIMER_LEASE: chrono::Duration = chrono::Duration::seconds(60);
+
+pub struct PgStore {
+    pool: Pool,
+    /// This node's name in the leases it takes (random per start: a restarted node is
+    /// another node, and waits for the leases of its former self like any other).
+    node: String,
+    /// Commits made through this handle (receipts; each is durable when it returns).
+    written: AtomicU64,
+    fault: RwLock<Option<Fault>>,
+}
+
+/// Store errors of the database and the pool.
+pub(super) trait Pg<T> {
+    fn pg(self) -> Result<T>;
+}
+
+impl<T> Pg<T> for std::result::Result<T, postgres::Error> {
+    fn pg(self) -> Result<T> {
+        self.map_err(|e| Error::Store(format!("postgres: {e}")))
+    }
+}
+
+impl<T> Pg<T> for std::result::Result<T, r2d2::Error> {
+    fn pg(self) -> Result<T> {
+        self.map_err(|e| Error::Store(format!("postgres pool: {e}")))
+    }
+}
+
+/// A count or an id as PostgreSQL's BIGINT.
+pub(super) fn big(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A BIGINT read back (never negative for what Guichet writes).
+pub(super) fn unsigned(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`) with a pool of
+    /// `connections`, and brings the schema up to date.
+    pub fn open(url: &str, connections: u32) -> Result<PgStore> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| Error::Store(format!("postgres: bad address: {e}")))?;
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(connections.max(1))
+            .connection_timeout(std::time::Duration::from_secs(10))
+            .build(manager)
+            .pg()?;
+        let store = PgStore {
+            pool,
+            node: format!("{:016x}", rand::random::<u64>()),
+            written: AtomicU64::new(0),
+            fault: RwLock::new(None),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub(super) fn conn(&self) -> Result<Conn> {
+        self.pool.get().pg()
+    }
+
+    /// Applies the migrations not applied yet, each in a transaction; nodes starting
+    /// together take turns (an advisory lock).
+    fn migrate(&self) -> Result<()> {
+        let mut c = self.conn()?;
+        let mut tx = c.transaction().pg()?;
+        tx.execute("SELECT pg_advisory_xact_lock(7204171)", &[])
+            .pg()?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS guichet_schema (
+                 version INTEGER PRIMARY KEY,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .pg()?;
+        let applied: i32 = tx
+            .query_one("SELECT COALESCE(max(version), 0) FROM guichet_schema", &[])
+            .pg()?
+            .get(0);
+        if applied as usize > MIGRATIONS.len() {
+            return Err(Error::Store(format!(
+                "the database's schema (version {applied}) is newer than this Guichet's ({}): upgrade Guichet",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+            let version = i as i32 + 1;
+            tx.batch_execute(sql).pg()?;
+            tx.execute(
+                "INSERT INTO guichet_schema (version) VALUES ($1)",
+                &[&version],
+            )
+            .pg()?;
+            tracing::info!(message = "database schema migrated", version);
+        }
+        tx.commit().pg()
+    }
+
+    fn receipt(&self) -> Receipt {
+        self.written.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
+impl Store for PgStore {
+    fn available(&self) -> bool {
+        // Without waiting (readiness is asked on the server's async threads): the pool
+        // drops connections found broken, so none left means the database is out of reach.
+        self.pool.state().connections > 0
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn maintain(&self) -> Result<Option<String>> {
+        // PostgreSQL keeps itself (autovacuum, its own checkpoints).
+        Ok(None)
+    }
+
+    fn set_fault(&self, fault: Option<Fault>) {
+        *self.fault.write() = fault;
+    }
+
+    fn backup(&self, _to: &std::path::Path) -> Result<BackupReport> {
+        Err(Error::Validation(
+            "a PostgreSQL store is backed up with PostgreSQL's own tools (pg_dump, or \
+             pg_basebackup with WAL archiving): see docs/deployment.md"
+                .into(),
+        ))
+    }
+}
+
+/// The fault a test injected, if any.
+impl PgStore {
+    pub(super) fn fault(&self) -> Option<Fault> {
+        self.fault.read().clone()
+    }
+}

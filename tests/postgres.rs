@@ -1,0 +1,168 @@
+//! The server on PostgreSQL: the same API on a shared database, across a restart and with
+//! two nodes at once (`GUICHET_TEST_POSTGRES`, a cluster started by `.ci/postgres`).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use common::*;
+use guichet_core::clock::SystemClock;
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// A node of the office: the example scripts, a data folder of its own, the shared store.
+async fn node(store: &str, data: &std::path::Path) -> TestServer {
+    let store = store.to_string();
+    TestServer::start_configured(
+        example_scripts(),
+        data.to_path_buf(),
+        Arc::new(SystemClock),
+        move |c| c.store = Some(store),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_runs_on_postgresql_and_survives_a_restart() {
+    let Some(db) = postgres_database() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let s = node(&db, &tmp.path().join("a")).await;
+    let (id, number, code) = s.submit(power_case(1250.0)).await;
+    assert!(number.ends_with("-000001"), "{number}");
+    let clerk = s.token("zhou.qiang").await;
+    let case = s.act(&clerk, id, "intake", "accept", json!({})).await;
+    assert_eq!(case["status"], "in_progress");
+    let (st, tracked) = s
+        .call(
+            "GET",
+            &format!("/api/track/{number}?code={code}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{tracked}");
+    assert!(tracked["progress"].as_array().unwrap().len() >= 2);
+    // The worklist, search, statistics and notices read the same database.
+    let (_, found) = s.get("/api/cases?procedure=power.connection", &clerk).await;
+    assert_eq!(found["cases"].as_array().unwrap().len(), 1);
+    let (st, stats) = s.get("/api/stats", &s.admin).await;
+    assert_eq!(st, StatusCode::OK, "{stats}");
+    let (_, notices) = s.get(&format!("/api/cases/{id}/notices"), &s.admin).await;
+    assert!(!notices["notices"].as_array().unwrap().is_empty());
+    // A restart keeps everything: the case, its token, its history, the next number.
+    let data = s.data.clone();
+    let mut s = s;
+    s.shutdown().await;
+    let s = node(&db, &data).await;
+    let case = s.case(id).await;
+    assert_eq!(case["number"], number.as_str());
+    assert_eq!(case["history"].as_array().unwrap().len(), 2);
+    let (st, _) = s.get("/api/tasks", &clerk).await;
+    assert_eq!(
+        st,
+        StatusCode::OK,
+        "a token issued before the restart still works"
+    );
+    let (_, second, _) = s.submit(power_case(400.0)).await;
+    assert!(second.ends_with("-000002"), "{second}");
+    let auditor = s.token("audit.zhang").await;
+    let (_, verdict) = s.get("/api/audit/verify", &auditor).await;
+    assert_eq!(verdict["ok"], true, "{verdict}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_database_share_cases_numbers_and_the_audit_chain() {
+    let Some(db) = postgres_database() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let a = node(&db, &tmp.path().join("a")).await;
+    let mut b = node(&db, &tmp.path().join("b")).await;
+    // The administrator was created by the first node; the second writes no token file.
+    assert!(b.admin.is_empty());
+    b.admin = a.admin.clone();
+    // Submissions spread over both nodes, concurrently.
+    let mut submitted = Vec::new();
+    for round in 0..10 {
+        let (x, y) = tokio::join!(
+            a.call(
+                "POST",
+                "/api/cases",
+                None,
+                Some(power_case(100.0 + round as f64))
+            ),
+            b.call(
+                "POST",
+                "/api/cases",
+                None,
+                Some(power_case(200.0 + round as f64))
+            ),
+        );
+        for (st, v) in [x, y] {
+            assert_eq!(st, StatusCode::CREATED, "{v}");
+            submitted.push((
+                v["case"]["id"].as_u64().unwrap(),
+                v["case"]["number"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    // Numbers gap-free and unique across the nodes.
+    let numbers: BTreeSet<u64> = submitted
+        .iter()
+        .map(|(_, n)| n.rsplit('-').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(numbers, (1..=20).collect::<BTreeSet<u64>>());
+    // A token issued on one node works on the other; a case submitted on one is worked
+    // on the other.
+    let clerk = a.token("zhou.qiang").await;
+    let (id, _) = submitted[0].clone();
+    let task = b.task_at(&clerk, id, "intake").await;
+    let (st, v) = b
+        .post(&format!("/api/tasks/{task}/claim"), &clerk, json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let case = a.case(id).await;
+    assert_eq!(case["tasks"][0]["claimed_by"], "zhou.qiang", "{case}");
+    // A revoked token is refused on the other node too.
+    let (_, issued) = a
+        .post(
+            "/api/admin/tokens",
+            &a.admin,
+            json!({ "subject": "li.wei", "label": "revoke me" }),
+        )
+        .await;
+    let secret = issued["token"].as_str().unwrap().to_string();
+    let (st, _) = b.get("/api/me", &secret).await;
+    assert_eq!(st, StatusCode::OK);
+    let token_id = issued["record"]["id"].as_str().unwrap();
+    let (st, _) = a
+        .call(
+            "DELETE",
+            &format!("/api/admin/tokens/{token_id}"),
+            Some(&a.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let mut refused = false;
+    for _ in 0..20 {
+        if b.get("/api/me", &secret).await.0 == StatusCode::UNAUTHORIZED {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused,
+        "a token revoked on node a still works on node b after 2 s"
+    );
+    // One audit chain, whichever node wrote its entries.
+    let auditor = b.token("audit.zhang").await;
+    for s in [&a, &b] {
+        let (_, verdict) = s.get("/api/audit/verify", &auditor).await;
+        assert_eq!(verdict["ok"], true, "{verdict}");
+    }
+}

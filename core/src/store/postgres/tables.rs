@@ -16,8 +16,12 @@ use crate::store::{
     TimerTable, TokenRecord, VersionRecord, WorkEntry,
 };
 
-fn ids(rows: Vec<postgres::Row>) -> Vec<u64> {
-    rows.iter().map(|r| unsigned(r.get(0))).collect()
+impl PgStore {
+    /// The case ids a query selects (its first column).
+    fn ids(&self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Vec<u64>> {
+        let rows = self.conn()?.query(sql, params).pg()?;
+        Ok(rows.iter().map(|r| unsigned(r.get(0))).collect())
+    }
 }
 
 impl IndexTable for PgStore {
@@ -36,14 +40,10 @@ impl IndexTable for PgStore {
     }
 
     fn cases_without_work(&self) -> Result<Vec<u64>> {
-        let rows = self
-            .conn()?
-            .query(
-                "SELECT DISTINCT case_id FROM work WHERE entry IS NULL ORDER BY case_id",
-                &[],
-            )
-            .pg()?;
-        Ok(ids(rows))
+        self.ids(
+            "SELECT DISTINCT case_id FROM work WHERE entry IS NULL ORDER BY case_id",
+            &[],
+        )
     }
 
     fn put_work(&self, case: &crate::case::Case, work: Vec<WorkEntry>) -> Result<()> {
@@ -95,36 +95,24 @@ impl IndexTable for PgStore {
     }
 
     fn cases_of_applicant(&self, applicant: &str) -> Result<Vec<u64>> {
-        let rows = self
-            .conn()?
-            .query(
-                "SELECT id FROM cases WHERE applicant = $1 ORDER BY id",
-                &[&applicant],
-            )
-            .pg()?;
-        Ok(ids(rows))
+        self.ids(
+            "SELECT id FROM cases WHERE applicant = $1 ORDER BY id",
+            &[&applicant],
+        )
     }
 
     fn cases_of_bundle(&self, bundle: &str) -> Result<Vec<u64>> {
-        let rows = self
-            .conn()?
-            .query(
-                "SELECT id FROM cases WHERE bundle = $1 ORDER BY id",
-                &[&bundle],
-            )
-            .pg()?;
-        Ok(ids(rows))
+        self.ids(
+            "SELECT id FROM cases WHERE bundle = $1 ORDER BY id",
+            &[&bundle],
+        )
     }
 
     fn cases_with_cards_for(&self, group: &str) -> Result<Vec<u64>> {
-        let rows = self
-            .conn()?
-            .query(
-                "SELECT case_id FROM card_groups WHERE grp = $1 ORDER BY case_id",
-                &[&group],
-            )
-            .pg()?;
-        Ok(ids(rows))
+        self.ids(
+            "SELECT case_id FROM card_groups WHERE grp = $1 ORDER BY case_id",
+            &[&group],
+        )
     }
 
     fn open_cases_by_version(&self) -> Result<BTreeMap<(String, String), u64>> {
@@ -143,14 +131,10 @@ impl IndexTable for PgStore {
     }
 
     fn open_cases_of_version(&self, procedure: &str, version: &str) -> Result<Vec<u64>> {
-        let rows = self
-            .conn()?
-            .query(
-                "SELECT id FROM cases WHERE open AND procedure = $1 AND version = $2 ORDER BY id",
-                &[&procedure, &version],
-            )
-            .pg()?;
-        Ok(ids(rows))
+        self.ids(
+            "SELECT id FROM cases WHERE open AND procedure = $1 AND version = $2 ORDER BY id",
+            &[&procedure, &version],
+        )
     }
 
     fn listing(&self, case: u64) -> Result<Option<crate::search::CaseListing>> {

@@ -1,5 +1,6 @@
-//! The store's upkeep: every second, off the async threads, the engine asks its store to
-//! do its own maintenance (the embedded store checkpoints once `checkpoint_mb` were
+//! The store's upkeep: every second, off the async threads, the engine follows what other
+//! nodes of a shared store changed (a reload, delegations) and asks its store to do its
+//! own maintenance (the embedded store checkpoints once `checkpoint_mb` were
 //! written and nothing for `checkpoint_idle_secs`, so a start after a crash replays only
 //! what was written since; sled 0.34 otherwise replays everything written since the
 //! process opened the store, see docs/performance.md).
@@ -33,6 +34,14 @@ pub fn start(
                 if measure {
                     metrics::gauge!("guichet_store_bytes")
                         .set(crate::telemetry::folder_bytes(&data) as f64);
+                }
+                // Nodes sharing a store: another node's reload and delegations.
+                match engine.follow_shared() {
+                    Ok(Some(what)) => tracing::info!(message = "shared store", what = %what),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(message = "rule set of another node refused", error = %e)
+                    }
                 }
                 engine.maintain_store()
             })

@@ -13,9 +13,13 @@ use serde_json::json;
 
 /// A node of the office: the example scripts, a data folder of its own, the shared store.
 async fn node(store: &str, data: &std::path::Path) -> TestServer {
+    node_on(store, example_scripts(), data).await
+}
+
+async fn node_on(store: &str, scripts: std::path::PathBuf, data: &std::path::Path) -> TestServer {
     let store = store.to_string();
     TestServer::start_configured(
-        example_scripts(),
+        scripts,
         data.to_path_buf(),
         Arc::new(SystemClock),
         move |c| c.store = Some(store),
@@ -165,4 +169,119 @@ async fn two_nodes_on_one_database_share_cases_numbers_and_the_audit_chain() {
         let (_, verdict) = s.get("/api/audit/verify", &auditor).await;
         assert_eq!(verdict["ok"], true, "{verdict}");
     }
+}
+
+/// The example office copied (its scenarios left out): each node its own folder.
+fn copy_scripts(to: &std::path::Path) {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                if entry.file_name() != "tests" {
+                    copy(&entry.path(), &target);
+                }
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    copy(&example_scripts(), to);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_and_a_delegation_on_one_node_reach_the_other() {
+    let Some(db) = postgres_database() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (sa, sb) = (tmp.path().join("scripts-a"), tmp.path().join("scripts-b"));
+    copy_scripts(&sa);
+    copy_scripts(&sb);
+    let a = node_on(&db, sa.clone(), &tmp.path().join("a")).await;
+    let mut b = node_on(&db, sb, &tmp.path().join("b")).await;
+    b.admin = a.admin.clone();
+    let names = |v: serde_json::Value| -> Vec<String> {
+        v["procedures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The administrator edits the scripts of node a only.
+    let file = sa.join("power").join("new_connection.rhai");
+    let src = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        src.replace(
+            "\"New power connection\"",
+            "\"New power connection (2027 rules)\"",
+        ),
+    )
+    .unwrap();
+    let (st, v) = a
+        .post("/api/admin/scripts/reload", &a.admin, json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let mut reached = false;
+    for _ in 0..40 {
+        let (_, v) = b.call("GET", "/api/procedures", None, None).await;
+        if names(v).contains(&"New power connection (2027 rules)".to_string()) {
+            reached = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        reached,
+        "node b did not take over node a's reload within 4 s"
+    );
+    // Node b's own folder (unchanged) does not push the old rules back.
+    let (st, v) = b
+        .post("/api/admin/scripts/reload", &b.admin, json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["changed"], json!([]), "{v}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    for s in [&a, &b] {
+        let (_, v) = s.call("GET", "/api/procedures", None, None).await;
+        assert!(names(v).contains(&"New power connection (2027 rules)".to_string()));
+    }
+    // A case submitted on b runs on the version a made live.
+    let (id, _, _) = b.submit(power_case(630.0)).await;
+    let case = a.case(id).await;
+    let (_, live) = a.get("/api/admin/scripts", &a.admin).await;
+    assert_eq!(
+        case["version"], live["procedures"]["power.connection"],
+        "{case}"
+    );
+    // A delegation given on a holds on b.
+    let (st, d) = a
+        .post(
+            "/api/delegations",
+            &a.admin,
+            json!({
+                "from": "li.wei", "to": "zhao.min", "starts": "2030-01-01", "ends": "2030-01-05",
+                "reason": "annual leave"
+            }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{d}");
+    let mut seen = false;
+    for _ in 0..30 {
+        let (_, v) = b.get("/api/delegations", &b.admin).await;
+        if v["delegations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["to"] == "zhao.min")
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen, "node b did not see node a's delegation within 3 s");
 }

@@ -230,6 +230,10 @@ impl Engine {
             ));
         }
         let mut all = self.delegations.write();
+        // Another node may have changed them since this one last looked.
+        if self.store.shared() {
+            *all = Self::load_delegations(self.store.as_ref())?;
+        }
         let d = Delegation {
             id: format!("d{}", all.len() + 1),
             from: req.from,
@@ -264,6 +268,9 @@ impl Engine {
     pub fn revoke_delegation(&self, actor: &Actor, id: &str) -> Result<(Delegation, u64)> {
         let rules = self.rules();
         let mut all = self.delegations.write();
+        if self.store.shared() {
+            *all = Self::load_delegations(self.store.as_ref())?;
+        }
         let pos = all
             .iter()
             .position(|d| d.id == id)

@@ -38,6 +38,10 @@ pub struct ReloadStatus {
     /// rescan.
     #[serde(skip)]
     refused_fingerprint: String,
+    /// Files of this node's folder when it took over a rule set another node made live
+    /// (a shared store): the folder proposes itself again only once it changes.
+    #[serde(skip)]
+    superseded_fingerprint: String,
 }
 
 /// Warnings about a rule set that loads: years around `now` without a holiday table.
@@ -126,6 +130,8 @@ pub enum ReloadOutcome {
 
 /// The store's meta key of the last rule set that went live: its files, as JSON.
 const LAST_GOOD: &str = "last_good_scripts";
+/// ... and of their fingerprint, which the nodes sharing a store watch.
+const LAST_GOOD_FINGERPRINT: &str = "last_good_fingerprint";
 
 fn fingerprint(files: &[(String, String)]) -> String {
     let mut h = Sha256::new();
@@ -172,7 +178,7 @@ impl Engine {
             let mut status = self.reload.lock();
             status.attempts += 1;
             status.attempted_at = Some(now);
-            if status.live_fingerprint == fp && status.ok {
+            if (status.live_fingerprint == fp || status.superseded_fingerprint == fp) && status.ok {
                 return Ok(ReloadOutcome::Unchanged);
             }
             // The same files refused again: same answer, nothing compiled.
@@ -219,8 +225,11 @@ impl Engine {
         }
         let office = office_changes(&self.rules(), &rules);
         if let Some(files) = files {
+            // The files first: a node that sees the new fingerprint finds them.
             self.store()
                 .put_meta(LAST_GOOD, &serde_json::to_vec(files)?)?;
+            self.store()
+                .put_meta(LAST_GOOD_FINGERPRINT, fp.as_bytes())?;
         }
         self.install(rules)?;
         let mut status = self.reload.lock();
@@ -229,6 +238,7 @@ impl Engine {
         if files.is_some() {
             status.problems.clear();
             status.refused_fingerprint.clear();
+            status.superseded_fingerprint.clear();
         }
         status.live_since = Some(now);
         status.live_fingerprint = fp;
@@ -272,6 +282,51 @@ impl Engine {
             }
         }
         Error::Load(problems)
+    }
+
+    /// On a store other nodes share: takes over the rule set another node made live since
+    /// (a reload there reaches every node within a second of this being called), and the
+    /// delegations as they are now. Called about once a second; says what it took over.
+    pub fn follow_shared(&self) -> Result<Option<String>> {
+        if !self.store().shared() {
+            return Ok(None);
+        }
+        *self.delegations.write() = Self::load_delegations(self.store().as_ref())?;
+        let Some(fp) = self.store().meta(LAST_GOOD_FINGERPRINT)? else {
+            return Ok(None);
+        };
+        let fp = String::from_utf8_lossy(&fp).to_string();
+        let _one = self.reloading.lock();
+        if self.reload.lock().live_fingerprint == fp {
+            return Ok(None);
+        }
+        let Some(bytes) = self.store().meta(LAST_GOOD)? else {
+            return Ok(None);
+        };
+        let files: Vec<(String, String)> = serde_json::from_slice(&bytes)?;
+        if fingerprint(&files) != fp {
+            // Between the two writes of another node's reload: next time.
+            return Ok(None);
+        }
+        let rules = script::load_sources_with(self.scripts_dir(), &files, &self.plugins().modules)
+            .map_err(Error::Load)?;
+        let now = self.now();
+        let outcome = self.go_live("another node", now, rules, fp, None)?;
+        let mut status = self.reload.lock();
+        status.ok = true;
+        status.problems.clear();
+        // This node's folder, as it is now, was superseded: it goes live again only once
+        // it changes.
+        if let Ok(current) = script::read_dir(self.scripts_dir()) {
+            status.superseded_fingerprint = fingerprint(&current);
+        }
+        Ok(match outcome {
+            ReloadOutcome::Live { changed } => Some(format!(
+                "took over the rule set another node made live: {}",
+                changed.join(", ")
+            )),
+            ReloadOutcome::Unchanged => None,
+        })
     }
 
     /// At start, when the scripts folder does not load: runs on the last rule set that

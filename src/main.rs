@@ -61,6 +61,11 @@ enum Command {
         #[arg(long, env = "GUICHET_TOKEN_FILE")]
         token_file: Option<PathBuf>,
     },
+    /// Move the store between backends.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Put a backup in place as the store of a new data folder and verify its audit chain
     /// (then `guichet serve --data DIR`).
     Restore {
@@ -140,6 +145,21 @@ enum Command {
         token_file: Option<PathBuf>,
         #[command(subcommand)]
         action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Copy the embedded store of a data folder (its server stopped) into an empty
+    /// PostgreSQL database: cases, history, notices, timers, tokens, procedure versions,
+    /// files and the audit chain, checked after.
+    Copy {
+        /// The data folder.
+        #[arg(long)]
+        from: PathBuf,
+        /// postgres://user:password@host:port/database (an empty database).
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -228,6 +248,9 @@ fn main() -> ExitCode {
             server,
             token_file,
         } => backup(&server, token_file, &to),
+        Command::Store {
+            action: StoreAction::Copy { from, to },
+        } => store_copy(&from, &to),
         Command::Restore { from, data } => {
             restore(&from, &data.unwrap_or_else(|| PathBuf::from("data")))
         }
@@ -650,6 +673,60 @@ fn backup(server: &str, token_file: Option<PathBuf>, to: &std::path::Path) -> an
 
 /// Puts a backup in place as the store of a new data folder, then verifies its audit
 /// chain (the server must not run on that folder).
+/// Copies the embedded store of a data folder (no server running on it) into an empty
+/// PostgreSQL database, then checks the copy (cases, history, the same audit chain).
+fn store_copy(from: &std::path::Path, to: &str) -> anyhow::Result<()> {
+    if !to.starts_with("postgres://") && !to.starts_with("postgresql://") {
+        anyhow::bail!("--to takes a PostgreSQL address (postgres://user:password@host/database)");
+    }
+    if !from.join("store").is_dir() {
+        anyhow::bail!(
+            "{} holds no embedded store (no store folder)",
+            from.display()
+        );
+    }
+    let source = Config {
+        data: from.to_path_buf(),
+        cache_mb: 64,
+        ..Default::default()
+    };
+    let source = guichet_core::store::open(&source.store())?;
+    let target = guichet_core::store::open(&guichet_core::store::StoreConfig::Postgres {
+        url: to.to_string(),
+        connections: 2,
+    })?;
+    let started = std::time::Instant::now();
+    let report = guichet_core::store::copy(source.as_ref(), target.as_ref())?;
+    println!(
+        "copied in {:.1} s: {} cases, {} history events, {} notices, {} timer groups, {} files, {} other records; audit chain intact in the copy: {} entries, head {}",
+        started.elapsed().as_secs_f64(),
+        report.cases,
+        report.events,
+        report.notices,
+        report.timer_groups,
+        report.files,
+        report.others,
+        report.audit_entries,
+        report.audit_head
+    );
+    println!("serve it with `store = \"{}\"` in guichet.toml", redact(to));
+    Ok(())
+}
+
+/// An address without its password, for printing.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:…{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 fn restore(from: &std::path::Path, data: &std::path::Path) -> anyhow::Result<()> {
     let store = data.join("store");
     if store.exists() && std::fs::read_dir(&store)?.next().is_some() {

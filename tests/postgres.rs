@@ -285,3 +285,123 @@ async fn a_reload_and_a_delegation_on_one_node_reach_the_other() {
     }
     assert!(seen, "node b did not see node a's delegation within 3 s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_office_moves_its_embedded_store_to_postgresql_whole() {
+    let Some(db) = postgres_database() else {
+        return;
+    };
+    // An office at work on the embedded store: cases moving, a file, tokens, notices.
+    let mut s = TestServer::start().await;
+    let (st, v) = s
+        .submit_files(
+            None,
+            power_case(800.0),
+            &[("licence", "licence.pdf", b"%PDF-1.4 the licence")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let with_file = v["case"]["id"].as_u64().unwrap();
+    let sha = v["case"]["materials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|m| m["sha256"].as_str())
+        .unwrap()
+        .to_string();
+    let clerk = s.token("zhou.qiang").await;
+    let accepted = s
+        .act(&clerk, with_file, "intake", "accept", json!({}))
+        .await;
+    let (second, second_number, code) = s.submit(power_case(100.0)).await;
+    let (_, before) = s.get(&format!("/api/cases/{with_file}"), &s.admin).await;
+    let (admin, data) = (s.admin.clone(), s.data.clone());
+    s.shutdown().await;
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["store", "copy", "--from"])
+        .arg(&data)
+        .args(["--to", &db])
+        .env("GUICHET_LOG", "warn")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("2 cases") && said.contains("audit chain intact"),
+        "{said}"
+    );
+
+    // A node on the copy: the same cases, history, file, tokens; work and numbers go on.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut n = node(&db, &tmp.path().join("node")).await;
+    n.admin = admin;
+    let (_, after) = n.get(&format!("/api/cases/{with_file}"), &n.admin).await;
+    for k in [
+        "number",
+        "rev",
+        "status",
+        "history",
+        "tasks",
+        "closed_tasks",
+        "notices",
+    ] {
+        assert_eq!(after[k], before[k], "{k} differs after the copy");
+    }
+    assert_eq!(accepted["status"], after["status"]);
+    let (st, _) = n
+        .call(
+            "GET",
+            &format!("/api/cases/{with_file}/files/{sha}"),
+            Some(&clerk),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "the uploaded file came along");
+    let (st, tracked) = n
+        .call(
+            "GET",
+            &format!("/api/track/{second_number}?code={code}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{tracked}");
+    // The worklist is rebuilt from the copied cases.
+    let task = n.task_at(&clerk, second, "intake").await;
+    let (st, v) = n
+        .post(
+            &format!("/api/tasks/{task}/complete"),
+            &clerk,
+            json!({ "outcome": "accept" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, third, _) = n.submit(power_case(50.0)).await;
+    assert!(
+        third.ends_with("-000003"),
+        "numbers go on from the copy: {third}"
+    );
+    let auditor = n.token("audit.zhang").await;
+    let (_, verdict) = n.get("/api/audit/verify", &auditor).await;
+    assert_eq!(verdict["ok"], true, "{verdict}");
+    n.shutdown().await;
+
+    // The database is no longer empty: a second copy is refused, nothing written.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["store", "copy", "--from"])
+        .arg(&data)
+        .args(["--to", &db])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("empty"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

@@ -14,6 +14,7 @@
 //!   history, no timer and no notice of a transition that did not happen.
 
 mod config;
+pub mod copy;
 pub mod embedded;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -26,6 +27,7 @@ use crate::error::Result;
 use crate::notice::Notice;
 
 pub use config::{open, StoreConfig};
+pub use copy::{copy, CopyReport, Item};
 pub use embedded::{Durability, SledStore};
 
 /// A history event as every backend stores it, and as the audit chain hashes it: its JSON,
@@ -372,6 +374,13 @@ pub trait Store:
     /// A consistent copy of the whole store (uploaded files included) into the new folder
     /// `to`, while it serves: a data folder of its own that a server can open.
     fn backup(&self, to: &std::path::Path) -> Result<BackupReport>;
+    /// Calls `f` with every committed record, for a copy to another backend ([`copy()`]);
+    /// nothing of a commit that did not happen.
+    fn export(&self, f: &mut dyn FnMut(copy::Item) -> Result<()>) -> Result<()>;
+    /// Writes records another store exported into this one (empty at the first call).
+    fn import(&self, items: Vec<copy::Item>) -> Result<()>;
+    /// Whether the store holds no case and no audit entry yet.
+    fn is_empty(&self) -> Result<bool>;
 }
 
 /// What a backup copied and how long writes waited for it.

@@ -74,6 +74,7 @@ mod cases;
 mod chain;
 mod durable;
 pub use durable::Durability;
+mod export;
 mod files;
 mod keys;
 mod recent;
@@ -449,6 +450,22 @@ impl Store for SledStore {
 
     fn backup(&self, to: &Path) -> Result<super::BackupReport> {
         self.backup_impl(to)
+    }
+
+    fn export(&self, f: &mut dyn FnMut(super::Item) -> Result<()>) -> Result<()> {
+        self.export_impl(f)
+    }
+
+    fn import(&self, _items: Vec<super::Item>) -> Result<()> {
+        Err(Error::Validation(
+            "a copy goes from the embedded store to PostgreSQL; to come back, restore a backup \
+             of the embedded store"
+                .into(),
+        ))
+    }
+
+    fn is_empty(&self) -> Result<bool> {
+        self.is_empty_impl()
     }
 }
 

@@ -183,9 +183,59 @@ fn write_case(
         &[&id, &big(event.seq), &stored],
     )
     .pg()?;
+    put_case(tx, &after, w.before.is_none())?;
+    let entries: Vec<crate::store::WorkEntry> = w
+        .work
+        .iter()
+        .map(|e| crate::store::WorkEntry {
+            rev: after.rev,
+            case_number: after.number.clone(),
+            ..e.clone()
+        })
+        .collect();
+    index_case(tx, &after, &entries)?;
+    if !w.timers.is_empty() {
+        let mut timers = w.timers.clone();
+        timers.sort_by_key(|t| t.at);
+        tx.execute(
+            "INSERT INTO timers (due, timers) VALUES ($1, $2)",
+            &[&timers[0].at, &serde_json::to_vec(&timers)?],
+        )
+        .pg()?;
+    }
+    for mut n in outbox(w.before.as_ref(), &after, &event) {
+        n.case = after.id;
+        n.case_number = after.number.clone();
+        n.seq = event.seq;
+        n.id = format!("{}-{}-{}", n.case, n.seq, n.n);
+        super::tables::insert_notice(tx, &n)?;
+    }
+    let listing = crate::search::CaseListing::of(&after);
+    if w.before.as_ref().map(crate::search::CaseListing::of) != Some(listing.clone()) {
+        tx.execute(
+            "INSERT INTO listings (case_id, listing) VALUES ($1, $2)
+             ON CONFLICT (case_id) DO UPDATE SET listing = EXCLUDED.listing",
+            &[&id, &serde_json::to_vec(&listing)?],
+        )
+        .pg()?;
+    }
+    if let Some(f) = &w.figures {
+        tx.execute(
+            "INSERT INTO figures (case_id, rev, figures) VALUES ($1, $2, $3)
+             ON CONFLICT (case_id) DO UPDATE SET rev = EXCLUDED.rev, figures = EXCLUDED.figures",
+            &[&id, &big(after.rev), &serde_json::to_vec(f)?],
+        )
+        .pg()?;
+    }
+    Ok((after, event, record))
+}
+
+/// Writes a case's row (a new case, or one that exists).
+pub(super) fn put_case(tx: &mut Transaction<'_>, after: &Case, new: bool) -> Result<()> {
+    let id = big(after.id);
     let bytes = serde_json::to_vec(&after)?;
     let open = after.status.is_open();
-    if w.before.is_none() {
+    if new {
         tx.execute(
             "INSERT INTO cases (id, rev, number, procedure, version, applicant, bundle, open, record)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -218,23 +268,28 @@ fn write_case(
         )
         .pg()?;
     }
+    Ok(())
+}
+
+/// Rewrites what indexes a case: its open tasks by group (with the worklist `entries` the
+/// engine gave, by task) and by topic, its cards by group.
+pub(super) fn index_case(
+    tx: &mut Transaction<'_>,
+    after: &Case,
+    entries: &[crate::store::WorkEntry],
+) -> Result<()> {
+    let id = big(after.id);
+    let open = after.status.is_open();
     // The worklist: every open task, with the entry the engine described.
     tx.execute("DELETE FROM work WHERE case_id = $1", &[&id])
         .pg()?;
     tx.execute("DELETE FROM topics WHERE case_id = $1", &[&id])
         .pg()?;
     for t in after.open_tasks() {
-        let entry = w
-            .work
+        let entry = entries
             .iter()
             .find(|e| e.task.id == t.id)
-            .map(|e| {
-                serde_json::to_vec(&crate::store::WorkEntry {
-                    rev: after.rev,
-                    case_number: after.number.clone(),
-                    ..e.clone()
-                })
-            })
+            .map(serde_json::to_vec)
             .transpose()?;
         tx.execute(
             "INSERT INTO work (grp, case_id, task, entry) VALUES ($1, $2, $3, $4)",
@@ -248,22 +303,6 @@ fn write_case(
             )
             .pg()?;
         }
-    }
-    if !w.timers.is_empty() {
-        let mut timers = w.timers.clone();
-        timers.sort_by_key(|t| t.at);
-        tx.execute(
-            "INSERT INTO timers (due, timers) VALUES ($1, $2)",
-            &[&timers[0].at, &serde_json::to_vec(&timers)?],
-        )
-        .pg()?;
-    }
-    for mut n in outbox(w.before.as_ref(), &after, &event) {
-        n.case = after.id;
-        n.case_number = after.number.clone();
-        n.seq = event.seq;
-        n.id = format!("{}-{}-{}", n.case, n.seq, n.n);
-        super::tables::insert_notice(tx, &n)?;
     }
     // Cards still to be dealt with, by group.
     tx.execute("DELETE FROM card_groups WHERE case_id = $1", &[&id])
@@ -283,24 +322,7 @@ fn write_case(
         )
         .pg()?;
     }
-    let listing = crate::search::CaseListing::of(&after);
-    if w.before.as_ref().map(crate::search::CaseListing::of) != Some(listing.clone()) {
-        tx.execute(
-            "INSERT INTO listings (case_id, listing) VALUES ($1, $2)
-             ON CONFLICT (case_id) DO UPDATE SET listing = EXCLUDED.listing",
-            &[&id, &serde_json::to_vec(&listing)?],
-        )
-        .pg()?;
-    }
-    if let Some(f) = &w.figures {
-        tx.execute(
-            "INSERT INTO figures (case_id, rev, figures) VALUES ($1, $2, $3)
-             ON CONFLICT (case_id) DO UPDATE SET rev = EXCLUDED.rev, figures = EXCLUDED.figures",
-            &[&id, &big(after.rev), &serde_json::to_vec(f)?],
-        )
-        .pg()?;
-    }
-    Ok((after, event, record))
+    Ok(())
 }
 
 /// Appends records to the audit chain under the lock of its head row (held until the

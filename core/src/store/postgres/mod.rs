@@ -10,6 +10,7 @@
 //! once, recorded in `guichet_schema`).
 
 mod cases;
+mod import;
 mod tables;
 
 use parking_lot::RwLock;
@@ -30,13 +31,25 @@ const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
 const TIMER_LEASE: chrono::Duration = chrono::Duration::seconds(60);
 
 pub struct PgStore {
-    pool: Pool,
+    /// Taken when the store is dropped (see `Drop`).
+    pool: Option<Pool>,
     /// This node's name in the leases it takes (random per start: a restarted node is
     /// another node, and waits for the leases of its former self like any other).
     node: String,
     /// Commits made through this handle (receipts; each is durable when it returns).
     written: AtomicU64,
     fault: RwLock<Option<Fault>>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Closing a connection blocks on the client's own runtime, which panics on an
+        // async thread, where the last holder of the engine may drop it: closed on a
+        // thread of their own.
+        if let Some(pool) = self.pool.take() {
+            let _ = std::thread::spawn(move || drop(pool)).join();
+        }
+    }
 }
 
 /// Store errors of the database and the pool.
@@ -46,7 +59,10 @@ pub(super) trait Pg<T> {
 
 impl<T> Pg<T> for std::result::Result<T, postgres::Error> {
     fn pg(self) -> Result<T> {
-        self.map_err(|e| Error::Store(format!("postgres: {e}")))
+        self.map_err(|e| match e.as_db_error() {
+            Some(db) => Error::Store(format!("postgres: {db}")),
+            None => Error::Store(format!("postgres: {e}")),
+        })
     }
 }
 
@@ -80,7 +96,7 @@ impl PgStore {
             .build(manager)
             .pg()?;
         let store = PgStore {
-            pool,
+            pool: Some(pool),
             node: format!("{:016x}", rand::random::<u64>()),
             written: AtomicU64::new(0),
             fault: RwLock::new(None),
@@ -90,7 +106,11 @@ impl PgStore {
     }
 
     pub(super) fn conn(&self) -> Result<Conn> {
-        self.pool.get().pg()
+        self.pool
+            .as_ref()
+            .ok_or_else(|| Error::Store("the store is closed".into()))?
+            .get()
+            .pg()
     }
 
     /// Applies the migrations not applied yet, each in a transaction; nodes starting
@@ -138,7 +158,9 @@ impl Store for PgStore {
     fn available(&self) -> bool {
         // Without waiting (readiness is asked on the server's async threads): the pool
         // drops connections found broken, so none left means the database is out of reach.
-        self.pool.state().connections > 0
+        self.pool
+            .as_ref()
+            .is_some_and(|p| p.state().connections > 0)
     }
 
     fn shared(&self) -> bool {
@@ -152,6 +174,22 @@ impl Store for PgStore {
 
     fn set_fault(&self, fault: Option<Fault>) {
         *self.fault.write() = fault;
+    }
+
+    fn export(&self, _f: &mut dyn FnMut(crate::store::Item) -> Result<()>) -> Result<()> {
+        Err(Error::Validation(
+            "a copy goes from the embedded store to PostgreSQL; between PostgreSQL databases \
+             use pg_dump"
+                .into(),
+        ))
+    }
+
+    fn import(&self, items: Vec<crate::store::Item>) -> Result<()> {
+        self.import_items(items)
+    }
+
+    fn is_empty(&self) -> Result<bool> {
+        self.is_empty_impl()
     }
 
     fn backup(&self, _to: &std::path::Path) -> Result<BackupReport> {

@@ -1,0 +1,146 @@
+//! Records copied from another store (`store::copy`): each batch in one transaction. The
+//! worklist's entries are left for the engine, which writes them when it opens (the open
+//! tasks are indexed here with none).
+
+use super::cases::{index_case, put_case};
+use super::tables::insert_notice;
+use super::{big, Pg, PgStore};
+use crate::error::{Error, Result};
+use crate::store::copy::Item;
+
+impl PgStore {
+    pub(super) fn import_items(&self, items: Vec<Item>) -> Result<()> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().pg()?;
+        for item in items {
+            match item {
+                Item::Case(c) => {
+                    put_case(&mut tx, &c, true)?;
+                    index_case(&mut tx, &c, &[])?;
+                    tx.execute(
+                        "SELECT setval('case_ids', GREATEST($1, (SELECT last_value FROM case_ids)))",
+                        &[&big(c.id)],
+                    )
+                    .pg()?;
+                }
+                Item::Event { case, seq, stored } => {
+                    tx.execute(
+                        "INSERT INTO history (case_id, seq, event) VALUES ($1, $2, $3)",
+                        &[&big(case), &big(seq), &stored],
+                    )
+                    .pg()?;
+                }
+                Item::Notice(n) => insert_notice(&mut tx, &n)?,
+                Item::Timers(mut timers) => {
+                    timers.sort_by_key(|t| t.at);
+                    tx.execute(
+                        "INSERT INTO timers (due, timers) VALUES ($1, $2)",
+                        &[&timers[0].at, &serde_json::to_vec(&timers)?],
+                    )
+                    .pg()?;
+                }
+                Item::Listing(l) => {
+                    tx.execute(
+                        "INSERT INTO listings (case_id, listing) VALUES ($1, $2)",
+                        &[&big(l.id), &serde_json::to_vec(&l)?],
+                    )
+                    .pg()?;
+                }
+                Item::Figures { case, rev, figures } => {
+                    tx.execute(
+                        "INSERT INTO figures (case_id, rev, figures) VALUES ($1, $2, $3)",
+                        &[&big(case), &big(rev), &serde_json::to_vec(&figures)?],
+                    )
+                    .pg()?;
+                }
+                Item::Counter { scope, last } => {
+                    tx.execute(
+                        "INSERT INTO counters (scope, last) VALUES ($1, $2)
+                         ON CONFLICT (scope) DO UPDATE SET last = GREATEST(counters.last, $2)",
+                        &[&scope, &big(last)],
+                    )
+                    .pg()?;
+                }
+                Item::Audit { seq, line } => {
+                    let entry: crate::audit::Entry = serde_json::from_slice(&line)?;
+                    if entry.seq != seq {
+                        return Err(Error::Store(format!(
+                            "audit entry {seq} names itself {}",
+                            entry.seq
+                        )));
+                    }
+                    tx.execute(
+                        "INSERT INTO audit (seq, entry) VALUES ($1, $2)",
+                        &[&big(seq), &line],
+                    )
+                    .pg()?;
+                    // Entries come in order: the head follows the last one.
+                    tx.execute(
+                        "UPDATE audit_head SET next = $1, hash = $2 WHERE next = $3",
+                        &[&big(seq + 1), &entry.hash, &big(seq)],
+                    )
+                    .pg()?;
+                }
+                Item::Version(v) => {
+                    tx.execute(
+                        "INSERT INTO versions (procedure, version, record) VALUES ($1, $2, $3)",
+                        &[&v.procedure, &v.version, &serde_json::to_vec(&v)?],
+                    )
+                    .pg()?;
+                }
+                Item::Token { hash, record } => {
+                    tx.execute(
+                        "INSERT INTO tokens (hash, record) VALUES ($1, $2)",
+                        &[&hash, &serde_json::to_vec(&record)?],
+                    )
+                    .pg()?;
+                }
+                Item::Incident(i) => {
+                    tx.execute(
+                        "INSERT INTO incidents (id, record) VALUES ($1, $2)",
+                        &[&big(i.id), &serde_json::to_vec(&i)?],
+                    )
+                    .pg()?;
+                    tx.execute(
+                        "SELECT setval('incidents_id_seq', GREATEST($1, (SELECT last_value FROM incidents_id_seq)))",
+                        &[&big(i.id)],
+                    )
+                    .pg()?;
+                }
+                Item::Meta { key, value } => {
+                    tx.execute(
+                        "INSERT INTO meta (key, value) VALUES ($1, $2)
+                         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                        &[&key, &value],
+                    )
+                    .pg()?;
+                }
+                Item::File { sha256, bytes } => {
+                    use sha2::Digest;
+                    if hex::encode(sha2::Sha256::digest(&bytes)) != sha256 {
+                        return Err(Error::Store(format!(
+                            "file {sha256} does not match its name: not copied"
+                        )));
+                    }
+                    tx.execute(
+                        "INSERT INTO files (sha256, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                        &[&sha256, &bytes],
+                    )
+                    .pg()?;
+                }
+            }
+        }
+        tx.commit().pg()
+    }
+
+    pub(super) fn is_empty_impl(&self) -> Result<bool> {
+        let row = self
+            .conn()?
+            .query_one(
+                "SELECT NOT EXISTS (SELECT 1 FROM cases) AND NOT EXISTS (SELECT 1 FROM audit)",
+                &[],
+            )
+            .pg()?;
+        Ok(row.get(0))
+    }
+}

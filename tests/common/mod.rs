@@ -73,6 +73,9 @@ impl TestServer {
             ..Config::default()
         };
         tune(&mut cfg);
+        if cfg.store.is_none() {
+            cfg.store = store_for(&data);
+        }
         // A restart here is in the same process: `serve` returns once the engine (and
         // with it the store and its folder lock) is released.
         // Off the async threads, as `main` opens it (a PostgreSQL client blocks).
@@ -738,4 +741,22 @@ pub fn postgres_database() -> Option<String> {
         "{}/{name}",
         base.rsplit_once('/').expect("an address").0
     ))
+}
+
+/// With `GUICHET_TEST_STORE=postgres`, every server of the tests runs on PostgreSQL: a
+/// database per data folder (a restart on the same folder finds its database again).
+/// (`.ci/run` runs the tests of the API this way too; those of what only the embedded
+/// store has, its files, checkpoints, syncs and backups, only on it.)
+fn store_for(data: &Path) -> Option<String> {
+    static DATABASES: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
+    if std::env::var("GUICHET_TEST_STORE").as_deref() != Ok("postgres") {
+        return None;
+    }
+    let mut known = DATABASES.lock().unwrap();
+    if let Some((_, url)) = known.iter().find(|(d, _)| d == data) {
+        return Some(url.clone());
+    }
+    let url = postgres_database().expect("GUICHET_TEST_POSTGRES for GUICHET_TEST_STORE=postgres");
+    known.push((data.to_path_buf(), url.clone()));
+    Some(url)
 }

@@ -102,6 +102,18 @@ impl PgStore {
             fault: RwLock::new(None),
         };
         store.migrate()?;
+        // Acknowledged means committed only if a commit waits for the disk.
+        let sync: String = store
+            .conn()?
+            .query_one("SHOW synchronous_commit", &[])
+            .pg()?
+            .get(0);
+        if sync == "off" {
+            tracing::warn!(
+                message = "PostgreSQL's synchronous_commit is off: an answered transition may be lost if the database crashes",
+                synchronous_commit = %sync
+            );
+        }
         Ok(store)
     }
 

@@ -8,8 +8,14 @@
 //! once (the bench's office is open round the clock and one procedure's step has a warning
 //! due the moment it starts: each accepted case of it holds exactly one warning card).
 //! Prints per-cycle and total figures; CI runs a few cycles.
+//!
+//! `-- CYCLES CLIENTS --nodes N`: N nodes on one PostgreSQL database (a fresh one on the
+//! cluster of `GUICHET_TEST_POSTGRES`), the clients spread over them; each cycle kills one
+//! node at random while the others work on, so its leased timers are taken over (leases
+//! of 3 s here), and checks the same through the first node.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -73,23 +79,31 @@ impl Drop for Server {
     }
 }
 
-fn start(data: &std::path::Path, scripts: &std::path::Path, port: u16) -> Server {
+fn start(
+    data: &std::path::Path,
+    scripts: &std::path::Path,
+    port: u16,
+    config: Option<&std::path::Path>,
+) -> Server {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"));
+    if let Some(c) = config {
+        cmd.env("GUICHET_CONFIG", c);
+    }
     Server(
-        std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--scripts",
-            ])
-            .arg(scripts)
-            .arg("--data")
-            .arg(data)
-            .env("GUICHET_LOG", "error")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("the guichet binary"),
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--scripts",
+        ])
+        .arg(scripts)
+        .arg("--data")
+        .arg(data)
+        .env("GUICHET_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the guichet binary"),
     )
 }
 
@@ -133,6 +147,7 @@ async fn client_loop(
     base: String,
     tokens: (String, String),
     (acked, timed): (Acked, Timed),
+    stop: Arc<AtomicBool>,
 ) {
     let ack = |v: &Value| {
         let c = &v["case"];
@@ -154,6 +169,9 @@ async fn client_loop(
     };
     let first_task = |v: &Value| v["case"]["tasks"][0]["id"].as_str().map(str::to_string);
     for round in 0.. {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
         if round % 4 == 3 {
             let Some(v) = post("/api/cases".into(), None, timed_case()).await else {
                 return;
@@ -345,94 +363,180 @@ async fn token(client: &reqwest::Client, base: &str, admin: &str, staff: &str) -
     v["token"].as_str().unwrap().to_string()
 }
 
+/// One node of the office: its data folder, its port, its process while it runs.
+struct Node {
+    data: std::path::PathBuf,
+    port: u16,
+    base: String,
+    server: Option<Server>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// With `--nodes N`: a fresh database on the test cluster (`GUICHET_TEST_POSTGRES`) and
+/// the configuration file that names it, with short leases (a killed node's timers are
+/// taken over within seconds).
+fn postgres_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let base = std::env::var("GUICHET_TEST_POSTGRES")
+        .expect("--nodes needs GUICHET_TEST_POSTGRES (a cluster from .ci/postgres)");
+    let name = format!("guichet_crash_{:016x}", rand::random::<u64>());
+    let mut admin = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+    let path = dir.join("guichet.toml");
+    std::fs::write(&path, format!("store = \"{url}\"\nstore_lease_secs = 3\n")).unwrap();
+    path
+}
+
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    // CYCLES CLIENTS, and `--nodes N` for N nodes on PostgreSQL.
+    let (mut args, mut nodes_wanted) = (Vec::new(), None);
+    let mut raw = std::env::args().skip(1);
+    while let Some(a) = raw.next() {
+        if a == "--nodes" {
+            nodes_wanted = raw
+                .next()
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n > 0);
+        } else if let Ok(n) = a.parse::<usize>() {
+            args.push(n);
+        }
+    }
     let cycles = args.first().copied().unwrap_or(100);
     let clients = args.get(1).copied().unwrap_or(64);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
+    // Before the runtime: the PostgreSQL client blocks.
+    let tmp = tempfile::tempdir().unwrap();
+    let scripts = tmp.path().join("scripts");
+    bench_scripts(&scripts);
+    let config = nodes_wanted.map(|_| postgres_config(tmp.path()));
     rt.block_on(async move {
-        let tmp = tempfile::tempdir().unwrap();
-        let data = tmp.path().join("data");
-        let scripts = tmp.path().join("scripts");
-        bench_scripts(&scripts);
+        let mut nodes: Vec<Node> = (0..nodes_wanted.unwrap_or(1))
+            .map(|i| {
+                let port = free_port();
+                Node {
+                    data: tmp.path().join(format!("data-{i}")),
+                    port,
+                    base: format!("http://127.0.0.1:{port}"),
+                    server: None,
+                }
+            })
+            .collect();
+        let first = nodes[0].base.clone();
         let timed: Timed = Arc::default();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
         let acked: Acked = Arc::default();
         let mut rng = rand::rng();
         let (mut restarts, mut transitions) = (Vec::new(), 0usize);
-        println!("crash: {cycles} cycles of SIGKILL under {clients} clients");
+        match &config {
+            None => println!("crash: {cycles} cycles of SIGKILL under {clients} clients"),
+            Some(_) => println!(
+                "crash: {cycles} cycles of SIGKILL of one of {} nodes on PostgreSQL under {clients} clients",
+                nodes.len()
+            ),
+        }
         // Tokens are kept by the store: issued once, they work after every restart.
         let mut staff: Option<(String, String, String)> = None;
         let mut checked: BTreeMap<u64, (String, u64)> = BTreeMap::new();
         let mut timers_checked: BTreeSet<u64> = BTreeSet::new();
-        for cycle in 0..cycles {
-            let mut server = start(&data, &scripts, port);
-            let up = wait_up(&client, &base).await;
-            let admin = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_string();
+        let mut admin = String::new();
+        for cycle in 0..=cycles {
+            // Every node up (the first start of the first node makes the administrator).
+            let mut up = Duration::ZERO;
+            for n in nodes.iter_mut().filter(|n| n.server.is_none()) {
+                n.server = Some(start(&n.data, &scripts, n.port, config.as_deref()));
+                up = up.max(wait_up(&client, &n.base).await);
+            }
+            if admin.is_empty() {
+                admin = std::fs::read_to_string(nodes[0].data.join("admin.token")).unwrap().trim().to_string();
+            }
             if staff.is_none() {
                 staff = Some((
-                    token(&client, &base, &admin, "zhou.qiang").await,
-                    token(&client, &base, &admin, "wu.gang").await,
-                    token(&client, &base, &admin, "audit.zhang").await,
+                    token(&client, &first, &admin, "zhou.qiang").await,
+                    token(&client, &first, &admin, "wu.gang").await,
+                    token(&client, &first, &admin, "audit.zhang").await,
                 ));
             }
             let Some((window, project, auditor)) = staff.clone() else { unreachable!() };
-            // The cases the last cycle changed (the others were checked after an earlier
-            // restart; all of them are checked again at the end).
-            let now = acked.lock().unwrap().clone();
-            let changed: BTreeMap<u64, (String, u64)> = now
-                .iter()
-                .filter(|(id, v)| checked.get(*id) != Some(*v))
-                .map(|(id, v)| (*id, v.clone()))
-                .collect();
-            check(&client, &base, (&admin, &auditor), &changed).await;
-            let timers = timed.lock().unwrap().clone();
-            check_timers(&client, &base, &admin, &timers.difference(&timers_checked).copied().collect()).await;
-            timers_checked = timers;
-            checked = now;
             if cycle > 0 {
                 restarts.push(up);
+            }
+            // The cases the last cycle changed (the others were checked after an earlier
+            // restart); after the last kill, all of them.
+            let now = acked.lock().unwrap().clone();
+            let last = cycle == cycles;
+            let changed: BTreeMap<u64, (String, u64)> = now
+                .iter()
+                .filter(|(id, v)| last || checked.get(*id) != Some(*v))
+                .map(|(id, v)| (*id, v.clone()))
+                .collect();
+            check(&client, &first, (&admin, &auditor), &changed).await;
+            let timers = timed.lock().unwrap().clone();
+            let unchecked: BTreeSet<u64> = if last {
+                timers.clone()
+            } else {
+                timers.difference(&timers_checked).copied().collect()
+            };
+            check_timers(&client, &first, &admin, &unchecked).await;
+            timers_checked = timers;
+            checked = now;
+            if last {
+                break;
             }
             let tokens = (window, project);
             // Transitions acknowledged: each case's highest answered revision, summed.
             let count = |a: &Acked| a.lock().unwrap().values().map(|(_, r)| *r as usize).sum::<usize>();
             let before_count = count(&acked);
+            let stop = Arc::new(AtomicBool::new(false));
+            // Clients spread over the nodes.
             let workers: Vec<_> = (0..clients)
-                .map(|_| tokio::spawn(client_loop(client.clone(), base.clone(), tokens.clone(), (acked.clone(), timed.clone()))))
+                .map(|i| {
+                    let base = nodes[i % nodes.len()].base.clone();
+                    tokio::spawn(client_loop(
+                        client.clone(),
+                        base,
+                        tokens.clone(),
+                        (acked.clone(), timed.clone()),
+                        stop.clone(),
+                    ))
+                })
                 .collect();
             let run = Duration::from_millis(rng.random_range(150..900));
             tokio::time::sleep(run).await;
-            server.0.kill().unwrap();
-            server.0.wait().unwrap();
+            let victim = rng.random_range(0..nodes.len());
+            if let Some(mut s) = nodes[victim].server.take() {
+                s.0.kill().unwrap();
+                s.0.wait().unwrap();
+            }
+            if nodes.len() > 1 {
+                // The others work on while it is down (and take its leases over).
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            stop.store(true, Ordering::Relaxed);
             for w in workers {
                 let _ = w.await;
             }
             let done = count(&acked) - before_count;
             transitions += done;
             println!(
-                "cycle {cycle:>3}: up in {:>4} ms, killed after {:>3} ms, {done:>5} transitions acknowledged",
+                "cycle {cycle:>3}: up in {:>4} ms, node {victim} killed after {:>3} ms, {done:>5} transitions acknowledged",
                 up.as_millis(),
                 run.as_millis()
             );
         }
-        // The last kill is checked too.
-        let _server = start(&data, &scripts, port);
-        let up = wait_up(&client, &base).await;
-        restarts.push(up);
-        let admin = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_string();
         let all = acked.lock().unwrap().clone();
-        let auditor = staff.map(|s| s.2).unwrap_or_default();
-        check(&client, &base, (&admin, &auditor), &all).await;
         let timers = timed.lock().unwrap().clone();
-        check_timers(&client, &base, &admin, &timers).await;
         restarts.sort();
         let p = |q: f64| restarts[((restarts.len() - 1) as f64 * q) as usize].as_millis();
         println!(

@@ -19,6 +19,9 @@ pub struct Config {
     pub store: Option<String>,
     /// Connections to PostgreSQL each node keeps at most.
     pub store_connections: u32,
+    /// How long a node holds the timers and notices it took from PostgreSQL: if it dies,
+    /// another node takes them over after this many seconds.
+    pub store_lease_secs: u64,
     /// Address to listen on.
     pub listen: String,
     /// sled page cache, in MiB.
@@ -133,6 +136,7 @@ impl Config {
             return guichet_core::store::StoreConfig::Postgres {
                 url: url.clone(),
                 connections: self.store_connections,
+                lease: std::time::Duration::from_secs(self.store_lease_secs.max(1)),
             };
         }
         guichet_core::store::StoreConfig::Embedded {
@@ -152,6 +156,7 @@ impl Default for Config {
             data: PathBuf::from("data"),
             store: None,
             store_connections: 16,
+            store_lease_secs: 60,
             listen: "127.0.0.1:8080".into(),
             cache_mb: 256,
             checkpoint_mb: 256,

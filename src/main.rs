@@ -312,9 +312,11 @@ fn serve(
     if let Some(l) = listen {
         cfg.listen = l;
     }
+    // Before the runtime: opening the store blocks (a PostgreSQL client even refuses to
+    // run on an async thread).
+    let engine = server::open(&cfg)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let engine = server::open(&cfg)?;
         let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
@@ -694,6 +696,7 @@ fn store_copy(from: &std::path::Path, to: &str) -> anyhow::Result<()> {
     let target = guichet_core::store::open(&guichet_core::store::StoreConfig::Postgres {
         url: to.to_string(),
         connections: 2,
+        lease: std::time::Duration::from_secs(60),
     })?;
     let started = std::time::Instant::now();
     let report = guichet_core::store::copy(source.as_ref(), target.as_ref())?;

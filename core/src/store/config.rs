@@ -28,6 +28,8 @@ pub enum StoreConfig {
         url: String,
         /// The pool's size.
         connections: u32,
+        /// How long a node holds the timers and notices it took.
+        lease: std::time::Duration,
     },
 }
 
@@ -47,9 +49,13 @@ pub fn open(config: &StoreConfig) -> Result<Arc<dyn Store>> {
             Ok(Arc::new(store))
         }
         #[cfg(feature = "postgres")]
-        StoreConfig::Postgres { url, connections } => {
-            Ok(Arc::new(super::postgres::PgStore::open(url, *connections)?))
-        }
+        StoreConfig::Postgres {
+            url,
+            connections,
+            lease,
+        } => Ok(Arc::new(
+            super::postgres::PgStore::open(url, *connections)?.with_lease(*lease),
+        )),
         #[cfg(not(feature = "postgres"))]
         StoreConfig::Postgres { .. } => Err(crate::error::Error::Validation(
             "this Guichet was built without the `postgres` feature".into(),

@@ -27,8 +27,9 @@ pub(super) type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
 /// The schema's versions, applied in order.
 const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
 
-/// How long a node holds the timers it took before another node may take them.
-const TIMER_LEASE: chrono::Duration = chrono::Duration::seconds(60);
+/// How long a node holds the timers and notices it took before another node may take
+/// them, unless configured.
+const DEFAULT_LEASE: chrono::Duration = chrono::Duration::seconds(60);
 
 pub struct PgStore {
     /// Taken when the store is dropped (see `Drop`).
@@ -36,6 +37,7 @@ pub struct PgStore {
     /// This node's name in the leases it takes (random per start: a restarted node is
     /// another node, and waits for the leases of its former self like any other).
     node: String,
+    lease: chrono::Duration,
     /// Commits made through this handle (receipts; each is durable when it returns).
     written: AtomicU64,
     fault: RwLock<Option<Fault>>,
@@ -98,6 +100,7 @@ impl PgStore {
         let store = PgStore {
             pool: Some(pool),
             node: format!("{:016x}", rand::random::<u64>()),
+            lease: DEFAULT_LEASE,
             written: AtomicU64::new(0),
             fault: RwLock::new(None),
         };
@@ -115,6 +118,12 @@ impl PgStore {
             );
         }
         Ok(store)
+    }
+
+    /// How long this node holds what it takes (timers, notices to deliver).
+    pub fn with_lease(mut self, lease: std::time::Duration) -> PgStore {
+        self.lease = chrono::Duration::from_std(lease).unwrap_or(DEFAULT_LEASE);
+        self
     }
 
     pub(super) fn conn(&self) -> Result<Conn> {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use postgres::Transaction;
 
 use super::cases::append_chain;
-use super::{big, unsigned, Pg, PgStore, TIMER_LEASE};
+use super::{big, unsigned, Pg, PgStore};
 use crate::error::{Error, Result};
 use crate::notice::{Notice, NoticeStatus};
 use crate::store::{
@@ -259,7 +259,7 @@ impl TimerTable for PgStore {
         // Taken with a lease: other nodes skip them until it ends (then the node that took
         // them is presumed dead and they are taken again); this node sees them again
         // until it settles them.
-        let until = Utc::now() + TIMER_LEASE;
+        let until = Utc::now() + self.lease;
         let rows = self
             .conn()?
             .query(
@@ -414,7 +414,7 @@ impl NoticeTable for PgStore {
     fn due_notices(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Notice>> {
         // Taken with a lease, as timers are: one node delivers a notice; another takes it
         // over if that node dies before recording the attempt (put_notice ends the lease).
-        let until = Utc::now() + TIMER_LEASE;
+        let until = Utc::now() + self.lease;
         let rows = self
             .conn()?
             .query(

@@ -15,6 +15,11 @@
 //! `GUICHET_BENCH_NO_FLUSH=1` adds a diagnostic run that answers without waiting for
 //! the disk. `GUICHET_BENCH_DURABILITY=flush` runs the store with `durability = "flush"`
 //! (default `fsync`), to compare the two in alternating runs.
+//!
+//! `GUICHET_BENCH_STORE=postgres` runs on a fresh database of the cluster named by
+//! `GUICHET_TEST_POSTGRES` (see `.ci/postgres`) instead of the embedded store, and
+//! `GUICHET_BENCH_NODES=2` serves HTTP from two nodes on it (the clients alternate);
+//! `pg_cpu_us/transition` is then the database's CPU (every `postgres` process).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +32,7 @@ use guichet_core::{Actor, Engine};
 use serde_json::json;
 
 mod common;
-use common::{cpu_secs, status_mib, threads_cpu_secs};
+use common::{cpu_secs, postgres_cpu_secs, status_mib, threads_cpu_secs};
 
 /// Thread name of the bench's clients (the server's threads have their own names).
 const CLIENT_THREADS: &str = "bench-client";
@@ -84,6 +89,7 @@ struct Report {
     written_before: u64,
     cpu_before: f64,
     client_cpu_before: f64,
+    pg_cpu_before: f64,
     cases: usize,
     latencies: Vec<Duration>,
     elapsed: Duration,
@@ -100,8 +106,9 @@ impl Report {
         let written = written_bytes().saturating_sub(self.written_before);
         let cpu = cpu_secs() - self.cpu_before;
         let server_cpu = cpu - (threads_cpu_secs(CLIENT_THREADS) - self.client_cpu_before);
+        let pg_cpu = postgres_cpu_secs() - self.pg_cpu_before;
         println!(
-            "{label:<9} clients={clients:<3} cases={:<6} cases/s={:>8.1} transitions/s={:>8.1} p50={:>7.2}ms p99={:>7.2}ms peak_rss={:.0}MiB disk_kib/transition={:.1} cpu_us/transition={:.0} server_cpu_us/transition={:.0}",
+            "{label:<9} clients={clients:<3} cases={:<6} cases/s={:>8.1} transitions/s={:>8.1} p50={:>7.2}ms p99={:>7.2}ms peak_rss={:.0}MiB disk_kib/transition={:.1} cpu_us/transition={:.0} server_cpu_us/transition={:.0} pg_cpu_us/transition={:.0}",
             self.cases,
             self.cases as f64 / secs,
             self.latencies.len() as f64 / secs,
@@ -110,7 +117,8 @@ impl Report {
             status_mib("VmHWM:"),
             written as f64 / 1024.0 / self.latencies.len() as f64,
             cpu * 1e6 / self.latencies.len() as f64,
-            server_cpu * 1e6 / self.latencies.len() as f64
+            server_cpu * 1e6 / self.latencies.len() as f64,
+            pg_cpu * 1e6 / self.latencies.len() as f64
         );
     }
 }
@@ -168,6 +176,7 @@ async fn embedded(
     let written_before = written_bytes();
     let cpu_before = cpu_secs();
     let client_cpu_before = threads_cpu_secs(CLIENT_THREADS);
+    let pg_cpu_before = postgres_cpu_secs();
     let start = Instant::now();
     let mut handles = Vec::new();
     // Without flushes (diagnosis): the commit counts as answered at once.
@@ -221,6 +230,7 @@ async fn embedded(
         written_before,
         cpu_before,
         client_cpu_before,
+        pg_cpu_before,
         cases,
         latencies,
         elapsed,
@@ -228,7 +238,7 @@ async fn embedded(
 }
 
 async fn http(
-    base: String,
+    bases: Vec<String>,
     tokens: Arc<std::collections::HashMap<&'static str, String>>,
     cases: usize,
     clients: usize,
@@ -241,10 +251,13 @@ async fn http(
     let written_before = written_bytes();
     let cpu_before = cpu_secs();
     let client_cpu_before = threads_cpu_secs(CLIENT_THREADS);
+    let pg_cpu_before = postgres_cpu_secs();
     let start = Instant::now();
     let mut handles = Vec::new();
     for w in 0..clients {
-        let (client, base, tokens) = (client.clone(), base.clone(), tokens.clone());
+        // Clients alternate between the nodes.
+        let base = bases[w % bases.len()].clone();
+        let (client, tokens) = (client.clone(), tokens.clone());
         let n = cases / clients + usize::from(w < cases % clients);
         handles.push(tokio::spawn(async move {
             let mut pace = Pace::new(rate, clients, w);
@@ -288,6 +301,7 @@ async fn http(
         written_before,
         cpu_before,
         client_cpu_before,
+        pg_cpu_before,
         cases,
         latencies,
         elapsed: start.elapsed(),
@@ -309,6 +323,23 @@ fn main() {
     // build's pages went out), which measures the build, not the server.
     // SAFETY: sync(2) takes no arguments and touches no memory of ours.
     unsafe { libc::sync() };
+    // The store: embedded, or a fresh PostgreSQL database (made before the runtimes: the
+    // client blocks).
+    let store = (std::env::var("GUICHET_BENCH_STORE").as_deref() == Ok("postgres")).then(|| {
+        let base = std::env::var("GUICHET_TEST_POSTGRES")
+            .expect("GUICHET_BENCH_STORE=postgres needs GUICHET_TEST_POSTGRES (.ci/postgres)");
+        let name = format!("guichet_bench_{:016x}", rand::random::<u64>());
+        let mut admin = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        format!("{}/{name}", base.rsplit_once('/').unwrap().0)
+    });
+    let nodes: usize = std::env::var("GUICHET_BENCH_NODES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n >= 1 && store.is_some())
+        .unwrap_or(1);
     // The clients on a runtime of their own, named so that their CPU can be told from
     // the server's; the server on another, as in its own process.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -328,14 +359,23 @@ fn main() {
             Ok("flush") => guichet_core::store::Durability::Flush,
             _ => guichet_core::store::Durability::Fsync,
         };
-        println!("durability {durability:?}");
+        match &store {
+            None => println!("durability {durability:?}"),
+            Some(_) => println!("store PostgreSQL, {nodes} node(s)"),
+        }
         let cfg = Config {
             scripts,
             data: tmp.path().join("data"),
             durability,
+            store: store.clone(),
             ..Config::default()
         };
-        let engine = guichet::server::open(&cfg).unwrap();
+        let open = |cfg: Config| {
+            std::thread::spawn(move || guichet::server::open(&cfg).unwrap())
+                .join()
+                .unwrap()
+        };
+        let engine = open(cfg.clone());
         println!(
             "power.connection, 7 durable transitions per case; {} cores",
             std::thread::available_parallelism()
@@ -360,32 +400,63 @@ fn main() {
 
         let mut tokens = std::collections::HashMap::new();
         for s in ["zhou.qiang", "wu.gang", "xu.li", "hu.bo", "guo.na"] {
-            tokens.insert(s, engine.issue_token("admin", s, "bench", None).unwrap().1);
+            // Off the async thread, as the server does (a PostgreSQL client blocks).
+            let e = engine.clone();
+            let secret =
+                std::thread::spawn(move || e.issue_token("admin", s, "bench", None).unwrap().1)
+                    .join()
+                    .unwrap();
+            tokens.insert(s, secret);
         }
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = server_rt.spawn(async move {
-            // Registered with the server's runtime.
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            guichet::server::serve(listener, engine, &cfg, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
+        let mut engines = vec![engine];
+        for i in 1..nodes {
+            // Another node: its own data folder, the same database.
+            let other = Config {
+                data: tmp.path().join(format!("data-{i}")),
+                ..cfg.clone()
+            };
+            engines.push(open(other));
+        }
+        let (mut bases, mut stops, mut servers) = (Vec::new(), Vec::new(), Vec::new());
+        for engine in engines {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            bases.push(format!("http://{}", listener.local_addr().unwrap()));
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            stops.push(tx);
+            let cfg = cfg.clone();
+            servers.push(server_rt.spawn(async move {
+                // Registered with the server's runtime.
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                guichet::server::serve(listener, engine, &cfg, async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+            }));
+        }
         let tokens = Arc::new(tokens);
-        http(base.clone(), tokens.clone(), cases / 10, clients, None).await; // warm-up
-        http(base.clone(), tokens.clone(), cases, clients, None)
+        http(bases.clone(), tokens.clone(), cases / 10, clients, None).await; // warm-up
+        http(bases.clone(), tokens.clone(), cases, clients, None)
             .await
-            .print("http", clients);
+            .print(
+                &if nodes > 1 {
+                    format!("http×{nodes}")
+                } else {
+                    "http".into()
+                },
+                clients,
+            );
         if let Some(r) = rate {
-            http(base, tokens, cases, clients, Some(r))
+            http(bases, tokens, cases, clients, Some(r))
                 .await
                 .print(&format!("http@{r}"), clients);
         }
-        let _ = tx.send(());
-        let _ = server.await;
+        for tx in stops {
+            let _ = tx.send(());
+        }
+        for s in servers {
+            let _ = s.await;
+        }
     });
 }

@@ -52,6 +52,31 @@ pub fn threads_cpu_secs(prefix: &str) -> f64 {
         .sum()
 }
 
+/// CPU time (user and system, seconds) of every PostgreSQL server process on the machine
+/// (the benches' database, on this machine): what the database costs per transition.
+pub fn postgres_cpu_secs() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.flatten()
+        .filter(|p| {
+            p.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|p| std::fs::read_to_string(p.path().join("stat")).ok())
+        .filter_map(|s| {
+            let (head, rest) = s.rsplit_once(')')?;
+            if head.split_once('(')?.1 != "postgres" {
+                return None;
+            }
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+        })
+        .sum()
+}
+
 /// The `p` quantile of `v` (sorts it); zero when empty.
 pub fn q(v: &mut [Duration], p: f64) -> Duration {
     if v.is_empty() {

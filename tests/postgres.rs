@@ -405,3 +405,87 @@ async fn an_office_moves_its_embedded_store_to_postgresql_whole() {
         String::from_utf8_lossy(&again.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_deliver_each_notice_once() {
+    let Some(db) = postgres_database() else {
+        return;
+    };
+    let (rx, url) = Receiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let with_webhook = |data: std::path::PathBuf| {
+        let (db, url) = (db.clone(), url.clone());
+        TestServer::start_configured(example_scripts(), data, Arc::new(SystemClock), move |c| {
+            c.store = Some(db);
+            let table: toml::Value = toml::from_str(&format!(
+                "[channels.sms]\nurl = \"{url}/sms\"\nsecret = \"a-webhook-secret-of-some-length\"\n"
+            ))
+            .unwrap();
+            c.plugins.insert("webhook".into(), table);
+        })
+    };
+    let a = with_webhook(tmp.path().join("a")).await;
+    let mut b = with_webhook(tmp.path().join("b")).await;
+    b.admin = a.admin.clone();
+    let tax = |i: usize| {
+        json!({
+            "procedure": "tax.vat_general",
+            "applicant": { "id": format!("91310000MA1FL{i:04}K"), "name": "Acme Trading", "phone": "13900000001" },
+            "data": { "annual_sales": 8000000 },
+        })
+    };
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let (x, y) = tokio::join!(
+            a.call("POST", "/api/cases", None, Some(tax(2 * i))),
+            b.call("POST", "/api/cases", None, Some(tax(2 * i + 1))),
+        );
+        for (st, v) in [x, y] {
+            assert_eq!(st, StatusCode::CREATED, "{v}");
+            ids.push(v["case"]["id"].as_u64().unwrap());
+        }
+    }
+    // Every receipt delivered, by one node or the other...
+    let mut delivered = false;
+    for _ in 0..100 {
+        let mut all = true;
+        for id in &ids {
+            let (_, v) = a.get(&format!("/api/cases/{id}/notices"), &a.admin).await;
+            all &= v["notices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| n["channel"] == "sms")
+                .all(|n| n["status"] == "delivered");
+        }
+        if all {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(delivered, "not every notice was delivered within 10 s");
+    // ... and each exactly once: the gateway saw every delivery id once.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let hits = rx.hits("/sms");
+    let ids_seen: Vec<String> = hits
+        .iter()
+        .map(|h| {
+            h.headers["x-guichet-delivery"]
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let unique: BTreeSet<&String> = ids_seen.iter().collect();
+    assert_eq!(
+        unique.len(),
+        ids.len(),
+        "one receipt per case: {ids_seen:?}"
+    );
+    assert_eq!(
+        ids_seen.len(),
+        unique.len(),
+        "a notice delivered twice: {ids_seen:?}"
+    );
+}

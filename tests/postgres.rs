@@ -489,3 +489,48 @@ async fn two_nodes_deliver_each_notice_once() {
         "a notice delivered twice: {ids_seen:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reconnects_when_the_database_drops_its_connections() {
+    let Some(db) = postgres_database() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let s = node(&db, &tmp.path().join("a")).await;
+    s.submit(power_case(100.0)).await;
+    // As in a failover or a restart of PostgreSQL: every connection of the node is cut.
+    let name = db.rsplit_once('/').unwrap().1.to_string();
+    let base = std::env::var("GUICHET_TEST_POSTGRES").unwrap();
+    let cut = std::thread::spawn(move || {
+        let mut admin = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+        admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&name],
+            )
+            .unwrap()
+            .len()
+    })
+    .join()
+    .unwrap();
+    assert!(cut > 0, "the node held connections");
+    // The node answers again at once: a broken connection is replaced, and a request that
+    // met one is told to retry (503), never a 500.
+    let mut ok = false;
+    for _ in 0..20 {
+        let (st, v) = s
+            .call("POST", "/api/cases", None, Some(power_case(200.0)))
+            .await;
+        assert_ne!(st, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+        if st == StatusCode::CREATED {
+            ok = true;
+            break;
+        }
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the node did not recover from cut connections");
+    let (st, _) = s.get("/api/ready", &s.admin).await;
+    assert_eq!(st, StatusCode::OK);
+}

@@ -61,16 +61,33 @@ pub(super) trait Pg<T> {
 
 impl<T> Pg<T> for std::result::Result<T, postgres::Error> {
     fn pg(self) -> Result<T> {
-        self.map_err(|e| match e.as_db_error() {
-            Some(db) => Error::Store(format!("postgres: {db}")),
-            None => Error::Store(format!("postgres: {e}")),
+        self.map_err(|e| {
+            let Some(db) = e.as_db_error() else {
+                // No answer from the database: a broken connection, a server gone (a
+                // failover under way). The client may try again.
+                return Error::Unavailable(format!("the database is out of reach: {e}"));
+            };
+            let code = db.code().code();
+            match code {
+                // Serialization failure, deadlock: the same request may well pass now.
+                "40001" | "40P01" => Error::Conflict(format!(
+                    "the database asked to try again ({code}); reload and try again"
+                )),
+                // Connection exceptions, a server shutting down or starting, a read-only
+                // standby (before the failover ends): retry later.
+                c if c.starts_with("08") || c.starts_with("57P") || c == "25006" => {
+                    Error::Unavailable(format!("the database is not available: {db}"))
+                }
+                _ => Error::Store(format!("postgres: {db}")),
+            }
         })
     }
 }
 
 impl<T> Pg<T> for std::result::Result<T, r2d2::Error> {
     fn pg(self) -> Result<T> {
-        self.map_err(|e| Error::Store(format!("postgres pool: {e}")))
+        // No connection within the pool's timeout.
+        self.map_err(|e| Error::Unavailable(format!("the database is out of reach: {e}")))
     }
 }
 

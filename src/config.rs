@@ -22,6 +22,9 @@ pub struct Config {
     /// How long a node holds the timers and notices it took from PostgreSQL: if it dies,
     /// another node takes them over after this many seconds.
     pub store_lease_secs: u64,
+    /// With `?sslmode=require` in `store`: a CA (PEM) trusted for the database's
+    /// certificate besides the public ones (an office's own CA).
+    pub store_ca_file: Option<PathBuf>,
     /// Address to listen on.
     pub listen: String,
     /// sled page cache, in MiB.
@@ -137,6 +140,7 @@ impl Config {
                 url: url.clone(),
                 connections: self.store_connections,
                 lease: std::time::Duration::from_secs(self.store_lease_secs.max(1)),
+                ca_file: self.store_ca_file.clone(),
             };
         }
         guichet_core::store::StoreConfig::Embedded {
@@ -157,6 +161,7 @@ impl Default for Config {
             store: None,
             store_connections: 16,
             store_lease_secs: 60,
+            store_ca_file: None,
             listen: "127.0.0.1:8080".into(),
             cache_mb: 256,
             checkpoint_mb: 256,

@@ -697,6 +697,7 @@ fn store_copy(from: &std::path::Path, to: &str) -> anyhow::Result<()> {
         url: to.to_string(),
         connections: 2,
         lease: std::time::Duration::from_secs(60),
+        ca_file: None,
     })?;
     let started = std::time::Instant::now();
     let report = guichet_core::store::copy(source.as_ref(), target.as_ref())?;

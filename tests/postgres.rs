@@ -534,3 +534,187 @@ async fn a_node_reconnects_when_the_database_drops_its_connections() {
     let (st, _) = s.get("/api/ready", &s.admin).await;
     assert_eq!(st, StatusCode::OK);
 }
+
+/// A PostgreSQL cluster of the test's own that speaks TLS with a certificate of the test
+/// CA, stopped when dropped.
+struct TlsCluster {
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    run_as: Option<&'static str>,
+}
+
+impl TlsCluster {
+    /// `None` without PostgreSQL's programs (then the test says it skipped; in CI it
+    /// may not).
+    fn start(ca: &common::tls::TestCa) -> Option<TlsCluster> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| d.flatten().map(|e| e.path().join("bin")).max());
+        let Some(bin) = bin.filter(|b| b.join("initdb").is_file()) else {
+            assert!(
+                std::env::var_os("GUICHET_CI").is_none(),
+                "PostgreSQL's programs are missing (.ci/postgres installs them)"
+            );
+            eprintln!("skipped: no /usr/lib/postgresql/*/bin/initdb");
+            return None;
+        };
+        // initdb refuses root: the cluster belongs to the user `.ci/postgres` made.
+        let root = unsafe { libc::geteuid() } == 0;
+        let run_as = root.then_some("guichetpg");
+        let dir = tempfile::tempdir().unwrap();
+        for (name, pem) in [("server.crt", &ca.cert_pem), ("server.key", &ca.key_pem)] {
+            std::fs::write(dir.path().join(name), pem).unwrap();
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.path().join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let c = TlsCluster {
+            bin,
+            dir,
+            port: free_port(),
+            run_as,
+        };
+        if let Some(user) = run_as {
+            let chown = std::process::Command::new("chown")
+                .args(["-R", user])
+                .arg(c.dir.path())
+                .status()
+                .unwrap();
+            assert!(
+                chown.success(),
+                "chown to {user} (run .ci/postgres once to create it)"
+            );
+        }
+        let data = c.dir.path().join("data");
+        c.run(&[
+            "initdb".as_ref(),
+            "-D".as_ref(),
+            data.as_os_str(),
+            "-U".as_ref(),
+            "postgres".as_ref(),
+            "--auth=trust".as_ref(),
+            "--no-sync".as_ref(),
+        ]);
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=localhost -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            c.port,
+            c.dir.path().display(),
+            c.dir.path().join("server.crt").display(),
+            c.dir.path().join("server.key").display()
+        );
+        let log = c.dir.path().join("log");
+        c.run(&[
+            "pg_ctl".as_ref(),
+            "-D".as_ref(),
+            data.as_os_str(),
+            "-l".as_ref(),
+            log.as_os_str(),
+            "-w".as_ref(),
+            "-o".as_ref(),
+            opts.as_ref(),
+            "start".as_ref(),
+        ]);
+        Some(c)
+    }
+
+    fn run(&self, args: &[&std::ffi::OsStr]) {
+        let program = self.bin.join(args[0]);
+        let mut cmd = match self.run_as {
+            Some(user) => {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(&program);
+                c
+            }
+            None => std::process::Command::new(&program),
+        };
+        let out = cmd.args(&args[1..]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{:?}: {}",
+            args[0],
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres://postgres@localhost:{}/postgres?sslmode=require",
+            self.port
+        )
+    }
+}
+
+impl Drop for TlsCluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        self.run(&[
+            "pg_ctl".as_ref(),
+            "-D".as_ref(),
+            data.as_os_str(),
+            "-m".as_ref(),
+            "immediate".as_ref(),
+            "stop".as_ref(),
+        ]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_talks_to_postgresql_over_tls_trusting_the_office_ca() {
+    let ca = common::tls::TestCa::new();
+    let Some(cluster) = TlsCluster::start(&ca) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_file = tmp.path().join("office-ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    // Without the office's CA the database's certificate is not trusted: no start.
+    let url = cluster.url();
+    let refused = std::thread::spawn(move || {
+        guichet_core::store::postgres::PgStore::open(&url, 1, None).err()
+    })
+    .join()
+    .unwrap();
+    let refused = refused
+        .expect("a certificate of an unknown CA must be refused")
+        .to_string();
+    assert!(
+        refused.contains("certificate") || refused.contains("Unknown"),
+        "{refused}"
+    );
+    // With it, the node runs, over TLS.
+    let (url, ca) = (cluster.url(), ca_file.clone());
+    let s = TestServer::start_configured(
+        example_scripts(),
+        tmp.path().join("data"),
+        Arc::new(SystemClock),
+        move |c| {
+            c.store = Some(url);
+            c.store_ca_file = Some(ca);
+        },
+    )
+    .await;
+    let (_, number, _) = s.submit(power_case(300.0)).await;
+    assert!(number.ends_with("-000001"));
+    let port = cluster.port;
+    let encrypted: i64 = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(
+            &format!("postgres://postgres@localhost:{port}/postgres?sslmode=disable"),
+            postgres::NoTls,
+        )
+        .unwrap();
+        c.query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)
+             WHERE ssl AND application_name = '' AND backend_type = 'client backend'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    })
+    .join()
+    .unwrap();
+    assert!(encrypted > 0, "the node's connections are not encrypted");
+}

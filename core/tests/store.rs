@@ -64,7 +64,7 @@ fn postgres_store(dir: &Path) -> guichet_core::store::postgres::PgStore {
             .unwrap();
     }
     let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
-    guichet_core::store::postgres::PgStore::open(&url, 8).unwrap()
+    guichet_core::store::postgres::PgStore::open(&url, 8, None).unwrap()
 }
 
 /// Runs `check` on a fresh store of every backend (with the folder, for restarts).

@@ -30,6 +30,8 @@ pub enum StoreConfig {
         connections: u32,
         /// How long a node holds the timers and notices it took.
         lease: std::time::Duration,
+        /// PEM certificates trusted for TLS to the database besides Mozilla's roots.
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -53,8 +55,10 @@ pub fn open(config: &StoreConfig) -> Result<Arc<dyn Store>> {
             url,
             connections,
             lease,
+            ca_file,
         } => Ok(Arc::new(
-            super::postgres::PgStore::open(url, *connections)?.with_lease(*lease),
+            super::postgres::PgStore::open(url, *connections, ca_file.as_deref())?
+                .with_lease(*lease),
         )),
         #[cfg(not(feature = "postgres"))]
         StoreConfig::Postgres { .. } => Err(crate::error::Error::Validation(

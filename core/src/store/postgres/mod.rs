@@ -14,15 +14,16 @@ mod import;
 mod tables;
 
 use parking_lot::RwLock;
-use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Error, Result};
 use crate::store::{BackupReport, Fault, Receipt, Store};
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-pub(super) type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
+pub(super) type Conn = r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
 
 /// The schema's versions, applied in order.
 const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
@@ -41,6 +42,42 @@ pub struct PgStore {
     /// Commits made through this handle (receipts; each is durable when it returns).
     written: AtomicU64,
     fault: RwLock<Option<Fault>>,
+}
+
+/// An error and its causes, as one line (a TLS failure says why only in its source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// TLS for the connections (used as `sslmode` says: `prefer`, PostgreSQL's default, falls
+/// back to plain when the server offers none; `require` refuses that).
+fn tls(ca_file: Option<&std::path::Path>) -> Result<MakeRustlsConnect> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(file) = ca_file {
+        let bad = |e: &dyn std::fmt::Display| {
+            Error::Validation(format!("store_ca_file {}: {e}", file.display()))
+        };
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(file).map_err(|e| bad(&e))? {
+            roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Store(format!("tls: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 impl Drop for PgStore {
@@ -65,7 +102,7 @@ impl<T> Pg<T> for std::result::Result<T, postgres::Error> {
             let Some(db) = e.as_db_error() else {
                 // No answer from the database: a broken connection, a server gone (a
                 // failover under way). The client may try again.
-                return Error::Unavailable(format!("the database is out of reach: {e}"));
+                return Error::Unavailable(format!("the database is out of reach: {}", chain(&e)));
             };
             let code = db.code().code();
             match code {
@@ -102,13 +139,18 @@ pub(super) fn unsigned(n: i64) -> u64 {
 }
 
 impl PgStore {
-    /// Connects to `url` (`postgres://user:password@host:port/database`) with a pool of
-    /// `connections`, and brings the schema up to date.
-    pub fn open(url: &str, connections: u32) -> Result<PgStore> {
+    /// Connects to `url` (`postgres://user:password@host:port/database`, with
+    /// `?sslmode=require` for TLS) with a pool of `connections`, and brings the schema up
+    /// to date. TLS trusts Mozilla's roots and, with `ca_file`, the PEM certificates in it.
+    pub fn open(url: &str, connections: u32, ca_file: Option<&std::path::Path>) -> Result<PgStore> {
         let config: postgres::Config = url
             .parse()
             .map_err(|e| Error::Store(format!("postgres: bad address: {e}")))?;
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = PostgresConnectionManager::new(config, tls(ca_file)?);
+        // One connection first, for its own error (the pool would only time out).
+        r2d2::ManageConnection::connect(&manager).map_err(|e| {
+            Error::Unavailable(format!("cannot connect to the database: {}", chain(&e)))
+        })?;
         let pool = r2d2::Pool::builder()
             .max_size(connections.max(1))
             .connection_timeout(std::time::Duration::from_secs(10))

@@ -110,7 +110,7 @@ impl CaseTable for PgStore {
             audit.push(record);
             done.push((i, after, event));
         }
-        append_chain(&mut tx, audit)?;
+        append_pending(&mut tx, &audit)?;
         if let Some(f) = self.fault() {
             f(FaultPoint::BeforeRecord)?;
         }
@@ -325,34 +325,71 @@ pub(super) fn index_case(
     Ok(())
 }
 
-/// Appends records to the audit chain under the lock of its head row (held until the
-/// transaction ends: appends of all nodes are ordered by it).
-pub(super) fn append_chain(
+/// Commits audit records with the transaction, to be sealed into the chain after
+/// ([`PgStore::seal_audit`]), in the order of their ids: a later transition of a case
+/// waits for the earlier one's commit (its row lock), so its records come after.
+pub(super) fn append_pending(
     tx: &mut Transaction<'_>,
-    records: Vec<crate::audit::Record>,
+    records: &[crate::audit::Record],
 ) -> Result<()> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let head = tx
-        .query_opt("SELECT next, hash FROM audit_head FOR UPDATE", &[])
-        .pg()?;
-    let head = head.ok_or_else(|| Error::Store("the audit chain's head row is missing".into()))?;
-    let (mut seq, mut prev): (u64, String) = (unsigned(head.get(0)), head.get(1));
     for r in records {
-        let entry = r.seal(seq, &prev);
         tx.execute(
-            "INSERT INTO audit (seq, entry) VALUES ($1, $2)",
-            &[&big(seq), &entry.to_line()],
+            "INSERT INTO audit_pending (record) VALUES ($1)",
+            &[&serde_json::to_vec(r)?],
         )
         .pg()?;
-        seq += 1;
-        prev = entry.hash;
     }
-    tx.execute(
-        "UPDATE audit_head SET next = $1, hash = $2",
-        &[&big(seq), &prev],
-    )
-    .pg()?;
     Ok(())
+}
+
+impl PgStore {
+    /// Seals the pending audit records into the chain, oldest first, under the lock of the
+    /// head row (one node at a time); returns how many.
+    pub(super) fn seal_audit(&self) -> Result<u64> {
+        const BATCH: i64 = 5000;
+        let mut sealed = 0;
+        let mut conn = self.conn()?;
+        loop {
+            let mut tx = conn.transaction().pg()?;
+            let head = tx
+                .query_opt("SELECT next, hash FROM audit_head FOR UPDATE", &[])
+                .pg()?
+                .ok_or_else(|| Error::Store("the audit chain's head row is missing".into()))?;
+            let (mut seq, mut prev): (u64, String) = (unsigned(head.get(0)), head.get(1));
+            let rows = tx
+                .query(
+                    "SELECT id, record FROM audit_pending ORDER BY id LIMIT $1",
+                    &[&BATCH],
+                )
+                .pg()?;
+            if rows.is_empty() {
+                return Ok(sealed);
+            }
+            let mut ids: Vec<i64> = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let record: crate::audit::Record = serde_json::from_slice(r.get(1))?;
+                let entry = record.seal(seq, &prev);
+                tx.execute(
+                    "INSERT INTO audit (seq, entry) VALUES ($1, $2)",
+                    &[&big(seq), &entry.to_line()],
+                )
+                .pg()?;
+                seq += 1;
+                prev = entry.hash;
+                ids.push(r.get(0));
+            }
+            tx.execute("DELETE FROM audit_pending WHERE id = ANY($1)", &[&ids])
+                .pg()?;
+            tx.execute(
+                "UPDATE audit_head SET next = $1, hash = $2",
+                &[&big(seq), &prev],
+            )
+            .pg()?;
+            tx.commit().pg()?;
+            sealed += rows.len() as u64;
+            if (rows.len() as i64) < BATCH {
+                return Ok(sealed);
+            }
+        }
+    }
 }

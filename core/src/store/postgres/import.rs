@@ -137,7 +137,8 @@ impl PgStore {
         let row = self
             .conn()?
             .query_one(
-                "SELECT NOT EXISTS (SELECT 1 FROM cases) AND NOT EXISTS (SELECT 1 FROM audit)",
+                "SELECT NOT EXISTS (SELECT 1 FROM cases) AND NOT EXISTS (SELECT 1 FROM audit)
+                     AND NOT EXISTS (SELECT 1 FROM audit_pending)",
                 &[],
             )
             .pg()?;

@@ -2,7 +2,9 @@
 //! database that several Guichet nodes share. A commit is one transaction (acknowledged
 //! means committed: nothing to flush after); case numbers are drawn from a counter row in
 //! that transaction, so they stay gap-free across nodes; the audit chain is appended under
-//! the lock of its head row, so it stays one chain whichever node commits. Timers are
+//! the lock of its head row, so it stays one chain whichever node commits: a transition
+//! commits its audit records as pending, and they are sealed into the chain in batches
+//! (by the maintenance of any node, and before the chain is read). Timers are
 //! taken with `FOR UPDATE SKIP LOCKED` and a lease: one node fires a group, and another
 //! takes it over once the lease of a node that died has run out.
 //!
@@ -26,7 +28,7 @@ type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
 pub(super) type Conn = r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
 
 /// The schema's versions, applied in order.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema2.sql")];
 
 /// How long a node holds the timers and notices it took before another node may take
 /// them, unless configured.
@@ -248,8 +250,10 @@ impl Store for PgStore {
     }
 
     fn maintain(&self) -> Result<Option<String>> {
-        // PostgreSQL keeps itself (autovacuum, its own checkpoints).
-        Ok(None)
+        // PostgreSQL keeps itself (autovacuum, its own checkpoints); the audit records
+        // committed since are sealed into the chain.
+        let sealed = self.seal_audit()?;
+        Ok((sealed > 0).then(|| format!("{sealed} audit entries sealed")))
     }
 
     fn set_fault(&self, fault: Option<Fault>) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use postgres::Transaction;
 
-use super::cases::append_chain;
+use super::cases::append_pending;
 use super::{big, unsigned, Pg, PgStore};
 use crate::error::{Error, Result};
 use crate::notice::{Notice, NoticeStatus};
@@ -489,12 +489,14 @@ impl AuditTable for PgStore {
     fn append_audit(&self, records: Vec<crate::audit::Record>) -> Result<Receipt> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().pg()?;
-        append_chain(&mut tx, records)?;
+        append_pending(&mut tx, &records)?;
         tx.commit().pg()?;
         Ok(self.receipt())
     }
 
     fn audit_raw(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        // What committed so far is in the chain before it is read.
+        self.seal_audit()?;
         let rows = self
             .conn()?
             .query(

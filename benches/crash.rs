@@ -214,6 +214,19 @@ async fn client_loop(
     }
 }
 
+/// A JSON answer of the server.
+async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Every timer of the `crash.timer` cases fired once: each holds exactly one warning
 /// card of its review (those due while the server was down fire when it starts; waits
 /// for them, a few seconds at most).
@@ -221,15 +234,7 @@ async fn check_timers(client: &reqwest::Client, base: &str, admin: &str, timed: 
     let started = Instant::now();
     for id in timed {
         loop {
-            let c: Value = client
-                .get(format!("{base}/api/cases/{id}"))
-                .bearer_auth(admin)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let c: Value = get_json(client, &format!("{base}/api/cases/{id}"), admin).await;
             let warnings = c["cards"]
                 .as_array()
                 .into_iter()
@@ -260,15 +265,7 @@ async fn check(
     acked: &BTreeMap<u64, (String, u64)>,
 ) {
     for (id, (number, rev)) in acked {
-        let c: Value = client
-            .get(format!("{base}/api/cases/{id}"))
-            .bearer_auth(admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let c: Value = get_json(client, &format!("{base}/api/cases/{id}"), admin).await;
         assert_eq!(
             c["number"],
             number.as_str(),
@@ -304,15 +301,7 @@ async fn check(
         if let Some(a) = &after {
             url.push_str(&format!("&after={a}"));
         }
-        let v: Value = client
-            .get(url)
-            .bearer_auth(admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = get_json(client, &url, admin).await;
         for c in v["cases"].as_array().unwrap() {
             let n: u64 = c["number"]
                 .as_str()
@@ -337,15 +326,7 @@ async fn check(
             "a gap in the case numbers (1..={max})"
         );
     }
-    let v: Value = client
-        .get(format!("{base}/api/audit/verify"))
-        .bearer_auth(auditor)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(client, &format!("{base}/api/audit/verify"), auditor).await;
     assert_eq!(v["ok"], true, "audit chain broken: {v}");
 }
 

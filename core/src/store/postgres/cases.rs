@@ -1,6 +1,6 @@
 //! Reading cases and committing their changes: one transaction per commit.
 
-use postgres::Transaction;
+use super::conn::Tx;
 
 use super::{big, unsigned, Pg, PgStore};
 use crate::case::{Case, HistoryEvent, Task};
@@ -152,7 +152,7 @@ fn conflict(c: &Case) -> Error {
 /// Writes one case of a commit with everything it carries; returns the case and the event
 /// as written and its audit record.
 fn write_case(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     w: &CaseWrite,
     outbox: Outbox<'_>,
 ) -> Result<(Case, HistoryEvent, crate::audit::Record)> {
@@ -231,7 +231,7 @@ fn write_case(
 }
 
 /// Writes a case's row (a new case, or one that exists).
-pub(super) fn put_case(tx: &mut Transaction<'_>, after: &Case, new: bool) -> Result<()> {
+pub(super) fn put_case(tx: &mut Tx<'_>, after: &Case, new: bool) -> Result<()> {
     let id = big(after.id);
     let bytes = serde_json::to_vec(&after)?;
     let open = after.status.is_open();
@@ -274,7 +274,7 @@ pub(super) fn put_case(tx: &mut Transaction<'_>, after: &Case, new: bool) -> Res
 /// Rewrites what indexes a case: its open tasks by group (with the worklist `entries` the
 /// engine gave, by task) and by topic, its cards by group.
 pub(super) fn index_case(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     after: &Case,
     entries: &[crate::store::WorkEntry],
 ) -> Result<()> {
@@ -328,10 +328,7 @@ pub(super) fn index_case(
 /// Commits audit records with the transaction, to be sealed into the chain after
 /// ([`PgStore::seal_audit`]), in the order of their ids: a later transition of a case
 /// waits for the earlier one's commit (its row lock), so its records come after.
-pub(super) fn append_pending(
-    tx: &mut Transaction<'_>,
-    records: &[crate::audit::Record],
-) -> Result<()> {
+pub(super) fn append_pending(tx: &mut Tx<'_>, records: &[crate::audit::Record]) -> Result<()> {
     for r in records {
         tx.execute(
             "INSERT INTO audit_pending (record) VALUES ($1)",

@@ -12,6 +12,7 @@
 //! once, recorded in `guichet_schema`).
 
 mod cases;
+mod conn;
 mod import;
 mod tables;
 
@@ -24,8 +25,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::error::{Error, Result};
 use crate::store::{BackupReport, Fault, Receipt, Store};
 
-type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
-pub(super) type Conn = r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
+type Pool = r2d2::Pool<conn::Manager>;
+type Conn = r2d2::PooledConnection<conn::Manager>;
 
 /// The schema's versions, applied in order.
 const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema2.sql")];
@@ -148,7 +149,7 @@ impl PgStore {
         let config: postgres::Config = url
             .parse()
             .map_err(|e| Error::Store(format!("postgres: bad address: {e}")))?;
-        let manager = PostgresConnectionManager::new(config, tls(ca_file)?);
+        let manager = conn::Manager(PostgresConnectionManager::new(config, tls(ca_file)?));
         // One connection first, for its own error (the pool would only time out).
         r2d2::ManageConnection::connect(&manager).map_err(|e| {
             Error::Unavailable(format!("cannot connect to the database: {}", chain(&e)))
@@ -187,7 +188,7 @@ impl PgStore {
         self
     }
 
-    pub(super) fn conn(&self) -> Result<Conn> {
+    fn conn(&self) -> Result<Conn> {
         self.pool
             .as_ref()
             .ok_or_else(|| Error::Store("the store is closed".into()))?

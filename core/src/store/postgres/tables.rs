@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::conn::Tx;
 use chrono::{DateTime, Utc};
-use postgres::Transaction;
 
 use super::cases::append_pending;
 use super::{big, unsigned, Pg, PgStore};
@@ -18,7 +18,11 @@ use crate::store::{
 
 impl PgStore {
     /// The case ids a query selects (its first column).
-    fn ids(&self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<Vec<u64>> {
+    fn ids(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<u64>> {
         let rows = self.conn()?.query(sql, params).pg()?;
         Ok(rows.iter().map(|r| unsigned(r.get(0))).collect())
     }
@@ -339,7 +343,7 @@ fn notice_columns(n: &Notice) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>, 
     (queued, failed, inbox)
 }
 
-pub(super) fn insert_notice(tx: &mut Transaction<'_>, n: &Notice) -> Result<()> {
+pub(super) fn insert_notice(tx: &mut Tx<'_>, n: &Notice) -> Result<()> {
     let (queued, failed, inbox) = notice_columns(n);
     tx.execute(
         "INSERT INTO notices (case_id, seq, n, notice, queued_for, failed_at, inbox)

@@ -1,0 +1,161 @@
+//! A pooled connection that keeps its prepared statements: every statement Guichet sends
+//! is one of a fixed set, parsed and planned by PostgreSQL once per connection instead of
+//! at every call (without this the database spent most of its CPU parsing).
+
+use std::collections::HashMap;
+
+use postgres::types::ToSql;
+use postgres::{GenericClient, Row, Statement};
+use r2d2_postgres::PostgresConnectionManager;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+type Statements = HashMap<&'static str, Statement>;
+
+/// The pool's manager: `r2d2_postgres`'s, with a statement cache per connection.
+pub(super) struct Manager(pub(super) PostgresConnectionManager<MakeRustlsConnect>);
+
+pub(super) struct Connection {
+    client: postgres::Client,
+    statements: Statements,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Connection, postgres::Error> {
+        Ok(Connection {
+            client: self.0.connect()?,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, c: &mut Connection) -> Result<(), postgres::Error> {
+        self.0.is_valid(&mut c.client)
+    }
+
+    fn has_broken(&self, c: &mut Connection) -> bool {
+        self.0.has_broken(&mut c.client)
+    }
+}
+
+fn prepared(
+    client: &mut impl GenericClient,
+    statements: &mut Statements,
+    sql: &'static str,
+) -> Result<Statement, postgres::Error> {
+    if let Some(s) = statements.get(sql) {
+        return Ok(s.clone());
+    }
+    let s = client.prepare(sql)?;
+    statements.insert(sql, s.clone());
+    Ok(s)
+}
+
+impl Connection {
+    fn parts(&mut self) -> (&mut postgres::Client, &mut Statements) {
+        (&mut self.client, &mut self.statements)
+    }
+
+    pub(super) fn query(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let (c, st) = self.parts();
+        let s = prepared(c, st, sql)?;
+        c.query(&s, params)
+    }
+
+    pub(super) fn query_one(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Row, postgres::Error> {
+        let (c, st) = self.parts();
+        let s = prepared(c, st, sql)?;
+        c.query_one(&s, params)
+    }
+
+    pub(super) fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, postgres::Error> {
+        let (c, st) = self.parts();
+        let s = prepared(c, st, sql)?;
+        c.query_opt(&s, params)
+    }
+
+    pub(super) fn execute(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<u64, postgres::Error> {
+        let (c, st) = self.parts();
+        let s = prepared(c, st, sql)?;
+        c.execute(&s, params)
+    }
+
+    pub(super) fn transaction(&mut self) -> Result<Tx<'_>, postgres::Error> {
+        let (c, statements) = self.parts();
+        Ok(Tx {
+            tx: c.transaction()?,
+            statements,
+        })
+    }
+}
+
+/// A transaction on a [`Connection`], with its statements.
+pub(super) struct Tx<'a> {
+    tx: postgres::Transaction<'a>,
+    statements: &'a mut Statements,
+}
+
+impl Tx<'_> {
+    pub(super) fn query(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let s = prepared(&mut self.tx, self.statements, sql)?;
+        self.tx.query(&s, params)
+    }
+
+    pub(super) fn query_one(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Row, postgres::Error> {
+        let s = prepared(&mut self.tx, self.statements, sql)?;
+        self.tx.query_one(&s, params)
+    }
+
+    pub(super) fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, postgres::Error> {
+        let s = prepared(&mut self.tx, self.statements, sql)?;
+        self.tx.query_opt(&s, params)
+    }
+
+    pub(super) fn execute(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<u64, postgres::Error> {
+        let s = prepared(&mut self.tx, self.statements, sql)?;
+        self.tx.execute(&s, params)
+    }
+
+    /// Several statements at once, unprepared (the schema's migrations).
+    pub(super) fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        self.tx.batch_execute(sql)
+    }
+
+    pub(super) fn commit(self) -> Result<(), postgres::Error> {
+        self.tx.commit()
+    }
+}

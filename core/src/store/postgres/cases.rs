@@ -90,7 +90,9 @@ impl CaseTable for PgStore {
         // Cases locked in id order, so two commits of the same cases cannot deadlock.
         let mut order: Vec<usize> = (0..writes.len()).collect();
         order.sort_by_key(|&i| writes[i].after.id);
-        for &i in &order {
+        // A one-case commit checks the revision in its update; several cases are locked
+        // first, all of them, in order.
+        for &i in order.iter().filter(|_| writes.len() > 1) {
             let w = &writes[i];
             let current: Option<i64> = tx
                 .query_opt(
@@ -183,7 +185,7 @@ fn write_case(
         &[&id, &big(event.seq), &stored],
     )
     .pg()?;
-    put_case(tx, &after, w.before.is_none())?;
+    put_case(tx, &after, w.before.as_ref().map(|b| b.rev))?;
     let entries: Vec<crate::store::WorkEntry> = w
         .work
         .iter()
@@ -230,12 +232,12 @@ fn write_case(
     Ok((after, event, record))
 }
 
-/// Writes a case's row (a new case, or one that exists).
-pub(super) fn put_case(tx: &mut Tx<'_>, after: &Case, new: bool) -> Result<()> {
+/// Writes a case's row: a new case (`before` none), or one still at revision `before`.
+pub(super) fn put_case(tx: &mut Tx<'_>, after: &Case, before: Option<u64>) -> Result<()> {
     let id = big(after.id);
     let bytes = serde_json::to_vec(&after)?;
     let open = after.status.is_open();
-    if new {
+    if before.is_none() {
         tx.execute(
             "INSERT INTO cases (id, rev, number, procedure, version, applicant, bundle, open, record)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -253,20 +255,26 @@ pub(super) fn put_case(tx: &mut Tx<'_>, after: &Case, new: bool) -> Result<()> {
         )
         .pg()?;
     } else {
-        tx.execute(
-            "UPDATE cases SET rev = $2, number = $3, procedure = $4, version = $5, open = $6,
-             record = $7 WHERE id = $1",
-            &[
-                &id,
-                &big(after.rev),
-                &after.number,
-                &after.procedure,
-                &after.version,
-                &open,
-                &bytes,
-            ],
-        )
-        .pg()?;
+        // Only over the revision it was read at (the check of a one-case commit).
+        let changed = tx
+            .execute(
+                "UPDATE cases SET rev = $2, number = $3, procedure = $4, version = $5, open = $6,
+                 record = $7 WHERE id = $1 AND rev = $8",
+                &[
+                    &id,
+                    &big(after.rev),
+                    &after.number,
+                    &after.procedure,
+                    &after.version,
+                    &open,
+                    &bytes,
+                    &big(before.unwrap_or_default()),
+                ],
+            )
+            .pg()?;
+        if changed != 1 {
+            return Err(conflict(after));
+        }
     }
     Ok(())
 }
@@ -280,45 +288,60 @@ pub(super) fn index_case(
 ) -> Result<()> {
     let id = big(after.id);
     let open = after.status.is_open();
-    // The worklist: every open task, with the entry the engine described.
-    tx.execute("DELETE FROM work WHERE case_id = $1", &[&id])
-        .pg()?;
-    tx.execute("DELETE FROM topics WHERE case_id = $1", &[&id])
-        .pg()?;
+    // The worklist (every open task, with the entry the engine described), the external
+    // tasks by topic and the groups with cards to deal with, rewritten: one statement to
+    // clear them, one per table to fill (a round trip each costs more than the rows).
+    tx.execute(
+        "WITH w AS (DELETE FROM work WHERE case_id = $1),
+              t AS (DELETE FROM topics WHERE case_id = $1)
+         DELETE FROM card_groups WHERE case_id = $1",
+        &[&id],
+    )
+    .pg()?;
+    let (mut groups, mut tasks, mut work) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut topics, mut external) = (Vec::new(), Vec::new());
     for t in after.open_tasks() {
         let entry = entries
             .iter()
             .find(|e| e.task.id == t.id)
             .map(serde_json::to_vec)
             .transpose()?;
-        tx.execute(
-            "INSERT INTO work (grp, case_id, task, entry) VALUES ($1, $2, $3, $4)",
-            &[&t.group, &id, &t.id, &entry],
-        )
-        .pg()?;
+        groups.push(t.group.as_str());
+        tasks.push(t.id.as_str());
+        work.push(entry);
         if let Some(x) = &t.external {
-            tx.execute(
-                "INSERT INTO topics (topic, case_id, task) VALUES ($1, $2, $3)",
-                &[&x.topic, &id, &t.id],
-            )
-            .pg()?;
+            topics.push(x.topic.as_str());
+            external.push(t.id.as_str());
         }
     }
-    // Cards still to be dealt with, by group.
-    tx.execute("DELETE FROM card_groups WHERE case_id = $1", &[&id])
+    if !tasks.is_empty() {
+        tx.execute(
+            "INSERT INTO work (grp, case_id, task, entry)
+             SELECT g, $2, t, e FROM unnest($1::text[], $3::text[], $4::bytea[]) AS x(g, t, e)",
+            &[&groups, &id, &tasks, &work],
+        )
         .pg()?;
-    let mut groups: Vec<&str> = after
+    }
+    if !external.is_empty() {
+        tx.execute(
+            "INSERT INTO topics (topic, case_id, task)
+             SELECT p, $2, t FROM unnest($1::text[], $3::text[]) AS x(p, t)",
+            &[&topics, &id, &external],
+        )
+        .pg()?;
+    }
+    let mut carded: Vec<&str> = after
         .cards
         .iter()
         .filter(|card| open || card.answer.is_none())
         .flat_map(|card| card.addressed_to())
         .collect();
-    groups.sort_unstable();
-    groups.dedup();
-    for g in groups {
+    carded.sort_unstable();
+    carded.dedup();
+    if !carded.is_empty() {
         tx.execute(
-            "INSERT INTO card_groups (grp, case_id) VALUES ($1, $2)",
-            &[&g, &id],
+            "INSERT INTO card_groups (grp, case_id) SELECT g, $2 FROM unnest($1::text[]) AS x(g)",
+            &[&carded, &id],
         )
         .pg()?;
     }

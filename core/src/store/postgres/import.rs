@@ -15,7 +15,7 @@ impl PgStore {
         for item in items {
             match item {
                 Item::Case(c) => {
-                    put_case(&mut tx, &c, true)?;
+                    put_case(&mut tx, &c, None)?;
                     index_case(&mut tx, &c, &[])?;
                     tx.execute(
                         "SELECT setval('case_ids', GREATEST($1, (SELECT last_value FROM case_ids)))",

@@ -180,12 +180,15 @@ fn write_case(
     after.tasks = open;
     let stored = stored_event(&event, &closed)?;
     let record = crate::audit::Record::transition(&after.number, after.id, &event, &stored);
+    // The case row first: its update checks the revision and locks the row, so a commit
+    // of the same case under way meanwhile makes this one a conflict, not a clash of
+    // history keys.
+    put_case(tx, &after, w.before.as_ref().map(|b| b.rev))?;
     tx.execute(
         "INSERT INTO history (case_id, seq, event) VALUES ($1, $2, $3)",
         &[&id, &big(event.seq), &stored],
     )
     .pg()?;
-    put_case(tx, &after, w.before.as_ref().map(|b| b.rev))?;
     let entries: Vec<crate::store::WorkEntry> = w
         .work
         .iter()

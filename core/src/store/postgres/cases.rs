@@ -2,7 +2,7 @@
 
 use super::conn::Tx;
 
-use super::{big, unsigned, Pg, PgStore};
+use super::{big, storable, unsigned, Pg, PgStore};
 use crate::case::{Case, HistoryEvent, Task};
 use crate::error::{Error, Result};
 use crate::store::{
@@ -31,6 +31,10 @@ impl CaseTable for PgStore {
     }
 
     fn case_id_by_number(&self, number: &str) -> Result<Option<u64>> {
+        // Nothing stored holds a NUL (PostgreSQL text cannot).
+        if !storable(number) {
+            return Ok(None);
+        }
         let row = self
             .conn()?
             .query_opt("SELECT id FROM cases WHERE number = $1", &[&number])

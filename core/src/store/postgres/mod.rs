@@ -109,6 +109,10 @@ impl<T> Pg<T> for std::result::Result<T, postgres::Error> {
             };
             let code = db.code().code();
             match code {
+                // Text with a NUL character, or bytes the encoding refuses.
+                "22021" | "22P05" => Error::Validation(
+                    "text with a NUL character or an invalid byte cannot be stored".into(),
+                ),
                 // Serialization failure, deadlock: the same request may well pass now.
                 "40001" | "40P01" => Error::Conflict(format!(
                     "the database asked to try again ({code}); reload and try again"
@@ -129,6 +133,12 @@ impl<T> Pg<T> for std::result::Result<T, r2d2::Error> {
         // No connection within the pool's timeout.
         self.map_err(|e| Error::Unavailable(format!("the database is out of reach: {e}")))
     }
+}
+
+/// Whether PostgreSQL's text can hold `s` (not a NUL character): a lookup by a key it
+/// cannot hold finds nothing, rather than failing.
+pub(super) fn storable(s: &str) -> bool {
+    !s.contains('\0')
 }
 
 /// A count or an id as PostgreSQL's BIGINT.

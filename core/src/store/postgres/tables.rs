@@ -8,7 +8,7 @@ use super::conn::Tx;
 use chrono::{DateTime, Utc};
 
 use super::cases::append_pending;
-use super::{big, unsigned, Pg, PgStore};
+use super::{big, storable, unsigned, Pg, PgStore};
 use crate::error::{Error, Result};
 use crate::notice::{Notice, NoticeStatus};
 use crate::store::{
@@ -30,6 +30,10 @@ impl PgStore {
 
 impl IndexTable for PgStore {
     fn visit_work(&self, group: &str, f: &mut dyn FnMut(&Arc<WorkEntry>)) -> Result<()> {
+        // Nothing stored holds a NUL (PostgreSQL text cannot).
+        if !storable(group) {
+            return Ok(());
+        }
         let rows = self
             .conn()?
             .query(
@@ -85,6 +89,10 @@ impl IndexTable for PgStore {
     }
 
     fn open_tasks_of_topic(&self, topic: &str) -> Result<Vec<(u64, String)>> {
+        // Nothing stored holds a NUL (PostgreSQL text cannot).
+        if !storable(topic) {
+            return Ok(Vec::new());
+        }
         let rows = self
             .conn()?
             .query(
@@ -99,6 +107,10 @@ impl IndexTable for PgStore {
     }
 
     fn cases_of_applicant(&self, applicant: &str) -> Result<Vec<u64>> {
+        // Nothing stored holds a NUL (PostgreSQL text cannot).
+        if !storable(applicant) {
+            return Ok(Vec::new());
+        }
         self.ids(
             "SELECT id FROM cases WHERE applicant = $1 ORDER BY id",
             &[&applicant],
@@ -106,6 +118,10 @@ impl IndexTable for PgStore {
     }
 
     fn cases_of_bundle(&self, bundle: &str) -> Result<Vec<u64>> {
+        // Nothing stored holds a NUL (PostgreSQL text cannot).
+        if !storable(bundle) {
+            return Ok(Vec::new());
+        }
         self.ids(
             "SELECT id FROM cases WHERE bundle = $1 ORDER BY id",
             &[&bundle],
@@ -113,6 +129,10 @@ impl IndexTable for PgStore {
     }
 
     fn cases_with_cards_for(&self, group: &str) -> Result<Vec<u64>> {
+        // Nothing stored holds a NUL (PostgreSQL text cannot).
+        if !storable(group) {
+            return Ok(Vec::new());
+        }
         self.ids(
             "SELECT case_id FROM card_groups WHERE grp = $1 ORDER BY case_id",
             &[&group],
@@ -135,6 +155,10 @@ impl IndexTable for PgStore {
     }
 
     fn open_cases_of_version(&self, procedure: &str, version: &str) -> Result<Vec<u64>> {
+        // Nothing stored holds a NUL (PostgreSQL text cannot).
+        if !storable(procedure) || !storable(version) {
+            return Ok(Vec::new());
+        }
         self.ids(
             "SELECT id FROM cases WHERE open AND procedure = $1 AND version = $2 ORDER BY id",
             &[&procedure, &version],
@@ -469,6 +493,10 @@ impl NoticeTable for PgStore {
     }
 
     fn inbox(&self, staff: &str) -> Result<Vec<(u64, u64, u32)>> {
+        // Nothing stored holds a NUL (PostgreSQL text cannot).
+        if !storable(staff) {
+            return Ok(Vec::new());
+        }
         let rows = self
             .conn()?
             .query(
@@ -529,6 +557,10 @@ impl OfficeTable for PgStore {
     }
 
     fn version(&self, procedure: &str, version: &str) -> Result<Option<VersionRecord>> {
+        // Nothing stored holds a NUL (PostgreSQL text cannot).
+        if !storable(procedure) || !storable(version) {
+            return Ok(None);
+        }
         let row = self
             .conn()?
             .query_opt(
@@ -565,6 +597,10 @@ impl OfficeTable for PgStore {
     }
 
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        // Nothing stored holds a NUL (PostgreSQL text cannot).
+        if !storable(hash) {
+            return Ok(None);
+        }
         let row = self
             .conn()?
             .query_opt("SELECT record FROM tokens WHERE hash = $1", &[&hash])
@@ -612,6 +648,10 @@ impl OfficeTable for PgStore {
     }
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        // Nothing stored holds a NUL (PostgreSQL text cannot).
+        if !storable(key) {
+            return Ok(None);
+        }
         let row = self
             .conn()?
             .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
@@ -645,6 +685,10 @@ impl FileTable for PgStore {
     }
 
     fn file(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        // Nothing stored holds a NUL (PostgreSQL text cannot).
+        if !storable(sha256) {
+            return Ok(None);
+        }
         let row = self
             .conn()?
             .query_opt("SELECT bytes FROM files WHERE sha256 = $1", &[&sha256])

@@ -89,34 +89,44 @@ impl CaseTable for PgStore {
     }
 
     fn commit(&self, writes: &mut [CaseWrite], outbox: Outbox<'_>) -> Result<Receipt> {
-        let mut conn = self.conn()?;
-        let mut tx = conn.transaction().pg()?;
-        // Cases locked in id order, so two commits of the same cases cannot deadlock.
-        let mut order: Vec<usize> = (0..writes.len()).collect();
-        order.sort_by_key(|&i| writes[i].after.id);
-        // A one-case commit checks the revision in its update; several cases are locked
-        // first, all of them, in order.
-        for &i in order.iter().filter(|_| writes.len() > 1) {
-            let w = &writes[i];
-            let current: Option<i64> = tx
-                .query_opt(
-                    "SELECT rev FROM cases WHERE id = $1 FOR UPDATE",
-                    &[&big(w.after.id)],
-                )
-                .pg()?
-                .map(|r| r.get(0));
-            if current.map(unsigned) != w.before.as_ref().map(|b| b.rev) {
-                return Err(conflict(&w.after));
+        // Most commits change one case that exists: they wait together for one call
+        // (`batch`). A new case draws its number, and several cases commit together, in a
+        // transaction of their own.
+        if let [w] = writes {
+            if w.before.is_some() && w.number_scope.is_none() {
+                let rows = CaseRows::of(w, None, outbox)?;
+                let (after, event) = self.batches.commit(self, rows)?;
+                w.after = after;
+                w.event = event;
+                return Ok(self.receipt());
             }
         }
-        let mut audit = Vec::with_capacity(writes.len());
-        let mut done = Vec::with_capacity(writes.len());
-        for &i in &order {
-            let (after, event, record) = write_case(&mut tx, &writes[i], outbox)?;
-            audit.push(record);
-            done.push((i, after, event));
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().pg()?;
+        let mut rows = Vec::with_capacity(writes.len());
+        for w in writes.iter() {
+            let number = match &w.number_scope {
+                Some(scope) => {
+                    let n: i64 = tx
+                        .query_one(
+                            "INSERT INTO counters (scope, last) VALUES ($1, 1)
+                             ON CONFLICT (scope) DO UPDATE SET last = counters.last + 1
+                             RETURNING last",
+                            &[scope],
+                        )
+                        .pg()?
+                        .get(0);
+                    Some(format!("{scope}-{n:06}"))
+                }
+                None => None,
+            };
+            rows.push(CaseRows::of(w, number, outbox)?);
         }
-        append_pending(&mut tx, &audit)?;
+        let columns = Columns::of(&rows);
+        let conflicts: Vec<i64> = tx.query_one(COMMIT, &columns.params()).pg()?.get(0);
+        if let Some(c) = rows.iter().find(|r| conflicts.contains(&big(r.after.id))) {
+            return Err(conflict(&c.after));
+        }
         if let Some(f) = self.fault() {
             f(FaultPoint::BeforeRecord)?;
         }
@@ -127,9 +137,9 @@ impl CaseTable for PgStore {
                 tracing::warn!(message = "fault after the commit point ignored", error = %e);
             }
         }
-        for (i, after, event) in done {
-            writes[i].after = after;
-            writes[i].event = event;
+        for (w, r) in writes.iter_mut().zip(rows) {
+            w.after = r.after;
+            w.event = r.event;
         }
         Ok(self.receipt())
     }
@@ -144,7 +154,7 @@ impl CaseTable for PgStore {
     }
 }
 
-fn conflict(c: &Case) -> Error {
+pub(super) fn conflict(c: &Case) -> Error {
     Error::Conflict(format!(
         "case {} was changed by someone else; reload and try again",
         if c.number.is_empty() {
@@ -155,88 +165,272 @@ fn conflict(c: &Case) -> Error {
     ))
 }
 
-/// Writes one case of a commit with everything it carries; returns the case and the event
-/// as written and its audit record.
-fn write_case(
-    tx: &mut Tx<'_>,
-    w: &CaseWrite,
-    outbox: Outbox<'_>,
-) -> Result<(Case, HistoryEvent, crate::audit::Record)> {
-    let mut after = w.after.clone();
-    let id = big(after.id);
-    if let Some(scope) = &w.number_scope {
-        let n: i64 = tx
-            .query_one(
-                "INSERT INTO counters (scope, last) VALUES ($1, 1)
-                 ON CONFLICT (scope) DO UPDATE SET last = counters.last + 1
-                 RETURNING last",
-                &[scope],
-            )
-            .pg()?
-            .get(0);
-        after.number = format!("{scope}-{n:06}");
-    }
-    let mut event = w.event.clone();
-    event.seq = after.history_len;
-    after.history_len += 1;
-    after.rev += 1;
-    let (open, closed): (Vec<Task>, Vec<Task>) = after.tasks.drain(..).partition(Task::is_open);
-    after.tasks = open;
-    let stored = stored_event(&event, &closed)?;
-    let record = crate::audit::Record::transition(&after.number, after.id, &event, &stored);
-    // The case row first: its update checks the revision and locks the row, so a commit
-    // of the same case under way meanwhile makes this one a conflict, not a clash of
-    // history keys.
-    put_case(tx, &after, w.before.as_ref().map(|b| b.rev))?;
-    tx.execute(
-        "INSERT INTO history (case_id, seq, event) VALUES ($1, $2, $3)",
-        &[&id, &big(event.seq), &stored],
-    )
-    .pg()?;
-    let entries: Vec<crate::store::WorkEntry> = w
-        .work
-        .iter()
-        .map(|e| crate::store::WorkEntry {
-            rev: after.rev,
-            case_number: after.number.clone(),
-            ..e.clone()
+/// The call that writes a batch of cases (schema3.sql); answers the ids of the cases that
+/// were not at the revision they were read at, left unwritten.
+pub(super) const COMMIT: &str = "SELECT guichet_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+     $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, \
+     $29, $30, $31, $32, $33, $34, $35)";
+
+/// One case of a commit as the database writes it: the case and its event as written
+/// (handed back to the engine), and the bytes of every row it carries.
+pub(super) struct CaseRows {
+    pub(super) after: Case,
+    pub(super) event: HistoryEvent,
+    before: Option<i64>,
+    record: Vec<u8>,
+    stored: Vec<u8>,
+    listing: Option<Vec<u8>>,
+    figures: Option<Vec<u8>>,
+    audit: Vec<u8>,
+    /// Open tasks: (group, task, worklist entry).
+    work: Vec<(String, String, Option<Vec<u8>>)>,
+    /// External tasks: (topic, task).
+    topics: Vec<(String, String)>,
+    /// Groups with cards still to deal with.
+    carded: Vec<String>,
+    timers: Option<(chrono::DateTime<chrono::Utc>, Vec<u8>)>,
+    /// Each notice with its bytes.
+    notices: Vec<(crate::notice::Notice, Vec<u8>)>,
+}
+
+impl CaseRows {
+    /// Works out what a case write stores, `number` being the one drawn for a new case.
+    pub(super) fn of(
+        w: &CaseWrite,
+        number: Option<String>,
+        outbox: Outbox<'_>,
+    ) -> Result<CaseRows> {
+        let mut after = w.after.clone();
+        if let Some(number) = number {
+            after.number = number;
+        }
+        let mut event = w.event.clone();
+        event.seq = after.history_len;
+        after.history_len += 1;
+        after.rev += 1;
+        let (open, closed): (Vec<Task>, Vec<Task>) = after.tasks.drain(..).partition(Task::is_open);
+        after.tasks = open;
+        let stored = stored_event(&event, &closed)?;
+        let audit = crate::audit::Record::transition(&after.number, after.id, &event, &stored);
+        let mut work = Vec::new();
+        let mut topics = Vec::new();
+        for t in after.open_tasks() {
+            let entry = w
+                .work
+                .iter()
+                .find(|e| e.task.id == t.id)
+                .map(|e| {
+                    serde_json::to_vec(&crate::store::WorkEntry {
+                        rev: after.rev,
+                        case_number: after.number.clone(),
+                        ..e.clone()
+                    })
+                })
+                .transpose()?;
+            work.push((t.group.clone(), t.id.clone(), entry));
+            if let Some(x) = &t.external {
+                topics.push((x.topic.clone(), t.id.clone()));
+            }
+        }
+        let open = after.status.is_open();
+        let mut carded: Vec<String> = after
+            .cards
+            .iter()
+            .filter(|card| open || card.answer.is_none())
+            .flat_map(|card| card.addressed_to())
+            .map(str::to_string)
+            .collect();
+        carded.sort_unstable();
+        carded.dedup();
+        let timers = if w.timers.is_empty() {
+            None
+        } else {
+            let mut timers = w.timers.clone();
+            timers.sort_by_key(|t| t.at);
+            Some((timers[0].at, serde_json::to_vec(&timers)?))
+        };
+        let notices = outbox(w.before.as_ref(), &after, &event)
+            .into_iter()
+            .map(|mut n| {
+                n.case = after.id;
+                n.case_number = after.number.clone();
+                n.seq = event.seq;
+                n.id = format!("{}-{}-{}", n.case, n.seq, n.n);
+                let bytes = serde_json::to_vec(&n)?;
+                Ok((n, bytes))
+            })
+            .collect::<Result<_>>()?;
+        let listing = crate::search::CaseListing::of(&after);
+        let listing = (w.before.as_ref().map(crate::search::CaseListing::of)
+            != Some(listing.clone()))
+        .then(|| serde_json::to_vec(&listing))
+        .transpose()?;
+        Ok(CaseRows {
+            before: w.before.as_ref().map(|b| big(b.rev)),
+            record: serde_json::to_vec(&after)?,
+            stored,
+            listing,
+            figures: w.figures.as_ref().map(serde_json::to_vec).transpose()?,
+            audit: serde_json::to_vec(&audit)?,
+            work,
+            topics,
+            carded,
+            timers,
+            notices,
+            after,
+            event,
         })
-        .collect();
-    index_case(tx, &after, &entries)?;
-    if !w.timers.is_empty() {
-        let mut timers = w.timers.clone();
-        timers.sort_by_key(|t| t.at);
-        tx.execute(
-            "INSERT INTO timers (due, timers) VALUES ($1, $2)",
-            &[&timers[0].at, &serde_json::to_vec(&timers)?],
-        )
-        .pg()?;
     }
-    for mut n in outbox(w.before.as_ref(), &after, &event) {
-        n.case = after.id;
-        n.case_number = after.number.clone();
-        n.seq = event.seq;
-        n.id = format!("{}-{}-{}", n.case, n.seq, n.n);
-        super::tables::insert_notice(tx, &n)?;
+}
+
+/// The arguments of [`COMMIT`] for a batch of cases: one array per column.
+#[derive(Default)]
+pub(super) struct Columns<'a> {
+    id: Vec<i64>,
+    before: Vec<Option<i64>>,
+    rev: Vec<i64>,
+    number: Vec<&'a str>,
+    procedure: Vec<&'a str>,
+    version: Vec<&'a str>,
+    applicant: Vec<&'a str>,
+    bundle: Vec<Option<&'a str>>,
+    open: Vec<bool>,
+    record: Vec<&'a [u8]>,
+    seq: Vec<i64>,
+    event: Vec<&'a [u8]>,
+    listing: Vec<Option<&'a [u8]>>,
+    figures_rev: Vec<i64>,
+    figures: Vec<Option<&'a [u8]>>,
+    audit: Vec<&'a [u8]>,
+    work_case: Vec<i64>,
+    work_grp: Vec<&'a str>,
+    work_task: Vec<&'a str>,
+    work_entry: Vec<Option<&'a [u8]>>,
+    topic_case: Vec<i64>,
+    topic: Vec<&'a str>,
+    topic_task: Vec<&'a str>,
+    card_case: Vec<i64>,
+    card_grp: Vec<&'a str>,
+    timer_case: Vec<i64>,
+    timer_due: Vec<chrono::DateTime<chrono::Utc>>,
+    timers: Vec<&'a [u8]>,
+    notices: Notices<'a>,
+}
+
+/// The notices' columns.
+#[derive(Default)]
+pub(super) struct Notices<'a> {
+    case: Vec<i64>,
+    seq: Vec<i64>,
+    n: Vec<i64>,
+    notice: Vec<&'a [u8]>,
+    queued: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    failed: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    inbox: Vec<Option<&'a str>>,
+}
+
+impl<'a> Columns<'a> {
+    pub(super) fn of(rows: &'a [CaseRows]) -> Columns<'a> {
+        let mut c = Columns::default();
+        for r in rows {
+            let a = &r.after;
+            let id = big(a.id);
+            c.id.push(id);
+            c.before.push(r.before);
+            c.rev.push(big(a.rev));
+            c.number.push(&a.number);
+            c.procedure.push(&a.procedure);
+            c.version.push(&a.version);
+            c.applicant.push(&a.applicant.id);
+            c.bundle.push(a.bundle.as_deref());
+            c.open.push(a.status.is_open());
+            c.record.push(&r.record);
+            c.seq.push(big(r.event.seq));
+            c.event.push(&r.stored);
+            c.listing.push(r.listing.as_deref());
+            c.figures_rev.push(big(a.rev));
+            c.figures.push(r.figures.as_deref());
+            c.audit.push(&r.audit);
+            for (grp, task, entry) in &r.work {
+                c.work_case.push(id);
+                c.work_grp.push(grp);
+                c.work_task.push(task);
+                c.work_entry.push(entry.as_deref());
+            }
+            for (topic, task) in &r.topics {
+                c.topic_case.push(id);
+                c.topic.push(topic);
+                c.topic_task.push(task);
+            }
+            for grp in &r.carded {
+                c.card_case.push(id);
+                c.card_grp.push(grp);
+            }
+            if let Some((due, timers)) = &r.timers {
+                c.timer_case.push(id);
+                c.timer_due.push(*due);
+                c.timers.push(timers);
+            }
+            for (n, bytes) in &r.notices {
+                c.notices.push(n, bytes);
+            }
+        }
+        c
     }
-    let listing = crate::search::CaseListing::of(&after);
-    if w.before.as_ref().map(crate::search::CaseListing::of) != Some(listing.clone()) {
-        tx.execute(
-            "INSERT INTO listings (case_id, listing) VALUES ($1, $2)
-             ON CONFLICT (case_id) DO UPDATE SET listing = EXCLUDED.listing",
-            &[&id, &serde_json::to_vec(&listing)?],
-        )
-        .pg()?;
+
+    pub(super) fn params(&self) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+        let n = &self.notices;
+        vec![
+            &self.id,
+            &self.before,
+            &self.rev,
+            &self.number,
+            &self.procedure,
+            &self.version,
+            &self.applicant,
+            &self.bundle,
+            &self.open,
+            &self.record,
+            &self.seq,
+            &self.event,
+            &self.listing,
+            &self.figures_rev,
+            &self.figures,
+            &self.audit,
+            &self.work_case,
+            &self.work_grp,
+            &self.work_task,
+            &self.work_entry,
+            &self.topic_case,
+            &self.topic,
+            &self.topic_task,
+            &self.card_case,
+            &self.card_grp,
+            &self.timer_case,
+            &self.timer_due,
+            &self.timers,
+            &n.case,
+            &n.seq,
+            &n.n,
+            &n.notice,
+            &n.queued,
+            &n.failed,
+            &n.inbox,
+        ]
     }
-    if let Some(f) = &w.figures {
-        tx.execute(
-            "INSERT INTO figures (case_id, rev, figures) VALUES ($1, $2, $3)
-             ON CONFLICT (case_id) DO UPDATE SET rev = EXCLUDED.rev, figures = EXCLUDED.figures",
-            &[&id, &big(after.rev), &serde_json::to_vec(f)?],
-        )
-        .pg()?;
+}
+
+impl<'a> Notices<'a> {
+    fn push(&mut self, n: &'a crate::notice::Notice, bytes: &'a [u8]) {
+        let (queued, failed, inbox) = super::tables::notice_columns(n);
+        self.case.push(big(n.case));
+        self.seq.push(big(n.seq));
+        self.n.push(i64::from(n.n));
+        self.notice.push(bytes);
+        self.queued.push(queued);
+        self.failed.push(failed);
+        self.inbox.push(inbox);
     }
-    Ok((after, event, record))
 }
 
 /// Writes a case's row: a new case (`before` none), or one still at revision `before`.

@@ -11,6 +11,7 @@
 //! The schema is created and migrated when the store opens (`migrations`, in order, each
 //! once, recorded in `guichet_schema`).
 
+mod batch;
 mod cases;
 mod conn;
 mod import;
@@ -29,7 +30,11 @@ type Pool = r2d2::Pool<conn::Manager>;
 type Conn = r2d2::PooledConnection<conn::Manager>;
 
 /// The schema's versions, applied in order.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    include_str!("schema2.sql"),
+    include_str!("schema3.sql"),
+];
 
 /// How long a node holds the timers and notices it took before another node may take
 /// them, unless configured.
@@ -45,6 +50,8 @@ pub struct PgStore {
     /// Commits made through this handle (receipts; each is durable when it returns).
     written: AtomicU64,
     fault: RwLock<Option<Fault>>,
+    /// One-case commits waiting to be written together.
+    batches: batch::Batches,
 }
 
 /// An error and its causes, as one line (a TLS failure says why only in its source).
@@ -175,6 +182,7 @@ impl PgStore {
             lease: DEFAULT_LEASE,
             written: AtomicU64::new(0),
             fault: RwLock::new(None),
+            batches: batch::Batches::default(),
         };
         store.migrate()?;
         // Acknowledged means committed only if a commit waits for the disk.

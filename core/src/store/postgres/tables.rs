@@ -360,7 +360,9 @@ impl TimerTable for PgStore {
 }
 
 /// Where a notice stands in the delivery queue, the failed list and an inbox.
-fn notice_columns(n: &Notice) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<&str>) {
+pub(super) fn notice_columns(
+    n: &Notice,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<&str>) {
     let queued = n.next_attempt.filter(|_| n.status == NoticeStatus::Queued);
     let failed = (n.status == NoticeStatus::Failed).then(|| n.done_at.unwrap_or(n.created_at));
     let inbox = (n.channel == crate::notice::INBOX).then_some(n.address.as_str());

@@ -535,19 +535,22 @@ async fn a_node_reconnects_when_the_database_drops_its_connections() {
     assert_eq!(st, StatusCode::OK);
 }
 
-/// A PostgreSQL cluster of the test's own that speaks TLS with a certificate of the test
-/// CA, stopped when dropped.
-struct TlsCluster {
+/// A PostgreSQL cluster of the test's own (TLS with a certificate of the test CA, or
+/// settings a test needs), stopped when dropped.
+struct Cluster {
     bin: std::path::PathBuf,
     dir: tempfile::TempDir,
     port: u16,
     run_as: Option<&'static str>,
+    /// The server's options (`pg_ctl -o`).
+    opts: String,
+    tls: bool,
 }
 
-impl TlsCluster {
+impl Cluster {
     /// `None` without PostgreSQL's programs (then the test says it skipped; in CI it
-    /// may not).
-    fn start(ca: &common::tls::TestCa) -> Option<TlsCluster> {
+    /// may not). `settings`: more `-c name=value` options.
+    fn start(ca: Option<&common::tls::TestCa>, settings: &str) -> Option<Cluster> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
             .and_then(|d| d.flatten().map(|e| e.path().join("bin")).max());
@@ -563,20 +566,34 @@ impl TlsCluster {
         let root = unsafe { libc::geteuid() } == 0;
         let run_as = root.then_some("guichetpg");
         let dir = tempfile::tempdir().unwrap();
-        for (name, pem) in [("server.crt", &ca.cert_pem), ("server.key", &ca.key_pem)] {
-            std::fs::write(dir.path().join(name), pem).unwrap();
+        let port = free_port();
+        let mut opts = format!(
+            "-p {port} -k {} -c listen_addresses=localhost {settings}",
+            dir.path().display()
+        );
+        if let Some(ca) = ca {
+            for (name, pem) in [("server.crt", &ca.cert_pem), ("server.key", &ca.key_pem)] {
+                std::fs::write(dir.path().join(name), pem).unwrap();
+            }
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                dir.path().join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
+            opts.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                dir.path().join("server.crt").display(),
+                dir.path().join("server.key").display()
+            ));
         }
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            dir.path().join("server.key"),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
-        let c = TlsCluster {
+        let c = Cluster {
             bin,
             dir,
-            port: free_port(),
+            port,
             run_as,
+            opts,
+            tls: ca.is_some(),
         };
         if let Some(user) = run_as {
             let chown = std::process::Command::new("chown")
@@ -599,15 +616,15 @@ impl TlsCluster {
             "--auth=trust".as_ref(),
             "--no-sync".as_ref(),
         ]);
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=localhost -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
-            c.port,
-            c.dir.path().display(),
-            c.dir.path().join("server.crt").display(),
-            c.dir.path().join("server.key").display()
-        );
-        let log = c.dir.path().join("log");
-        c.run(&[
+        c.up();
+        Some(c)
+    }
+
+    /// Starts the server (again).
+    fn up(&self) {
+        let data = self.dir.path().join("data");
+        let log = self.dir.path().join("log");
+        self.run(&[
             "pg_ctl".as_ref(),
             "-D".as_ref(),
             data.as_os_str(),
@@ -615,10 +632,22 @@ impl TlsCluster {
             log.as_os_str(),
             "-w".as_ref(),
             "-o".as_ref(),
-            opts.as_ref(),
+            self.opts.as_ref(),
             "start".as_ref(),
         ]);
-        Some(c)
+    }
+
+    /// Stops the server as a crash would: at once, nothing written that was not yet.
+    fn crash(&self) {
+        let data = self.dir.path().join("data");
+        self.run(&[
+            "pg_ctl".as_ref(),
+            "-D".as_ref(),
+            data.as_os_str(),
+            "-m".as_ref(),
+            "immediate".as_ref(),
+            "stop".as_ref(),
+        ]);
     }
 
     fn run(&self, args: &[&std::ffi::OsStr]) {
@@ -641,31 +670,57 @@ impl TlsCluster {
     }
 
     fn url(&self) -> String {
-        format!(
-            "postgres://postgres@localhost:{}/postgres?sslmode=require",
-            self.port
-        )
+        let tls = if self.tls { "?sslmode=require" } else { "" };
+        format!("postgres://postgres@localhost:{}/postgres{tls}", self.port)
     }
 }
 
-impl Drop for TlsCluster {
+impl Drop for Cluster {
     fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        self.run(&[
-            "pg_ctl".as_ref(),
-            "-D".as_ref(),
-            data.as_os_str(),
-            "-m".as_ref(),
-            "immediate".as_ref(),
-            "stop".as_ref(),
-        ]);
+        self.crash();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_transition_survives_a_crash_of_the_database() {
+    // The log writer left alone for ten seconds: what is not flushed by the node's
+    // commits stays in PostgreSQL's memory, and the crash loses it.
+    let Some(cluster) = Cluster::start(None, "-c wal_writer_delay=10000") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let s = node(&cluster.url(), &tmp.path().join("a")).await;
+    let clerk = s.token("zhou.qiang").await;
+    let mut answered = Vec::new();
+    for i in 0..5 {
+        let (id, number, _) = s.submit(power_case(100.0 + f64::from(i))).await;
+        s.act(&clerk, id, "intake", "accept", json!({})).await;
+        answered.push((id, number));
+    }
+    // At once after the last answer.
+    cluster.crash();
+    cluster.up();
+    let mut s = s;
+    s.shutdown().await;
+    let s = node(&cluster.url(), &tmp.path().join("a")).await;
+    for (id, number) in &answered {
+        let case = s.case(*id).await;
+        assert_eq!(case["number"], number.as_str());
+        assert_eq!(
+            case["history"].as_array().unwrap().len(),
+            2,
+            "case {number} lost an answered transition: {case}"
+        );
+    }
+    let auditor = s.token("audit.zhang").await;
+    let (_, verdict) = s.get("/api/audit/verify", &auditor).await;
+    assert_eq!(verdict["ok"], true, "{verdict}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_talks_to_postgresql_over_tls_trusting_the_office_ca() {
     let ca = common::tls::TestCa::new();
-    let Some(cluster) = TlsCluster::start(&ca) else {
+    let Some(cluster) = Cluster::start(Some(&ca), "") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

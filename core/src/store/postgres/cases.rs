@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::store::{
     split_event, stored_event, task_number, CaseTable, CaseWrite, FaultPoint, Outbox, Receipt,
 };
+use std::sync::atomic::Ordering;
 
 pub(super) fn decode_case(bytes: &[u8]) -> Result<Case> {
     Ok(serde_json::from_slice(bytes)?)
@@ -89,15 +90,25 @@ impl CaseTable for PgStore {
     }
 
     fn commit(&self, writes: &mut [CaseWrite], outbox: Outbox<'_>) -> Result<Receipt> {
-        // Most commits change one case that exists: they wait together for one call
-        // (`batch`). A new case draws its number, and several cases commit together, in a
-        // transaction of their own.
+        // Most commits change one case that exists: one call, its own transaction. A new
+        // case draws its number first, in the same transaction.
         if let [w] = writes {
             if w.before.is_some() && w.number_scope.is_none() {
-                let rows = CaseRows::of(w, None, outbox)?;
-                let (after, event) = self.batches.commit(self, rows)?;
-                w.after = after;
-                w.event = event;
+                let rows = [CaseRows::of(w, None, outbox)?];
+                let columns = Columns::of(&rows);
+                let mut conn = self.conn()?;
+                if let Some(f) = self.fault() {
+                    f(FaultPoint::BeforeRecord)?;
+                }
+                // The commit point.
+                let conflicts: Vec<i64> = conn.query_one(COMMIT, &columns.params()).pg()?.get(0);
+                if !conflicts.is_empty() {
+                    return Err(conflict(&w.after));
+                }
+                self.after_record();
+                let [r] = rows;
+                w.after = r.after;
+                w.event = r.event;
                 return Ok(self.receipt());
             }
         }
@@ -132,11 +143,7 @@ impl CaseTable for PgStore {
         }
         // The commit point.
         tx.commit().pg()?;
-        if let Some(f) = self.fault() {
-            if let Err(e) = f(FaultPoint::AfterRecord) {
-                tracing::warn!(message = "fault after the commit point ignored", error = %e);
-            }
-        }
+        self.after_record();
         for (w, r) in writes.iter_mut().zip(rows) {
             w.after = r.after;
             w.event = r.event;
@@ -145,12 +152,35 @@ impl CaseTable for PgStore {
     }
 
     fn flush(&self) -> Result<Receipt> {
-        // Durable at commit (synchronous_commit): every commit so far is.
-        Ok(self.written.load(std::sync::atomic::Ordering::SeqCst))
+        let _turn = self.flushing.lock();
+        // Every commit up to `upto` has returned: its commit record is in the log before
+        // the flush's, and the log is written to the disk in order.
+        let upto = self.written.load(Ordering::SeqCst);
+        if upto > self.durable.load(Ordering::SeqCst) {
+            self.conn()?
+                .execute(
+                    "INSERT INTO guichet_flush (node, flushes) VALUES ($1, 1)
+                     ON CONFLICT (node) DO UPDATE SET flushes = guichet_flush.flushes + 1",
+                    &[&self.node],
+                )
+                .pg()?;
+            self.durable.fetch_max(upto, Ordering::SeqCst);
+        }
+        Ok(self.durable.load(Ordering::SeqCst))
     }
 
     fn flushed(&self) -> Receipt {
-        self.written.load(std::sync::atomic::Ordering::SeqCst)
+        self.durable.load(Ordering::SeqCst)
+    }
+}
+
+impl PgStore {
+    fn after_record(&self) {
+        if let Some(f) = self.fault() {
+            if let Err(e) = f(FaultPoint::AfterRecord) {
+                tracing::warn!(message = "fault after the commit point ignored", error = %e);
+            }
+        }
     }
 }
 
@@ -165,8 +195,8 @@ pub(super) fn conflict(c: &Case) -> Error {
     ))
 }
 
-/// The call that writes a batch of cases (schema3.sql); answers the ids of the cases that
-/// were not at the revision they were read at, left unwritten.
+/// The call that writes the cases of a commit (schema3.sql); answers the ids of the cases
+/// that were not at the revision they were read at (nothing of them is written).
 pub(super) const COMMIT: &str = "SELECT guichet_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
      $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, \
      $29, $30, $31, $32, $33, $34, $35)";
@@ -283,7 +313,7 @@ impl CaseRows {
     }
 }
 
-/// The arguments of [`COMMIT`] for a batch of cases: one array per column.
+/// The arguments of [`COMMIT`] for the cases of a commit: one array per column.
 #[derive(Default)]
 pub(super) struct Columns<'a> {
     id: Vec<i64>,

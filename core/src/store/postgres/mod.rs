@@ -1,7 +1,10 @@
 //! The PostgreSQL store: the same tables as the embedded store, as SQL tables in one
-//! database that several Guichet nodes share. A commit is one transaction (acknowledged
-//! means committed: nothing to flush after); case numbers are drawn from a counter row in
-//! that transaction, so they stay gap-free across nodes; the audit chain is appended under
+//! database that several Guichet nodes share. A commit is one transaction, one call of
+//! `guichet_commit` (one round trip), which does not wait for the disk; a flush makes
+//! every commit of the node durable at once (a synchronous commit after them), and the
+//! server answers a transition only after it (acknowledged means on disk, as with the
+//! embedded store's group commit). Case numbers are drawn from a counter row in the
+//! commit's transaction, so they stay gap-free across nodes; the audit chain is appended under
 //! the lock of its head row, so it stays one chain whichever node commits: a transition
 //! commits its audit records as pending, and they are sealed into the chain in batches
 //! (by the maintenance of any node, and before the chain is read). Timers are
@@ -11,7 +14,6 @@
 //! The schema is created and migrated when the store opens (`migrations`, in order, each
 //! once, recorded in `guichet_schema`).
 
-mod batch;
 mod cases;
 mod conn;
 mod import;
@@ -47,11 +49,13 @@ pub struct PgStore {
     /// another node, and waits for the leases of its former self like any other).
     node: String,
     lease: chrono::Duration,
-    /// Commits made through this handle (receipts; each is durable when it returns).
+    /// Commits made through this handle (receipts).
     written: AtomicU64,
     fault: RwLock<Option<Fault>>,
-    /// One-case commits waiting to be written together.
-    batches: batch::Batches,
+    /// Commits known durable (receipts up to this one).
+    durable: AtomicU64,
+    /// Flushes take turns.
+    flushing: parking_lot::Mutex<()>,
 }
 
 /// An error and its causes, as one line (a TLS failure says why only in its source).
@@ -182,7 +186,8 @@ impl PgStore {
             lease: DEFAULT_LEASE,
             written: AtomicU64::new(0),
             fault: RwLock::new(None),
-            batches: batch::Batches::default(),
+            durable: AtomicU64::new(0),
+            flushing: parking_lot::Mutex::new(()),
         };
         store.migrate()?;
         // Acknowledged means committed only if a commit waits for the disk.

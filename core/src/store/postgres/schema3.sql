@@ -1,10 +1,11 @@
--- Version 3: a commit's writes in one call. The engine's commits arrive from many
--- threads at once; a node gathers those waiting into one call of `guichet_commit` (each
--- argument an array, one element per case written, or per row for the indexes), so the
--- statements and round trips a commit costs are shared by the cases of the batch.
--- A case still at the revision it was read at (`c_before`; null for a new case) is
--- written with everything it carries; the others are left untouched and their ids
--- returned (conflicts: each commit of a batch succeeds or fails on its own).
+-- Version 3: a commit's writes in one call, `guichet_commit`: one round trip instead of
+-- one per table. Each argument is an array, with one element per case written (or per
+-- row, for the indexes). A case still at the revision it was read at (`c_before`; null
+-- for a new case) is written with everything it carries; the ids of the others (changed
+-- meanwhile: a conflict) are returned, and the caller rolls the transaction back.
+-- The commit does not wait for the log to reach the disk (`synchronous_commit` off for
+-- its transaction): the node makes its commits durable together, by a flush that waits
+-- for the log up to a later commit (see `CaseTable::flush`), and answers them only then.
 CREATE FUNCTION guichet_commit(
     c_id BIGINT[], c_before BIGINT[], c_rev BIGINT[], c_number TEXT[], c_procedure TEXT[],
     c_version TEXT[], c_applicant TEXT[], c_bundle TEXT[], c_open BOOLEAN[],
@@ -16,40 +17,44 @@ CREATE FUNCTION guichet_commit(
     tm_case BIGINT[], tm_due TIMESTAMPTZ[], tm_timers BYTEA[],
     n_case BIGINT[], n_seq BIGINT[], n_n BIGINT[], n_notice BYTEA[],
     n_queued TIMESTAMPTZ[], n_failed TIMESTAMPTZ[], n_inbox TEXT[]
-) RETURNS BIGINT[] LANGUAGE plpgsql AS $$
+) RETURNS BIGINT[] LANGUAGE plpgsql
+AS $$
 DECLARE
     ok BIGINT[];
 BEGIN
-    -- In id order: two commits over the same cases cannot deadlock.
-    PERFORM 1 FROM cases WHERE id = ANY(c_id) ORDER BY id FOR UPDATE;
-    WITH changed AS (
-        UPDATE cases c
-        SET rev = i.rev, number = i.number, procedure = i.procedure, version = i.version,
-            open = i.open, record = i.record
-        FROM unnest(c_id, c_before, c_rev, c_number, c_procedure, c_version, c_open, c_record)
-            AS i(id, before, rev, number, procedure, version, open, record)
-        WHERE c.id = i.id AND c.rev = i.before
-        RETURNING c.id
-    ), added AS (
-        INSERT INTO cases (id, rev, number, procedure, version, applicant, bundle, open, record)
-        SELECT id, rev, number, procedure, version, applicant, bundle, open, record
-        FROM unnest(c_id, c_before, c_rev, c_number, c_procedure, c_version, c_applicant,
-                    c_bundle, c_open, c_record)
-            AS i(id, before, rev, number, procedure, version, applicant, bundle, open, record)
-        WHERE i.before IS NULL
-        RETURNING id
-    )
-    SELECT COALESCE(array_agg(id), '{}') INTO ok
-    FROM (SELECT id FROM changed UNION ALL SELECT id FROM added) AS x;
-
+    PERFORM set_config('synchronous_commit', 'off', true);
+    -- Several cases: locked in id order first, so that two commits over the same cases
+    -- cannot deadlock.
+    IF array_length(c_id, 1) > 1 THEN
+        PERFORM 1 FROM cases WHERE id = ANY(c_id) ORDER BY id FOR UPDATE;
+    END IF;
+    -- One statement per case, by its key: a plan that joins the arrays with the table
+    -- would be kept from when the table was small, and scan it whole once it has grown.
+    ok := '{}';
+    FOR k IN 1 .. coalesce(array_length(c_id, 1), 0) LOOP
+        IF c_before[k] IS NULL THEN
+            INSERT INTO cases (id, rev, number, procedure, version, applicant, bundle, open, record)
+            VALUES (c_id[k], c_rev[k], c_number[k], c_procedure[k], c_version[k],
+                    c_applicant[k], c_bundle[k], c_open[k], c_record[k]);
+            ok := ok || c_id[k];
+        ELSE
+            UPDATE cases
+            SET rev = c_rev[k], number = c_number[k], procedure = c_procedure[k],
+                version = c_version[k], open = c_open[k], record = c_record[k]
+            WHERE id = c_id[k] AND rev = c_before[k];
+            IF FOUND THEN
+                ok := ok || c_id[k];
+                DELETE FROM work WHERE case_id = c_id[k];
+                DELETE FROM topics WHERE case_id = c_id[k];
+                DELETE FROM card_groups WHERE case_id = c_id[k];
+            END IF;
+        END IF;
+    END LOOP;
     INSERT INTO history (case_id, seq, event)
     SELECT id, seq, event FROM unnest(c_id, c_seq, c_event) AS i(id, seq, event)
     WHERE id = ANY(ok);
-    -- What indexes a case is rewritten: its open tasks by group, external tasks by topic,
-    -- the groups with cards to deal with.
-    DELETE FROM work WHERE case_id = ANY(ok);
-    DELETE FROM topics WHERE case_id = ANY(ok);
-    DELETE FROM card_groups WHERE case_id = ANY(ok);
+    -- What indexes a case, cleared above, written again: its open tasks by group, external
+    -- tasks by topic, the groups with cards to deal with.
     INSERT INTO work (grp, case_id, task, entry)
     SELECT grp, id, task, entry FROM unnest(w_case, w_grp, w_task, w_entry) AS i(id, grp, task, entry)
     WHERE id = ANY(ok);
@@ -75,10 +80,18 @@ BEGIN
     SELECT id, rev, figures FROM unnest(c_id, c_figures_rev, c_figures) AS i(id, rev, figures)
     WHERE figures IS NOT NULL AND id = ANY(ok)
     ON CONFLICT (case_id) DO UPDATE SET rev = EXCLUDED.rev, figures = EXCLUDED.figures;
-    -- In the batch's order (the ids of `audit_pending` are the chain's order).
+    -- In the commit's order (the ids of `audit_pending` are the chain's order).
     INSERT INTO audit_pending (record)
     SELECT record FROM unnest(c_id, c_audit) WITH ORDINALITY AS i(id, record, o)
     WHERE id = ANY(ok) ORDER BY o;
     RETURN ARRAY(SELECT id FROM unnest(c_id) AS i(id) WHERE NOT id = ANY(ok));
 END
 $$;
+
+-- A node's flush: a write of its own row whose transaction commits synchronously, so
+-- PostgreSQL writes its log to the disk up to that commit, and with it every commit the
+-- node made before.
+CREATE TABLE guichet_flush (
+    node TEXT PRIMARY KEY,
+    flushes BIGINT NOT NULL
+);

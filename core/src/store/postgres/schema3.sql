@@ -95,3 +95,7 @@ CREATE TABLE guichet_flush (
     node TEXT PRIMARY KEY,
     flushes BIGINT NOT NULL
 );
+
+-- When the next timer is due, from indexes: the groups by due time (few are held), and
+-- those held under a lease (the table keeps every timer set until it is due).
+CREATE INDEX timers_leased ON timers (leased_until) WHERE leased_until IS NOT NULL;

@@ -331,7 +331,12 @@ impl TimerTable for PgStore {
         let row = self
             .conn()?
             .query_one(
-                "SELECT min(GREATEST(due, COALESCE(leased_until, due))) FROM timers",
+                // The first free group, and the first lease to end (each from its index: the
+                // table keeps every timer set until it is due).
+                "SELECT LEAST(
+                     (SELECT due FROM timers WHERE leased_until IS NULL ORDER BY due LIMIT 1),
+                     (SELECT min(GREATEST(due, leased_until)) FROM timers
+                      WHERE leased_until IS NOT NULL))",
                 &[],
             )
             .pg()?;

@@ -331,12 +331,12 @@ impl TimerTable for PgStore {
         let row = self
             .conn()?
             .query_one(
-                // The first free group, and the first lease to end (each from its index: the
-                // table keeps every timer set until it is due).
+                // The first free group, and the first lease to end (a group is taken once due,
+                // so its lease ends after that): each the first entry of an index, whatever
+                // the planner's figures say (the table keeps every timer set until it is due).
                 "SELECT LEAST(
                      (SELECT due FROM timers WHERE leased_until IS NULL ORDER BY due LIMIT 1),
-                     (SELECT min(GREATEST(due, leased_until)) FROM timers
-                      WHERE leased_until IS NOT NULL))",
+                     (SELECT min(leased_until) FROM timers))",
                 &[],
             )
             .pg()?;

@@ -199,7 +199,7 @@ pub(super) fn conflict(c: &Case) -> Error {
 /// that were not at the revision they were read at (nothing of them is written).
 pub(super) const COMMIT: &str = "SELECT guichet_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
      $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, \
-     $29, $30, $31, $32, $33, $34, $35)";
+     $29, $30, $31, $32, $33, $34, $35, $36, $37, $38)";
 
 /// One case of a commit as the database writes it: the case and its event as written
 /// (handed back to the engine), and the bytes of every row it carries.
@@ -212,6 +212,8 @@ pub(super) struct CaseRows {
     listing: Option<Vec<u8>>,
     figures: Option<Vec<u8>>,
     audit: Vec<u8>,
+    /// Whether the case as read had index rows of each kind (work, topics, cards) to clear.
+    indexed: [bool; 3],
     /// Open tasks: (group, task, worklist entry).
     work: Vec<(String, String, Option<Vec<u8>>)>,
     /// External tasks: (topic, task).
@@ -262,16 +264,14 @@ impl CaseRows {
                 topics.push((x.topic.clone(), t.id.clone()));
             }
         }
-        let open = after.status.is_open();
-        let mut carded: Vec<String> = after
-            .cards
-            .iter()
-            .filter(|card| open || card.answer.is_none())
-            .flat_map(|card| card.addressed_to())
-            .map(str::to_string)
-            .collect();
-        carded.sort_unstable();
-        carded.dedup();
+        let indexed = w.before.as_ref().map_or([false; 3], |b| {
+            [
+                b.open_tasks().next().is_some(),
+                b.open_tasks().any(|t| t.external.is_some()),
+                !carded(b).is_empty(),
+            ]
+        });
+        let carded = carded(&after);
         let timers = if w.timers.is_empty() {
             None
         } else {
@@ -302,6 +302,7 @@ impl CaseRows {
             listing,
             figures: w.figures.as_ref().map(serde_json::to_vec).transpose()?,
             audit: serde_json::to_vec(&audit)?,
+            indexed,
             work,
             topics,
             carded,
@@ -311,6 +312,21 @@ impl CaseRows {
             event,
         })
     }
+}
+
+/// The groups with cards of a case still to deal with (all answered, once it is closed).
+fn carded(case: &Case) -> Vec<String> {
+    let open = case.status.is_open();
+    let mut carded: Vec<String> = case
+        .cards
+        .iter()
+        .filter(|card| open || card.answer.is_none())
+        .flat_map(|card| card.addressed_to())
+        .map(str::to_string)
+        .collect();
+    carded.sort_unstable();
+    carded.dedup();
+    carded
 }
 
 /// The arguments of [`COMMIT`] for the cases of a commit: one array per column.
@@ -332,6 +348,9 @@ pub(super) struct Columns<'a> {
     figures_rev: Vec<i64>,
     figures: Vec<Option<&'a [u8]>>,
     audit: Vec<&'a [u8]>,
+    had_work: Vec<bool>,
+    had_topics: Vec<bool>,
+    had_cards: Vec<bool>,
     work_case: Vec<i64>,
     work_grp: Vec<&'a str>,
     work_task: Vec<&'a str>,
@@ -381,6 +400,9 @@ impl<'a> Columns<'a> {
             c.figures_rev.push(big(a.rev));
             c.figures.push(r.figures.as_deref());
             c.audit.push(&r.audit);
+            c.had_work.push(r.indexed[0]);
+            c.had_topics.push(r.indexed[1]);
+            c.had_cards.push(r.indexed[2]);
             for (grp, task, entry) in &r.work {
                 c.work_case.push(id);
                 c.work_grp.push(grp);
@@ -427,6 +449,9 @@ impl<'a> Columns<'a> {
             &self.figures_rev,
             &self.figures,
             &self.audit,
+            &self.had_work,
+            &self.had_topics,
+            &self.had_cards,
             &self.work_case,
             &self.work_grp,
             &self.work_task,
@@ -518,7 +543,6 @@ pub(super) fn index_case(
     entries: &[crate::store::WorkEntry],
 ) -> Result<()> {
     let id = big(after.id);
-    let open = after.status.is_open();
     // The worklist (every open task, with the entry the engine described), the external
     // tasks by topic and the groups with cards to deal with, rewritten: one statement to
     // clear them, one per table to fill (a round trip each costs more than the rows).
@@ -561,14 +585,7 @@ pub(super) fn index_case(
         )
         .pg()?;
     }
-    let mut carded: Vec<&str> = after
-        .cards
-        .iter()
-        .filter(|card| open || card.answer.is_none())
-        .flat_map(|card| card.addressed_to())
-        .collect();
-    carded.sort_unstable();
-    carded.dedup();
+    let carded = carded(after);
     if !carded.is_empty() {
         tx.execute(
             "INSERT INTO card_groups (grp, case_id) SELECT g, $2 FROM unnest($1::text[]) AS x(g)",

@@ -171,25 +171,6 @@ async fn two_nodes_on_one_database_share_cases_numbers_and_the_audit_chain() {
     }
 }
 
-/// The example office copied (its scenarios left out): each node its own folder.
-fn copy_scripts(to: &std::path::Path) {
-    fn copy(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                if entry.file_name() != "tests" {
-                    copy(&entry.path(), &target);
-                }
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
-    copy(&example_scripts(), to);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_and_a_delegation_on_one_node_reach_the_other() {
     let Some(db) = postgres_database() else {
@@ -197,8 +178,9 @@ async fn a_reload_and_a_delegation_on_one_node_reach_the_other() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let (sa, sb) = (tmp.path().join("scripts-a"), tmp.path().join("scripts-b"));
-    copy_scripts(&sa);
-    copy_scripts(&sb);
+    // Each node its own folder.
+    copy_scripts(&sa, false);
+    copy_scripts(&sb, false);
     let a = node_on(&db, sa.clone(), &tmp.path().join("a")).await;
     let mut b = node_on(&db, sb, &tmp.path().join("b")).await;
     b.admin = a.admin.clone();

@@ -1276,27 +1276,11 @@ async fn a_window_clerk_receives_an_application_with_files_for_the_applicant() {
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
 
-/// A copy of the example scripts the test may edit.
-fn scripts_copy(to: &std::path::Path) {
-    fn copy(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                copy(&e.path(), &to.join(e.file_name()));
-            } else {
-                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-            }
-        }
-    }
-    copy(&example_scripts(), to);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_administrator_reads_script_problems_migrates_with_a_dry_run_and_sets_passwords() {
     let tmp = tempfile::tempdir().unwrap();
     let scripts = tmp.path().join("scripts");
-    scripts_copy(&scripts);
+    copy_scripts(&scripts, true);
     let s = TestServer::start_on(scripts.clone(), tmp.path().join("data")).await;
     let (old_case, old_number, _) = s.submit(power_case(100.0)).await;
 

@@ -33,6 +33,26 @@ pub fn example_scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts")
 }
 
+/// A copy of the example scripts a test may edit, its scenarios (`tests/`) left out
+/// unless `scenarios`.
+pub fn copy_scripts(to: &Path, scenarios: bool) {
+    fn copy(from: &Path, to: &Path, scenarios: bool) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                if scenarios || entry.file_name() != "tests" {
+                    copy(&entry.path(), &target, scenarios);
+                }
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    copy(&example_scripts(), to, scenarios);
+}
+
 impl TestServer {
     /// Starts a server on the example office with a fresh data folder.
     pub async fn start() -> TestServer {

@@ -315,7 +315,7 @@ impl CaseRows {
 }
 
 /// The groups with cards of a case still to deal with (all answered, once it is closed).
-fn carded(case: &Case) -> Vec<String> {
+pub(super) fn carded(case: &Case) -> Vec<String> {
     let open = case.status.is_open();
     let mut carded: Vec<String> = case
         .cards
@@ -486,114 +486,6 @@ impl<'a> Notices<'a> {
         self.failed.push(failed);
         self.inbox.push(inbox);
     }
-}
-
-/// Writes a case's row: a new case (`before` none), or one still at revision `before`.
-pub(super) fn put_case(tx: &mut Tx<'_>, after: &Case, before: Option<u64>) -> Result<()> {
-    let id = big(after.id);
-    let bytes = serde_json::to_vec(&after)?;
-    let open = after.status.is_open();
-    if before.is_none() {
-        tx.execute(
-            "INSERT INTO cases (id, rev, number, procedure, version, applicant, bundle, open, record)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[
-                &id,
-                &big(after.rev),
-                &after.number,
-                &after.procedure,
-                &after.version,
-                &after.applicant.id,
-                &after.bundle,
-                &open,
-                &bytes,
-            ],
-        )
-        .pg()?;
-    } else {
-        // Only over the revision it was read at (the check of a one-case commit).
-        let changed = tx
-            .execute(
-                "UPDATE cases SET rev = $2, number = $3, procedure = $4, version = $5, open = $6,
-                 record = $7 WHERE id = $1 AND rev = $8",
-                &[
-                    &id,
-                    &big(after.rev),
-                    &after.number,
-                    &after.procedure,
-                    &after.version,
-                    &open,
-                    &bytes,
-                    &big(before.unwrap_or_default()),
-                ],
-            )
-            .pg()?;
-        if changed != 1 {
-            return Err(conflict(after));
-        }
-    }
-    Ok(())
-}
-
-/// Rewrites what indexes a case: its open tasks by group (with the worklist `entries` the
-/// engine gave, by task) and by topic, its cards by group.
-pub(super) fn index_case(
-    tx: &mut Tx<'_>,
-    after: &Case,
-    entries: &[crate::store::WorkEntry],
-) -> Result<()> {
-    let id = big(after.id);
-    // The worklist (every open task, with the entry the engine described), the external
-    // tasks by topic and the groups with cards to deal with, rewritten: one statement to
-    // clear them, one per table to fill (a round trip each costs more than the rows).
-    tx.execute(
-        "WITH w AS (DELETE FROM work WHERE case_id = $1),
-              t AS (DELETE FROM topics WHERE case_id = $1)
-         DELETE FROM card_groups WHERE case_id = $1",
-        &[&id],
-    )
-    .pg()?;
-    let (mut groups, mut tasks, mut work) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut topics, mut external) = (Vec::new(), Vec::new());
-    for t in after.open_tasks() {
-        let entry = entries
-            .iter()
-            .find(|e| e.task.id == t.id)
-            .map(serde_json::to_vec)
-            .transpose()?;
-        groups.push(t.group.as_str());
-        tasks.push(t.id.as_str());
-        work.push(entry);
-        if let Some(x) = &t.external {
-            topics.push(x.topic.as_str());
-            external.push(t.id.as_str());
-        }
-    }
-    if !tasks.is_empty() {
-        tx.execute(
-            "INSERT INTO work (grp, case_id, task, entry)
-             SELECT g, $2, t, e FROM unnest($1::text[], $3::text[], $4::bytea[]) AS x(g, t, e)",
-            &[&groups, &id, &tasks, &work],
-        )
-        .pg()?;
-    }
-    if !external.is_empty() {
-        tx.execute(
-            "INSERT INTO topics (topic, case_id, task)
-             SELECT p, $2, t FROM unnest($1::text[], $3::text[]) AS x(p, t)",
-            &[&topics, &id, &external],
-        )
-        .pg()?;
-    }
-    let carded = carded(after);
-    if !carded.is_empty() {
-        tx.execute(
-            "INSERT INTO card_groups (grp, case_id) SELECT g, $2 FROM unnest($1::text[]) AS x(g)",
-            &[&carded, &id],
-        )
-        .pg()?;
-    }
-    Ok(())
 }
 
 /// Commits audit records with the transaction, to be sealed into the chain after

@@ -2,9 +2,11 @@
 //! worklist's entries are left for the engine, which writes them when it opens (the open
 //! tasks are indexed here with none).
 
-use super::cases::{index_case, put_case};
+use super::cases::carded;
+use super::conn::Tx;
 use super::tables::insert_notice;
 use super::{big, Pg, PgStore};
+use crate::case::Case;
 use crate::error::{Error, Result};
 use crate::store::copy::Item;
 
@@ -15,8 +17,8 @@ impl PgStore {
         for item in items {
             match item {
                 Item::Case(c) => {
-                    put_case(&mut tx, &c, None)?;
-                    index_case(&mut tx, &c, &[])?;
+                    put_case(&mut tx, &c)?;
+                    index_case(&mut tx, &c)?;
                     tx.execute(
                         "SELECT setval('case_ids', GREATEST($1, (SELECT last_value FROM case_ids)))",
                         &[&big(c.id)],
@@ -144,4 +146,67 @@ impl PgStore {
             .pg()?;
         Ok(row.get(0))
     }
+}
+
+/// Writes an imported case's row.
+fn put_case(tx: &mut Tx<'_>, case: &Case) -> Result<()> {
+    tx.execute(
+        "INSERT INTO cases (id, rev, number, procedure, version, applicant, bundle, open, record)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            &big(case.id),
+            &big(case.rev),
+            &case.number,
+            &case.procedure,
+            &case.version,
+            &case.applicant.id,
+            &case.bundle,
+            &case.status.is_open(),
+            &serde_json::to_vec(case)?,
+        ],
+    )
+    .pg()?;
+    Ok(())
+}
+
+/// Indexes an imported case: its open tasks by group (their worklist entries left for the
+/// engine) and by topic, its cards by group.
+fn index_case(tx: &mut Tx<'_>, case: &Case) -> Result<()> {
+    let id = big(case.id);
+    let (mut groups, mut tasks, mut work) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut topics, mut external) = (Vec::new(), Vec::new());
+    for t in case.open_tasks() {
+        groups.push(t.group.as_str());
+        tasks.push(t.id.as_str());
+        work.push(None::<Vec<u8>>);
+        if let Some(x) = &t.external {
+            topics.push(x.topic.as_str());
+            external.push(t.id.as_str());
+        }
+    }
+    if !tasks.is_empty() {
+        tx.execute(
+            "INSERT INTO work (grp, case_id, task, entry)
+             SELECT g, $2, t, e FROM unnest($1::text[], $3::text[], $4::bytea[]) AS x(g, t, e)",
+            &[&groups, &id, &tasks, &work],
+        )
+        .pg()?;
+    }
+    if !external.is_empty() {
+        tx.execute(
+            "INSERT INTO topics (topic, case_id, task)
+             SELECT p, $2, t FROM unnest($1::text[], $3::text[]) AS x(p, t)",
+            &[&topics, &id, &external],
+        )
+        .pg()?;
+    }
+    let carded = carded(case);
+    if !carded.is_empty() {
+        tx.execute(
+            "INSERT INTO card_groups (grp, case_id) SELECT g, $2 FROM unnest($1::text[]) AS x(g)",
+            &[&carded, &id],
+        )
+        .pg()?;
+    }
+    Ok(())
 }

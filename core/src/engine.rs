@@ -520,7 +520,7 @@ impl Engine {
         p: &Procedure,
         rules: &RuleSet,
     ) -> Result<(crate::stats::CaseFigures, bool)> {
-        match self.store.case_figures(before.id)? {
+        match self.store.case_figures(before)? {
             Some((rev, f)) if rev <= before.rev => Ok((f, true)),
             _ => {
                 let history = self.store.history(before.id)?;

@@ -249,8 +249,9 @@ pub trait IndexTable {
     fn complete_listing(&self, case: u64) -> Result<bool>;
     /// A case's contribution to the statistics as the last commit that changed it left it,
     /// with the case revision it was written at: one past the case's own revision was
-    /// left by a commit that did not happen.
-    fn case_figures(&self, case: u64) -> Result<Option<(u64, crate::stats::CaseFigures)>>;
+    /// left by a commit that did not happen. `case` as read (a backend may answer from what
+    /// it read with it: the entry changes only with the case's revision).
+    fn case_figures(&self, case: &Case) -> Result<Option<(u64, crate::stats::CaseFigures)>>;
     /// Calls `f` with every case's contribution to the statistics written at the case's
     /// revision or before it (in no particular order); returns the ids of the cases whose
     /// contribution was written past it (by a commit that did not happen), to be worked

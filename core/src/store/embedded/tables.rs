@@ -165,8 +165,11 @@ impl IndexTable for SledStore {
         Ok(true)
     }
 
-    fn case_figures(&self, case: u64) -> Result<Option<(u64, crate::stats::CaseFigures)>> {
-        self.figures_of(case)
+    fn case_figures(
+        &self,
+        case: &crate::case::Case,
+    ) -> Result<Option<(u64, crate::stats::CaseFigures)>> {
+        self.figures_of(case.id)
     }
 
     fn visit_figures(&self, f: &mut dyn FnMut(u64, crate::stats::CaseFigures)) -> Result<Vec<u64>> {

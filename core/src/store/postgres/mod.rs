@@ -56,7 +56,14 @@ pub struct PgStore {
     durable: AtomicU64,
     /// Flushes take turns.
     flushing: parking_lot::Mutex<()>,
+    /// Statistics entries read with cases, by case: (case revision, entry's revision and
+    /// bytes).
+    read_with_cases: parking_lot::Mutex<std::collections::HashMap<u64, FiguresRead>>,
 }
+
+/// A statistics entry read with a case: the case's revision, and the entry (its revision
+/// and bytes) if there is one.
+type FiguresRead = (u64, Option<(i64, Vec<u8>)>);
 
 /// An error and its causes, as one line (a TLS failure says why only in its source).
 fn chain(e: &dyn std::error::Error) -> String {
@@ -188,6 +195,7 @@ impl PgStore {
             fault: RwLock::new(None),
             durable: AtomicU64::new(0),
             flushing: parking_lot::Mutex::new(()),
+            read_with_cases: parking_lot::Mutex::new(std::collections::HashMap::new()),
         };
         store.migrate()?;
         // Acknowledged means committed only if a commit waits for the disk.

@@ -239,15 +239,26 @@ impl IndexTable for PgStore {
         Ok(n > 0)
     }
 
-    fn case_figures(&self, case: u64) -> Result<Option<(u64, crate::stats::CaseFigures)>> {
-        let row = self
-            .conn()?
-            .query_opt(
-                "SELECT rev, figures FROM figures WHERE case_id = $1",
-                &[&big(case)],
-            )
-            .pg()?;
-        row.map(|r| Ok((unsigned(r.get(0)), serde_json::from_slice(r.get(1))?)))
+    fn case_figures(
+        &self,
+        case: &crate::case::Case,
+    ) -> Result<Option<(u64, crate::stats::CaseFigures)>> {
+        // Read with the case, at its revision (a transition reads its case, then this).
+        let entry = match self.read_with_case(case) {
+            Some(entry) => entry,
+            None => self
+                .conn()?
+                .query_opt(
+                    "SELECT rev, figures FROM figures WHERE case_id = $1",
+                    &[&big(case.id)],
+                )
+                .pg()?
+                .map(|r| (r.get(0), r.get(1))),
+        };
+        entry
+            .map(|(rev, bytes): (i64, Vec<u8>)| {
+                Ok((unsigned(rev), serde_json::from_slice(&bytes)?))
+            })
             .transpose()
     }
 

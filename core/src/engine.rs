@@ -155,6 +155,10 @@ pub struct Engine {
     pub(crate) reload: Mutex<crate::reload::ReloadStatus>,
     /// Held for a whole reload, compile included (see `reload`).
     pub(crate) reloading: Mutex<()>,
+    /// One pass over the due timers at a time (the scheduler's, an administrator's): a
+    /// second pass would skip the groups the first holds, or take them again (its own
+    /// lease), and fire them twice.
+    pub(crate) firing: Mutex<()>,
     /// What the native plugins registered.
     plugins: Arc<Registrar>,
     /// The office's statistics, kept current by every commit (see `stats`).
@@ -205,6 +209,7 @@ impl Engine {
             delegations: RwLock::new(Vec::new()),
             reload: Mutex::new(crate::reload::ReloadStatus::default()),
             reloading: Mutex::new(()),
+            firing: Mutex::new(()),
             stats: RwLock::new(crate::stats::Table::default()),
         };
         *engine.delegations.write() = Self::load_delegations(engine.store.as_ref())?;

@@ -53,6 +53,7 @@ impl Engine {
     /// Fires every timer due now from at most `max` timer groups (the timers one
     /// transition set): each case's timers in time order, different cases on all cores.
     pub fn fire_due_timers(&self, max: usize) -> Result<FireReport> {
+        let _pass = self.firing.lock();
         let now = self.now();
         let groups = self.store().due_timers(now, max)?;
         // A burst (many limits ending at midnight) is worth more threads than one. A

@@ -522,13 +522,20 @@ impl<'a> Notices<'a> {
 /// ([`PgStore::seal_audit`]), in the order of their ids: a later transition of a case
 /// waits for the earlier one's commit (its row lock), so its records come after.
 pub(super) fn append_pending(tx: &mut Tx<'_>, records: &[crate::audit::Record]) -> Result<()> {
-    for r in records {
-        tx.execute(
-            "INSERT INTO audit_pending (record) VALUES ($1)",
-            &[&serde_json::to_vec(r)?],
-        )
-        .pg()?;
+    if records.is_empty() {
+        return Ok(());
     }
+    let bytes = records
+        .iter()
+        .map(serde_json::to_vec)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    // `WITH ORDINALITY` keeps the records' order in their ids.
+    tx.execute(
+        "INSERT INTO audit_pending (record)
+         SELECT r FROM unnest($1::bytea[]) WITH ORDINALITY AS t(r, i) ORDER BY i",
+        &[&bytes],
+    )
+    .pg()?;
     Ok(())
 }
 
@@ -556,18 +563,24 @@ impl PgStore {
                 return Ok(sealed);
             }
             let mut ids: Vec<i64> = Vec::with_capacity(rows.len());
+            let mut seqs: Vec<i64> = Vec::with_capacity(rows.len());
+            let mut lines: Vec<Vec<u8>> = Vec::with_capacity(rows.len());
             for r in &rows {
                 let record: crate::audit::Record = serde_json::from_slice(r.get(1))?;
                 let entry = record.seal(seq, &prev);
-                tx.execute(
-                    "INSERT INTO audit (seq, entry) VALUES ($1, $2)",
-                    &[&big(seq), &entry.to_line()],
-                )
-                .pg()?;
+                seqs.push(big(seq));
+                lines.push(entry.to_line());
                 seq += 1;
                 prev = entry.hash;
                 ids.push(r.get(0));
             }
+            // One statement per batch: a row per round trip cost the database more CPU
+            // than the transitions whose records it sealed.
+            tx.execute(
+                "INSERT INTO audit (seq, entry) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+                &[&seqs, &lines],
+            )
+            .pg()?;
             tx.execute("DELETE FROM audit_pending WHERE id = ANY($1)", &[&ids])
                 .pg()?;
             tx.execute(

@@ -11,7 +11,8 @@
 //! when each action was due, not when it was sent, so falling behind shows in p99.
 //!
 //! "Embedded" runs the engine calls through the server's engine threads (`guichet::pool`)
-//! without HTTP; `GUICHET_BENCH_THREADS=N` changes their number (default two per core), and
+//! without HTTP; `GUICHET_BENCH_THREADS=N` sets their number in both runs (`engine_threads`;
+//! default chosen from the store), and
 //! `GUICHET_BENCH_NO_FLUSH=1` adds a diagnostic run that answers without waiting for
 //! the disk. `GUICHET_BENCH_DURABILITY=flush` runs the store with `durability = "flush"`
 //! (default `fsync`), to compare the two in alternating runs.
@@ -162,16 +163,13 @@ impl Pace {
 
 async fn embedded(
     engine: Arc<Engine>,
+    threads: usize,
     cases: usize,
     clients: usize,
     flush: bool,
     rate: Option<f64>,
 ) -> Report {
     // As the server does: engine calls on the engine threads, commits answered once durable.
-    let threads = std::env::var("GUICHET_BENCH_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(Pool::default_threads);
     let pool = Pool::start(engine.clone(), threads);
     let written_before = written_bytes();
     let cpu_before = cpu_secs();
@@ -368,6 +366,10 @@ fn main() {
             data: tmp.path().join("data"),
             durability,
             store: store.clone(),
+            engine_threads: std::env::var("GUICHET_BENCH_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             ..Config::default()
         };
         let open = |cfg: Config| {
@@ -382,20 +384,49 @@ fn main() {
                 .map(|n| n.get())
                 .unwrap_or(0)
         );
-        embedded(engine.clone(), cases / 10, clients, true, None).await; // warm-up
+        embedded(
+            engine.clone(),
+            cfg.engine_threads(),
+            cases / 10,
+            clients,
+            true,
+            None,
+        )
+        .await; // warm-up
         if std::env::var_os("GUICHET_BENCH_NO_FLUSH").is_some() {
             // Diagnosis only: how fast the engine runs when the disk is taken out.
-            embedded(engine.clone(), cases, clients, false, None)
-                .await
-                .print("no-flush", clients);
-        }
-        embedded(engine.clone(), cases, clients, true, None)
+            embedded(
+                engine.clone(),
+                cfg.engine_threads(),
+                cases,
+                clients,
+                false,
+                None,
+            )
             .await
-            .print("embedded", clients);
+            .print("no-flush", clients);
+        }
+        embedded(
+            engine.clone(),
+            cfg.engine_threads(),
+            cases,
+            clients,
+            true,
+            None,
+        )
+        .await
+        .print("embedded", clients);
         if let Some(r) = rate {
-            embedded(engine.clone(), cases, clients, true, Some(r))
-                .await
-                .print(&format!("emb@{r}"), clients);
+            embedded(
+                engine.clone(),
+                cfg.engine_threads(),
+                cases,
+                clients,
+                true,
+                Some(r),
+            )
+            .await
+            .print(&format!("emb@{r}"), clients);
         }
 
         let mut tokens = std::collections::HashMap::new();

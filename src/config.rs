@@ -25,6 +25,11 @@ pub struct Config {
     /// With `?sslmode=require` in `store`: a CA (PEM) trusted for the database's
     /// certificate besides the public ones (an office's own CA).
     pub store_ca_file: Option<PathBuf>,
+    /// Threads that run engine calls (0: chosen from the store). On the embedded store a
+    /// call uses the CPU all along, and two per core keep the cores busy; on PostgreSQL a
+    /// call waits on the database most of its time, and a node needs more calls under way
+    /// to keep both busy.
+    pub engine_threads: usize,
     /// Address to listen on.
     pub listen: String,
     /// sled page cache, in MiB.
@@ -132,6 +137,23 @@ impl Default for LimitsConfig {
 }
 
 impl Config {
+    /// The engine threads to start: `engine_threads`, or two per core on the embedded
+    /// store (more only added context switches and allocator heaps) and four per core on
+    /// PostgreSQL, leaving two of the store's connections to maintenance (both measured,
+    /// `docs/performance.md`). Calls that may run scripts take all threads but one, so
+    /// reads are answered while the others run slow hooks.
+    pub fn engine_threads(&self) -> usize {
+        if self.engine_threads > 0 {
+            return self.engine_threads;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        match self.store {
+            None => cores * 2,
+            Some(_) => (cores * 4).min((self.store_connections as usize).saturating_sub(2)),
+        }
+        .max(2)
+    }
+
     /// The store this configuration names: PostgreSQL if `store` gives its address, else
     /// the embedded store in `<data>/store`.
     pub fn store(&self) -> guichet_core::store::StoreConfig {
@@ -162,6 +184,7 @@ impl Default for Config {
             store_connections: 16,
             store_lease_secs: 60,
             store_ca_file: None,
+            engine_threads: 0,
             listen: "127.0.0.1:8080".into(),
             cache_mb: 256,
             checkpoint_mb: 256,
@@ -202,5 +225,21 @@ mod tests {
         let flush: super::Config = toml::from_str("durability = \"flush\"").unwrap();
         assert_eq!(flush.durability, guichet_core::store::Durability::Flush);
         assert!(toml::from_str::<super::Config>("durability = \"maybe\"").is_err());
+    }
+
+    /// A node on PostgreSQL runs more calls at once than one on the embedded store, never
+    /// more than its connections allow; a number set in the file wins.
+    #[test]
+    fn engine_threads_follow_the_store() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let embedded = super::Config::default();
+        assert_eq!(embedded.engine_threads(), (cores * 2).max(2));
+        let pg: super::Config = toml::from_str("store = \"postgres://db/guichet\"").unwrap();
+        assert_eq!(pg.engine_threads(), (cores * 4).clamp(2, 14));
+        let few: super::Config =
+            toml::from_str("store = \"postgres://db/g\"\nstore_connections = 4").unwrap();
+        assert_eq!(few.engine_threads(), 2);
+        let set: super::Config = toml::from_str("engine_threads = 3").unwrap();
+        assert_eq!(set.engine_threads(), 3);
     }
 }

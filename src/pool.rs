@@ -208,13 +208,6 @@ impl Pool {
         })
     }
 
-    /// The default number of threads: two per core. Calls run on at most that many
-    /// threads, so a long hook slows the others but cannot take every core; more threads
-    /// only added context switches and allocator heaps (measured).
-    pub fn default_threads() -> usize {
-        std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
-    }
-
     /// Runs `f` (a read: no script, no write) on an engine thread and answers without
     /// waiting for the disk.
     pub async fn call<T: Send + 'static>(

@@ -384,49 +384,21 @@ fn main() {
                 .map(|n| n.get())
                 .unwrap_or(0)
         );
-        embedded(
-            engine.clone(),
-            cfg.engine_threads(),
-            cases / 10,
-            clients,
-            true,
-            None,
-        )
-        .await; // warm-up
+        let threads = cfg.engine_threads().unwrap();
+        embedded(engine.clone(), threads, cases / 10, clients, true, None).await; // warm-up
         if std::env::var_os("GUICHET_BENCH_NO_FLUSH").is_some() {
             // Diagnosis only: how fast the engine runs when the disk is taken out.
-            embedded(
-                engine.clone(),
-                cfg.engine_threads(),
-                cases,
-                clients,
-                false,
-                None,
-            )
-            .await
-            .print("no-flush", clients);
+            embedded(engine.clone(), threads, cases, clients, false, None)
+                .await
+                .print("no-flush", clients);
         }
-        embedded(
-            engine.clone(),
-            cfg.engine_threads(),
-            cases,
-            clients,
-            true,
-            None,
-        )
-        .await
-        .print("embedded", clients);
-        if let Some(r) = rate {
-            embedded(
-                engine.clone(),
-                cfg.engine_threads(),
-                cases,
-                clients,
-                true,
-                Some(r),
-            )
+        embedded(engine.clone(), threads, cases, clients, true, None)
             .await
-            .print(&format!("emb@{r}"), clients);
+            .print("embedded", clients);
+        if let Some(r) = rate {
+            embedded(engine.clone(), threads, cases, clients, true, Some(r))
+                .await
+                .print(&format!("emb@{r}"), clients);
         }
 
         let mut tokens = std::collections::HashMap::new();

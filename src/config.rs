@@ -136,22 +136,39 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Most engine threads a node starts: past a few per core they only add context switches.
+pub const MAX_ENGINE_THREADS: usize = 256;
+
 impl Config {
     /// The engine threads to start: `engine_threads`, or two per core on the embedded
     /// store (more only added context switches and allocator heaps) and four per core on
     /// PostgreSQL, leaving two of the store's connections to maintenance (both measured,
     /// `docs/performance.md`). Calls that may run scripts take all threads but one, so
-    /// reads are answered while the others run slow hooks.
-    pub fn engine_threads(&self) -> usize {
+    /// reads are answered while the others run slow hooks. Refuses a number the node
+    /// cannot serve: more threads than connections to PostgreSQL (the others would wait
+    /// for one and time out), or more than [`MAX_ENGINE_THREADS`].
+    pub fn engine_threads(&self) -> anyhow::Result<usize> {
+        let connections = self.store_connections as usize;
         if self.engine_threads > 0 {
-            return self.engine_threads;
+            anyhow::ensure!(
+                self.engine_threads <= MAX_ENGINE_THREADS,
+                "engine_threads = {} is more than {MAX_ENGINE_THREADS}",
+                self.engine_threads
+            );
+            anyhow::ensure!(
+                self.store.is_none() || self.engine_threads <= connections,
+                "engine_threads = {} is more than store_connections = {connections}: each \
+                 engine call under way holds a connection to PostgreSQL",
+                self.engine_threads
+            );
+            return Ok(self.engine_threads);
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        match self.store {
+        Ok(match self.store {
             None => cores * 2,
-            Some(_) => (cores * 4).min((self.store_connections as usize).saturating_sub(2)),
+            Some(_) => (cores * 4).min(connections.saturating_sub(2)),
         }
-        .max(2)
+        .clamp(2, MAX_ENGINE_THREADS))
     }
 
     /// The store this configuration names: PostgreSQL if `store` gives its address, else
@@ -233,13 +250,23 @@ mod tests {
     fn engine_threads_follow_the_store() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let embedded = super::Config::default();
-        assert_eq!(embedded.engine_threads(), (cores * 2).max(2));
+        assert_eq!(
+            embedded.engine_threads().unwrap(),
+            (cores * 2).clamp(2, 256)
+        );
         let pg: super::Config = toml::from_str("store = \"postgres://db/guichet\"").unwrap();
-        assert_eq!(pg.engine_threads(), (cores * 4).clamp(2, 14));
+        assert_eq!(pg.engine_threads().unwrap(), (cores * 4).clamp(2, 14));
         let few: super::Config =
             toml::from_str("store = \"postgres://db/g\"\nstore_connections = 4").unwrap();
-        assert_eq!(few.engine_threads(), 2);
+        assert_eq!(few.engine_threads().unwrap(), 2);
         let set: super::Config = toml::from_str("engine_threads = 3").unwrap();
-        assert_eq!(set.engine_threads(), 3);
+        assert_eq!(set.engine_threads().unwrap(), 3);
+        // A number the node cannot serve stops the start with a reason.
+        let greedy: super::Config =
+            toml::from_str("store = \"postgres://db/g\"\nengine_threads = 20").unwrap();
+        let e = greedy.engine_threads().unwrap_err().to_string();
+        assert!(e.contains("store_connections = 16"), "{e}");
+        let huge: super::Config = toml::from_str("engine_threads = 100000").unwrap();
+        assert!(huge.engine_threads().is_err());
     }
 }

@@ -118,7 +118,7 @@ pub async fn serve(
     };
     let pool = crate::pool::Pool::start_with(
         engine.clone(),
-        config.engine_threads(),
+        config.engine_threads()?,
         std::time::Duration::from_millis(config.limits.script_ms.max(1)),
     );
     let state = AppState::new(

@@ -227,6 +227,61 @@ fn concurrent_submissions_take_every_number_once() {
 }
 
 #[test]
+fn concurrent_changes_are_each_answered_for_their_own_case() {
+    // Commits made at once (which a backend may make together): two from the same
+    // revision of a case, of which one is written and the other is a conflict, next to
+    // changes of other cases, each written.
+    each(|b, dir| {
+        let s = (b.open)(dir);
+        let mut cases: Vec<Case> = (1..=16).map(|id| submit(s.as_ref(), id)).collect();
+        for round in 0..10 {
+            let start = std::sync::Barrier::new(24);
+            let answers: Vec<(u64, bool)> = std::thread::scope(|scope| {
+                let running: Vec<_> = (0..24usize)
+                    .map(|t| {
+                        let before = cases[if t < 16 { t / 2 } else { t - 8 }].clone();
+                        let (s, start) = (s.clone(), &start);
+                        scope.spawn(move || {
+                            let mut after = before.clone();
+                            after.data.insert("by".into(), serde_json::json!(t));
+                            let mut w = [CaseWrite {
+                                before: Some(before.clone()),
+                                after,
+                                event: event("changed"),
+                                number_scope: None,
+                                timers: vec![timer(before.id, Utc::now(), "due")],
+                                work: vec![],
+                                figures: None,
+                            }];
+                            start.wait();
+                            match s.commit(&mut w, &no_notices) {
+                                Ok(_) => (before.id, true),
+                                Err(Error::Conflict(_)) => (before.id, false),
+                                Err(e) => panic!("{e}"),
+                            }
+                        })
+                    })
+                    .collect();
+                running.into_iter().map(|r| r.join().unwrap()).collect()
+            });
+            for c in &mut cases {
+                let written = answers.iter().filter(|(id, ok)| *id == c.id && *ok).count();
+                let refused = answers
+                    .iter()
+                    .filter(|(id, ok)| *id == c.id && !*ok)
+                    .count();
+                let pair = c.id <= 8;
+                assert_eq!(written, 1, "round {round}, case {}", c.id);
+                assert_eq!(refused, usize::from(pair), "round {round}, case {}", c.id);
+                *c = s.case(c.id).unwrap().unwrap();
+                assert_eq!(c.rev as usize, round + 2);
+                assert_eq!(s.history(c.id).unwrap().len(), round + 2);
+            }
+        }
+    });
+}
+
+#[test]
 fn a_write_that_fails_before_the_commit_point_leaves_no_trace() {
     each(|b, dir| {
         let s = (b.open)(dir);

@@ -106,23 +106,18 @@ impl CaseTable for PgStore {
     }
 
     fn commit(&self, writes: &mut [CaseWrite], outbox: Outbox<'_>) -> Result<Receipt> {
-        // Most commits change one case that exists: one call, its own transaction. A new
-        // case draws its number first, in the same transaction.
+        // Most commits change one case that exists: made together with those of the other
+        // engine threads (`batch.rs`), one transaction per call. A new case draws its
+        // number first, in a transaction of its own.
         if let [w] = writes {
             if w.before.is_some() && w.number_scope.is_none() {
-                let rows = [CaseRows::of(w, None, outbox)?];
-                let columns = Columns::of(&rows);
-                let mut conn = self.conn()?;
+                let rows = CaseRows::of(w, None, outbox)?;
                 if let Some(f) = self.fault() {
                     f(FaultPoint::BeforeRecord)?;
                 }
                 // The commit point.
-                let conflicts: Vec<i64> = conn.query_one(COMMIT, &columns.params()).pg()?.get(0);
-                if !conflicts.is_empty() {
-                    return Err(conflict(&w.after));
-                }
+                let r = self.batcher.commit(self, rows)?;
                 self.after_record();
-                let [r] = rows;
                 w.after = r.after;
                 w.event = r.event;
                 return Ok(self.receipt());

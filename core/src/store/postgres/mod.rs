@@ -14,6 +14,7 @@
 //! The schema is created and migrated when the store opens (`migrations`, in order, each
 //! once, recorded in `guichet_schema`).
 
+mod batch;
 mod cases;
 mod conn;
 mod import;
@@ -36,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     include_str!("schema2.sql"),
     include_str!("schema3.sql"),
+    include_str!("schema4.sql"),
 ];
 
 /// How long a node holds the timers and notices it took before another node may take
@@ -59,6 +61,8 @@ pub struct PgStore {
     /// Statistics entries read with cases, by case: (case revision, entry's revision and
     /// bytes).
     read_with_cases: parking_lot::Mutex<std::collections::HashMap<u64, FiguresRead>>,
+    /// Commits of the engine threads waiting to be made together.
+    batcher: batch::Batcher,
 }
 
 /// A statistics entry read with a case: the case's revision, and the entry (its revision
@@ -196,6 +200,7 @@ impl PgStore {
             durable: AtomicU64::new(0),
             flushing: parking_lot::Mutex::new(()),
             read_with_cases: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            batcher: batch::Batcher::default(),
         };
         store.migrate()?;
         // Acknowledged means committed only if a commit waits for the disk.

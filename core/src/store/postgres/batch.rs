@@ -1,0 +1,143 @@
+//! Commits of one case each, from the node's engine threads, made together: the first
+//! thread that finds no call under way takes every waiting commit into one call of
+//! `guichet_commit` (one round trip, one transaction) and answers the others, which wait
+//! meanwhile. Under load a call carries several transitions, and what the database spends
+//! per call (the round trip, the transaction, each statement of the function) is shared
+//! among them; a commit that finds no other goes at once, as it would alone.
+//!
+//! The commits of a call are independent: a case changed since it was read is a conflict
+//! for its own commit only (the function skips it and writes the others). A call that
+//! fails is made again commit by commit, so that one commit the database refuses does
+//! not fail the others with it.
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet};
+
+use super::cases::{conflict, CaseRows, Columns, COMMIT};
+use super::{big, Pg, PgStore};
+use crate::error::{Error, Result};
+
+/// Commits in one call, at most (a call's arrays grow with it).
+const MAX_CALL: usize = 64;
+
+#[derive(Default)]
+pub(super) struct Batcher {
+    state: Mutex<State>,
+    answered: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    /// Commits waiting for a call, each with its number.
+    waiting: Vec<(u64, CaseRows)>,
+    /// The next commit's number.
+    next: u64,
+    /// Whether a thread is making a call.
+    calling: bool,
+    /// Answers not taken yet, by commit number.
+    answers: HashMap<u64, Result<CaseRows>>,
+}
+
+impl Batcher {
+    /// Commits `rows` (one case that exists, no number to draw) with whatever other
+    /// commits are waiting; answers once the call that carried it has returned.
+    pub(super) fn commit(&self, store: &PgStore, rows: CaseRows) -> Result<CaseRows> {
+        let mut st = self.state.lock();
+        let me = st.next;
+        st.next += 1;
+        st.waiting.push((me, rows));
+        loop {
+            if let Some(answer) = st.answers.remove(&me) {
+                return answer;
+            }
+            if st.calling {
+                self.answered.wait(&mut st);
+                continue;
+            }
+            let call = take_call(&mut st);
+            st.calling = true;
+            let numbers: Vec<u64> = call.iter().map(|(n, _)| *n).collect();
+            let answers = MutexGuard::unlocked(&mut st, || {
+                // A panic must not leave the others waiting for answers that never come.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.call_together(call)))
+            });
+            st.calling = false;
+            match answers {
+                Ok(answers) => st.answers.extend(answers),
+                Err(_) => st.answers.extend(numbers.into_iter().map(|n| {
+                    (
+                        n,
+                        Err(Error::Store("the commit failed unexpectedly".into())),
+                    )
+                })),
+            }
+            self.answered.notify_all();
+        }
+    }
+}
+
+/// The waiting commits for the next call, oldest first: one per case (a second commit of
+/// a case, read at the same revision as the first, waits for the next call, where it is
+/// a conflict if the first was written), at most [`MAX_CALL`].
+fn take_call(st: &mut State) -> Vec<(u64, CaseRows)> {
+    let mut cases = HashSet::new();
+    let mut call = Vec::new();
+    let mut later = Vec::new();
+    for (n, rows) in st.waiting.drain(..) {
+        if call.len() < MAX_CALL && cases.insert(rows.after.id) {
+            call.push((n, rows));
+        } else {
+            later.push((n, rows));
+        }
+    }
+    st.waiting = later;
+    call
+}
+
+impl PgStore {
+    /// One call for `commits`, answered commit by commit.
+    fn call_together(&self, commits: Vec<(u64, CaseRows)>) -> Vec<(u64, Result<CaseRows>)> {
+        let (numbers, rows): (Vec<u64>, Vec<CaseRows>) = commits.into_iter().unzip();
+        match self.call_commit(&rows) {
+            Ok(conflicts) => numbers
+                .into_iter()
+                .zip(rows)
+                .map(|(n, r)| {
+                    if conflicts.contains(&big(r.after.id)) {
+                        (n, Err(conflict(&r.after)))
+                    } else {
+                        (n, Ok(r))
+                    }
+                })
+                .collect(),
+            // Out of reach: whether the call was committed is unknown, and making it again
+            // would answer a commit that was made with a conflict.
+            Err(Error::Unavailable(m)) => numbers
+                .into_iter()
+                .map(|n| (n, Err(Error::Unavailable(m.clone()))))
+                .collect(),
+            Err(e) if rows.len() == 1 => vec![(numbers[0], Err(e))],
+            // Refused, and rolled back: each again on its own, for its own answer.
+            Err(_) => numbers
+                .into_iter()
+                .zip(rows)
+                .map(|(n, r)| {
+                    let answer = match self.call_commit(std::slice::from_ref(&r)) {
+                        Ok(conflicts) if conflicts.is_empty() => Ok(r),
+                        Ok(_) => Err(conflict(&r.after)),
+                        Err(e) => Err(e),
+                    };
+                    (n, answer)
+                })
+                .collect(),
+        }
+    }
+
+    /// One call of `guichet_commit` in a transaction of its own: the ids of the cases
+    /// not written (changed since they were read).
+    pub(super) fn call_commit(&self, rows: &[CaseRows]) -> Result<Vec<i64>> {
+        let columns = Columns::of(rows);
+        let mut conn = self.conn()?;
+        Ok(conn.query_one(COMMIT, &columns.params()).pg()?.get(0))
+    }
+}

@@ -172,6 +172,94 @@ async fn two_nodes_on_one_database_share_cases_numbers_and_the_audit_chain() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_worked_on_both_nodes_in_turn_goes_by_the_case_as_stored() {
+    // A node keeps the cases it committed, to change them again without reading them;
+    // what the other node did meanwhile must count as if it had read them.
+    let Some(db) = postgres_database() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let a = node(&db, &tmp.path().join("a")).await;
+    let mut b = node(&db, &tmp.path().join("b")).await;
+    b.admin = a.admin.clone();
+    let (st, v) = a
+        .call("POST", "/api/cases", None, Some(power_case(100.0)))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let id = v["case"]["id"].as_u64().unwrap();
+    let clerk = a.token("zhou.qiang").await;
+    let surveyor = a.token("wu.gang").await;
+    let intake = a.task_at(&clerk, id, "intake").await;
+    let (st, v) = a
+        .post(
+            &format!("/api/tasks/{intake}/complete"),
+            &clerk,
+            json!({ "outcome": "accept" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // Claimed on node b, then completed on node a, which committed the case before the
+    // claim: done, with the claim kept.
+    let survey = b.task_at(&surveyor, id, "site_survey").await;
+    let (st, v) = b
+        .post(&format!("/api/tasks/{survey}/claim"), &surveyor, json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = a
+        .post(
+            &format!("/api/tasks/{survey}/complete"),
+            &surveyor,
+            json!({ "outcome": "approve" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // Node b last committed the claim: completing the task again there is refused as
+    // on the case as stored, and changes nothing.
+    let before = a.case(id).await;
+    let (st, v) = b
+        .post(
+            &format!("/api/tasks/{survey}/complete"),
+            &surveyor,
+            json!({ "outcome": "approve" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("already completed"),
+        "{v}"
+    );
+    let after = b.case(id).await;
+    assert!(before["rev"].is_u64(), "{before}");
+    assert_eq!(before["rev"], after["rev"], "{after}");
+    // The task the completion opened, which node b has not seen: done on node b.
+    let next = after["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["state"] == "open" && t["step"] == "scheme_draft")
+        .unwrap_or_else(|| panic!("no scheme_draft task in {after}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, v) = b
+        .post(
+            &format!("/api/tasks/{next}/complete"),
+            &surveyor,
+            json!({ "outcome": "approve" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let history = a.case(id).await["history"].clone();
+    let completed = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "completed")
+        .count();
+    assert_eq!(completed, 3, "{history}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_and_a_delegation_on_one_node_reach_the_other() {
     let Some(db) = postgres_database() else {
         return;

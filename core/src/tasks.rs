@@ -379,12 +379,15 @@ impl Engine {
             .collect()
     }
 
-    /// Loads a task's case and checks that `actor` may act on the task.
-    fn for_task(&self, actor: &Actor, task_id: &str) -> Result<(Case, Task, Option<String>)> {
-        let case = self
-            .store
-            .case(task_case_id(task_id)?)?
-            .ok_or_else(|| Error::NotFound(format!("task {task_id} not found")))?;
+    /// `case` (as read: `None` if there is none) with the task `task_id` that `actor` may
+    /// act on.
+    fn task_in(
+        &self,
+        actor: &Actor,
+        case: Option<Case>,
+        task_id: &str,
+    ) -> Result<(Case, Task, Option<String>)> {
+        let case = case.ok_or_else(|| Error::NotFound(format!("task {task_id} not found")))?;
         // Whoever may not see the case learns nothing of its tasks, not even why not.
         // Checked on refusal only: those who may act on a task see its case.
         match self.task_of(actor, &case, task_id) {
@@ -495,10 +498,32 @@ impl Engine {
         f: impl Fn(&mut Flow, &Task) -> Result<Option<String>>,
     ) -> Result<Committed> {
         let mut tries = 0;
+        // The first read may come from the store's cache, which another node's commit may
+        // have left behind: whatever fails on a cached case is tried again on the case as
+        // stored, so that only the case as stored can refuse.
+        let mut cached_first = true;
         loop {
-            let (case, task, on_behalf) = self.for_task(actor, task_id)?;
-            let (case_id, seen) = (case.id, case.history_len);
-            match self.act_full(actor, case, task, action, comment.clone(), on_behalf, &f) {
+            let (case, cached) = if cached_first {
+                self.store.case_to_change(task_case_id(task_id)?)?
+            } else {
+                (self.store.case(task_case_id(task_id)?)?, false)
+            };
+            cached_first = false;
+            let acted = self
+                .task_in(actor, case, task_id)
+                .map(|(case, task, on_behalf)| {
+                    let (case_id, seen) = (case.id, case.history_len);
+                    let done =
+                        self.act_full(actor, case, task, action, comment.clone(), on_behalf, &f);
+                    (case_id, seen, done)
+                });
+            let (case_id, seen, done) = match acted {
+                Err(_) if cached => continue,
+                Err(e) => return Err(e),
+                Ok(acted) => acted,
+            };
+            match done {
+                Err(_) if cached => {}
                 Err(Error::Conflict(_)) if tries < 3 && self.moved_by_system(case_id, seen)? => {
                     tries += 1;
                 }

@@ -186,6 +186,14 @@ pub struct Incident {
 pub trait CaseTable {
     fn next_case_id(&self) -> Result<u64>;
     fn case(&self, id: u64) -> Result<Option<Case>>;
+    /// A case about to be changed, and whether it came from this process's cache of the
+    /// cases it committed (a backend whose reads are cheap keeps none and reads it). A
+    /// cached case is stale if another node changed it since: a commit from it is then a
+    /// conflict (which drops it from the cache), and what the caller could not do with it
+    /// is to be tried again on the case as stored.
+    fn case_to_change(&self, id: u64) -> Result<(Option<Case>, bool)> {
+        Ok((self.case(id)?, false))
+    }
     fn case_id_by_number(&self, number: &str) -> Result<Option<u64>>;
     fn history(&self, id: u64) -> Result<Vec<HistoryEvent>>;
     /// A history event exactly as stored (the audit chain vouches for these bytes).

@@ -20,6 +20,10 @@ use crate::error::{Error, Result};
 /// Commits in one call, at most (a call's arrays grow with it).
 const MAX_CALL: usize = 64;
 
+/// Calls under way at once, at most: one leaves the database's other cores idle while it
+/// runs; more than its cores only queue in it.
+const MAX_CALLS: usize = 2;
+
 #[derive(Default)]
 pub(super) struct Batcher {
     state: Mutex<State>,
@@ -32,8 +36,8 @@ struct State {
     waiting: Vec<(u64, CaseRows)>,
     /// The next commit's number.
     next: u64,
-    /// Whether a thread is making a call.
-    calling: bool,
+    /// Calls under way.
+    calling: usize,
     /// Answers not taken yet, by commit number.
     answers: HashMap<u64, Result<CaseRows>>,
 }
@@ -50,18 +54,18 @@ impl Batcher {
             if let Some(answer) = st.answers.remove(&me) {
                 return answer;
             }
-            if st.calling {
+            if st.calling >= MAX_CALLS || st.waiting.is_empty() {
                 self.answered.wait(&mut st);
                 continue;
             }
             let call = take_call(&mut st);
-            st.calling = true;
+            st.calling += 1;
             let numbers: Vec<u64> = call.iter().map(|(n, _)| *n).collect();
             let answers = MutexGuard::unlocked(&mut st, || {
                 // A panic must not leave the others waiting for answers that never come.
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.call_together(call)))
             });
-            st.calling = false;
+            st.calling -= 1;
             match answers {
                 Ok(answers) => st.answers.extend(answers),
                 Err(_) => st.answers.extend(numbers.into_iter().map(|n| {

@@ -39,12 +39,18 @@ impl CaseTable for PgStore {
         };
         let case = decode_case(row.get(0))?;
         let figures: Option<(i64, Vec<u8>)> = row.get::<_, Option<i64>>(1).zip(row.get(2));
-        let mut read = self.read_with_cases.lock();
-        if read.len() >= READ_WITH_CASES {
-            read.clear();
-        }
-        read.insert(case.id, (case.rev, figures));
+        self.keep_read_with(&case, figures);
         Ok(Some(case))
+    }
+
+    fn case_to_change(&self, id: u64) -> Result<(Option<Case>, bool)> {
+        let cached = self.changed.lock().get(&id).cloned();
+        let Some((case, figures)) = cached else {
+            return Ok((self.case(id)?, false));
+        };
+        // Its statistics entry as committed with it, for `case_figures`.
+        self.keep_read_with(&case, Some(figures));
+        Ok((Some(case), true))
     }
 
     fn case_id_by_number(&self, number: &str) -> Result<Option<u64>> {
@@ -116,8 +122,12 @@ impl CaseTable for PgStore {
                     f(FaultPoint::BeforeRecord)?;
                 }
                 // The commit point.
-                let r = self.batcher.commit(self, rows)?;
+                let r = self
+                    .batcher
+                    .commit(self, rows)
+                    .inspect_err(|_| self.forget(w.after.id))?;
                 self.after_record();
+                self.remember(&r);
                 w.after = r.after;
                 w.event = r.event;
                 return Ok(self.receipt());
@@ -145,17 +155,26 @@ impl CaseTable for PgStore {
             rows.push(CaseRows::of(w, number, outbox)?);
         }
         let columns = Columns::of(&rows);
-        let conflicts: Vec<i64> = tx.query_one(COMMIT, &columns.params()).pg()?.get(0);
-        if let Some(c) = rows.iter().find(|r| conflicts.contains(&big(r.after.id))) {
-            return Err(conflict(&c.after));
+        let committed = (|| {
+            let conflicts: Vec<i64> = tx.query_one(COMMIT, &columns.params()).pg()?.get(0);
+            if let Some(c) = rows.iter().find(|r| conflicts.contains(&big(r.after.id))) {
+                return Err(conflict(&c.after));
+            }
+            if let Some(f) = self.fault() {
+                f(FaultPoint::BeforeRecord)?;
+            }
+            // The commit point.
+            tx.commit().pg()
+        })();
+        if let Err(e) = committed {
+            for r in &rows {
+                self.forget(r.after.id);
+            }
+            return Err(e);
         }
-        if let Some(f) = self.fault() {
-            f(FaultPoint::BeforeRecord)?;
-        }
-        // The commit point.
-        tx.commit().pg()?;
         self.after_record();
         for (w, r) in writes.iter_mut().zip(rows) {
+            self.remember(&r);
             w.after = r.after;
             w.event = r.event;
         }
@@ -189,7 +208,47 @@ impl CaseTable for PgStore {
 /// for its entry: all are dropped when this many are kept).
 const READ_WITH_CASES: usize = 4096;
 
+/// Cases kept as this node last committed them, at most (all are dropped when this many
+/// are kept).
+const CHANGED_CASES: usize = 4096;
+
 impl PgStore {
+    fn keep_read_with(&self, case: &Case, figures: Option<(i64, Vec<u8>)>) {
+        let mut read = self.read_with_cases.lock();
+        if read.len() >= READ_WITH_CASES {
+            read.clear();
+        }
+        read.insert(case.id, (case.rev, figures));
+    }
+
+    /// Keeps a case as committed, with its statistics entry, for its next change
+    /// (`case_to_change`): unless the commit wrote no statistics entry (which one the
+    /// case has is then not known here), or a later revision is kept already.
+    fn remember(&self, r: &CaseRows) {
+        let Some(figures) = &r.figures else {
+            self.forget(r.after.id);
+            return;
+        };
+        let mut changed = self.changed.lock();
+        if changed
+            .get(&r.after.id)
+            .is_some_and(|(kept, _)| kept.rev >= r.after.rev)
+        {
+            return;
+        }
+        if changed.len() >= CHANGED_CASES {
+            changed.clear();
+        }
+        changed.insert(
+            r.after.id,
+            (r.after.clone(), (big(r.after.rev), figures.clone())),
+        );
+    }
+
+    fn forget(&self, case: u64) {
+        self.changed.lock().remove(&case);
+    }
+
     /// The statistics entry read with `case` at its revision, if it was (taken: each read
     /// serves one transition).
     pub(super) fn read_with_case(&self, case: &Case) -> Option<Option<(i64, Vec<u8>)>> {

@@ -61,9 +61,15 @@ pub struct PgStore {
     /// Statistics entries read with cases, by case: (case revision, entry's revision and
     /// bytes).
     read_with_cases: parking_lot::Mutex<std::collections::HashMap<u64, FiguresRead>>,
+    /// Cases as this node last committed them, with their statistics entries: read for
+    /// their next change without a round trip (`case_to_change`).
+    changed: parking_lot::Mutex<std::collections::HashMap<u64, Changed>>,
     /// Commits of the engine threads waiting to be made together.
     batcher: batch::Batcher,
 }
+
+/// A case as committed, with its statistics entry (revision and bytes).
+type Changed = (crate::case::Case, (i64, Vec<u8>));
 
 /// A statistics entry read with a case: the case's revision, and the entry (its revision
 /// and bytes) if there is one.
@@ -200,6 +206,7 @@ impl PgStore {
             durable: AtomicU64::new(0),
             flushing: parking_lot::Mutex::new(()),
             read_with_cases: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            changed: parking_lot::Mutex::new(std::collections::HashMap::new()),
             batcher: batch::Batcher::default(),
         };
         store.migrate()?;

@@ -227,6 +227,47 @@ fn concurrent_submissions_take_every_number_once() {
 }
 
 #[test]
+fn two_nodes_take_numbers_in_turn_without_gaps() {
+    // Two handles on one database (a backend that allows it): each knows the last number
+    // it took, and the other node takes numbers meanwhile.
+    each(|b, dir| {
+        if b.name != "postgres" {
+            return;
+        }
+        let (one, two) = ((b.open)(dir), (b.open)(dir));
+        assert_eq!(submit(one.as_ref(), 1).number, "P-2026-000001");
+        assert_eq!(submit(two.as_ref(), 2).number, "P-2026-000002");
+        assert_eq!(submit(one.as_ref(), 3).number, "P-2026-000003");
+        assert_eq!(submit(two.as_ref(), 4).number, "P-2026-000004");
+        let numbers: Vec<String> = std::thread::scope(|scope| {
+            let running: Vec<_> = (0..4u64)
+                .map(|t| {
+                    let s = if t % 2 == 0 { one.clone() } else { two.clone() };
+                    scope.spawn(move || {
+                        (0..25u64)
+                            .map(|i| submit(s.as_ref(), 5 + t * 25 + i).number)
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .flat_map(|r| r.join().unwrap())
+                .collect()
+        });
+        let mut seen: Vec<u64> = numbers
+            .iter()
+            .map(|n| n.rsplit('-').next().unwrap().parse().unwrap())
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (5..=104).collect::<Vec<_>>());
+        for id in 1..=104 {
+            assert_eq!(one.history(id).unwrap().len(), 1, "case {id}");
+        }
+    });
+}
+
+#[test]
 fn concurrent_changes_are_each_answered_for_their_own_case() {
     // Commits made at once (which a backend may make together): two from the same
     // revision of a case, of which one is written and the other is a conflict, next to

@@ -116,6 +116,11 @@ impl CaseTable for PgStore {
         // engine threads (`batch.rs`), one transaction per call. A new case draws its
         // number first, in a transaction of its own.
         if let [w] = writes {
+            if let (None, Some(scope)) = (&w.before, w.number_scope.clone()) {
+                if let Some(receipt) = self.commit_new(w, &scope, outbox)? {
+                    return Ok(receipt);
+                }
+            }
             if w.before.is_some() && w.number_scope.is_none() {
                 let rows = CaseRows::of(w, None, outbox)?;
                 if let Some(f) = self.fault() {
@@ -136,6 +141,7 @@ impl CaseTable for PgStore {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().pg()?;
         let mut rows = Vec::with_capacity(writes.len());
+        let mut drawn = Vec::new();
         for w in writes.iter() {
             let number = match &w.number_scope {
                 Some(scope) => {
@@ -148,6 +154,7 @@ impl CaseTable for PgStore {
                         )
                         .pg()?
                         .get(0);
+                    drawn.push((scope.as_str(), n));
                     Some(format!("{scope}-{n:06}"))
                 }
                 None => None,
@@ -171,6 +178,9 @@ impl CaseTable for PgStore {
                 self.forget(r.after.id);
             }
             return Err(e);
+        }
+        for (scope, n) in drawn {
+            self.took(scope, n);
         }
         self.after_record();
         for (w, r) in writes.iter_mut().zip(rows) {
@@ -207,6 +217,68 @@ impl CaseTable for PgStore {
 /// Statistics entries kept from case reads, at most (a case read for a page is never asked
 /// for its entry: all are dropped when this many are kept).
 const READ_WITH_CASES: usize = 4096;
+
+impl PgStore {
+    /// A new case with its number, in one call that takes the number after the last one
+    /// this node knows taken in its scope (its new cases take their numbers in turn).
+    /// `None` if another node took that number meanwhile (the call wrote nothing): the
+    /// case is then committed as a bundle is, drawing its number under the counter row's
+    /// lock, which another node busy taking numbers cannot keep it from.
+    fn commit_new(
+        &self,
+        w: &mut CaseWrite,
+        scope: &str,
+        outbox: Outbox<'_>,
+    ) -> Result<Option<Receipt>> {
+        let mut numbers = self.numbers.lock();
+        let Some(last) = numbers.get(scope).copied() else {
+            // Not known yet: learnt from the draw.
+            return Ok(None);
+        };
+        let n = last + 1;
+        let mut rows = CaseRows::of(w, Some(format!("{scope}-{n:06}")), outbox)?;
+        rows.expects = Some((scope.to_string(), n));
+        let columns = Columns::of(std::slice::from_ref(&rows));
+        let mut conn = self.conn()?;
+        if let Some(f) = self.fault() {
+            f(FaultPoint::BeforeRecord)?;
+        }
+        // The commit point.
+        if let Err(e) = conn.query_one(COMMIT, &columns.params()) {
+            return match number_taken(&e) {
+                Some(taken) => {
+                    numbers.insert(scope.to_string(), taken);
+                    Ok(None)
+                }
+                None => {
+                    numbers.remove(scope);
+                    Err(e).pg()
+                }
+            };
+        }
+        numbers.insert(scope.to_string(), n);
+        drop(numbers);
+        self.after_record();
+        self.remember(&rows);
+        w.after = rows.after;
+        w.event = rows.event;
+        Ok(Some(self.receipt()))
+    }
+
+    /// Notes that this node took number `n` of `scope`.
+    fn took(&self, scope: &str, n: i64) {
+        let mut numbers = self.numbers.lock();
+        let last = numbers.entry(scope.to_string()).or_default();
+        *last = (*last).max(n);
+    }
+}
+
+/// The last number of its scope, when a call failed because the number it expected was
+/// taken (SQLSTATE GU001, see `schema4.sql`).
+fn number_taken(e: &postgres::Error) -> Option<i64> {
+    let db = e.as_db_error().filter(|db| db.code().code() == "GU001")?;
+    db.detail()?.parse().ok()
+}
 
 /// Cases kept as this node last committed them, at most (all are dropped when this many
 /// are kept).
@@ -283,7 +355,7 @@ pub(super) fn conflict(c: &Case) -> Error {
 /// that were not at the revision they were read at (nothing of them is written).
 pub(super) const COMMIT: &str = "SELECT guichet_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
      $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, \
-     $29, $30, $31, $32, $33, $34, $35, $36, $37, $38)";
+     $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40)";
 
 /// One case of a commit as the database writes it: the case and its event as written
 /// (handed back to the engine), and the bytes of every row it carries.
@@ -307,6 +379,9 @@ pub(super) struct CaseRows {
     timers: Option<(chrono::DateTime<chrono::Utc>, Vec<u8>)>,
     /// Each notice with its bytes.
     notices: Vec<(crate::notice::Notice, Vec<u8>)>,
+    /// For a new case, the number it expects to take: its scope and place (checked and
+    /// taken by `guichet_commit`).
+    expects: Option<(String, i64)>,
 }
 
 impl CaseRows {
@@ -392,6 +467,7 @@ impl CaseRows {
             carded,
             timers,
             notices,
+            expects: None,
             after,
             event,
         })
@@ -448,6 +524,9 @@ pub(super) struct Columns<'a> {
     timer_due: Vec<chrono::DateTime<chrono::Utc>>,
     timers: Vec<&'a [u8]>,
     notices: Notices<'a>,
+    /// The number a new case expects to take: its scope and place (see `schema4.sql`).
+    scope: Vec<Option<&'a str>>,
+    place: Vec<Option<i64>>,
 }
 
 /// The notices' columns.
@@ -478,6 +557,8 @@ impl<'a> Columns<'a> {
             c.bundle.push(a.bundle.as_deref());
             c.open.push(a.status.is_open());
             c.record.push(&r.record);
+            c.scope.push(r.expects.as_ref().map(|(s, _)| s.as_str()));
+            c.place.push(r.expects.as_ref().map(|(_, n)| *n));
             c.seq.push(big(r.event.seq));
             c.event.push(&r.stored);
             c.listing.push(r.listing.as_deref());
@@ -555,6 +636,8 @@ impl<'a> Columns<'a> {
             &n.queued,
             &n.failed,
             &n.inbox,
+            &self.scope,
+            &self.place,
         ]
     }
 }

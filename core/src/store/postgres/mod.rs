@@ -64,6 +64,9 @@ pub struct PgStore {
     /// Cases as this node last committed them, with their statistics entries: read for
     /// their next change without a round trip (`case_to_change`).
     changed: parking_lot::Mutex<std::collections::HashMap<u64, Changed>>,
+    /// The last case number this node knows taken, by scope (held while a new case
+    /// commits: see `commit_new`).
+    numbers: parking_lot::Mutex<std::collections::HashMap<String, i64>>,
     /// Commits of the engine threads waiting to be made together.
     batcher: batch::Batcher,
 }
@@ -207,6 +210,7 @@ impl PgStore {
             flushing: parking_lot::Mutex::new(()),
             read_with_cases: parking_lot::Mutex::new(std::collections::HashMap::new()),
             changed: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            numbers: parking_lot::Mutex::new(std::collections::HashMap::new()),
             batcher: batch::Batcher::default(),
         };
         store.migrate()?;

@@ -2,9 +2,15 @@
 -- it was read at, and returns the ids of the others (nothing of them written). A node
 -- makes the commits of its engine threads together, one call for several independent
 -- transitions (see `batch.rs`): a conflict on one case must not undo the others. A
--- commit whose cases belong together (a bundle, a new case with its number) runs in a
--- transaction of its own, which its caller rolls back if any id is returned, as before.
-CREATE OR REPLACE FUNCTION guichet_commit(
+-- commit whose cases belong together (a bundle) runs in a transaction of its own, which
+-- its caller rolls back if any id is returned, as before.
+-- A new case may come with the number it expects to take (`c_scope`, `c_n`: the node
+-- knows the last number it took): taken in the call if it is the next one of its scope;
+-- otherwise nothing is written and the call fails with SQLSTATE GU001, the scope's last
+-- number in its detail, for the node to try again with the one after.
+-- (Version 3's function, without the last two arguments, stays for nodes not yet
+-- upgraded.)
+CREATE FUNCTION guichet_commit(
     c_id BIGINT[], c_before BIGINT[], c_rev BIGINT[], c_number TEXT[], c_procedure TEXT[],
     c_version TEXT[], c_applicant TEXT[], c_bundle TEXT[], c_open BOOLEAN[],
     c_record BYTEA[], c_seq BIGINT[], c_event BYTEA[], c_listing BYTEA[],
@@ -15,13 +21,31 @@ CREATE OR REPLACE FUNCTION guichet_commit(
     g_case BIGINT[], g_grp TEXT[],
     tm_case BIGINT[], tm_due TIMESTAMPTZ[], tm_timers BYTEA[],
     n_case BIGINT[], n_seq BIGINT[], n_n BIGINT[], n_notice BYTEA[],
-    n_queued TIMESTAMPTZ[], n_failed TIMESTAMPTZ[], n_inbox TEXT[]
+    n_queued TIMESTAMPTZ[], n_failed TIMESTAMPTZ[], n_inbox TEXT[],
+    c_scope TEXT[], c_n BIGINT[]
 ) RETURNS BIGINT[] LANGUAGE plpgsql
 AS $$
 DECLARE
     conflicts BIGINT[] := '{}';
+    taken BIGINT;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
+    -- Numbers first: the counter row is locked until the commit, so that numbers are
+    -- taken in the order their cases commit.
+    FOR k IN 1 .. cardinality(c_scope) LOOP
+        CONTINUE WHEN c_scope[k] IS NULL;
+        IF c_n[k] = 1 THEN
+            INSERT INTO counters (scope, last) VALUES (c_scope[k], 1)
+            ON CONFLICT (scope) DO NOTHING;
+        ELSE
+            UPDATE counters SET last = c_n[k] WHERE scope = c_scope[k] AND last = c_n[k] - 1;
+        END IF;
+        IF NOT FOUND THEN
+            SELECT last INTO taken FROM counters WHERE scope = c_scope[k];
+            RAISE EXCEPTION 'case number % of % is not the next one', c_n[k], c_scope[k]
+                USING ERRCODE = 'GU001', DETAIL = COALESCE(taken, 0)::text;
+        END IF;
+    END LOOP;
     -- Several cases: locked in id order first, so that two commits over the same cases
     -- cannot deadlock.
     IF cardinality(c_id) > 1 THEN

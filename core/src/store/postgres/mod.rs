@@ -1,10 +1,17 @@
 //! The PostgreSQL store: the same tables as the embedded store, as SQL tables in one
-//! database that several Guichet nodes share. A commit is one transaction, one call of
-//! `guichet_commit` (one round trip), which does not wait for the disk; a flush makes
-//! every commit of the node durable at once (a synchronous commit after them), and the
-//! server answers a transition only after it (acknowledged means on disk, as with the
-//! embedded store's group commit). Case numbers are drawn from a counter row in the
-//! commit's transaction, so they stay gap-free across nodes; the audit chain is appended under
+//! database that several Guichet nodes share. A commit is one call of `guichet_commit`
+//! (one round trip, one transaction), which does not wait for the disk; the commits of
+//! one case each that the node's engine threads make at the same moment go in one call
+//! together (`batch`). A flush makes every commit of the node durable at once (a
+//! synchronous commit after them), and the server answers a transition only after it
+//! (acknowledged means on disk, as with the embedded store's group commit). The node
+//! keeps the cases it committed, and a task action starts from its copy instead of
+//! reading the case (`case_to_change`; the commit's revision check finds a copy that
+//! another node made stale, and the action is then worked out again on the stored case).
+//! Case numbers are taken from a counter row in the commit's transaction, so they stay
+//! gap-free across nodes: a new case expects the number after the last one its node
+//! took, and the call takes it if it is still the next one (else the case draws its
+//! number in a transaction under the counter row's lock). The audit chain is appended under
 //! the lock of its head row, so it stays one chain whichever node commits: a transition
 //! commits its audit records as pending, and they are sealed into the chain in batches
 //! (by the maintenance of any node, and before the chain is read). Timers are

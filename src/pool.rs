@@ -53,7 +53,26 @@ pub enum Weight {
 }
 
 /// Sends a commit's answer once its flush is done (or failed).
-type Answer = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Answer = Box<dyn FnOnce(Result<(), FlushFailed>) + Send>;
+
+/// Why a flush failed, for every commit it was to answer.
+#[derive(Clone)]
+struct FlushFailed {
+    /// The store is out of reach for a moment (a database connection cut): the client
+    /// may try again, as with a commit that met it.
+    unavailable: bool,
+    message: String,
+}
+
+impl From<FlushFailed> for guichet_core::Error {
+    fn from(f: FlushFailed) -> Self {
+        if f.unavailable {
+            guichet_core::Error::Unavailable(f.message)
+        } else {
+            guichet_core::Error::Store(f.message)
+        }
+    }
+}
 /// A call as the threads run it: it answers at once, or returns the answer that waits for
 /// the next flush.
 type Job = Box<dyn FnOnce(&Engine) -> Option<Answer> + Send>;
@@ -281,7 +300,7 @@ impl Pool {
                             let _ = tx.send(
                                 flushed
                                     .map(|()| v)
-                                    .map_err(|m| guichet_core::Error::Store(m).into()),
+                                    .map_err(|f| guichet_core::Error::from(f).into()),
                             );
                         });
                         if t <= e.flushed() {
@@ -353,7 +372,16 @@ fn work(shared: &Shared, engine: &Engine) {
             // Every commit in the group was made before this flush starts, so it covers
             // them all whatever their tickets.
             let started = std::time::Instant::now();
-            let flushed = engine.flush().map(|_| ()).map_err(|e| e.to_string());
+            let flushed = engine.flush().map(|_| ()).map_err(|e| match e {
+                guichet_core::Error::Unavailable(message) => FlushFailed {
+                    unavailable: true,
+                    message,
+                },
+                other => FlushFailed {
+                    unavailable: false,
+                    message: other.to_string(),
+                },
+            });
             metrics::histogram!("guichet_flush_duration_seconds")
                 .record(started.elapsed().as_secs_f64());
             metrics::histogram!("guichet_flush_group_size").record(group.len() as f64);

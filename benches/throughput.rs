@@ -20,7 +20,8 @@
 //! `GUICHET_BENCH_STORE=postgres` runs on a fresh database of the cluster named by
 //! `GUICHET_TEST_POSTGRES` (see `.ci/postgres`) instead of the embedded store, and
 //! `GUICHET_BENCH_NODES=2` serves HTTP from two nodes on it (the clients alternate);
-//! `pg_cpu_us/transition` is then the database's CPU (every `postgres` process).
+//! `pg_cpu_us/transition` is then the database's CPU (every `postgres` process). The
+//! database is dropped at the end.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -462,4 +463,13 @@ fn main() {
             let _ = s.await;
         }
     });
+    // The bench's database goes with it (FORCE: a node's pool may still be closing).
+    if let (Some(url), Ok(cluster)) = (&store, std::env::var("GUICHET_TEST_POSTGRES")) {
+        let name = url.rsplit_once('/').unwrap().1;
+        let mut admin = postgres::Client::connect(&cluster, postgres::NoTls).unwrap();
+        if let Err(e) = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        {
+            eprintln!("the bench's database {name} was not dropped: {e}");
+        }
+    }
 }

@@ -323,6 +323,57 @@ fn concurrent_changes_are_each_answered_for_their_own_case() {
 }
 
 #[test]
+fn a_commit_the_database_refuses_fails_alone() {
+    // Among commits made at once, one with text PostgreSQL cannot hold (a NUL in a task's
+    // group): it fails (or, on a store that holds any text, is written), and the others
+    // are written whatever call they went in.
+    each(|b, dir| {
+        let s = (b.open)(dir);
+        let mut cases: Vec<Case> = (1..=12).map(|id| submit(s.as_ref(), id)).collect();
+        for round in 0..5 {
+            let start = std::sync::Barrier::new(cases.len());
+            let answers: Vec<Result<(), Error>> = std::thread::scope(|scope| {
+                let running: Vec<_> = cases
+                    .iter()
+                    .map(|before| {
+                        let (s, start) = (s.clone(), &start);
+                        scope.spawn(move || {
+                            let mut after = before.clone();
+                            let group = if before.id == 1 { "bad\0group" } else { "good" };
+                            after.tasks = vec![open_task(&format!("{}-{round}", before.id), group)];
+                            let mut w = [CaseWrite {
+                                before: Some(before.clone()),
+                                after,
+                                event: event("changed"),
+                                number_scope: None,
+                                timers: vec![],
+                                work: vec![],
+                                figures: None,
+                            }];
+                            start.wait();
+                            s.commit(&mut w, &no_notices).map(drop)
+                        })
+                    })
+                    .collect();
+                running.into_iter().map(|r| r.join().unwrap()).collect()
+            });
+            for (c, answer) in cases.iter_mut().zip(answers) {
+                let stored = s.case(c.id).unwrap().unwrap();
+                match answer {
+                    Ok(()) => assert_eq!(stored.rev, c.rev + 1, "case {}", c.id),
+                    Err(Error::Validation(_)) if c.id == 1 => assert_eq!(stored.rev, c.rev),
+                    Err(e) => panic!("case {}: {e}", c.id),
+                }
+                if c.id != 1 {
+                    assert_eq!(stored.rev as usize, round + 2, "case {}", c.id);
+                }
+                *c = stored;
+            }
+        }
+    });
+}
+
+#[test]
 fn a_write_that_fails_before_the_commit_point_leaves_no_trace() {
     each(|b, dir| {
         let s = (b.open)(dir);

@@ -102,19 +102,45 @@ fn submit(s: &dyn Store, id: u64) -> Case {
     try_submit(s, id).unwrap()
 }
 
-/// Commits `before` → `after` with `timers`; returns the case as written.
-fn change(s: &dyn Store, before: Case, after: Case, timers: Vec<Timer>) -> Case {
-    let mut w = [CaseWrite {
-        before: Some(before),
+/// The write of `before` → `after` with `timers`.
+fn change_write(before: &Case, after: Case, timers: Vec<Timer>) -> CaseWrite {
+    CaseWrite {
+        before: Some(before.clone()),
         after,
         event: event("changed"),
         number_scope: None,
         timers,
         work: vec![],
         figures: None,
-    }];
+    }
+}
+
+/// Commits `before` → `after` with `timers`; returns the case as written.
+fn change(s: &dyn Store, before: Case, after: Case, timers: Vec<Timer>) -> Case {
+    let mut w = [change_write(&before, after, timers)];
     s.commit(&mut w, &no_notices).unwrap();
     w[0].after.clone()
+}
+
+/// Commits each of `writes` from a thread of its own, all at once (which a backend may
+/// make together); each one's case and answer, in order.
+fn commit_at_once(s: &Arc<dyn Store>, writes: Vec<CaseWrite>) -> Vec<(u64, Result<(), Error>)> {
+    let start = std::sync::Barrier::new(writes.len());
+    std::thread::scope(|scope| {
+        let running: Vec<_> = writes
+            .into_iter()
+            .map(|w| {
+                let (s, start) = (s.clone(), &start);
+                scope.spawn(move || {
+                    let id = w.after.id;
+                    let mut w = [w];
+                    start.wait();
+                    (id, s.commit(&mut w, &no_notices).map(drop))
+                })
+            })
+            .collect();
+        running.into_iter().map(|r| r.join().unwrap()).collect()
+    })
 }
 
 fn fail_at(point: FaultPoint) -> Fault {
@@ -197,32 +223,38 @@ fn numbers_are_gap_free_and_a_stale_revision_is_a_conflict_that_writes_nothing()
     });
 }
 
+/// Submits `per_thread` cases from each of four threads at once, the threads taking
+/// `stores` in turn, with ids from `first`; the places of the numbers taken, in order.
+fn submit_at_once(stores: &[Arc<dyn Store>], first: u64, per_thread: u64) -> Vec<u64> {
+    let numbers: Vec<String> = std::thread::scope(|scope| {
+        let running: Vec<_> = (0..4u64)
+            .map(|t| {
+                let s = stores[t as usize % stores.len()].clone();
+                scope.spawn(move || {
+                    (0..per_thread)
+                        .map(|i| submit(s.as_ref(), first + t * per_thread + i).number)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .flat_map(|r| r.join().unwrap())
+            .collect()
+    });
+    let mut places: Vec<u64> = numbers
+        .iter()
+        .map(|n| n.rsplit('-').next().unwrap().parse().unwrap())
+        .collect();
+    places.sort_unstable();
+    places
+}
+
 #[test]
 fn concurrent_submissions_take_every_number_once() {
     each(|b, dir| {
         let s = (b.open)(dir);
-        let numbers: Vec<String> = std::thread::scope(|scope| {
-            let running: Vec<_> = (0..4u64)
-                .map(|t| {
-                    let s = s.clone();
-                    scope.spawn(move || {
-                        (0..50u64)
-                            .map(|i| submit(s.as_ref(), 1 + t * 50 + i).number)
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            running
-                .into_iter()
-                .flat_map(|r| r.join().unwrap())
-                .collect()
-        });
-        let mut seen: Vec<u64> = numbers
-            .iter()
-            .map(|n| n.rsplit('-').next().unwrap().parse().unwrap())
-            .collect();
-        seen.sort_unstable();
-        assert_eq!(seen, (1..=200).collect::<Vec<_>>());
+        assert_eq!(submit_at_once(&[s], 1, 50), (1..=200).collect::<Vec<_>>());
     });
 }
 
@@ -239,28 +271,10 @@ fn two_nodes_take_numbers_in_turn_without_gaps() {
         assert_eq!(submit(two.as_ref(), 2).number, "P-2026-000002");
         assert_eq!(submit(one.as_ref(), 3).number, "P-2026-000003");
         assert_eq!(submit(two.as_ref(), 4).number, "P-2026-000004");
-        let numbers: Vec<String> = std::thread::scope(|scope| {
-            let running: Vec<_> = (0..4u64)
-                .map(|t| {
-                    let s = if t % 2 == 0 { one.clone() } else { two.clone() };
-                    scope.spawn(move || {
-                        (0..25u64)
-                            .map(|i| submit(s.as_ref(), 5 + t * 25 + i).number)
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            running
-                .into_iter()
-                .flat_map(|r| r.join().unwrap())
-                .collect()
-        });
-        let mut seen: Vec<u64> = numbers
-            .iter()
-            .map(|n| n.rsplit('-').next().unwrap().parse().unwrap())
-            .collect();
-        seen.sort_unstable();
-        assert_eq!(seen, (5..=104).collect::<Vec<_>>());
+        assert_eq!(
+            submit_at_once(&[one.clone(), two], 5, 25),
+            (5..=104).collect::<Vec<_>>()
+        );
         for id in 1..=104 {
             assert_eq!(one.history(id).unwrap().len(), 1, "case {id}");
         }
@@ -276,35 +290,20 @@ fn concurrent_changes_are_each_answered_for_their_own_case() {
         let s = (b.open)(dir);
         let mut cases: Vec<Case> = (1..=16).map(|id| submit(s.as_ref(), id)).collect();
         for round in 0..10 {
-            let start = std::sync::Barrier::new(24);
-            let answers: Vec<(u64, bool)> = std::thread::scope(|scope| {
-                let running: Vec<_> = (0..24usize)
-                    .map(|t| {
-                        let before = cases[if t < 16 { t / 2 } else { t - 8 }].clone();
-                        let (s, start) = (s.clone(), &start);
-                        scope.spawn(move || {
-                            let mut after = before.clone();
-                            after.data.insert("by".into(), serde_json::json!(t));
-                            let mut w = [CaseWrite {
-                                before: Some(before.clone()),
-                                after,
-                                event: event("changed"),
-                                number_scope: None,
-                                timers: vec![timer(before.id, Utc::now(), "due")],
-                                work: vec![],
-                                figures: None,
-                            }];
-                            start.wait();
-                            match s.commit(&mut w, &no_notices) {
-                                Ok(_) => (before.id, true),
-                                Err(Error::Conflict(_)) => (before.id, false),
-                                Err(e) => panic!("{e}"),
-                            }
-                        })
-                    })
-                    .collect();
-                running.into_iter().map(|r| r.join().unwrap()).collect()
+            let writes = (0..24usize).map(|t| {
+                let before = &cases[if t < 16 { t / 2 } else { t - 8 }];
+                let mut after = before.clone();
+                after.data.insert("by".into(), serde_json::json!(t));
+                change_write(before, after, vec![timer(before.id, Utc::now(), "due")])
             });
+            let answers: Vec<(u64, bool)> = commit_at_once(&s, writes.collect())
+                .into_iter()
+                .map(|(id, answer)| match answer {
+                    Ok(()) => (id, true),
+                    Err(Error::Conflict(_)) => (id, false),
+                    Err(e) => panic!("{e}"),
+                })
+                .collect();
             for c in &mut cases {
                 let written = answers.iter().filter(|(id, ok)| *id == c.id && *ok).count();
                 let refused = answers
@@ -331,33 +330,14 @@ fn a_commit_the_database_refuses_fails_alone() {
         let s = (b.open)(dir);
         let mut cases: Vec<Case> = (1..=12).map(|id| submit(s.as_ref(), id)).collect();
         for round in 0..5 {
-            let start = std::sync::Barrier::new(cases.len());
-            let answers: Vec<Result<(), Error>> = std::thread::scope(|scope| {
-                let running: Vec<_> = cases
-                    .iter()
-                    .map(|before| {
-                        let (s, start) = (s.clone(), &start);
-                        scope.spawn(move || {
-                            let mut after = before.clone();
-                            let group = if before.id == 1 { "bad\0group" } else { "good" };
-                            after.tasks = vec![open_task(&format!("{}-{round}", before.id), group)];
-                            let mut w = [CaseWrite {
-                                before: Some(before.clone()),
-                                after,
-                                event: event("changed"),
-                                number_scope: None,
-                                timers: vec![],
-                                work: vec![],
-                                figures: None,
-                            }];
-                            start.wait();
-                            s.commit(&mut w, &no_notices).map(drop)
-                        })
-                    })
-                    .collect();
-                running.into_iter().map(|r| r.join().unwrap()).collect()
+            let writes = cases.iter().map(|before| {
+                let mut after = before.clone();
+                let group = if before.id == 1 { "bad\0group" } else { "good" };
+                after.tasks = vec![open_task(&format!("{}-{round}", before.id), group)];
+                change_write(before, after, vec![])
             });
-            for (c, answer) in cases.iter_mut().zip(answers) {
+            let answers = commit_at_once(&s, writes.collect());
+            for (c, (_, answer)) in cases.iter_mut().zip(answers) {
                 let stored = s.case(c.id).unwrap().unwrap();
                 match answer {
                     Ok(()) => assert_eq!(stored.rev, c.rev + 1, "case {}", c.id),

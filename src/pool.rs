@@ -73,6 +73,7 @@ impl From<FlushFailed> for guichet_core::Error {
         }
     }
 }
+
 /// A call as the threads run it: it answers at once, or returns the answer that waits for
 /// the next flush.
 type Job = Box<dyn FnOnce(&Engine) -> Option<Answer> + Send>;

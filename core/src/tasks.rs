@@ -488,7 +488,9 @@ impl Engine {
     /// If the case changed meanwhile only by the system (a card the scheduler issued at
     /// that moment), the action is worked out again on the new case: the handler acted on
     /// what he saw, and a card changes nothing he decided. Anyone else's change is a
-    /// conflict for him to see.
+    /// conflict for him to see. (A case the store kept from this node's own commit, which
+    /// another node may have changed since, is never what he saw: what fails on it is
+    /// worked out again on the case as stored.)
     pub(crate) fn act(
         &self,
         actor: &Actor,

@@ -113,8 +113,9 @@ impl CaseTable for PgStore {
 
     fn commit(&self, writes: &mut [CaseWrite], outbox: Outbox<'_>) -> Result<Receipt> {
         // Most commits change one case that exists: made together with those of the other
-        // engine threads (`batch.rs`), one transaction per call. A new case draws its
-        // number first, in a transaction of its own.
+        // engine threads (`batch.rs`), one transaction per call. A new case takes the
+        // number its node expects in one call (`commit_new`), or else, as a bundle's
+        // cases do, draws it first in a transaction of its own.
         if let [w] = writes {
             if let (None, Some(scope)) = (&w.before, w.number_scope.clone()) {
                 if let Some(receipt) = self.commit_new(w, &scope, outbox)? {

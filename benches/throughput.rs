@@ -366,7 +366,7 @@ fn main() {
             scripts,
             data: tmp.path().join("data"),
             durability,
-            store: store.clone(),
+            store: store.clone().map(Into::into),
             engine_threads: std::env::var("GUICHET_BENCH_THREADS")
                 .ok()
                 .and_then(|v| v.parse().ok())

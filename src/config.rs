@@ -5,6 +5,30 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// A PostgreSQL address as configured. Its `Debug` leaves the password out, so that a
+/// configuration can be logged whole.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct StoreAddress(pub String);
+
+impl std::fmt::Debug for StoreAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&guichet_core::store::without_password(&self.0))
+    }
+}
+
+impl From<String> for StoreAddress {
+    fn from(url: String) -> Self {
+        StoreAddress(url)
+    }
+}
+
+impl From<&str> for StoreAddress {
+    fn from(url: &str) -> Self {
+        StoreAddress(url.to_string())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -16,7 +40,7 @@ pub struct Config {
     /// Where cases are kept: absent for the embedded store in `<data>/store`, or a
     /// PostgreSQL address (`postgres://user:password@host:5432/guichet`) that several
     /// nodes share (docs/deployment.md).
-    pub store: Option<String>,
+    pub store: Option<StoreAddress>,
     /// Connections to PostgreSQL each node keeps at most.
     pub store_connections: u32,
     /// How long a node holds the timers and notices it took from PostgreSQL: if it dies,
@@ -177,7 +201,7 @@ impl Config {
     pub fn store(&self) -> guichet_core::store::StoreConfig {
         if let Some(url) = &self.store {
             return guichet_core::store::StoreConfig::Postgres {
-                url: url.clone(),
+                url: url.0.clone(),
                 connections: self.store_connections,
                 lease: std::time::Duration::from_secs(self.store_lease_secs.max(1)),
                 ca_file: self.store_ca_file.clone(),
@@ -243,6 +267,25 @@ mod tests {
         let flush: super::Config = toml::from_str("durability = \"flush\"").unwrap();
         assert_eq!(flush.durability, guichet_core::store::Durability::Flush);
         assert!(toml::from_str::<super::Config>("durability = \"maybe\"").is_err());
+    }
+
+    #[test]
+    fn a_configuration_logged_whole_leaves_the_database_password_out() {
+        let c: super::Config =
+            toml::from_str("store = \"postgres://guichet:s3cret@db:5432/guichet\"").unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://guichet:***@db:5432/guichet"),
+            "{shown}"
+        );
+        // What the store opens with keeps it.
+        match c.store() {
+            guichet_core::store::StoreConfig::Postgres { url, .. } => {
+                assert!(url.contains("s3cret"))
+            }
+            _ => panic!("not the PostgreSQL store"),
+        }
     }
 
     /// A node on PostgreSQL runs more calls at once than one on the embedded store, never

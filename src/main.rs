@@ -713,24 +713,14 @@ fn store_copy(from: &std::path::Path, to: &str) -> anyhow::Result<()> {
         report.audit_entries,
         report.audit_head
     );
-    println!("serve it with `store = \"{}\"` in guichet.toml", redact(to));
+    println!(
+        "serve it with `store = \"{}\"` in guichet.toml",
+        guichet_core::store::without_password(to)
+    );
     Ok(())
 }
 
 /// An address without its password, for printing.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:…{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
 fn restore(from: &std::path::Path, data: &std::path::Path) -> anyhow::Result<()> {
     let store = data.join("store");
     if store.exists() && std::fs::read_dir(&store)?.next().is_some() {

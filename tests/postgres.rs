@@ -22,7 +22,7 @@ async fn node_on(store: &str, scripts: std::path::PathBuf, data: &std::path::Pat
         scripts,
         data.to_path_buf(),
         Arc::new(SystemClock),
-        move |c| c.store = Some(store),
+        move |c| c.store = Some(store.into()),
     )
     .await
 }
@@ -486,7 +486,7 @@ async fn two_nodes_deliver_each_notice_once() {
     let with_webhook = |data: std::path::PathBuf| {
         let (db, url) = (db.clone(), url.clone());
         TestServer::start_configured(example_scripts(), data, Arc::new(SystemClock), move |c| {
-            c.store = Some(db);
+            c.store = Some(db.into());
             let table: toml::Value = toml::from_str(&format!(
                 "[channels.sms]\nurl = \"{url}/sms\"\nsecret = \"a-webhook-secret-of-some-length\"\n"
             ))
@@ -817,7 +817,7 @@ async fn a_node_talks_to_postgresql_over_tls_trusting_the_office_ca() {
         tmp.path().join("data"),
         Arc::new(SystemClock),
         move |c| {
-            c.store = Some(url);
+            c.store = Some(url.into());
             c.store_ca_file = Some(ca);
         },
     )

@@ -94,7 +94,7 @@ impl TestServer {
         };
         tune(&mut cfg);
         if cfg.store.is_none() {
-            cfg.store = store_for(&data);
+            cfg.store = store_for(&data).map(Into::into);
         }
         // A restart here is in the same process: `serve` returns once the engine (and
         // with it the store and its folder lock) is released.

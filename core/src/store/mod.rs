@@ -26,7 +26,7 @@ use crate::case::{Case, HistoryEvent, Task};
 use crate::error::Result;
 use crate::notice::Notice;
 
-pub use config::{open, StoreConfig};
+pub use config::{open, without_password, StoreConfig};
 pub use copy::{copy, CopyReport, Item};
 pub use embedded::{Durability, SledStore};
 

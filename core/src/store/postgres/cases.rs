@@ -221,7 +221,8 @@ const READ_WITH_CASES: usize = 4096;
 
 impl PgStore {
     /// A new case with its number, in one call that takes the number after the last one
-    /// this node knows taken in its scope (its new cases take their numbers in turn).
+    /// this node knows taken in its scope (its new cases of one scope take their numbers
+    /// in turn; those of other scopes go at the same time).
     /// `None` if another node took that number meanwhile (the call wrote nothing): the
     /// case is then committed as a bundle is, drawing its number under the counter row's
     /// lock, which another node busy taking numbers cannot keep it from.
@@ -231,8 +232,9 @@ impl PgStore {
         scope: &str,
         outbox: Outbox<'_>,
     ) -> Result<Option<Receipt>> {
-        let mut numbers = self.numbers.lock();
-        let Some(last) = numbers.get(scope).copied() else {
+        let slot = self.number_slot(scope);
+        let mut known = slot.lock();
+        let Some(last) = *known else {
             // Not known yet: learnt from the draw.
             return Ok(None);
         };
@@ -248,17 +250,17 @@ impl PgStore {
         if let Err(e) = conn.query_one(COMMIT, &columns.params()) {
             return match number_taken(&e) {
                 Some(taken) => {
-                    numbers.insert(scope.to_string(), taken);
+                    *known = Some(taken);
                     Ok(None)
                 }
                 None => {
-                    numbers.remove(scope);
+                    *known = None;
                     Err(e).pg()
                 }
             };
         }
-        numbers.insert(scope.to_string(), n);
-        drop(numbers);
+        *known = Some(n);
+        drop(known);
         self.after_record();
         self.remember(&rows);
         w.after = rows.after;
@@ -268,9 +270,18 @@ impl PgStore {
 
     /// Notes that this node took number `n` of `scope`.
     fn took(&self, scope: &str, n: i64) {
-        let mut numbers = self.numbers.lock();
-        let last = numbers.entry(scope.to_string()).or_default();
-        *last = (*last).max(n);
+        let slot = self.number_slot(scope);
+        let mut known = slot.lock();
+        *known = Some(known.map_or(n, |last| last.max(n)));
+    }
+
+    /// The last number of `scope` this node knows taken, if it knows one.
+    fn number_slot(&self, scope: &str) -> super::NumberSlot {
+        self.numbers
+            .lock()
+            .entry(scope.to_string())
+            .or_default()
+            .clone()
     }
 }
 

@@ -73,10 +73,14 @@ pub struct PgStore {
     changed: parking_lot::Mutex<std::collections::HashMap<u64, Changed>>,
     /// The last case number this node knows taken, by scope (held while a new case
     /// commits: see `commit_new`).
-    numbers: parking_lot::Mutex<std::collections::HashMap<String, i64>>,
+    numbers: parking_lot::Mutex<std::collections::HashMap<String, NumberSlot>>,
     /// Commits of the engine threads waiting to be made together.
     batcher: batch::Batcher,
 }
+
+/// The last case number of a scope this node knows taken (`None`: not known), held while
+/// one of its new cases commits.
+type NumberSlot = Arc<parking_lot::Mutex<Option<i64>>>;
 
 /// A case as committed, with its statistics entry (revision and bytes).
 type Changed = (crate::case::Case, (i64, Vec<u8>));

@@ -44,8 +44,8 @@ impl CaseTable for PgStore {
     }
 
     fn case_to_change(&self, id: u64) -> Result<(Option<Case>, bool)> {
-        let cached = self.changed.lock().get(&id).cloned();
-        let Some((case, figures)) = cached else {
+        let kept = self.changed.lock().get(&id).cloned();
+        let Some((case, figures)) = kept.as_deref().cloned() else {
             return Ok((self.case(id)?, false));
         };
         // Its statistics entry as committed with it, for `case_figures`.
@@ -133,9 +133,7 @@ impl CaseTable for PgStore {
                     .commit(self, rows)
                     .inspect_err(|_| self.forget(w.after.id))?;
                 self.after_record();
-                self.remember(&r);
-                w.after = r.after;
-                w.event = r.event;
+                self.written(w, r);
                 return Ok(self.receipt());
             }
         }
@@ -185,9 +183,7 @@ impl CaseTable for PgStore {
         }
         self.after_record();
         for (w, r) in writes.iter_mut().zip(rows) {
-            self.remember(&r);
-            w.after = r.after;
-            w.event = r.event;
+            self.written(w, r);
         }
         Ok(self.receipt())
     }
@@ -262,9 +258,7 @@ impl PgStore {
         *known = Some(n);
         drop(known);
         self.after_record();
-        self.remember(&rows);
-        w.after = rows.after;
-        w.event = rows.event;
+        self.written(w, rows);
         Ok(Some(self.receipt()))
     }
 
@@ -305,28 +299,30 @@ impl PgStore {
         read.insert(case.id, (case.rev, figures));
     }
 
-    /// Keeps a case as committed, with its statistics entry, for its next change
-    /// (`case_to_change`): unless the commit wrote no statistics entry (which one the
-    /// case has is then not known here), or a later revision is kept already.
-    fn remember(&self, r: &CaseRows) {
-        let Some(figures) = &r.figures else {
-            self.forget(r.after.id);
-            return;
-        };
-        let mut changed = self.changed.lock();
-        if changed
-            .get(&r.after.id)
-            .is_some_and(|(kept, _)| kept.rev >= r.after.rev)
-        {
-            return;
+    /// Hands a case as written back to its write, and keeps it with its statistics entry
+    /// for its next change (`case_to_change`): unless the commit wrote no statistics
+    /// entry (which one the case has is then not known here), or a later revision is
+    /// kept already.
+    fn written(&self, w: &mut CaseWrite, r: CaseRows) {
+        match r.figures {
+            Some(figures) => {
+                // Made before the lock: engine threads take it for every commit.
+                let kept = std::sync::Arc::new((r.after.clone(), (big(r.after.rev), figures)));
+                let mut changed = self.changed.lock();
+                if changed
+                    .get(&r.after.id)
+                    .is_none_or(|k| k.0.rev < r.after.rev)
+                {
+                    if changed.len() >= CHANGED_CASES {
+                        changed.clear();
+                    }
+                    changed.insert(r.after.id, kept);
+                }
+            }
+            None => self.forget(r.after.id),
         }
-        if changed.len() >= CHANGED_CASES {
-            changed.clear();
-        }
-        changed.insert(
-            r.after.id,
-            (r.after.clone(), (big(r.after.rev), figures.clone())),
-        );
+        w.after = r.after;
+        w.event = r.event;
     }
 
     fn forget(&self, case: u64) {

@@ -70,7 +70,7 @@ pub struct PgStore {
     read_with_cases: parking_lot::Mutex<std::collections::HashMap<u64, FiguresRead>>,
     /// Cases as this node last committed them, with their statistics entries: read for
     /// their next change without a round trip (`case_to_change`).
-    changed: parking_lot::Mutex<std::collections::HashMap<u64, Changed>>,
+    changed: parking_lot::Mutex<std::collections::HashMap<u64, Arc<Changed>>>,
     /// The last case number this node knows taken, by scope (held while a new case
     /// commits: see `commit_new`).
     numbers: parking_lot::Mutex<std::collections::HashMap<String, NumberSlot>>,

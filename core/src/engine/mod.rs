@@ -3,6 +3,15 @@
 //! Every mutating method returns a [`Committed`] whose ticket the caller must pass to
 //! [`Engine::durable`] before telling anyone the action happened.
 
+pub mod migrate;
+pub mod offers;
+pub mod rating;
+pub mod reload;
+pub mod search;
+pub mod submit;
+pub mod takeback;
+pub mod tasks;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

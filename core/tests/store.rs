@@ -282,6 +282,47 @@ fn two_nodes_take_numbers_in_turn_without_gaps() {
 }
 
 #[test]
+fn a_number_the_other_node_took_fails_none_of_the_changes_made_with_it() {
+    // New cases from two nodes at once, while one of them commits changes of other cases
+    // (which it makes together): a new case whose number the other node took is written
+    // with the next number free, and every change is written.
+    each(|b, dir| {
+        if b.name != "postgres" {
+            return;
+        }
+        let (one, two) = ((b.open)(dir), (b.open)(dir));
+        let mut cases: Vec<Case> = (1..=8).map(|id| submit(one.as_ref(), id)).collect();
+        std::thread::scope(|scope| {
+            let changer = scope.spawn(|| {
+                for round in 0..20 {
+                    let writes = cases.iter().map(|before| {
+                        let mut after = before.clone();
+                        after.data.insert("round".into(), serde_json::json!(round));
+                        change_write(before, after, vec![])
+                    });
+                    for (id, answer) in commit_at_once(&one, writes.collect()) {
+                        assert!(answer.is_ok(), "case {id}, round {round}: {answer:?}");
+                    }
+                    for c in &mut cases {
+                        *c = one.case(c.id).unwrap().unwrap();
+                        assert_eq!(c.rev, round + 2);
+                    }
+                }
+            });
+            assert_eq!(
+                submit_at_once(&[one.clone(), two.clone()], 9, 25),
+                (9..=108).collect::<Vec<_>>()
+            );
+            changer.join().unwrap();
+        });
+        for id in 1..=108 {
+            let history = two.history(id).unwrap();
+            assert_eq!(history.len(), if id <= 8 { 21 } else { 1 }, "case {id}");
+        }
+    });
+}
+
+#[test]
 fn concurrent_changes_are_each_answered_for_their_own_case() {
     // Commits made at once (which a backend may make together): two from the same
     // revision of a case, of which one is written and the other is a conflict, next to

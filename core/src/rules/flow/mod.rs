@@ -3,18 +3,22 @@
 //! (steps entered, tasks created, parallel joins, automatic steps, hooks, the decision),
 //! and records each consequence as an [`Effect`]. The engine then commits the result in one
 //! write, or drops it if anything failed, so a failed action changes nothing.
+//! The tasks a step opens are in `tasks`; the clock (stops, limits and their timers) in
+//! `clock`.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::case::{
-    Case, CaseStatus, ClockStop, Data, Effect, External, Limit, StopKind, Task, TaskState, Timer,
-    Token,
+    Case, CaseStatus, Data, Effect, External, Limit, StopKind, Task, TaskState, Token,
 };
 use crate::error::{Error, Result};
-use crate::limits::{Budget, Stopped};
+use crate::limits::Budget;
 use crate::office::RuleSet;
 use crate::procedure::{Mode, Procedure, Route, RouteRef, StepKind, Target, INTAKE_STEP};
+
+mod clock;
+mod tasks;
 
 type MovedLimit = (Limit, Option<u32>, Budget, DateTime<Utc>, DateTime<Utc>);
 
@@ -176,132 +180,6 @@ impl<'a> Flow<'a> {
         self.case.tokens.iter_mut().find(|t| t.id == id)
     }
 
-    fn create_task(
-        &mut self,
-        token: u32,
-        step: &str,
-        step_name: &str,
-        group: &str,
-        assignee: Option<String>,
-    ) {
-        self.case.next_task += 1;
-        let id = format!("{}-{}", self.case.id, self.case.next_task);
-        self.effects.push(Effect::TaskCreated {
-            task: id.clone(),
-            group: group.to_string(),
-            assignee: assignee.clone(),
-        });
-        self.case.tasks.push(Task {
-            id,
-            step: step.to_string(),
-            step_name: step_name.to_string(),
-            group: group.to_string(),
-            assignee,
-            claimed_by: None,
-            state: TaskState::Open,
-            created_at: self.now,
-            completed_at: None,
-            completed_by: None,
-            outcome: None,
-            comment: None,
-            token,
-            due: self
-                .case
-                .tokens
-                .iter()
-                .find(|t| t.id == token)
-                .and_then(|t| t.due),
-            external: None,
-        });
-    }
-
-    /// A task like `like` again, as a new task of the same token, claimed by `claimed`
-    /// (what a take-back gives back).
-    pub(crate) fn reopen_task(&mut self, like: &Task, claimed: Option<String>) {
-        self.create_task(
-            like.token,
-            &like.step,
-            &like.step_name,
-            &like.group,
-            like.assignee.clone(),
-        );
-        if let Some(t) = self.case.tasks.last_mut() {
-            t.state = if claimed.is_some() {
-                TaskState::Claimed
-            } else {
-                TaskState::Open
-            };
-            t.claimed_by = claimed;
-            t.external = like.external.clone().map(|mut x| {
-                x.worker = None;
-                x
-            });
-        }
-    }
-
-    /// Timers again for the budgets of the case's steps (after a take-back restored
-    /// tokens whose timers may have fired while they were gone); a card already issued
-    /// is not issued twice.
-    pub(crate) fn rearm_step_timers(&mut self) {
-        let budgets: Vec<(u32, DateTime<Utc>, Budget, DateTime<Utc>)> = self
-            .case
-            .tokens
-            .iter()
-            .filter_map(|t| {
-                let budget = self.proc.step(&t.step).and_then(|s| s.budget())?;
-                Some((t.id, t.entered_at, budget, t.due?))
-            })
-            .collect();
-        for (token, start, budget, due) in budgets {
-            self.set_timers(Limit::Step, Some(token), start, budget, due);
-        }
-    }
-
-    /// The group that handles `step` for this case: its id, or what its expression or
-    /// `assign` function gives. One that does not exist is a script error that changes
-    /// nothing: never a task no one can see.
-    fn group_of(&mut self, step: &crate::procedure::Step) -> Result<String> {
-        if !step.dynamic_group() {
-            return Ok(step.group.clone().unwrap_or_default());
-        }
-        let script = self
-            .proc
-            .script
-            .clone()
-            .ok_or_else(|| self.script_error("no script".into()))?;
-        let group = match (&step.assign, &step.group) {
-            (Some(f), _) => match script.call(f, &self.case_view()) {
-                Ok(Value::String(g)) => g,
-                Ok(other) => {
-                    return Err(self.script_error(format!(
-                        "step '{}': {f} must return a group id, not {other}",
-                        step.id
-                    )))
-                }
-                Err(m) => return Err(self.script_error(m)),
-            },
-            (None, Some(expr)) => {
-                let applicant = serde_json::to_value(&self.case.applicant).unwrap_or(Value::Null);
-                let data = Value::Object(self.case.data.clone());
-                script
-                    .group_of(expr, &data, &applicant)
-                    .map_err(|m| self.script_error(m))?
-            }
-            (None, None) => String::new(),
-        };
-        match self.rules.groups.get(&group) {
-            Some(g) if !g.members.is_empty() => Ok(group),
-            Some(_) => Err(self.script_error(format!(
-                "step '{}': group '{group}', worked out for this case, has no members",
-                step.id
-            ))),
-            None => Err(self.script_error(format!(
-                "step '{}': group '{group}', worked out for this case, does not exist",
-                step.id
-            ))),
-        }
-    }
-
     /// 加签: `staff` signs the countersign step `task` belongs to as well: a task of its own
     /// now (all sign, in any order), or after the signers still waiting (in turn).
     pub(crate) fn add_signer(&mut self, task: &Task, staff: &str) -> Result<()> {
@@ -346,188 +224,6 @@ impl<'a> Flow<'a> {
                 "step '{}' is not a countersign step (mode all or sequential): it takes no added signer",
                 step.id
             ))),
-        }
-    }
-
-    /// Stops the case's clock. Only one stop at a time: a stop already running is reported.
-    pub fn stop_clock(&mut self, kind: StopKind, reason: &str, by: &str) -> Result<()> {
-        if let Some(stop) = &self.case.clock_stop {
-            return Err(Error::InvalidTransition(format!(
-                "the clock is already stopped since {} ({})",
-                stop.since, stop.reason
-            )));
-        }
-        self.case.clock_stop = Some(ClockStop {
-            kind,
-            reason: reason.to_string(),
-            by: by.to_string(),
-            since: self.now,
-            until: None,
-            days: 0,
-        });
-        self.effects.push(Effect::ClockStopped {
-            reason: reason.to_string(),
-        });
-        Ok(())
-    }
-
-    /// Restarts the clock and moves every deadline by the time it was stopped: limits in
-    /// days by the working days, step budgets in hours by the working minutes.
-    pub fn resume_clock(&mut self) -> Result<u32> {
-        let Some(mut stop) = self.case.clock_stop.take() else {
-            return Err(Error::InvalidTransition("the clock is running".into()));
-        };
-        let cal = &self.rules.calendar;
-        let days = cal.working_days_between(stop.since, self.now);
-        let stopped = Stopped {
-            days,
-            minutes: u32::try_from(cal.working_minutes_between(stop.since, self.now))
-                .unwrap_or(u32::MAX),
-        };
-        stop.until = Some(self.now);
-        stop.days = days;
-        self.case.clock_stops.push(stop);
-        self.effects.push(Effect::ClockResumed { days });
-        if stopped == Stopped::default() {
-            return Ok(0);
-        }
-        // (limit, token, budget, start, new end) of every limit that moved.
-        let mut moved: Vec<MovedLimit> = Vec::new();
-        if let (Some(start), Some(p), Some(st)) = (
-            self.case.accepted_at,
-            self.case.promised_due,
-            self.case.statutory_due,
-        ) {
-            let (_, statutory_days) = self.proc.limits_of(&self.case);
-            let (promised, statutory) = (
-                self.proc.promised_budget(&self.case),
-                Budget::Days(statutory_days),
-            );
-            self.case.promised_due = Some(promised.shift(cal, p, stopped));
-            self.case.statutory_due = Some(statutory.shift(cal, st, stopped));
-            moved.push((
-                Limit::Promised,
-                None,
-                promised,
-                start,
-                promised.shift(cal, p, stopped),
-            ));
-            moved.push((
-                Limit::Statutory,
-                None,
-                statutory,
-                start,
-                statutory.shift(cal, st, stopped),
-            ));
-        }
-        let mut task_dues = Vec::new();
-        for tok in self.case.tokens.iter_mut() {
-            if let Some(due) = tok.due {
-                let budget = self
-                    .proc
-                    .step(&tok.step)
-                    .and_then(|s| s.budget())
-                    .unwrap_or(Budget::Days(0));
-                let new_due = budget.shift(cal, due, stopped);
-                tok.due = Some(new_due);
-                task_dues.push((tok.id, new_due));
-                moved.push((Limit::Step, Some(tok.id), budget, tok.entered_at, new_due));
-            }
-        }
-        for t in self.case.tasks.iter_mut() {
-            if let Some(due) = t.due {
-                // A task's due is its step's (a follow-up's own moves by whole days).
-                t.due = Some(match task_dues.iter().find(|(id, _)| *id == t.token) {
-                    Some((_, d)) => *d,
-                    None => Budget::Days(0).shift(cal, due, stopped),
-                });
-            }
-        }
-        // New timers for the moved limits; the old ones no longer match and do nothing.
-        for (limit, token, budget, start, due) in moved {
-            for (threshold, at) in self.policy(token).thresholds(cal, start, budget) {
-                self.timers.push(Timer {
-                    at: budget.shift(cal, at, stopped),
-                    case: self.case.id,
-                    limit,
-                    token,
-                    threshold,
-                    limit_due: due,
-                });
-            }
-            self.timers.push(Timer {
-                at: due,
-                case: self.case.id,
-                limit,
-                token,
-                threshold: "breach".into(),
-                limit_due: due,
-            });
-        }
-        Ok(days)
-    }
-
-    /// Extends the statutory limit by `days` working days, with new timers for it.
-    pub fn extend_statutory(&mut self, days: u32) -> Result<DateTime<Utc>> {
-        let (Some(start), Some(due)) = (self.case.accepted_at, self.case.statutory_due) else {
-            return Err(Error::InvalidTransition(
-                "the statutory limit starts at acceptance".into(),
-            ));
-        };
-        let cal = &self.rules.calendar;
-        let new_due = cal.close_of(cal.add_working_days(cal.local_date(due), days));
-        self.case.statutory_due = Some(new_due);
-        let budget = self.proc.limits_of(&self.case).1 + days;
-        for (threshold, at) in self.proc.warnings.thresholds(cal, start, budget) {
-            self.timers.push(Timer {
-                at,
-                case: self.case.id,
-                limit: Limit::Statutory,
-                token: None,
-                threshold,
-                limit_due: new_due,
-            });
-        }
-        self.timers.push(Timer {
-            at: new_due,
-            case: self.case.id,
-            limit: Limit::Statutory,
-            token: None,
-            threshold: "breach".into(),
-            limit_due: new_due,
-        });
-        Ok(new_due)
-    }
-
-    /// Timers for a limit that starts now: one per warning threshold, one at its end.
-    /// The warning policy of the limit `token` runs (a step's own, or the procedure's).
-    fn policy(&self, token: Option<u32>) -> &'a crate::limits::WarningPolicy {
-        let step = token
-            .and_then(|id| self.case.tokens.iter().find(|t| t.id == id))
-            .map(|t| t.step.clone());
-        self.proc.warnings_for(step.as_deref())
-    }
-
-    fn set_timers(
-        &mut self,
-        limit: Limit,
-        token: Option<u32>,
-        start: DateTime<Utc>,
-        budget: impl Into<Budget>,
-        due: DateTime<Utc>,
-    ) {
-        let thresholds = self
-            .policy(token)
-            .thresholds(&self.rules.calendar, start, budget);
-        for (threshold, at) in thresholds.into_iter().chain([("breach".to_string(), due)]) {
-            self.timers.push(Timer {
-                at,
-                case: self.case.id,
-                limit,
-                token,
-                threshold,
-                limit_due: due,
-            });
         }
     }
 
@@ -925,38 +621,6 @@ impl<'a> Flow<'a> {
             }
             other => Err(Error::Validation(format!(
                 "intake outcome '{other}' is not one of: accept, reject, refer"
-            ))),
-        }
-    }
-
-    /// The case's own limits from the procedure's `limits` hook, if it has one.
-    fn case_limits(&mut self) -> Result<()> {
-        let Some(name) = self.proc.hooks.limits.clone() else {
-            return Ok(());
-        };
-        let script = self
-            .proc
-            .script
-            .clone()
-            .ok_or_else(|| self.script_error("no script".into()))?;
-        let out = script
-            .call(&name, &self.case_view())
-            .map_err(|m| self.script_error(m))?;
-        let days = |k: &str| {
-            out.get(k)
-                .and_then(Value::as_u64)
-                .and_then(|d| u32::try_from(d).ok())
-        };
-        match (days("promised_days"), days("statutory_days")) {
-            (Some(p), Some(s)) if p <= s && s <= 3650 => {
-                self.case.limits = Some(crate::case::CaseLimits {
-                    promised_days: p,
-                    statutory_days: s,
-                });
-                Ok(())
-            }
-            _ => Err(self.script_error(format!(
-                "{name} must return #{{ promised_days, statutory_days }} in working days, the promised not above the statutory, not {out}"
             ))),
         }
     }

@@ -13,7 +13,22 @@ type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 type Statements = HashMap<&'static str, Statement>;
 
 /// The pool's manager: `r2d2_postgres`'s, with a statement cache per connection.
-pub(super) struct Manager(pub(super) PostgresConnectionManager<MakeRustlsConnect>);
+pub(super) struct Manager {
+    inner: PostgresConnectionManager<MakeRustlsConnect>,
+    /// When a connection was last found broken: the database may have cut all of them (a
+    /// restart, a failover), so every connection given back before then is checked
+    /// before it is used again, however fresh.
+    broken_seen: parking_lot::Mutex<Option<std::time::Instant>>,
+}
+
+impl Manager {
+    pub(super) fn new(inner: PostgresConnectionManager<MakeRustlsConnect>) -> Manager {
+        Manager {
+            inner,
+            broken_seen: parking_lot::Mutex::new(None),
+        }
+    }
+}
 
 pub(super) struct Connection {
     client: postgres::Client,
@@ -34,22 +49,32 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<Connection, postgres::Error> {
         Ok(Connection {
-            client: self.0.connect()?,
+            client: self.inner.connect()?,
             statements: HashMap::new(),
             returned: std::time::Instant::now(),
         })
     }
 
     fn is_valid(&self, c: &mut Connection) -> Result<(), postgres::Error> {
-        if c.returned.elapsed() < FRESH {
+        let suspect = self
+            .broken_seen
+            .lock()
+            .is_some_and(|seen| seen >= c.returned);
+        if c.returned.elapsed() < FRESH && !suspect {
             return Ok(());
         }
-        self.0.is_valid(&mut c.client)
+        self.inner.is_valid(&mut c.client)?;
+        c.returned = std::time::Instant::now();
+        Ok(())
     }
 
     fn has_broken(&self, c: &mut Connection) -> bool {
         c.returned = std::time::Instant::now();
-        self.0.has_broken(&mut c.client)
+        let broken = self.inner.has_broken(&mut c.client);
+        if broken {
+            *self.broken_seen.lock() = Some(c.returned);
+        }
+        broken
     }
 }
 

@@ -201,7 +201,7 @@ impl PgStore {
         let config: postgres::Config = url
             .parse()
             .map_err(|e| Error::Store(format!("postgres: bad address: {e}")))?;
-        let manager = conn::Manager(PostgresConnectionManager::new(config, tls(ca_file)?));
+        let manager = conn::Manager::new(PostgresConnectionManager::new(config, tls(ca_file)?));
         // One connection first, for its own error (the pool would only time out).
         r2d2::ManageConnection::connect(&manager).map_err(|e| {
             Error::Unavailable(format!("cannot connect to the database: {}", chain(&e)))

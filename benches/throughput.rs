@@ -21,7 +21,9 @@
 //! `GUICHET_TEST_POSTGRES` (see `.ci/postgres`) instead of the embedded store, and
 //! `GUICHET_BENCH_NODES=2` serves HTTP from two nodes on it (the clients alternate);
 //! `pg_cpu_us/transition` is then the database's CPU (every `postgres` process). The
-//! database is dropped at the end.
+//! database is dropped at the end. `benches/compare-stores [ROUNDS]` runs the embedded
+//! store and PostgreSQL alternately and prints PostgreSQL's share of sled's throughput
+//! per round and the median.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

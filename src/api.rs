@@ -24,6 +24,7 @@ use crate::error::{ApiError, ApiResult};
 
 mod admin;
 mod audit;
+mod authorize;
 mod cases;
 mod external;
 mod extract;
@@ -82,9 +83,10 @@ impl AppState {
     }
 }
 
+pub(crate) use authorize::check as permitted;
+pub use authorize::Caller;
 pub use guard::Client;
-pub(crate) use routes::check as permitted;
-pub use routes::{table, Caller, Permission, Route};
+pub use routes::{table, Permission, Route};
 
 /// Finds a case for the public by its number and query code, under the guess limits,
 /// and runs `view` on it in the same engine call (the web pages' tracking).
@@ -135,14 +137,14 @@ pub fn router(state: AppState) -> Router {
     // `guard::admit` has read every body within its own limit (larger for uploads).
     let max_body = state.limits.max_upload;
     let routes = table();
-    let perms = routes::permissions(&routes);
+    let perms = authorize::permissions(&routes);
     let mut r = Router::new();
     for route in routes {
         r = r.route(route.path, route.handler);
     }
     r.route_layer(axum::middleware::from_fn_with_state(
         (state.clone(), perms),
-        routes::authorize,
+        authorize::authorize,
     ))
     // The web pages, outside `/api`, under the same request limits.
     .merge(crate::web::router())

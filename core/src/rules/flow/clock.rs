@@ -199,14 +199,7 @@ impl<'a> Flow<'a> {
         let Some(name) = self.proc.hooks.limits.clone() else {
             return Ok(());
         };
-        let script = self
-            .proc
-            .script
-            .clone()
-            .ok_or_else(|| self.script_error("no script".into()))?;
-        let out = script
-            .call(&name, &self.case_view())
-            .map_err(|m| self.script_error(m))?;
+        let out = self.call(&name)?;
         let days = |k: &str| {
             out.get(k)
                 .and_then(Value::as_u64)

@@ -54,6 +54,21 @@ impl<'a> Flow<'a> {
         }
     }
 
+    /// The procedure's compiled script (hooks, automatic steps, conditions).
+    fn script(&self) -> Result<std::sync::Arc<crate::script::ProcedureScript>> {
+        self.proc
+            .script
+            .clone()
+            .ok_or_else(|| self.script_error("no script".into()))
+    }
+
+    /// Calls the script's function `name` on the case as scripts see it.
+    fn call(&self, name: &str) -> Result<Value> {
+        self.script()?
+            .call(name, &self.case_view())
+            .map_err(|m| self.script_error(m))
+    }
+
     fn script_error(&self, message: String) -> Error {
         Error::Script {
             procedure: format!("{} ({})", self.proc.id, self.proc.file),
@@ -87,14 +102,7 @@ impl<'a> Flow<'a> {
     /// Runs a hook; an object it returns is merged into the case data.
     pub fn hook(&mut self, name: Option<&String>) -> Result<()> {
         let Some(name) = name else { return Ok(()) };
-        let script = self
-            .proc
-            .script
-            .clone()
-            .ok_or_else(|| self.script_error("no script".into()))?;
-        let out = script
-            .call(name, &self.case_view())
-            .map_err(|m| self.script_error(m))?;
+        let out = self.call(name)?;
         match out {
             Value::Null => {}
             Value::Object(m) => self.merge(m),
@@ -112,11 +120,7 @@ impl<'a> Flow<'a> {
         match route {
             Route::To(t) => Ok(Target::parse(t)),
             Route::Rules(rules) => {
-                let script = self
-                    .proc
-                    .script
-                    .clone()
-                    .ok_or_else(|| self.script_error("no script".into()))?;
+                let script = self.script()?;
                 let applicant = serde_json::to_value(&self.case.applicant).unwrap_or(Value::Null);
                 let data = Value::Object(self.case.data.clone());
                 for r in rules {
@@ -352,13 +356,7 @@ impl<'a> Flow<'a> {
             }
             StepKind::Auto => {
                 let run = step.run.clone().unwrap_or_default();
-                let script = proc
-                    .script
-                    .clone()
-                    .ok_or_else(|| self.script_error("no script".into()))?;
-                let out = script
-                    .call(&run, &self.case_view())
-                    .map_err(|m| self.script_error(m))?;
+                let out = self.call(&run)?;
                 let (outcome, data) = self.auto_result(&run, out)?;
                 self.merge(data);
                 self.effects.push(Effect::AutoStepRan {

@@ -100,11 +100,7 @@ impl Flow<'_> {
         if !step.dynamic_group() {
             return Ok(step.group.clone().unwrap_or_default());
         }
-        let script = self
-            .proc
-            .script
-            .clone()
-            .ok_or_else(|| self.script_error("no script".into()))?;
+        let script = self.script()?;
         let group = match (&step.assign, &step.group) {
             (Some(f), _) => match script.call(f, &self.case_view()) {
                 Ok(Value::String(g)) => g,

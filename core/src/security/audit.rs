@@ -5,10 +5,11 @@
 //! transition also carries the digest of the history event it records (as stored, with
 //! the tasks it closed), so editing a case's history or its closed tasks is caught too.
 //!
-//! The store assigns sequence numbers and hashes under one lock ([`Store::append_audit`]),
-//! so the chain's order is the order in which actions were committed.
+//! The store assigns sequence numbers and hashes under one lock
+//! ([`AuditTable::append_audit`]), so the chain's order is the order in which actions were
+//! committed.
 //!
-//! [`Store::append_audit`]: crate::store::Store::append_audit
+//! [`AuditTable::append_audit`]: crate::store::AuditTable::append_audit
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

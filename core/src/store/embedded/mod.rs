@@ -68,6 +68,10 @@
 //! Files: `keys` (the layout), `cases` (reading and committing cases), `tables` (indexes,
 //! notices, administration), `timers` (timer groups), `chain` (the audit chain),
 //! `recent` (the recently committed cases kept parsed).
+//!
+//! [`TimerTable::due_timers`]: crate::store::TimerTable::due_timers
+//! [`CaseTable::flush`]: crate::store::CaseTable::flush
+//! [`TimerGroup`]: crate::store::TimerGroup
 
 mod backup;
 mod cases;

@@ -68,6 +68,11 @@ impl Batcher {
             }
             let call = take_call(&mut st);
             st.calling += 1;
+            // Commits left over (more than a call carries, or a second one of a case) and
+            // room for another call: the oldest of them makes it meanwhile.
+            if st.calling < MAX_CALLS {
+                wake_oldest(&st);
+            }
             let numbers: Vec<u64> = call.iter().map(|(n, _)| *n).collect();
             let answers = MutexGuard::unlocked(&mut st, || {
                 // A panic must not leave the others waiting for answers that never come.
@@ -93,10 +98,16 @@ impl Batcher {
             }
             // The oldest commit still waiting makes the next call (this thread returns
             // with its own answer).
-            if let Some(t) = st.waiting.first().and_then(|(n, _)| st.asleep.get(n)) {
-                t.unpark();
-            }
+            wake_oldest(&st);
         }
+    }
+}
+
+/// Wakes the thread of the oldest waiting commit, if it sleeps (one that does not will
+/// look for itself).
+fn wake_oldest(st: &State) {
+    if let Some(t) = st.waiting.first().and_then(|(n, _)| st.asleep.get(n)) {
+        t.unpark();
     }
 }
 

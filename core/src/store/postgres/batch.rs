@@ -1,12 +1,13 @@
 //! Commits of one case each, from the node's engine threads, made together: the first
 //! thread that finds no call under way takes every waiting commit into one call of
-//! `guichet_commit` (one round trip, one transaction) and answers the others, which wait
+//! `guichet_commit_batch` (one round trip, one transaction) and answers the others, which wait
 //! meanwhile. Under load a call carries several transitions, and what the database spends
 //! per call (the round trip, the transaction, each statement of the function) is shared
 //! among them; a commit that finds no other goes at once, as it would alone.
 //!
 //! The commits of a call are independent: a case changed since it was read is a conflict
-//! for its own commit only (the function skips it and writes the others). A call that
+//! for its own commit only (the function skips it and writes the others), and so is a
+//! new case whose expected number another node took (its commit then draws one). A call that
 //! fails is made again commit by commit, so that one commit the database refuses does
 //! not fail the others with it.
 
@@ -37,8 +38,12 @@ struct State {
     next: u64,
     /// Calls under way.
     calling: usize,
+    /// The scopes of the new cases in the calls under way: a scope's next new cases wait
+    /// for that call (a call that reached the database first would find the numbers
+    /// before theirs not taken yet).
+    numbering: HashSet<String>,
     /// Answers not taken yet, by commit number.
-    answers: HashMap<u64, Result<CaseRows>>,
+    answers: HashMap<u64, Result<Option<CaseRows>>>,
     /// The threads waiting, by the number of their commit: each is woken for its own
     /// answer, or to make the next call, not all at every answer (under load a dozen
     /// threads wait; waking them all at each call was a sixth of the bench's context
@@ -47,18 +52,26 @@ struct State {
 }
 
 impl Batcher {
-    /// Commits `rows` (one case that exists, no number to draw) with whatever other
-    /// commits are waiting; answers once the call that carried it has returned.
-    pub(super) fn commit(&self, store: &PgStore, rows: CaseRows) -> Result<CaseRows> {
+    /// Commits `rows` (one case; a new one with the number it expects) with whatever
+    /// other commits are waiting; answers once the call that carried it has returned:
+    /// `None` if the number a new case expected was not the next one (nothing written).
+    /// `turn` is let go once the commit is queued (a new case's turn in its scope).
+    pub(super) fn commit<T>(
+        &self,
+        store: &PgStore,
+        rows: CaseRows,
+        turn: T,
+    ) -> Result<Option<CaseRows>> {
         let mut st = self.state.lock();
         let me = st.next;
         st.next += 1;
         st.waiting.push((me, rows));
+        drop(turn);
         loop {
             if let Some(answer) = st.answers.remove(&me) {
                 return answer;
             }
-            if st.calling >= MAX_CALLS || st.waiting.is_empty() {
+            if st.calling >= MAX_CALLS || !st.waiting.iter().any(|(_, r)| st.may_go(r)) {
                 st.asleep.insert(me, std::thread::current());
                 // A wake-up between the unlock and the park is kept by the thread's
                 // token: the park then returns at once.
@@ -67,6 +80,11 @@ impl Batcher {
                 continue;
             }
             let call = take_call(&mut st);
+            let scopes: Vec<String> = call
+                .iter()
+                .filter_map(|(_, r)| r.expects.as_ref().map(|(s, _)| s.clone()))
+                .collect();
+            st.numbering.extend(scopes.iter().cloned());
             st.calling += 1;
             // Commits left over (more than a call carries, or a second one of a case) and
             // room for another call: the oldest of them makes it meanwhile.
@@ -79,6 +97,9 @@ impl Batcher {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.call_together(call)))
             });
             st.calling -= 1;
+            for s in &scopes {
+                st.numbering.remove(s);
+            }
             let answers = answers.unwrap_or_else(|_| {
                 numbers
                     .into_iter()
@@ -103,23 +124,35 @@ impl Batcher {
     }
 }
 
-/// Wakes the thread of the oldest waiting commit, if it sleeps (one that does not will
-/// look for itself).
+impl State {
+    /// Whether a waiting commit may go in the next call: not a new case of a scope whose
+    /// new cases are in a call under way.
+    fn may_go(&self, r: &CaseRows) -> bool {
+        r.expects
+            .as_ref()
+            .is_none_or(|(scope, _)| !self.numbering.contains(scope))
+    }
+}
+
+/// Wakes the thread of the oldest waiting commit that may go, if it sleeps (one that does
+/// not will look for itself).
 fn wake_oldest(st: &State) {
-    if let Some(t) = st.waiting.first().and_then(|(n, _)| st.asleep.get(n)) {
+    let oldest = st.waiting.iter().find(|(_, r)| st.may_go(r));
+    if let Some(t) = oldest.and_then(|(n, _)| st.asleep.get(n)) {
         t.unpark();
     }
 }
 
-/// The waiting commits for the next call, oldest first: one per case (a second commit of
-/// a case, read at the same revision as the first, waits for the next call, where it is
-/// a conflict if the first was written), at most [`MAX_CALL`].
+/// The waiting commits for the next call, oldest first: those that may go, one per case
+/// (a second commit of a case, read at the same revision as the first, waits for the next
+/// call, where it is a conflict if the first was written), at most [`MAX_CALL`].
 fn take_call(st: &mut State) -> Vec<(u64, CaseRows)> {
     let mut cases = HashSet::new();
     let mut call = Vec::new();
     let mut later = Vec::new();
-    for (n, rows) in st.waiting.drain(..) {
-        if call.len() < MAX_CALL && cases.insert(rows.after.id) {
+    let waiting = std::mem::take(&mut st.waiting);
+    for (n, rows) in waiting {
+        if call.len() < MAX_CALL && st.may_go(&rows) && cases.insert(rows.after.id) {
             call.push((n, rows));
         } else {
             later.push((n, rows));
@@ -131,19 +164,13 @@ fn take_call(st: &mut State) -> Vec<(u64, CaseRows)> {
 
 impl PgStore {
     /// One call for `commits`, answered commit by commit.
-    fn call_together(&self, commits: Vec<(u64, CaseRows)>) -> Vec<(u64, Result<CaseRows>)> {
+    fn call_together(&self, commits: Vec<(u64, CaseRows)>) -> Vec<(u64, Result<Option<CaseRows>>)> {
         let (numbers, rows): (Vec<u64>, Vec<CaseRows>) = commits.into_iter().unzip();
         match self.call_commit(&rows) {
             Ok(conflicts) => numbers
                 .into_iter()
                 .zip(rows)
-                .map(|(n, r)| {
-                    if conflicts.contains(&big(r.after.id)) {
-                        (n, Err(conflict(&r.after)))
-                    } else {
-                        (n, Ok(r))
-                    }
-                })
+                .map(|(n, r)| (n, answer(&conflicts, r)))
                 .collect(),
             // Out of reach: whether the call was committed is unknown, and making it again
             // would answer a commit that was made with a conflict.
@@ -158,8 +185,7 @@ impl PgStore {
                 .zip(rows)
                 .map(|(n, r)| {
                     let answer = match self.call_commit(std::slice::from_ref(&r)) {
-                        Ok(conflicts) if conflicts.is_empty() => Ok(r),
-                        Ok(_) => Err(conflict(&r.after)),
+                        Ok(conflicts) => answer(&conflicts, r),
                         Err(e) => Err(e),
                     };
                     (n, answer)
@@ -168,11 +194,23 @@ impl PgStore {
         }
     }
 
-    /// One call of `guichet_commit` in a transaction of its own: the ids of the cases
-    /// not written (changed since they were read).
+    /// One call of `guichet_commit_batch` in a transaction of its own: the ids of the
+    /// cases not written (changed since they were read, or new with a number taken).
     pub(super) fn call_commit(&self, rows: &[CaseRows]) -> Result<Vec<i64>> {
         let columns = Columns::of(rows);
         let mut conn = self.conn()?;
         Ok(conn.query_one(COMMIT, &columns.params()).pg()?.get(0))
+    }
+}
+
+/// The answer to a commit of a call that returned `conflicts`: written, a conflict, or a
+/// new case whose number was taken (`None`).
+fn answer(conflicts: &[i64], r: CaseRows) -> Result<Option<CaseRows>> {
+    if !conflicts.contains(&big(r.after.id)) {
+        Ok(Some(r))
+    } else if r.expects.is_some() {
+        Ok(None)
+    } else {
+        Err(conflict(&r.after))
     }
 }

@@ -112,29 +112,58 @@ impl CaseTable for PgStore {
     }
 
     fn commit(&self, writes: &mut [CaseWrite], outbox: Outbox<'_>) -> Result<Receipt> {
-        // Most commits change one case that exists: made together with those of the other
-        // engine threads (`batch.rs`), one transaction per call. A new case takes the
-        // number its node expects in one call (`commit_new`), or else, as a bundle's
-        // cases do, draws it first in a transaction of its own.
+        // Most commits change one case: made together with those of the other engine
+        // threads (`batch.rs`), one transaction per call. A new case takes the number
+        // after the last one its node took, if it knows it and no other node took it
+        // meanwhile; or else, as a bundle's cases do, draws it first in a transaction of
+        // its own, under the counter row's lock, which another node busy taking numbers
+        // cannot keep it from.
+        // A new case's turn in its scope: held until its commit is queued, so that the
+        // scope's new cases queue in the order of their numbers, which a call takes in
+        // turn; or, when the scope's last number is not known, until the case has drawn
+        // one (the scope's other new cases then expect the ones after it, instead of
+        // drawing theirs at the same time).
+        let slot = match writes {
+            [w] if w.before.is_none() => w.number_scope.as_deref().map(|s| self.number_slot(s)),
+            _ => None,
+        };
+        let mut turn = slot.as_ref().map(|s| s.lock());
         if let [w] = writes {
-            if let (None, Some(scope)) = (&w.before, w.number_scope.clone()) {
-                if let Some(receipt) = self.commit_new(w, &scope, outbox)? {
-                    return Ok(receipt);
+            let expects = match (&w.before, &w.number_scope, turn.as_deref_mut()) {
+                (Some(_), None, _) => Some(None),
+                (None, Some(scope), Some(Some(last))) => {
+                    *last += 1;
+                    Some(Some((scope.clone(), *last)))
                 }
-            }
-            if w.before.is_some() && w.number_scope.is_none() {
-                let rows = CaseRows::of(w, None, outbox)?;
-                if let Some(f) = self.fault() {
-                    f(FaultPoint::BeforeRecord)?;
+                _ => None,
+            };
+            if let Some(expects) = expects {
+                let together = (|| {
+                    let number = expects.as_ref().map(|(s, n)| format!("{s}-{n:06}"));
+                    let mut rows = CaseRows::of(w, number, outbox)?;
+                    rows.expects = expects;
+                    if let Some(f) = self.fault() {
+                        f(FaultPoint::BeforeRecord)?;
+                    }
+                    // The commit point.
+                    self.batcher.commit(self, rows, turn.take())
+                })();
+                if let Ok(Some(r)) = together {
+                    self.after_record();
+                    self.written(w, r);
+                    return Ok(self.receipt());
                 }
-                // The commit point.
-                let r = self
-                    .batcher
-                    .commit(self, rows)
-                    .inspect_err(|_| self.forget(w.after.id))?;
-                self.after_record();
-                self.written(w, r);
-                return Ok(self.receipt());
+                // The number handed out was not taken (nothing written): not known any more.
+                if let Some(slot) = &slot {
+                    let mut t = turn.take().unwrap_or_else(|| slot.lock());
+                    *t = None;
+                    turn = Some(t);
+                }
+                if let Err(e) = together {
+                    self.forget(w.after.id);
+                    return Err(e);
+                }
+                // Another node took it: drawn below.
             }
         }
         let mut conn = self.conn()?;
@@ -179,8 +208,13 @@ impl CaseTable for PgStore {
             return Err(e);
         }
         for (scope, n) in drawn {
-            self.took(scope, n);
+            match turn.as_deref_mut() {
+                // The scope's turn, held by this new case.
+                Some(last) => *last = Some(last.map_or(n, |last| last.max(n))),
+                None => self.took(scope, n),
+            }
         }
+        drop(turn);
         self.after_record();
         for (w, r) in writes.iter_mut().zip(rows) {
             self.written(w, r);
@@ -216,60 +250,15 @@ impl CaseTable for PgStore {
 const READ_WITH_CASES: usize = 4096;
 
 impl PgStore {
-    /// A new case with its number, in one call that takes the number after the last one
-    /// this node knows taken in its scope (its new cases of one scope take their numbers
-    /// in turn; those of other scopes go at the same time).
-    /// `None` if another node took that number meanwhile (the call wrote nothing): the
-    /// case is then committed as a bundle is, drawing its number under the counter row's
-    /// lock, which another node busy taking numbers cannot keep it from.
-    fn commit_new(
-        &self,
-        w: &mut CaseWrite,
-        scope: &str,
-        outbox: Outbox<'_>,
-    ) -> Result<Option<Receipt>> {
-        let slot = self.number_slot(scope);
-        let mut known = slot.lock();
-        let Some(last) = *known else {
-            // Not known yet: learnt from the draw.
-            return Ok(None);
-        };
-        let n = last + 1;
-        let mut rows = CaseRows::of(w, Some(format!("{scope}-{n:06}")), outbox)?;
-        rows.expects = Some((scope.to_string(), n));
-        let columns = Columns::of(std::slice::from_ref(&rows));
-        let mut conn = self.conn()?;
-        if let Some(f) = self.fault() {
-            f(FaultPoint::BeforeRecord)?;
-        }
-        // The commit point.
-        if let Err(e) = conn.query_one(COMMIT, &columns.params()) {
-            return match number_taken(&e) {
-                Some(taken) => {
-                    *known = Some(taken);
-                    Ok(None)
-                }
-                None => {
-                    *known = None;
-                    Err(e).pg()
-                }
-            };
-        }
-        *known = Some(n);
-        drop(known);
-        self.after_record();
-        self.written(w, rows);
-        Ok(Some(self.receipt()))
-    }
-
     /// Notes that this node took number `n` of `scope`.
     fn took(&self, scope: &str, n: i64) {
         let slot = self.number_slot(scope);
-        let mut known = slot.lock();
-        *known = Some(known.map_or(n, |last| last.max(n)));
+        let mut last = slot.lock();
+        *last = Some(last.map_or(n, |last| last.max(n)));
     }
 
-    /// The last number of `scope` this node knows taken, if it knows one.
+    /// The last number of `scope` this node took or handed out to a new case, if it knows
+    /// it.
     fn number_slot(&self, scope: &str) -> super::NumberSlot {
         self.numbers
             .lock()
@@ -277,13 +266,6 @@ impl PgStore {
             .or_default()
             .clone()
     }
-}
-
-/// The last number of its scope, when a call failed because the number it expected was
-/// taken (SQLSTATE GU001, see `schema4.sql`).
-fn number_taken(e: &postgres::Error) -> Option<i64> {
-    let db = e.as_db_error().filter(|db| db.code().code() == "GU001")?;
-    db.detail()?.parse().ok()
 }
 
 /// Cases kept as this node last committed them, at most (all are dropped when this many
@@ -359,9 +341,11 @@ pub(super) fn conflict(c: &Case) -> Error {
     ))
 }
 
-/// The call that writes the cases of a commit (schema3.sql); answers the ids of the cases
-/// that were not at the revision they were read at (nothing of them is written).
-pub(super) const COMMIT: &str = "SELECT guichet_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+/// The call that writes the cases of a commit (schema5.sql); answers the ids of the cases
+/// not written: those not at the revision they were read at, and new cases whose
+/// expected number was not the next one.
+pub(super) const COMMIT: &str =
+    "SELECT guichet_commit_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
      $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, \
      $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40)";
 
@@ -388,8 +372,8 @@ pub(super) struct CaseRows {
     /// Each notice with its bytes.
     notices: Vec<(crate::notice::Notice, Vec<u8>)>,
     /// For a new case, the number it expects to take: its scope and place (checked and
-    /// taken by `guichet_commit`).
-    expects: Option<(String, i64)>,
+    /// taken by `guichet_commit_batch`).
+    pub(super) expects: Option<(String, i64)>,
 }
 
 impl CaseRows {
@@ -532,7 +516,7 @@ pub(super) struct Columns<'a> {
     timer_due: Vec<chrono::DateTime<chrono::Utc>>,
     timers: Vec<&'a [u8]>,
     notices: Notices<'a>,
-    /// The number a new case expects to take: its scope and place (see `schema4.sql`).
+    /// The number a new case expects to take: its scope and place (see `schema5.sql`).
     scope: Vec<Option<&'a str>>,
     place: Vec<Option<i64>>,
 }
@@ -552,7 +536,15 @@ pub(super) struct Notices<'a> {
 impl<'a> Columns<'a> {
     pub(super) fn of(rows: &'a [CaseRows]) -> Columns<'a> {
         let mut c = Columns::default();
-        for r in rows {
+        // The cases that exist in id order: `guichet_commit_batch` then locks them in that
+        // order as it updates them (two calls over the same cases cannot deadlock) without
+        // a statement to lock them first; new cases expecting numbers after them, a
+        // scope's in the order of their numbers, which the function takes in turn. A
+        // case's records keep their order (a stable sort): the audit chain only needs the
+        // order of each case's own transitions.
+        let mut sorted: Vec<&CaseRows> = rows.iter().collect();
+        sorted.sort_by(|a, b| (&a.expects, a.after.id).cmp(&(&b.expects, b.after.id)));
+        for r in sorted {
             let a = &r.after;
             let id = big(a.id);
             c.id.push(id);

@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema2.sql"),
     include_str!("schema3.sql"),
     include_str!("schema4.sql"),
+    include_str!("schema5.sql"),
 ];
 
 /// How long a node holds the timers and notices it took before another node may take
@@ -71,15 +72,14 @@ pub struct PgStore {
     /// Cases as this node last committed them, with their statistics entries: read for
     /// their next change without a round trip (`case_to_change`).
     changed: parking_lot::Mutex<std::collections::HashMap<u64, Arc<Changed>>>,
-    /// The last case number this node knows taken, by scope (held while a new case
-    /// commits: see `commit_new`).
+    /// The last case number this node took or handed out to a new case, by scope.
     numbers: parking_lot::Mutex<std::collections::HashMap<String, NumberSlot>>,
     /// Commits of the engine threads waiting to be made together.
     batcher: batch::Batcher,
 }
 
-/// The last case number of a scope this node knows taken (`None`: not known), held while
-/// one of its new cases commits.
+/// The last case number of a scope this node took or handed out (`None`: not known), held
+/// by a new case of the scope until its commit is queued.
 type NumberSlot = Arc<parking_lot::Mutex<Option<i64>>>;
 
 /// A case as committed, with its statistics entry (revision and bytes).

@@ -19,7 +19,8 @@
 //!
 //! `GUICHET_BENCH_STORE=postgres` runs on a fresh database of the cluster named by
 //! `GUICHET_TEST_POSTGRES` (see `.ci/postgres`) instead of the embedded store, and
-//! `GUICHET_BENCH_NODES=2` serves HTTP from two nodes on it (the clients alternate);
+//! `GUICHET_BENCH_NODES=2` serves HTTP from two nodes on it (the clients alternate) and
+//! `GUICHET_BENCH_CONNECTIONS=N` sets each node's `store_connections`;
 //! `pg_cpu_us/transition` is then the database's CPU (every `postgres` process). The
 //! database is dropped at the end. `benches/compare-stores [ROUNDS]` runs the embedded
 //! store and PostgreSQL alternately and prints PostgreSQL's share of sled's throughput
@@ -373,6 +374,10 @@ fn main() {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
+            store_connections: std::env::var("GUICHET_BENCH_CONNECTIONS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(Config::default().store_connections),
             ..Config::default()
         };
         let open = |cfg: Config| {

@@ -165,8 +165,8 @@ pub const MAX_ENGINE_THREADS: usize = 256;
 
 impl Config {
     /// The engine threads to start: `engine_threads`, or two per core on the embedded
-    /// store (more only added context switches and allocator heaps) and eight per core on
-    /// PostgreSQL, where more commits waiting at once go to the database in fewer calls,
+    /// store (more only added context switches and allocator heaps) and sixteen per core
+    /// on PostgreSQL, where more commits waiting at once go to the database in fewer calls,
     /// leaving two of the store's connections to maintenance (both measured,
     /// `docs/performance.md`). Calls that may run scripts take all threads but one, so
     /// reads are answered while the others run slow hooks. Refuses a number the node
@@ -191,7 +191,7 @@ impl Config {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(match self.store {
             None => cores * 2,
-            Some(_) => (cores * 8).min(connections.saturating_sub(2)),
+            Some(_) => (cores * 16).min(connections.saturating_sub(2)),
         }
         .clamp(2, MAX_ENGINE_THREADS))
     }
@@ -223,7 +223,7 @@ impl Default for Config {
             scripts: PathBuf::from("scripts"),
             data: PathBuf::from("data"),
             store: None,
-            store_connections: 16,
+            store_connections: 32,
             store_lease_secs: 60,
             store_ca_file: None,
             engine_threads: 0,
@@ -299,7 +299,7 @@ mod tests {
             (cores * 2).clamp(2, 256)
         );
         let pg: super::Config = toml::from_str("store = \"postgres://db/guichet\"").unwrap();
-        assert_eq!(pg.engine_threads().unwrap(), (cores * 8).clamp(2, 14));
+        assert_eq!(pg.engine_threads().unwrap(), (cores * 16).clamp(2, 30));
         let few: super::Config =
             toml::from_str("store = \"postgres://db/g\"\nstore_connections = 4").unwrap();
         assert_eq!(few.engine_threads().unwrap(), 2);
@@ -307,9 +307,9 @@ mod tests {
         assert_eq!(set.engine_threads().unwrap(), 3);
         // A number the node cannot serve stops the start with a reason.
         let greedy: super::Config =
-            toml::from_str("store = \"postgres://db/g\"\nengine_threads = 20").unwrap();
+            toml::from_str("store = \"postgres://db/g\"\nengine_threads = 40").unwrap();
         let e = greedy.engine_threads().unwrap_err().to_string();
-        assert!(e.contains("store_connections = 16"), "{e}");
+        assert!(e.contains("store_connections = 32"), "{e}");
         let huge: super::Config = toml::from_str("engine_threads = 100000").unwrap();
         assert!(huge.engine_threads().is_err());
     }

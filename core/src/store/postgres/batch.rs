@@ -21,9 +21,11 @@ use crate::error::{Error, Result};
 /// Commits in one call, at most (a call's arrays grow with it).
 const MAX_CALL: usize = 64;
 
-/// Calls under way at once, at most: one leaves the database's other cores idle while it
-/// runs; more than its cores only queue in it.
-const MAX_CALLS: usize = 2;
+/// Calls under way at once, at most. One: the commits that arrive while it runs wait for
+/// the next, which carries them all; with two, each call carried fewer, and the database
+/// spent a fifth more CPU per transition for no more transitions per second
+/// (docs/performance.md, "A sixth look"). The nodes' calls still run side by side.
+const MAX_CALLS: usize = 1;
 
 #[derive(Default)]
 pub(super) struct Batcher {

@@ -1,8 +1,8 @@
 //! The PostgreSQL store: the same tables as the embedded store, as SQL tables in one
-//! database that several Guichet nodes share. A commit is one call of `guichet_commit`
-//! (one round trip, one transaction), which does not wait for the disk; the commits of
-//! one case each that the node's engine threads make at the same moment go in one call
-//! together (`batch`). A flush makes every commit of the node durable at once (a
+//! database that several Guichet nodes share. A commit is one call of
+//! `guichet_commit_batch` (one round trip, one transaction), which does not wait for the
+//! disk; the commits of one case each that the node's engine threads make at the same
+//! moment, new cases among them, go in one call together (`batch`). A flush makes every commit of the node durable at once (a
 //! synchronous commit after them), and the server answers a transition only after it
 //! (acknowledged means on disk, as with the embedded store's group commit). The node
 //! keeps the cases it committed, and a task action starts from its copy instead of
@@ -10,8 +10,10 @@
 //! another node made stale, and the action is then worked out again on the stored case).
 //! Case numbers are taken from a counter row in the commit's transaction, so they stay
 //! gap-free across nodes: a new case expects the number after the last one its node
-//! took, and the call takes it if it is still the next one (else the case draws its
-//! number in a transaction under the counter row's lock). The audit chain is appended under
+//! took or handed out (a scope's new cases queue in the order of their numbers, and
+//! several go in one call), and the call takes it if it is still the next one (else
+//! nothing of the case is written, and it draws its number in a transaction under the
+//! counter row's lock). The audit chain is appended under
 //! the lock of its head row, so it stays one chain whichever node commits: a transition
 //! commits its audit records as pending, and they are sealed into the chain in batches
 //! (by the maintenance of any node, and before the chain is read). Timers are
@@ -206,8 +208,11 @@ impl PgStore {
         r2d2::ManageConnection::connect(&manager).map_err(|e| {
             Error::Unavailable(format!("cannot connect to the database: {}", chain(&e)))
         })?;
+        // Connections opened as calls need them, up to `connections`, and closed after ten
+        // idle minutes: a quiet node holds few of the database's connections.
         let pool = r2d2::Pool::builder()
             .max_size(connections.max(1))
+            .min_idle(Some(connections.clamp(1, 4)))
             .connection_timeout(std::time::Duration::from_secs(10))
             .build(manager)
             .pg()?;

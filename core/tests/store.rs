@@ -45,14 +45,7 @@ fn backends() -> Vec<Backend> {
 #[cfg(feature = "postgres")]
 fn postgres_store(dir: &Path) -> guichet_core::store::postgres::PgStore {
     let base = std::env::var("GUICHET_TEST_POSTGRES").unwrap();
-    let name = format!(
-        "guichet_{}",
-        dir.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .to_lowercase()
-            .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-    );
+    let name = database_name(dir);
     let mut admin = ::postgres::Client::connect(&base, ::postgres::NoTls).unwrap();
     if admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
@@ -65,6 +58,19 @@ fn postgres_store(dir: &Path) -> guichet_core::store::postgres::PgStore {
     }
     let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
     guichet_core::store::postgres::PgStore::open(&url, 8, None).unwrap()
+}
+
+/// The database of a check's PostgreSQL store.
+#[cfg(feature = "postgres")]
+fn database_name(dir: &Path) -> String {
+    format!(
+        "guichet_{}",
+        dir.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    )
 }
 
 /// Runs `check` on a fresh store of every backend (with the folder, for restarts).
@@ -319,6 +325,67 @@ fn a_number_the_other_node_took_fails_none_of_the_changes_made_with_it() {
             let history = two.history(id).unwrap();
             assert_eq!(history.len(), if id <= 8 { 21 } else { 1 }, "case {id}");
         }
+    });
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn after_the_database_cuts_every_connection_one_call_fails_at_most() {
+    // A restart of PostgreSQL or a failover cuts every connection of the pool, each given
+    // back a moment ago (so none would be checked before use): the call that meets the
+    // first cut one fails, and the pool checks the others before the next call.
+    each(|b, dir| {
+        if b.name != "postgres" {
+            return;
+        }
+        let s = (b.open)(dir);
+        let case = submit(s.as_ref(), 1);
+        // Several connections in use at once, then given back.
+        std::thread::scope(|scope| {
+            for _ in 0..6 {
+                scope.spawn(|| {
+                    for _ in 0..20 {
+                        s.case(case.id).unwrap().unwrap();
+                    }
+                });
+            }
+        });
+        let name = database_name(dir);
+        let mut admin = ::postgres::Client::connect(
+            &std::env::var("GUICHET_TEST_POSTGRES").unwrap(),
+            ::postgres::NoTls,
+        )
+        .unwrap();
+        let cut: i64 = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1",
+                &[&name],
+            )
+            .unwrap()
+            .get(0);
+        assert!(cut >= 2, "{cut} connections cut");
+        // Until every one of them has gone (termination is asynchronous).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let left: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                    &[&name],
+                )
+                .unwrap()
+                .get(0);
+            if left == 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{left} connections left"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let failed = (0..8).filter(|_| s.case(case.id).is_err()).count();
+        assert!(failed <= 1, "{failed} calls failed after the cut");
+        assert_eq!(s.case(case.id).unwrap().unwrap().rev, case.rev);
     });
 }
 

@@ -25,6 +25,8 @@ const MAX_CALL: usize = 64;
 /// the next, which carries them all; with two, each call carried fewer, and the database
 /// spent a fifth more CPU per transition for no more transitions per second
 /// (docs/performance.md, "A sixth look"). The nodes' calls still run side by side.
+/// (With more than one, a call carrying a scope's next new cases could reach the database
+/// before the call carrying the numbers before theirs: they would be skipped and draw.)
 const MAX_CALLS: usize = 1;
 
 #[derive(Default)]
@@ -40,10 +42,6 @@ struct State {
     next: u64,
     /// Calls under way.
     calling: usize,
-    /// The scopes of the new cases in the calls under way: a scope's next new cases wait
-    /// for that call (a call that reached the database first would find the numbers
-    /// before theirs not taken yet).
-    numbering: HashSet<String>,
     /// Answers not taken yet, by commit number.
     answers: HashMap<u64, Result<Option<CaseRows>>>,
     /// The threads waiting, by the number of their commit: each is woken for its own
@@ -73,7 +71,7 @@ impl Batcher {
             if let Some(answer) = st.answers.remove(&me) {
                 return answer;
             }
-            if st.calling >= MAX_CALLS || !st.waiting.iter().any(|(_, r)| st.may_go(r)) {
+            if st.calling >= MAX_CALLS || st.waiting.is_empty() {
                 st.asleep.insert(me, std::thread::current());
                 // A wake-up between the unlock and the park is kept by the thread's
                 // token: the park then returns at once.
@@ -82,11 +80,6 @@ impl Batcher {
                 continue;
             }
             let call = take_call(&mut st);
-            let scopes: Vec<String> = call
-                .iter()
-                .filter_map(|(_, r)| r.expects.as_ref().map(|(s, _)| s.clone()))
-                .collect();
-            st.numbering.extend(scopes.iter().cloned());
             st.calling += 1;
             // Commits left over (more than a call carries, or a second one of a case) and
             // room for another call: the oldest of them makes it meanwhile.
@@ -99,9 +92,6 @@ impl Batcher {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.call_together(call)))
             });
             st.calling -= 1;
-            for s in &scopes {
-                st.numbering.remove(s);
-            }
             let answers = answers.unwrap_or_else(|_| {
                 numbers
                     .into_iter()
@@ -126,35 +116,23 @@ impl Batcher {
     }
 }
 
-impl State {
-    /// Whether a waiting commit may go in the next call: not a new case of a scope whose
-    /// new cases are in a call under way.
-    fn may_go(&self, r: &CaseRows) -> bool {
-        r.expects
-            .as_ref()
-            .is_none_or(|(scope, _)| !self.numbering.contains(scope))
-    }
-}
-
-/// Wakes the thread of the oldest waiting commit that may go, if it sleeps (one that does
-/// not will look for itself).
+/// Wakes the thread of the oldest waiting commit, if it sleeps (one that does not will
+/// look for itself).
 fn wake_oldest(st: &State) {
-    let oldest = st.waiting.iter().find(|(_, r)| st.may_go(r));
-    if let Some(t) = oldest.and_then(|(n, _)| st.asleep.get(n)) {
+    if let Some(t) = st.waiting.first().and_then(|(n, _)| st.asleep.get(n)) {
         t.unpark();
     }
 }
 
-/// The waiting commits for the next call, oldest first: those that may go, one per case
-/// (a second commit of a case, read at the same revision as the first, waits for the next
-/// call, where it is a conflict if the first was written), at most [`MAX_CALL`].
+/// The waiting commits for the next call, oldest first: one per case (a second commit of
+/// a case, read at the same revision as the first, waits for the next call, where it is
+/// a conflict if the first was written), at most [`MAX_CALL`].
 fn take_call(st: &mut State) -> Vec<(u64, CaseRows)> {
     let mut cases = HashSet::new();
     let mut call = Vec::new();
     let mut later = Vec::new();
-    let waiting = std::mem::take(&mut st.waiting);
-    for (n, rows) in waiting {
-        if call.len() < MAX_CALL && st.may_go(&rows) && cases.insert(rows.after.id) {
+    for (n, rows) in st.waiting.drain(..) {
+        if call.len() < MAX_CALL && cases.insert(rows.after.id) {
             call.push((n, rows));
         } else {
             later.push((n, rows));

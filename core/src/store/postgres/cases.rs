@@ -114,15 +114,13 @@ impl CaseTable for PgStore {
     fn commit(&self, writes: &mut [CaseWrite], outbox: Outbox<'_>) -> Result<Receipt> {
         // Most commits change one case: made together with those of the other engine
         // threads (`batch.rs`), one transaction per call. A new case takes the number
-        // after the last one its node took, if it knows it and no other node took it
-        // meanwhile; or else, as a bundle's cases do, draws it first in a transaction of
-        // its own, under the counter row's lock, which another node busy taking numbers
-        // cannot keep it from.
-        // A new case's turn in its scope: held until its commit is queued, so that the
-        // scope's new cases queue in the order of their numbers, which a call takes in
-        // turn; or, when the scope's last number is not known, until the case has drawn
-        // one (the scope's other new cases then expect the ones after it, instead of
-        // drawing theirs at the same time).
+        // after the last one its node took or handed out, if it knows it and no other
+        // node took it meanwhile; or else, as a bundle's cases do, draws it first in a
+        // transaction of its own, under the counter row's lock, which another node busy
+        // taking numbers cannot keep it from. It holds its scope's turn until its commit
+        // is queued (the scope's new cases queue in the order of their numbers, which a
+        // call takes in turn), or, drawing, until it has drawn (the scope's other new
+        // cases then expect the ones after it instead of drawing theirs at the same time).
         let slot = match writes {
             [w] if w.before.is_none() => w.number_scope.as_deref().map(|s| self.number_slot(s)),
             _ => None,

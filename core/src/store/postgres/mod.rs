@@ -2,8 +2,8 @@
 //! database that several Guichet nodes share. A commit is one call of
 //! `guichet_commit_batch` (one round trip, one transaction), which does not wait for the
 //! disk; the commits of one case each that the node's engine threads make at the same
-//! moment, new cases among them, go in one call together (`batch`). A flush makes every commit of the node durable at once (a
-//! synchronous commit after them), and the server answers a transition only after it
+//! moment, new cases among them, go in one call together (`batch`). A flush makes every
+//! commit of the node durable at once (a synchronous commit after them), and the server answers a transition only after it
 //! (acknowledged means on disk, as with the embedded store's group commit). The node
 //! keeps the cases it committed, and a task action starts from its copy instead of
 //! reading the case (`case_to_change`; the commit's revision check finds a copy that
@@ -13,8 +13,8 @@
 //! took or handed out (a scope's new cases queue in the order of their numbers, and
 //! several go in one call), and the call takes it if it is still the next one (else
 //! nothing of the case is written, and it draws its number in a transaction under the
-//! counter row's lock). The audit chain is appended under
-//! the lock of its head row, so it stays one chain whichever node commits: a transition
+//! counter row's lock). The audit chain is appended under the lock of its head row, so
+//! it stays one chain whichever node commits: a transition
 //! commits its audit records as pending, and they are sealed into the chain in batches
 //! (by the maintenance of any node, and before the chain is read). Timers are
 //! taken with `FOR UPDATE SKIP LOCKED` and a lease: one node fires a group, and another

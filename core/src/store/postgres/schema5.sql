@@ -7,8 +7,8 @@
 --   calls as the other commits, several of one scope in a row (`n`, `n + 1`, ...);
 -- - cases that exist, when their ids come in ascending order (nodes send them so), are
 --   locked in that order by their own updates, so that two calls over the same cases
---   cannot deadlock; only a call in another order locks them first, as before (that
---   statement was planned again at every call);
+--   cannot deadlock; a call that sends them in another order gets them locked first,
+--   as version 4 locked every call's (a statement planned again at every call);
 -- - what indexed the cases as read (worklist, topics, card groups) is cleared by one
 --   statement per table for the whole call instead of one per case.
 -- Version 4's function stays for nodes not yet upgraded.
